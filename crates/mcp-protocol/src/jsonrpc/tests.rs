@@ -1,0 +1,177 @@
+//! Classification and round-trip tests for the JSON-RPC envelope.
+
+use expect_test::{Expect, expect};
+use serde_json::json;
+
+use super::*;
+
+/// Parses `text` and shows the outcome in one line: the message's kind, or the error.
+fn check(text: &str, expect: Expect) {
+    let shown = match parse(text) {
+        Err(e) => format!("parse error {}: {}", e.code, e.message),
+        Ok(Incoming::Single(m)) => show(m),
+        Ok(Incoming::Batch(ms)) => format!(
+            "batch [{}]",
+            ms.into_iter().map(show).collect::<Vec<_>>().join("; ")
+        ),
+    };
+    expect.assert_eq(&shown);
+}
+
+fn show(m: Result<Message, InvalidMessage>) -> String {
+    match m {
+        Ok(Message::Request(r)) => format!("request id={} method={}", r.id, r.method),
+        Ok(Message::Notification(n)) => format!("notification method={}", n.method),
+        Ok(Message::Response(r)) => format!(
+            "response id={} {}",
+            r.id.map_or("null".to_owned(), |id| id.to_string()),
+            match r.result {
+                Ok(v) => format!("ok {v}"),
+                Err(e) => format!("err {}", e.code),
+            }
+        ),
+        Err(e) => format!(
+            "invalid id={} {}: {}",
+            e.id.map_or("null".to_owned(), |id| id.to_string()),
+            e.error.code,
+            e.error.message
+        ),
+    }
+}
+
+#[test]
+fn ids_keep_their_type() {
+    check(
+        r#"{"jsonrpc":"2.0","id":92,"method":"ping"}"#,
+        expect!["request id=92 method=ping"],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":"92","method":"ping"}"#,
+        expect![[r#"request id="92" method=ping"#]],
+    );
+    assert_ne!(RequestId::from(92), RequestId::from("92"));
+    for id in [json!(92), json!("92"), json!(-1), json!("")] {
+        let msg = Message::from_value(json!({"jsonrpc":"2.0","id":id,"method":"m"})).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&msg.to_text()).unwrap();
+        assert_eq!(back["id"], id);
+    }
+}
+
+#[test]
+fn invalid_ids() {
+    check(
+        r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+        expect!["invalid id=null -32600: invalid request: `id` must be an integer or a string, got 1.5"],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+        expect!["invalid id=null -32600: invalid request: a request `id` must not be null"],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#,
+        expect!["invalid id=null -32600: invalid request: `id` must be an integer or a string, got [1]"],
+    );
+}
+
+#[test]
+fn envelope_errors_name_the_id() {
+    check(
+        r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#,
+        expect![[r#"invalid id=7 -32600: invalid request: `jsonrpc` must be "2.0", got "1.0""#]],
+    );
+    check(
+        r#"{"id":7,"method":"ping"}"#,
+        expect![[r#"invalid id=7 -32600: invalid request: missing `jsonrpc`: "2.0""#]],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":7,"method":5}"#,
+        expect!["invalid id=7 -32600: invalid request: `method` must be a string, got 5"],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":7,"method":"x","params":3}"#,
+        expect!["invalid id=7 -32600: invalid request: `params` must be an object, got 3"],
+    );
+    check(
+        r#"{"jsonrpc":"2.0"}"#,
+        expect!["invalid id=null -32600: invalid request: a message needs `method` (request or notification) or `id` (response)"],
+    );
+    check(
+        r#"42"#,
+        expect!["invalid id=null -32600: invalid request: a message must be a JSON object"],
+    );
+}
+
+#[test]
+fn responses() {
+    check(
+        r#"{"jsonrpc":"2.0","id":"s1","result":{}}"#,
+        expect![[r#"response id="s1" ok {}"#]],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
+        expect!["response id=null err -32700"],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"x"}}"#,
+        expect!["invalid id=1 -32600: invalid request: a response has `result` or `error`, not both"],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}"#,
+        expect![[r#"invalid id=1 -32600: invalid request: malformed `error` object: invalid type: string "x", expected i64"#]],
+    );
+    check(
+        r#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
+        expect!["invalid id=null -32600: invalid request: a result response needs an `id`"],
+    );
+}
+
+#[test]
+fn parse_errors_and_batches() {
+    check(
+        r#"{"jsonrpc":"2.0","#,
+        expect!["parse error -32700: parse error: EOF while parsing a value at line 1 column 17"],
+    );
+    check(
+        "[]",
+        expect!["invalid id=null -32600: invalid request: empty batch"],
+    );
+    check(
+        r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"},1]"#,
+        expect!["batch [request id=1 method=a; notification method=b; invalid id=null -32600: invalid request: a message must be a JSON object]"],
+    );
+}
+
+#[test]
+fn round_trip() {
+    let messages = [
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        json!({"jsonrpc":"2.0","id":"x","result":{"content":[]}}),
+        json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m","data":{"k":1}}}),
+    ];
+    for value in messages {
+        let msg: Message = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&msg).unwrap(), value);
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct Nested {
+    outer: Inner,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct Inner {
+    a: f64,
+}
+
+#[test]
+fn decode_params_names_the_field() {
+    let err = decode_params::<Nested>(Some(json!({"outer":{"a":"x"}}))).unwrap_err();
+    expect![[r#"invalid params: `outer.a`: invalid type: string "x", expected f64"#]]
+        .assert_eq(&err.message);
+    let err = decode_params::<Nested>(None).unwrap_err();
+    expect!["invalid params: missing field `outer`"].assert_eq(&err.message);
+}

@@ -1,0 +1,17 @@
+//! Wire types of JSON-RPC 2.0 and the Model Context Protocol.
+//!
+//! This crate does no IO and depends on no async runtime: it turns JSON text into typed
+//! messages and back, and describes MCP's request and result shapes.
+//! Everything a transport or the session core exchanges is defined here.
+
+#![warn(missing_docs)]
+
+mod jsonrpc;
+pub mod methods;
+mod types;
+
+pub use jsonrpc::{
+    ErrorObject, Incoming, InvalidMessage, Message, Notification, Request, RequestId, Response,
+    decode_params, decode_value, error_codes, parse,
+};
+pub use types::*;

@@ -1,0 +1,19 @@
+//! Method names of the requests and notifications this server knows, as constants.
+
+/// Request: begin the session, negotiate the protocol version and capabilities.
+pub const INITIALIZE: &str = "initialize";
+/// Request, either direction: liveness check, answered with `{}`.
+pub const PING: &str = "ping";
+/// Request: list the tools, one page at a time.
+pub const TOOLS_LIST: &str = "tools/list";
+/// Request: call a tool.
+pub const TOOLS_CALL: &str = "tools/call";
+
+/// Notification from the client: initialization is complete.
+pub const INITIALIZED: &str = "notifications/initialized";
+/// Notification, either direction: a request is cancelled.
+pub const CANCELLED: &str = "notifications/cancelled";
+/// Notification, either direction: progress of a long-running request.
+pub const PROGRESS: &str = "notifications/progress";
+/// Notification from the client: its roots changed.
+pub const ROOTS_LIST_CHANGED: &str = "notifications/roots/list_changed";

@@ -1,0 +1,163 @@
+//! The registry: the tools this server offers, in a fixed order, with paging and dispatch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mcp_protocol::{CallToolResult, Tool as ToolDescriptor};
+use serde_json::{Map, Value};
+
+use crate::tool::{BoxFuture, Erased, ErasedTool};
+use crate::{BinaryOp, MathTool, Sleep, Sqrt, Tool, ToolContext};
+
+/// Why a registry operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A tool with this name is already registered: a programming error in the wiring.
+    #[error("a tool named `{0}` is already registered")]
+    DuplicateName(String),
+    /// The tool's params type does not produce an object schema, which MCP requires:
+    /// a programming error in the tool.
+    #[error("tool `{0}`: its input schema must describe a JSON object")]
+    InputNotObject(String),
+    /// The cursor was not produced by this registry (or the tool list shrank since):
+    /// the client should list again from the first page.
+    #[error("invalid cursor `{0}`: pass the `nextCursor` of a previous page, or none for the first page")]
+    InvalidCursor(String),
+}
+
+/// The tools a server offers.
+///
+/// Descriptors and implementations are kept in two parallel vectors so that a page of
+/// descriptors is a plain slice.
+#[derive(Default)]
+pub struct ToolRegistry {
+    descriptors: Vec<ToolDescriptor>,
+    tools: Vec<Arc<dyn ErasedTool>>,
+    by_name: HashMap<String, usize>,
+}
+
+/// One page of `tools/list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<'a> {
+    /// The tools on this page, in registration order.
+    pub tools: &'a [ToolDescriptor],
+    /// The cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tools this server ships: the math tools and `sleep`.
+    pub fn builtin() -> Self {
+        let mut registry = Self::new();
+        let result = BinaryOp::ALL
+            .into_iter()
+            .try_for_each(|op| registry.register(MathTool(op)))
+            .and_then(|()| registry.register(Sqrt))
+            .and_then(|()| registry.register(Sleep::default()));
+        if let Err(e) = result {
+            unreachable!("the built-in tools have distinct names and object schemas: {e}");
+        }
+        registry
+    }
+
+    /// Adds a tool at the end of the list.
+    pub fn register<T: Tool>(&mut self, tool: T) -> Result<(), RegistryError> {
+        let name = tool.name().to_owned();
+        if self.by_name.contains_key(&name) {
+            return Err(RegistryError::DuplicateName(name));
+        }
+        let input_schema = schema_of::<T::Params>();
+        if input_schema.get("type") != Some(&Value::from("object")) {
+            return Err(RegistryError::InputNotObject(name));
+        }
+        let annotations = tool.annotations();
+        let descriptor = ToolDescriptor {
+            name: name.clone(),
+            title: tool.title().map(str::to_owned),
+            description: Some(tool.description().to_owned()),
+            input_schema,
+            output_schema: Some(schema_of::<T::Output>()),
+            annotations: (annotations != Default::default()).then_some(annotations),
+        };
+        self.by_name.insert(name, self.tools.len());
+        self.descriptors.push(descriptor);
+        self.tools.push(Arc::new(Erased(tool)));
+        Ok(())
+    }
+
+    /// How many tools there are.
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The descriptor of the tool named `name`.
+    pub fn get(&self, name: &str) -> Option<&ToolDescriptor> {
+        self.by_name.get(name).map(|&i| &self.descriptors[i])
+    }
+
+    /// One page of at most `page_size` tools, starting at `cursor`.
+    pub fn page(&self, cursor: Option<&str>, page_size: usize) -> Result<Page<'_>, RegistryError> {
+        let page_size = page_size.max(1);
+        let start = match cursor {
+            None => 0,
+            Some(c) => decode_cursor(c)
+                .filter(|&start| start > 0 && start < self.tools.len())
+                .ok_or_else(|| RegistryError::InvalidCursor(c.to_owned()))?,
+        };
+        let end = (start + page_size).min(self.tools.len());
+        Ok(Page {
+            tools: &self.descriptors[start..end],
+            next_cursor: (end < self.tools.len()).then(|| encode_cursor(end)),
+        })
+    }
+
+    /// Starts a call of the tool named `name`; `None` when there is no such tool.
+    ///
+    /// The returned future owns everything it needs, so it can be spawned.
+    pub fn call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        ctx: ToolContext,
+    ) -> Option<BoxFuture<CallToolResult>> {
+        let tool = &self.tools[*self.by_name.get(name)?];
+        Some(Arc::clone(tool).call_json(arguments, ctx))
+    }
+}
+
+const CURSOR_PREFIX: &str = "tools:";
+
+fn encode_cursor(offset: usize) -> String {
+    format!("{CURSOR_PREFIX}{offset}")
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    cursor.strip_prefix(CURSOR_PREFIX)?.parse().ok()
+}
+
+/// The JSON Schema of `T`, draft 2020-12, without the `$schema` and `title` keywords (the
+/// tool's name and description say what the title would).
+fn schema_of<T: schemars::JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let schema = generator.into_root_schema_for::<T>();
+    let mut value = schema.to_value();
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("$schema");
+        obj.remove("title");
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! The [`Tool`] trait, and the type-erased form the registry stores.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use mcp_protocol::{CallToolResult, Content, ToolAnnotations};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::ToolContext;
+
+/// A tool the server offers through `tools/list` and `tools/call`.
+///
+/// The input schema is derived from [`Tool::Params`] and the output schema from
+/// [`Tool::Output`], so a tool cannot advertise arguments it does not read.
+pub trait Tool: Send + Sync + 'static {
+    /// The arguments, deserialized from `tools/call`'s `arguments`.
+    type Params: DeserializeOwned + JsonSchema + Send + 'static;
+    /// The result, serialized as `structuredContent`.
+    type Output: Serialize + JsonSchema + Send + 'static;
+
+    /// The unique name clients call the tool by.
+    fn name(&self) -> &str;
+
+    /// What the tool does, written for the model that decides when to call it.
+    fn description(&self) -> &str;
+
+    /// A human-readable name.
+    fn title(&self) -> Option<&str> {
+        None
+    }
+
+    /// Behaviour hints for clients.
+    fn annotations(&self) -> ToolAnnotations {
+        ToolAnnotations::default()
+    }
+
+    /// Runs the tool.
+    ///
+    /// Long-running tools watch `ctx.cancel` and stop within one unit of work when it fires,
+    /// and report through `ctx.progress`.
+    fn call(
+        &self,
+        params: Self::Params,
+        ctx: ToolContext,
+    ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
+
+    /// The text content of a successful result. The default is the output as JSON, which
+    /// is what the specification asks of tools that return structured content.
+    fn render(&self, output: &Self::Output) -> String {
+        serde_json::to_string(output).unwrap_or_else(|e| format!("unrenderable output: {e}"))
+    }
+}
+
+/// Why a tool call did not produce an output. Each becomes a result with `isError: true`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The arguments do not match the input schema, or are out of the accepted range.
+    /// The caller should fix the arguments and call again.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// The tool ran and failed (division by zero, a missing file, ...). The message says why
+    /// and is meant for the model and the user.
+    #[error("{0}")]
+    Failed(String),
+    /// The call was cancelled. The session sends no response for a cancelled request, so this
+    /// result is only seen when the cancellation came from elsewhere (a time limit, shutdown).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The object-safe form of [`Tool`] that the registry stores.
+pub(crate) trait ErasedTool: Send + Sync {
+    fn call_json(
+        self: Arc<Self>,
+        arguments: Map<String, Value>,
+        ctx: ToolContext,
+    ) -> BoxFuture<CallToolResult>;
+}
+
+/// Adapts a [`Tool`] to [`ErasedTool`].
+pub(crate) struct Erased<T>(pub(crate) T);
+
+impl<T: Tool> ErasedTool for Erased<T> {
+    fn call_json(
+        self: Arc<Self>,
+        arguments: Map<String, Value>,
+        ctx: ToolContext,
+    ) -> BoxFuture<CallToolResult> {
+        Box::pin(async move {
+            let tool = &self.0;
+            let params: T::Params = match mcp_protocol::decode_value(Value::Object(arguments)) {
+                Ok(p) => p,
+                Err(e) => {
+                    return CallToolResult::error(format!(
+                        "invalid arguments for tool `{}`: {e}",
+                        tool.name()
+                    ));
+                }
+            };
+            match tool.call(params, ctx).await {
+                Ok(output) => {
+                    let text = tool.render(&output);
+                    match serde_json::to_value(&output) {
+                        Ok(structured) => CallToolResult {
+                            content: vec![Content::text(text)],
+                            structured_content: Some(structured),
+                            is_error: None,
+                        },
+                        Err(e) => CallToolResult::error(format!(
+                            "tool `{}` produced an output that is not JSON: {e}",
+                            tool.name()
+                        )),
+                    }
+                }
+                Err(ToolError::InvalidArguments(msg)) => CallToolResult::error(format!(
+                    "invalid arguments for tool `{}`: {msg}",
+                    tool.name()
+                )),
+                Err(e) => CallToolResult::error(e.to_string()),
+            }
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! The MCP session state machine, independent of any transport.
+//!
+//! A transport hands a [`Session`] the text of each message it receives and forwards every
+//! [`Outbound`] item the session produces. The session owns the lifecycle (awaiting
+//! initialize, initializing, operating, closing), protocol version negotiation, routing to
+//! handlers, the in-flight request table, the correlation of server-initiated requests
+//! with their responses, and per-request cancellation. It never touches a socket, which is
+//! why it can be tested with transcripts: client lines in, server lines out.
+
+#![warn(missing_docs)]
+
+mod error;
+mod inflight;
+mod peer;
+mod server;
+mod session;
+
+pub use error::PeerError;
+pub use peer::Peer;
+pub use server::{Server, ServerConfig};
+pub use session::{CloseReason, Outbound, Session, SessionEnd};
+
+#[cfg(test)]
+mod tests;

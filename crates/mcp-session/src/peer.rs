@@ -1,0 +1,122 @@
+//! Requests the server sends to the client, and their correlation with the client's responses.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use mcp_protocol::{ErrorObject, Message, Request, RequestId, methods};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Outbound, PeerError};
+
+type Reply = Result<Value, ErrorObject>;
+
+/// The table of server-initiated requests waiting for the client's response.
+#[derive(Default)]
+pub(crate) struct Pending {
+    next_id: i64,
+    waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
+    closed: bool,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct PendingTable(Arc<Mutex<Pending>>);
+
+impl PendingTable {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // The table holds no invariant a panic elsewhere could break halfway.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Delivers the client's response; `false` when no request with this id is waiting.
+    pub(crate) fn complete(&self, id: &RequestId, reply: Reply) -> bool {
+        match self.lock().waiting.remove(id) {
+            Some(tx) => {
+                // The requester may have given up (dropped its future): nothing to deliver to.
+                let _ = tx.send(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fails every waiting request with [`PeerError::Closed`] and refuses new ones.
+    pub(crate) fn close(&self) {
+        let mut pending = self.lock();
+        pending.closed = true;
+        pending.waiting.clear();
+    }
+}
+
+/// Removes a request from the table when its future is dropped, answered or not.
+struct Forget<'a> {
+    table: &'a PendingTable,
+    id: RequestId,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.table.lock().waiting.remove(&self.id);
+    }
+}
+
+/// A handle for sending requests to the client of one session. Cheap to clone; it does not
+/// keep the session or its connection alive.
+#[derive(Clone)]
+pub struct Peer {
+    pending: PendingTable,
+    outbound: mpsc::WeakSender<Outbound>,
+}
+
+impl Peer {
+    pub(crate) fn new(pending: PendingTable, outbound: &mpsc::Sender<Outbound>) -> Self {
+        Self {
+            pending,
+            outbound: outbound.downgrade(),
+        }
+    }
+
+    /// Sends a request to the client and waits for its response.
+    ///
+    /// Dropping the returned future forgets the request; a late response is then logged and
+    /// discarded by the session. Use a timeout around it where the client may never answer.
+    pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, PeerError> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut pending = self.pending.lock();
+            if pending.closed {
+                return Err(PeerError::Closed);
+            }
+            pending.next_id += 1;
+            let id = RequestId::Number(pending.next_id);
+            pending.waiting.insert(id.clone(), tx);
+            id
+        };
+        let _forget = Forget {
+            table: &self.pending,
+            id: id.clone(),
+        };
+        let outbound = self.outbound.upgrade().ok_or(PeerError::Closed)?;
+        let text = Message::Request(Request {
+            id,
+            method: method.to_owned(),
+            params,
+        })
+        .to_text();
+        outbound
+            .send(Outbound::Text(text))
+            .await
+            .map_err(|_| PeerError::Closed)?;
+        drop(outbound);
+        match rx.await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(PeerError::Rejected(error)),
+            Err(_) => Err(PeerError::Closed),
+        }
+    }
+
+    /// Sends `ping` and waits for the client's `{}`.
+    pub async fn ping(&self) -> Result<(), PeerError> {
+        self.request(methods::PING, None).await.map(drop)
+    }
+}

@@ -1,0 +1,541 @@
+//! One session: the lifecycle state machine and the driver loop that routes messages.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mcp_protocol::{
+    CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, ErrorObject,
+    Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage,
+    ListToolsResult, Message, Notification, PaginatedParams, ProgressParams, ProgressToken,
+    ProtocolVersion, Request, RequestId, Response, ServerCapabilities, ToolsCapability,
+    decode_params, methods,
+};
+use mcp_tools::{Progress, ProgressSink, ProgressUpdate, ToolContext};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::{self, JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::inflight::{BatchId, InFlight};
+use crate::peer::PendingTable;
+use crate::{Peer, Server};
+
+type Reply = Result<Value, ErrorObject>;
+
+/// What the session hands its transport.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// One JSON-RPC message (or batch response) as text: one WebSocket text frame.
+    Text(String),
+    /// Close the connection; the transport picks the matching close code.
+    Close(CloseReason),
+}
+
+/// Why the session asks its transport to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The server is shutting down (WebSocket close code 1001).
+    ShuttingDown,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// The transport reported that no more input will come (the client closed or vanished).
+    InputClosed,
+    /// The transport stopped taking output.
+    OutputClosed,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// Where the session is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    /// Only `initialize` and `ping` are accepted.
+    AwaitingInitialize,
+    /// `initialize` was answered; waiting for `notifications/initialized`. Requests are
+    /// already served: clients commonly pipeline them right behind the notification.
+    Initializing(ProtocolVersion),
+    /// Normal operation.
+    Operating(ProtocolVersion),
+}
+
+impl Lifecycle {
+    fn version(self) -> Option<ProtocolVersion> {
+        match self {
+            Self::AwaitingInitialize => None,
+            Self::Initializing(v) | Self::Operating(v) => Some(v),
+        }
+    }
+}
+
+/// What the client told the server about itself in `initialize`.
+#[derive(Debug, Clone)]
+struct ClientInfo {
+    #[allow(dead_code)] // Read by server-initiated features (sampling, elicitation, roots).
+    capabilities: ClientCapabilities,
+    info: Implementation,
+}
+
+/// What became of one incoming message.
+enum Handled {
+    /// Answer right away.
+    Reply(Response),
+    /// A request is running; its response comes when it finishes.
+    Spawned,
+    /// Nothing to send (a notification or a response).
+    Nothing,
+}
+
+/// The responses of one batch, sent as one array when the last of its requests finishes.
+#[derive(Default)]
+struct Batch {
+    responses: Vec<Response>,
+    running: usize,
+}
+
+/// One MCP session, driven by [`Session::run`].
+pub struct Session {
+    server: Server,
+    id: u64,
+    outbound: mpsc::Sender<Outbound>,
+    /// Child of the server's token; parent of every request's token.
+    token: CancellationToken,
+    lifecycle: Lifecycle,
+    client: Option<ClientInfo>,
+    inflight: InFlight,
+    /// The running requests. Dropping the set aborts them, so nothing outlives the session.
+    tasks: JoinSet<Reply>,
+    task_requests: HashMap<task::Id, RequestId>,
+    batches: HashMap<BatchId, Batch>,
+    next_batch: BatchId,
+    pending: PendingTable,
+    output_closed: bool,
+}
+
+impl Session {
+    pub(crate) fn new(server: Server, id: u64, outbound: mpsc::Sender<Outbound>) -> Self {
+        let token = server.inner.shutdown.child_token();
+        Self {
+            server,
+            id,
+            outbound,
+            token,
+            lifecycle: Lifecycle::AwaitingInitialize,
+            client: None,
+            inflight: InFlight::default(),
+            tasks: JoinSet::new(),
+            task_requests: HashMap::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            pending: PendingTable::default(),
+            output_closed: false,
+        }
+    }
+
+    /// The session's number, unique within this server process; for logs.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A handle for sending requests to this session's client.
+    pub fn peer(&self) -> Peer {
+        Peer::new(self.pending.clone(), &self.outbound)
+    }
+
+    /// Runs the session until its input ends, its output is closed, or the server shuts down.
+    ///
+    /// `inbound` carries the text of each message the client sent, in order; the transport
+    /// drops its sender when the client is gone. When this returns, every request the session
+    /// started has been cancelled and aborted, and every server-initiated request has failed
+    /// with [`crate::PeerError::Closed`].
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<String>) -> SessionEnd {
+        let span = tracing::info_span!("session", id = self.id);
+        async move {
+            tracing::debug!("session started");
+            let end = loop {
+                if self.output_closed {
+                    break SessionEnd::OutputClosed;
+                }
+                // Priority: shutdown, then finished requests (their responses go out), then new
+                // input. Output before input is what gives backpressure: while the client does
+                // not read, the session stops reading too.
+                tokio::select! {
+                    biased;
+                    () = self.token.cancelled() => {
+                        self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
+                        break SessionEnd::ShuttingDown;
+                    }
+                    Some(done) = self.tasks.join_next_with_id() => self.finished(done).await,
+                    text = inbound.recv() => match text {
+                        Some(text) => self.handle_text(&text).await,
+                        None => break SessionEnd::InputClosed,
+                    },
+                }
+            };
+            self.token.cancel();
+            self.tasks.abort_all();
+            self.pending.close();
+            tracing::debug!(?end, cancelled = self.inflight.len(), "session ended");
+            end
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn send(&mut self, item: Outbound) {
+        if self.outbound.send(item).await.is_err() {
+            self.output_closed = true;
+        }
+    }
+
+    async fn send_message(&mut self, message: impl Serialize) {
+        match serde_json::to_string(&message) {
+            Ok(text) => self.send(Outbound::Text(text)).await,
+            Err(e) => tracing::error!(error = %e, "could not serialize an outgoing message"),
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        match mcp_protocol::parse(text) {
+            Err(error) => {
+                tracing::debug!(%error, "unparseable message");
+                self.send_message(Message::Response(Response::error(None, error)))
+                    .await;
+            }
+            Ok(Incoming::Single(message)) => {
+                if let Handled::Reply(response) = self.handle_message(message, None) {
+                    self.send_message(Message::Response(response)).await;
+                }
+            }
+            Ok(Incoming::Batch(messages)) => self.handle_batch(messages).await,
+        }
+    }
+
+    async fn handle_batch(&mut self, messages: Vec<Result<Message, InvalidMessage>>) {
+        let version = self.lifecycle.version();
+        if !version.is_some_and(ProtocolVersion::allows_batches) {
+            let negotiated = match version {
+                Some(v) => format!("this session speaks {v}"),
+                None => "this session is not initialized".to_owned(),
+            };
+            let error = ErrorObject::invalid_request(format_args!(
+                "batches (JSON arrays) are only allowed in protocol version 2025-03-26, and {negotiated}"
+            ));
+            self.send_message(Message::Response(Response::error(None, error)))
+                .await;
+            return;
+        }
+        let batch_id = self.next_batch;
+        self.next_batch += 1;
+        let mut batch = Batch::default();
+        for message in messages {
+            match self.handle_message(message, Some(batch_id)) {
+                Handled::Reply(response) => batch.responses.push(response),
+                Handled::Spawned => batch.running += 1,
+                Handled::Nothing => {}
+            }
+        }
+        if batch.running == 0 {
+            self.send_batch(batch).await;
+        } else {
+            self.batches.insert(batch_id, batch);
+        }
+    }
+
+    async fn send_batch(&mut self, batch: Batch) {
+        // A batch of only notifications (or of only cancelled requests) gets no response.
+        if !batch.responses.is_empty() {
+            let messages: Vec<Message> = batch.responses.into_iter().map(Message::Response).collect();
+            self.send_message(messages).await;
+        }
+    }
+
+    fn handle_message(&mut self, message: Result<Message, InvalidMessage>, batch: Option<BatchId>) -> Handled {
+        match message {
+            Err(invalid) => {
+                tracing::debug!(error = %invalid.error, "invalid message");
+                Handled::Reply(Response::error(invalid.id, invalid.error))
+            }
+            Ok(Message::Request(request)) => {
+                let id = request.id.clone();
+                match self.handle_request(request, batch) {
+                    Ok(handled) => handled,
+                    Err(error) => {
+                        tracing::debug!(%id, %error, "request refused");
+                        Handled::Reply(Response::error(Some(id), error))
+                    }
+                }
+            }
+            Ok(Message::Notification(notification)) => {
+                self.handle_notification(notification);
+                Handled::Nothing
+            }
+            Ok(Message::Response(response)) => {
+                self.handle_response(response);
+                Handled::Nothing
+            }
+        }
+    }
+
+    fn handle_request(&mut self, request: Request, batch: Option<BatchId>) -> Result<Handled, ErrorObject> {
+        let Request { id, method, params } = request;
+        if self.inflight.contains(&id) {
+            return Err(ErrorObject::invalid_request(format_args!(
+                "duplicate request id {id}: a request with this id is still in flight"
+            )));
+        }
+        let reply = |result: Result<Value, ErrorObject>| {
+            result.map(|value| Handled::Reply(Response::ok(id.clone(), value)))
+        };
+        match (self.lifecycle, method.as_str()) {
+            (_, methods::PING) => reply(Ok(Value::Object(Default::default()))),
+            (Lifecycle::AwaitingInitialize, methods::INITIALIZE) => reply(self.initialize(params)),
+            (_, methods::INITIALIZE) => Err(ErrorObject::invalid_request(
+                "the session is already initialized; `initialize` is accepted once per session",
+            )),
+            (Lifecycle::AwaitingInitialize, _) => Err(ErrorObject::invalid_request(format_args!(
+                "the session is not initialized: send `initialize` before `{method}`"
+            ))),
+            (Lifecycle::Initializing(v) | Lifecycle::Operating(v), methods::TOOLS_LIST) => {
+                reply(self.list_tools(params, v))
+            }
+            (Lifecycle::Initializing(v) | Lifecycle::Operating(v), methods::TOOLS_CALL) => {
+                self.call_tool(id.clone(), params, v, batch)
+            }
+            _ => Err(ErrorObject::method_not_found(&method)),
+        }
+    }
+
+    fn initialize(&mut self, params: Option<Value>) -> Result<Value, ErrorObject> {
+        let params: InitializeParams = decode_params(params)?;
+        let version = ProtocolVersion::negotiate(&params.protocol_version);
+        tracing::info!(
+            client = %params.client_info.name,
+            client_version = %params.client_info.version,
+            requested = %params.protocol_version,
+            negotiated = %version,
+            "initialize"
+        );
+        self.client = Some(ClientInfo {
+            capabilities: params.capabilities,
+            info: params.client_info,
+        });
+        self.lifecycle = Lifecycle::Initializing(version);
+        let config = &self.server.inner.config;
+        to_value(InitializeResult {
+            protocol_version: version.as_str().to_owned(),
+            capabilities: ServerCapabilities {
+                tools: Some(ToolsCapability { list_changed: None }),
+                experimental: None,
+            },
+            server_info: config.server_info.clone(),
+            instructions: config.instructions.clone(),
+        })
+    }
+
+    fn list_tools(&self, params: Option<Value>, version: ProtocolVersion) -> Result<Value, ErrorObject> {
+        let params: PaginatedParams = decode_params(params)?;
+        let page = self
+            .server
+            .inner
+            .tools
+            .page(params.cursor.as_deref(), self.server.inner.config.page_size)
+            .map_err(ErrorObject::invalid_params)?;
+        let tools = page
+            .tools
+            .iter()
+            .cloned()
+            .map(|mut tool| {
+                // Fields a revision does not know are left out rather than sent to clients
+                // that may validate strictly.
+                if !version.has_structured_output() {
+                    tool.output_schema = None;
+                    tool.title = None;
+                }
+                if version < ProtocolVersion::V2025_03_26 {
+                    tool.annotations = None;
+                }
+                tool
+            })
+            .collect();
+        to_value(ListToolsResult {
+            tools,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    fn call_tool(
+        &mut self,
+        id: RequestId,
+        params: Option<Value>,
+        version: ProtocolVersion,
+        batch: Option<BatchId>,
+    ) -> Result<Handled, ErrorObject> {
+        let params: CallToolParams = decode_params(params)?;
+        let token = self.token.child_token();
+        let progress = match params.meta.and_then(|m| m.progress_token) {
+            Some(progress_token) => Progress::new(Arc::new(ProgressNotifier {
+                progress_token,
+                outbound: self.outbound.clone(),
+            })),
+            None => Progress::none(),
+        };
+        let ctx = ToolContext {
+            cancel: token.clone(),
+            progress,
+        };
+        let call = self
+            .server
+            .inner
+            .tools
+            .call(&params.name, params.arguments.unwrap_or_default(), ctx)
+            .ok_or_else(|| {
+                ErrorObject::invalid_params(format_args!("unknown tool: `{}`", params.name))
+                    .with_data(serde_json::json!({ "name": params.name }))
+            })?;
+        let span = tracing::info_span!("request", %id, method = methods::TOOLS_CALL, tool = %params.name);
+        let handle = self.tasks.spawn(
+            async move {
+                let started = std::time::Instant::now();
+                let mut result: CallToolResult = call.await;
+                if !version.has_structured_output() {
+                    result.structured_content = None;
+                }
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis(),
+                    is_error = result.is_error.unwrap_or(false),
+                    "tool finished"
+                );
+                to_value(result)
+            }
+            .instrument(span),
+        );
+        self.task_requests.insert(handle.id(), id.clone());
+        self.inflight.insert(id, token, batch);
+        Ok(Handled::Spawned)
+    }
+
+    async fn finished(&mut self, done: Result<(task::Id, Reply), JoinError>) {
+        let (task_id, reply) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                let reason = if e.is_panic() { "the handler panicked" } else { "the handler was aborted" };
+                tracing::error!(error = %e, "{reason}");
+                (e.id(), Err(ErrorObject::internal(reason)))
+            }
+        };
+        let Some(id) = self.task_requests.remove(&task_id) else {
+            tracing::error!(?task_id, "a task finished that no request owns");
+            return;
+        };
+        let Some(finished) = self.inflight.finish(&id) else {
+            tracing::error!(%id, "a request finished twice");
+            return;
+        };
+        let response = if finished.respond {
+            Some(Response { id: Some(id), result: reply })
+        } else {
+            tracing::debug!(%id, "cancelled by the client; no response");
+            None
+        };
+        match finished.batch {
+            None => {
+                if let Some(response) = response {
+                    self.send_message(Message::Response(response)).await;
+                }
+            }
+            Some(batch_id) => {
+                let Some(batch) = self.batches.get_mut(&batch_id) else {
+                    tracing::error!(batch_id, "a request finished for an unknown batch");
+                    return;
+                };
+                batch.responses.extend(response);
+                batch.running -= 1;
+                if batch.running == 0 {
+                    if let Some(batch) = self.batches.remove(&batch_id) {
+                        self.send_batch(batch).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_notification(&mut self, notification: Notification) {
+        let Notification { method, params } = notification;
+        match method.as_str() {
+            methods::INITIALIZED => match self.lifecycle {
+                Lifecycle::Initializing(v) => {
+                    let client = self.client.as_ref().map(|c| c.info.name.as_str());
+                    tracing::debug!(?client, "initialized");
+                    self.lifecycle = Lifecycle::Operating(v);
+                }
+                state => tracing::debug!(?state, "`notifications/initialized` out of place; ignored"),
+            },
+            methods::CANCELLED => match decode_params::<CancelledParams>(params) {
+                Ok(p) => {
+                    if self.inflight.cancel(&p.request_id) {
+                        tracing::debug!(id = %p.request_id, reason = ?p.reason, "request cancelled by the client");
+                    } else {
+                        tracing::debug!(id = %p.request_id, "cancel for a request that is not running; ignored");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "malformed `notifications/cancelled`; ignored"),
+            },
+            other => tracing::debug!(method = other, "notification ignored"),
+        }
+    }
+
+    fn handle_response(&mut self, response: Response) {
+        match response.id {
+            Some(id) => {
+                if !self.pending.complete(&id, response.result) {
+                    tracing::warn!(%id, "response to a request this server is not waiting for; ignored");
+                }
+            }
+            None => match response.result {
+                Err(error) => tracing::warn!(%error, "the client reported an error about a message it could not read"),
+                Ok(_) => tracing::warn!("result without an id; ignored"),
+            },
+        }
+    }
+}
+
+/// Sends a call's progress as `notifications/progress` with the caller's token.
+struct ProgressNotifier {
+    progress_token: ProgressToken,
+    outbound: mpsc::Sender<Outbound>,
+}
+
+impl ProgressSink for ProgressNotifier {
+    fn send(&self, update: ProgressUpdate) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let params = ProgressParams {
+            progress_token: self.progress_token.clone(),
+            progress: update.progress,
+            total: update.total,
+            message: update.message,
+        };
+        let outbound = self.outbound.clone();
+        Box::pin(async move {
+            let Ok(params) = serde_json::to_value(params) else {
+                return;
+            };
+            let text = Message::Notification(Notification {
+                method: methods::PROGRESS.to_owned(),
+                params: Some(params),
+            })
+            .to_text();
+            // A closed output means the session is ending and the call is being cancelled.
+            let _ = outbound.send(Outbound::Text(text)).await;
+        })
+    }
+}
+
+fn to_value(value: impl Serialize) -> Result<Value, ErrorObject> {
+    serde_json::to_value(value).map_err(ErrorObject::internal)
+}

@@ -1,0 +1,285 @@
+//! Transcript tests: client lines in, server lines out, from files under `test_data/`.
+//!
+//! A transcript is a sequence of blocks. Lines starting with `->` are sent to the session
+//! one after another without waiting; the `<-` lines after them are everything the session
+//! sends until it has nothing left to do. Other directives:
+//! - `# ...` is a comment;
+//! - `!page_size N` sets the `tools/list` page size (before the first message);
+//! - `!close` ends the client's input; the session's remaining output follows as `<-` lines.
+//!
+//! The test runs on a paused tokio clock, so "nothing left to do" is decided by the runtime
+//! going idle (the clock then jumps to the next timer), not by waiting: a `sleep` tool call
+//! of 200 ms finishes after one of 100 ms, deterministically and instantly.
+//! Outputs are compared as JSON with sorted keys. `UPDATE_EXPECT=1 cargo test` rewrites the
+//! `<-` lines from the actual output.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mcp_protocol::methods;
+use mcp_tools::ToolRegistry;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::{Outbound, PeerError, Server, ServerConfig, SessionEnd};
+
+/// One line of a transcript file.
+#[derive(Debug, Clone)]
+enum Line {
+    Comment(String),
+    PageSize(usize),
+    Send(String),
+    Close,
+    Expect(String),
+}
+
+fn parse_transcript(text: &str) -> Vec<Line> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            if let Some(rest) = l.strip_prefix("-> ") {
+                Line::Send(rest.to_owned())
+            } else if let Some(rest) = l.strip_prefix("<- ") {
+                Line::Expect(rest.to_owned())
+            } else if l == "!close" {
+                Line::Close
+            } else if let Some(n) = l.strip_prefix("!page_size ") {
+                Line::PageSize(n.trim().parse().expect("!page_size takes a number"))
+            } else if l.starts_with('#') {
+                Line::Comment(l.to_owned())
+            } else {
+                panic!("unrecognized transcript line: {l}")
+            }
+        })
+        .collect()
+}
+
+/// Canonical form of one output item: JSON with sorted keys, or `close <reason>`.
+fn canonical(item: Outbound) -> String {
+    match item {
+        Outbound::Text(text) => {
+            let value: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("the session sent invalid JSON ({e}): {text}"));
+            value.to_string()
+        }
+        Outbound::Close(reason) => format!("close {reason:?}"),
+    }
+}
+
+fn canonical_expected(line: &str) -> String {
+    match serde_json::from_str::<Value>(line) {
+        Ok(value) => value.to_string(),
+        Err(_) => line.to_owned(),
+    }
+}
+
+/// Everything the session sends until the runtime has nothing left to do.
+async fn drain(rx: &mut mpsc::Receiver<Outbound>) -> (Vec<String>, bool) {
+    let mut out = Vec::new();
+    loop {
+        // On the paused clock this timeout fires only once every task is idle.
+        match tokio::time::timeout(Duration::from_secs(24 * 3600), rx.recv()).await {
+            Ok(Some(item)) => out.push(canonical(item)),
+            Ok(None) => return (out, true),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+async fn run_transcript(lines: &[Line]) -> Vec<Line> {
+    let mut config = ServerConfig::default();
+    for line in lines {
+        if let Line::PageSize(n) = line {
+            config.page_size = *n;
+        }
+    }
+    let server = Server::new(config, ToolRegistry::builtin());
+    let (out_tx, mut out_rx) = mpsc::channel(64);
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let session = server.open_session(out_tx);
+    let run = tokio::spawn(session.run(in_rx));
+    let mut in_tx = Some(in_tx);
+
+    let mut actual = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        match &lines[i] {
+            Line::Expect(_) => {}
+            Line::Comment(_) | Line::PageSize(_) => actual.push(lines[i].clone()),
+            Line::Send(_) | Line::Close => {
+                // Send every consecutive input line, then collect what comes back.
+                while let Some(line @ (Line::Send(_) | Line::Close)) = lines.get(i) {
+                    actual.push(line.clone());
+                    match line {
+                        Line::Send(text) => in_tx
+                            .as_ref()
+                            .expect("input after !close")
+                            .send(text.clone())
+                            .await
+                            .expect("session stopped reading"),
+                        _ => in_tx = None,
+                    }
+                    i += 1;
+                }
+                let (out, _) = drain(&mut out_rx).await;
+                actual.extend(out.into_iter().map(Line::Expect));
+                continue;
+            }
+        }
+        i += 1;
+    }
+    drop(in_tx);
+    let (rest, closed) = drain(&mut out_rx).await;
+    assert!(rest.is_empty(), "output after the end of the transcript: {rest:?}");
+    assert!(closed, "the session did not end when its input closed");
+    assert_eq!(run.await.unwrap(), SessionEnd::InputClosed);
+    actual
+}
+
+fn render(lines: &[Line]) -> String {
+    let mut s = String::new();
+    for line in lines {
+        match line {
+            Line::Comment(c) => writeln!(s, "{c}"),
+            Line::PageSize(n) => writeln!(s, "!page_size {n}"),
+            Line::Send(t) => writeln!(s, "-> {t}"),
+            Line::Close => writeln!(s, "!close"),
+            Line::Expect(t) => writeln!(s, "<- {t}"),
+        }
+        .unwrap();
+    }
+    s
+}
+
+fn normalized(lines: &[Line]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| match l {
+            Line::Expect(t) => format!("<- {}", canonical_expected(t)),
+            other => render(std::slice::from_ref(other)).trim_end().to_owned(),
+        })
+        .collect()
+}
+
+fn test_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data")
+}
+
+#[tokio::test(start_paused = true)]
+async fn transcripts() {
+    let mut files: Vec<_> = std::fs::read_dir(test_data())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "transcript"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "transcripts are missing from {}", test_data().display());
+    let bless = std::env::var_os("UPDATE_EXPECT").is_some();
+    let mut failures = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected = parse_transcript(&text);
+        let actual = run_transcript(&expected).await;
+        if normalized(&expected) != normalized(&actual) {
+            if bless {
+                std::fs::write(&file, render(&actual)).unwrap();
+            } else {
+                failures.push(format!(
+                    "{}:\n--- expected\n{}\n--- actual\n{}",
+                    file.display(),
+                    normalized(&expected).join("\n"),
+                    normalized(&actual).join("\n")
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "transcripts differ (re-bless with UPDATE_EXPECT=1 after checking the output):\n\n{}",
+        failures.join("\n\n")
+    );
+}
+
+/// Starts an initialized session and returns its channels.
+async fn initialized() -> (
+    Server,
+    crate::Peer,
+    mpsc::Sender<String>,
+    mpsc::Receiver<Outbound>,
+    tokio::task::JoinHandle<SessionEnd>,
+) {
+    let server = Server::new(ServerConfig::default(), ToolRegistry::builtin());
+    let (out_tx, mut out_rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = mpsc::channel(16);
+    let session = server.open_session(out_tx);
+    let peer = session.peer();
+    let run = tokio::spawn(session.run(in_rx));
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    in_tx.send(init.to_string()).await.unwrap();
+    assert!(matches!(out_rx.recv().await, Some(Outbound::Text(_))));
+    (server, peer, in_tx, out_rx, run)
+}
+
+fn text(item: Option<Outbound>) -> Value {
+    match item {
+        Some(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_ping_is_correlated_with_the_client_response() {
+    let (_server, peer, in_tx, mut out_rx, _run) = initialized().await;
+    let ping = tokio::spawn({
+        let peer = peer.clone();
+        async move { peer.ping().await }
+    });
+    let request = text(out_rx.recv().await);
+    assert_eq!(request["method"], methods::PING);
+    // A response for an id the server never used is ignored, and the ping keeps waiting.
+    in_tx.send(json!({"jsonrpc":"2.0","id":"nope","result":{}}).to_string()).await.unwrap();
+    let reply = json!({"jsonrpc":"2.0","id":request["id"],"result":{}});
+    in_tx.send(reply.to_string()).await.unwrap();
+    assert_eq!(ping.await.unwrap(), Ok(()));
+    // A second response with the same id is not delivered anywhere (at most once).
+    in_tx.send(reply.to_string()).await.unwrap();
+
+    let rejected = tokio::spawn(async move { peer.request("roots/list", None).await });
+    let request = text(out_rx.recv().await);
+    let error = json!({"jsonrpc":"2.0","id":request["id"],"error":{"code":-32601,"message":"no roots"}});
+    in_tx.send(error.to_string()).await.unwrap();
+    match rejected.await.unwrap() {
+        Err(PeerError::Rejected(e)) => assert_eq!(e.code, -32601),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_requests_fail_when_the_session_ends() {
+    let (_server, peer, in_tx, mut out_rx, run) = initialized().await;
+    let ping = tokio::spawn({
+        let peer = peer.clone();
+        async move { peer.ping().await }
+    });
+    let _request = text(out_rx.recv().await);
+    drop(in_tx);
+    assert_eq!(run.await.unwrap(), SessionEnd::InputClosed);
+    assert_eq!(ping.await.unwrap(), Err(PeerError::Closed));
+    assert_eq!(peer.ping().await, Err(PeerError::Closed));
+    // The peer does not keep the output channel open once the session is gone.
+    assert!(out_rx.recv().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cancels_running_calls_and_closes() {
+    let (server, _peer, in_tx, mut out_rx, run) = initialized().await;
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":60000}}});
+    in_tx.send(call.to_string()).await.unwrap();
+    tokio::task::yield_now().await;
+    server.shutdown_token().cancel();
+    assert_eq!(out_rx.recv().await, Some(Outbound::Close(crate::CloseReason::ShuttingDown)));
+    assert_eq!(run.await.unwrap(), SessionEnd::ShuttingDown);
+    assert!(out_rx.recv().await.is_none(), "no response after the close");
+}

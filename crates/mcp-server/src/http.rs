@@ -1,0 +1,124 @@
+//! HTTP routing: `/healthz`, and `/mcp`, where a WebSocket upgrade starts a session.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue, UPGRADE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use mcp_session::Server;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::Config;
+
+/// The path of the MCP endpoint.
+pub(crate) const MCP_PATH: &str = "/mcp";
+
+/// What every HTTP connection shares.
+#[derive(Clone)]
+pub(crate) struct State(Arc<StateInner>);
+
+struct StateInner {
+    server: Server,
+    config: Config,
+    tracker: TaskTracker,
+}
+
+impl State {
+    pub(crate) fn new(server: Server, config: Config, tracker: TaskTracker) -> Self {
+        Self(Arc::new(StateInner {
+            server,
+            config,
+            tracker,
+        }))
+    }
+}
+
+type Body = Full<Bytes>;
+
+/// Serves one TCP connection's HTTP requests until it closes or the server stops.
+pub(crate) async fn serve_http(
+    stream: TcpStream,
+    remote: SocketAddr,
+    state: State,
+    stopping: CancellationToken,
+) {
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(request, remote, &state)) }
+    });
+    let connection = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopping.cancelled() => {
+            // Finish the request in progress, if any, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> Response<Body> {
+    let path = request.uri().path();
+    let upgrade = mcp_ws::is_upgrade_request(&request);
+    match (path, upgrade) {
+        (MCP_PATH, true) => upgrade_to_session(&mut request, remote, state),
+        (MCP_PATH, false) => {
+            let mut response = text(
+                StatusCode::UPGRADE_REQUIRED,
+                "this endpoint speaks MCP over WebSocket: connect with `Upgrade: websocket` (subprotocol `mcp`)\n",
+            );
+            response
+                .headers_mut()
+                .insert(UPGRADE, HeaderValue::from_static("websocket"));
+            response
+        }
+        ("/healthz", false) if request.method() == Method::GET || request.method() == Method::HEAD => {
+            text(StatusCode::OK, "ok\n")
+        }
+        ("/healthz", false) => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn upgrade_to_session(request: &mut Request<Incoming>, remote: SocketAddr, state: &State) -> Response<Body> {
+    match mcp_ws::accept(request, &state.0.config.ws) {
+        Ok((response, websocket)) => {
+            let connection = mcp_ws::serve_connection(
+                websocket,
+                state.0.server.clone(),
+                state.0.config.ws.clone(),
+                remote,
+            );
+            state.0.tracker.spawn(connection.in_current_span());
+            response
+        }
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "upgrade refused");
+            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}

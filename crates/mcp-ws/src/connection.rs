@@ -1,0 +1,230 @@
+//! One WebSocket connection: a reader that feeds the session, a writer that drains it, and
+//! the close handshake.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper_tungstenite::HyperWebsocket;
+use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
+use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use hyper_tungstenite::tungstenite::Message as Frame;
+use mcp_session::{CloseReason, Outbound, Server};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// The close codes this transport sends, and when.
+pub mod close_codes {
+    /// The session ended normally (the client closed, or the server had nothing more to say).
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame violated the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A binary frame: MCP messages are JSON text.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A message larger than the configured maximum.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+}
+
+/// Settings of the WebSocket transport.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// The largest message (and frame) accepted, in bytes; a larger one closes the connection
+    /// with 1009.
+    pub max_message_size: usize,
+    /// How many outgoing messages may wait for a slow client before the session stops
+    /// reading its input.
+    pub outbound_queue: usize,
+    /// How many received messages may wait for the session.
+    pub inbound_queue: usize,
+    /// How long to wait for the client's reply to a close frame before dropping the TCP
+    /// connection.
+    pub close_timeout: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 4 * 1024 * 1024,
+            outbound_queue: 256,
+            inbound_queue: 32,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WsConfig {
+    pub(crate) fn tungstenite(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+/// Runs one WebSocket connection as an MCP session until either side closes it or the
+/// server shuts down.
+///
+/// `websocket` is the future returned by [`crate::accept`]; it resolves once the 101 response
+/// has been sent. When this returns, the session and every request it started are gone.
+pub async fn serve_connection(websocket: HyperWebsocket, server: Server, config: WsConfig, remote: SocketAddr) {
+    let span = tracing::info_span!("connection", %remote);
+    async move {
+        let socket = match websocket.await {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::warn!(error = %e, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        tracing::debug!("connected");
+        let (sink, stream) = socket.split();
+        let (out_tx, out_rx) = mpsc::channel(config.outbound_queue.max(1));
+        let (in_tx, in_rx) = mpsc::channel(config.inbound_queue.max(1));
+        let (close_tx, close_rx) = mpsc::channel(1);
+        // Fires once a close frame was sent or the writer stopped: from then on the reader
+        // waits at most `close_timeout` for the client.
+        let closing = CancellationToken::new();
+        let session = server.open_session(out_tx);
+        let (end, (), ()) = tokio::join!(
+            session.run(in_rx),
+            read(stream, in_tx, close_tx, closing.clone(), config.close_timeout),
+            write(sink, out_rx, close_rx, closing),
+        );
+        tracing::debug!(?end, "disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+type Stream = futures_util::stream::SplitStream<hyper_tungstenite::HyperWebsocketStream>;
+type Sink = futures_util::stream::SplitSink<hyper_tungstenite::HyperWebsocketStream, Frame>;
+
+/// Forwards text frames to the session until the client closes, a frame is refused, or the
+/// close handshake runs out of time.
+async fn read(
+    mut stream: Stream,
+    in_tx: mpsc::Sender<String>,
+    close_tx: mpsc::Sender<CloseFrame>,
+    closing: CancellationToken,
+    close_timeout: Duration,
+) {
+    let mut in_tx = Some(in_tx);
+    let deadline = async {
+        closing.cancelled().await;
+        tokio::time::sleep(close_timeout).await;
+    };
+    tokio::pin!(deadline);
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            () = &mut deadline => {
+                tracing::debug!("no close reply from the client in time; dropping the connection");
+                break;
+            }
+        };
+        let refuse = match frame {
+            None => break,
+            Some(Ok(Frame::Text(text))) => {
+                match &in_tx {
+                    Some(tx) => {
+                        if tx.send(text.as_str().to_owned()).await.is_err() {
+                            // The session ended; it has asked the writer to close.
+                            in_tx = None;
+                        }
+                    }
+                    None => tracing::debug!("text frame after close; discarded"),
+                }
+                continue;
+            }
+            // Pings are answered by tungstenite itself; pongs need no action.
+            Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => continue,
+            Some(Ok(Frame::Close(frame))) => {
+                tracing::debug!(?frame, "client closed");
+                break;
+            }
+            Some(Ok(Frame::Binary(_))) => (
+                close_codes::UNSUPPORTED_DATA,
+                "binary frames are not supported: send JSON-RPC messages as text frames",
+            ),
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => (
+                close_codes::MESSAGE_TOO_BIG,
+                "message too big",
+            ),
+            Some(Err(WsError::Utf8(_))) => (close_codes::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
+            Some(Err(WsError::Protocol(e))) => {
+                tracing::debug!(error = %e, "WebSocket protocol error");
+                (close_codes::PROTOCOL_ERROR, "WebSocket protocol error")
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "connection lost");
+                break;
+            }
+        };
+        let (code, reason) = refuse;
+        tracing::debug!(code, reason, "closing the connection");
+        // Stop feeding the session; it ends and cancels what it started.
+        in_tx = None;
+        let _ = close_tx.try_send(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Sends the session's output until it ends, then closes the connection.
+async fn write(
+    mut sink: Sink,
+    mut out_rx: mpsc::Receiver<Outbound>,
+    mut close_rx: mpsc::Receiver<CloseFrame>,
+    closing: CancellationToken,
+) {
+    let close = loop {
+        // A close requested by the reader wins over queued output: the connection is unusable.
+        let item = tokio::select! {
+            biased;
+            Some(frame) = close_rx.recv() => break Some(frame),
+            item = out_rx.recv() => item,
+        };
+        match item {
+            Some(Outbound::Text(text)) => {
+                if let Err(e) = sink.send(Frame::text(text)).await {
+                    tracing::debug!(error = %e, "write failed");
+                    break None;
+                }
+            }
+            Some(Outbound::Close(reason)) => break Some(close_frame(reason)),
+            None => {
+                break Some(CloseFrame {
+                    code: CloseCode::from(close_codes::NORMAL),
+                    reason: "".into(),
+                });
+            }
+        }
+    };
+    if let Some(frame) = close {
+        // Fails harmlessly when the client closed first (tungstenite has replied already).
+        let _ = sink.send(Frame::Close(Some(frame))).await;
+        let _ = sink.flush().await;
+    }
+    closing.cancel();
+}
+
+fn close_frame(reason: CloseReason) -> CloseFrame {
+    let (code, text) = match reason {
+        CloseReason::ShuttingDown => (close_codes::GOING_AWAY, "server shutting down"),
+        other => {
+            tracing::warn!(?other, "unknown close reason");
+            (close_codes::NORMAL, "")
+        }
+    };
+    CloseFrame {
+        code: CloseCode::from(code),
+        reason: text.into(),
+    }
+}

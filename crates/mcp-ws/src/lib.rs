@@ -1,0 +1,15 @@
+//! The WebSocket transport: upgrade, subprotocol selection, frames to session input and
+//! session output to frames, and the close handshake.
+//!
+//! It is deliberately thin: one JSON-RPC message travels in one UTF-8 text frame, and every
+//! protocol decision (what a message means, what to answer) is the session's. This crate only
+//! decides what is a WebSocket matter: which frames are acceptable and which close code ends
+//! the connection.
+
+#![warn(missing_docs)]
+
+mod connection;
+mod upgrade;
+
+pub use connection::{WsConfig, close_codes, serve_connection};
+pub use upgrade::{SUBPROTOCOL, UpgradeError, accept, is_upgrade_request};

@@ -1,0 +1,8 @@
+//! End-to-end tests of the server: `serve()` on 127.0.0.1 port 0, real WebSocket clients
+//! (tokio-tungstenite) and raw HTTP. One test binary, one module per area.
+
+mod concurrency;
+mod errors;
+mod handshake;
+mod support;
+mod tools;

@@ -42,7 +42,9 @@ async fn pipelined_requests_answer_as_they_finish() {
     client
         .send(json!({"jsonrpc":"2.0","id":"fast","method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":1}}}))
         .await;
-    client.send(json!({"jsonrpc":"2.0","id":"ping","method":"ping"})).await;
+    client
+        .send(json!({"jsonrpc":"2.0","id":"ping","method":"ping"}))
+        .await;
     let mut order = Vec::new();
     for _ in 0..4 {
         let response = client.recv().await;
@@ -67,7 +69,12 @@ async fn cancelled_call_gets_no_response() {
         .await;
     // Notifications are handled in order, so by the time this ping is answered the cancel has
     // been processed; had the call answered, its response would come before later ones.
-    assert_eq!(client.request(json!({"jsonrpc":"2.0","id":2,"method":"ping"})).await["id"], 2);
+    assert_eq!(
+        client
+            .request(json!({"jsonrpc":"2.0","id":2,"method":"ping"}))
+            .await["id"],
+        2
+    );
     let result = client.call(3, "add", json!({"a": 2, "b": 2})).await;
     assert_eq!(result["structuredContent"]["result"], 4, "{result}");
     let result = client.call(4, "sleep", json!({"ms": 50})).await;

@@ -10,14 +10,18 @@ use crate::support::{Client, TestServer, http};
 #[tokio::test]
 async fn selects_the_mcp_subprotocol_when_offered() {
     let server = TestServer::start().await;
-    let (mut client, response) = Client::connect_with(&server, "/mcp", Some("mcp")).await.unwrap();
+    let (mut client, response) = Client::connect_with(&server, "/mcp", Some("mcp"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 101);
     assert_eq!(response.headers()["sec-websocket-protocol"], "mcp");
     let init = client.initialize("2025-11-25").await;
     assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
 
     // Among several offers, `mcp` is picked.
-    let (second, response) = Client::connect_with(&server, "/mcp", Some("chat, mcp")).await.unwrap();
+    let (second, response) = Client::connect_with(&server, "/mcp", Some("chat, mcp"))
+        .await
+        .unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "mcp");
     drop((client, second));
     server.shutdown().await;
@@ -40,7 +44,8 @@ async fn refuses_other_subprotocols_with_400() {
     match Client::connect_with(&server, "/mcp", Some("graphql-ws")).await {
         Err(WsError::Http(response)) => {
             assert_eq!(response.status(), 400);
-            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
             assert!(body.contains("offer `mcp`"), "{body}");
         }
         Ok(_) => panic!("the upgrade was accepted"),
@@ -69,7 +74,10 @@ async fn http_routes() {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (status, head, _) = http(&server, "GET /mcp HTTP/1.1").await;
     assert_eq!(status, 426);
-    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
     let (status, _, _) = http(&server, "GET /nope HTTP/1.1").await;
     assert_eq!(status, 404);
     let (status, _, _) = http(&server, "POST /healthz HTTP/1.1\r\nContent-Length: 0").await;
@@ -102,7 +110,12 @@ async fn oversized_message_closes_with_1009() {
     assert_eq!(client.expect_close().await.0, 1009);
     // The server carries on for others.
     let mut other = Client::initialized(&server).await;
-    assert_eq!(other.request(json!({"jsonrpc":"2.0","id":2,"method":"ping"})).await["result"], json!({}));
+    assert_eq!(
+        other
+            .request(json!({"jsonrpc":"2.0","id":2,"method":"ping"}))
+            .await["result"],
+        json!({})
+    );
     drop(client);
     drop(other);
     server.shutdown().await;
@@ -114,11 +127,9 @@ async fn client_close_is_answered() {
     let mut client = Client::initialized(&server).await;
     client.socket.close(None).await.unwrap();
     // The server echoes the close; then the stream ends.
-    loop {
-        match client.next_frame().await {
-            Some(Frame::Close(_)) | None => break,
-            Some(other) => panic!("unexpected frame after close: {other:?}"),
-        }
+    match client.next_frame().await {
+        Some(Frame::Close(_)) | None => {}
+        Some(other) => panic!("unexpected frame after close: {other:?}"),
     }
     drop(client);
     server.shutdown().await;
@@ -134,7 +145,12 @@ async fn shutdown_closes_sessions_with_1001() {
             .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":300000}}}))
             .await;
         // A ping answered proves the call above was received before the shutdown starts.
-        assert_eq!(client.request(json!({"jsonrpc":"2.0","id":2,"method":"ping"})).await["id"], 2);
+        assert_eq!(
+            client
+                .request(json!({"jsonrpc":"2.0","id":2,"method":"ping"}))
+                .await["id"],
+            2
+        );
         clients.push(client);
     }
     // Each client reads (and so answers the close handshake) while the server shuts down.
@@ -144,7 +160,10 @@ async fn shutdown_closes_sessions_with_1001() {
         .collect();
     server.shutdown().await;
     for reader in readers {
-        assert_eq!(reader.await.unwrap(), (1001, "server shutting down".to_owned()));
+        assert_eq!(
+            reader.await.unwrap(),
+            (1001, "server shutting down".to_owned())
+        );
     }
 }
 
@@ -159,6 +178,8 @@ where
 {
     async fn send_binary_frame(&mut self) {
         use futures_util::SinkExt;
-        self.send(Frame::binary(b"{\"jsonrpc\":\"2.0\"}".to_vec())).await.unwrap();
+        self.send(Frame::binary(b"{\"jsonrpc\":\"2.0\"}".to_vec()))
+            .await
+            .unwrap();
     }
 }

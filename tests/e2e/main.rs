@@ -1,6 +1,9 @@
 //! End-to-end tests of the server: `serve()` on 127.0.0.1 port 0, real WebSocket clients
 //! (tokio-tungstenite) and raw HTTP. One test binary, one module per area.
 
+// Test helpers fail loudly by design.
+#![allow(clippy::unwrap_used)]
+
 mod concurrency;
 mod errors;
 mod handshake;

@@ -10,10 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Response;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A guard against a hung test, never a synchronization device: every wait below ends on an
@@ -56,7 +56,11 @@ impl TestServer {
             let _ = stop.send(());
         }
         let task = self.task.take().unwrap();
-        tokio::time::timeout(HANG, task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(HANG, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -78,7 +82,10 @@ pub(crate) struct Client {
 impl Client {
     /// Connects to `/mcp`, offering the `mcp` subprotocol.
     pub(crate) async fn connect(server: &TestServer) -> Self {
-        Self::connect_with(server, "/mcp", Some("mcp")).await.unwrap().0
+        Self::connect_with(server, "/mcp", Some("mcp"))
+            .await
+            .unwrap()
+            .0
     }
 
     pub(crate) async fn connect_with(
@@ -92,9 +99,10 @@ impl Client {
                 .headers_mut()
                 .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
         }
-        let (socket, response) = tokio::time::timeout(HANG, tokio_tungstenite::connect_async(request))
-            .await
-            .expect("connect hung")?;
+        let (socket, response) =
+            tokio::time::timeout(HANG, tokio_tungstenite::connect_async(request))
+                .await
+                .expect("connect hung")?;
         Ok((Self { socket }, response))
     }
 
@@ -161,7 +169,9 @@ impl Client {
     pub(crate) async fn expect_close(&mut self) -> (u16, String) {
         loop {
             match self.next_frame().await {
-                Some(Frame::Close(Some(frame))) => return (frame.code.into(), frame.reason.to_string()),
+                Some(Frame::Close(Some(frame))) => {
+                    return (frame.code.into(), frame.reason.to_string());
+                }
                 Some(Frame::Close(None)) => panic!("close frame without a code"),
                 Some(Frame::Ping(_) | Frame::Pong(_)) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
@@ -173,7 +183,10 @@ impl Client {
 /// A plain HTTP/1.1 request; returns the status code, the headers and the body.
 pub(crate) async fn http(server: &TestServer, request_head: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let request = format!("{request_head}\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr);
+    let request = format!(
+        "{request_head}\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = String::new();
     tokio::time::timeout(HANG, stream.read_to_string(&mut raw))

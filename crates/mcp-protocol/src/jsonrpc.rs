@@ -290,7 +290,9 @@ pub fn parse(text: &str) -> Result<Incoming, ErrorObject> {
             id: None,
             error: ErrorObject::invalid_request("empty batch"),
         })),
-        Value::Array(items) => Incoming::Batch(items.into_iter().map(Message::from_value).collect()),
+        Value::Array(items) => {
+            Incoming::Batch(items.into_iter().map(Message::from_value).collect())
+        }
         other => Incoming::Single(Message::from_value(other)),
     })
 }
@@ -332,9 +334,7 @@ impl Message {
                 None | Some(Value::Null) => None,
                 Some(p @ (Value::Object(_) | Value::Array(_))) => Some(p),
                 Some(other) => {
-                    return Err(invalid(format!(
-                        "`params` must be an object, got {other}"
-                    )));
+                    return Err(invalid(format!("`params` must be an object, got {other}")));
                 }
             };
             return match (raw_id, id.clone()) {
@@ -358,9 +358,7 @@ impl Message {
                 ));
             }
             (None, None) => {
-                return Err(invalid(
-                    "a response needs `result` or `error`".to_owned(),
-                ));
+                return Err(invalid("a response needs `result` or `error`".to_owned()));
             }
         };
         if result.is_ok() && id.is_none() {
@@ -372,9 +370,8 @@ impl Message {
     /// Serializes to the compact JSON text sent in one frame.
     pub fn to_text(&self) -> String {
         // Serializing these types cannot fail: every map key is a string.
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            unreachable!("serializing a JSON-RPC message failed: {e}")
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| unreachable!("serializing a JSON-RPC message failed: {e}"))
     }
 }
 
@@ -419,7 +416,9 @@ impl<'de> Deserialize<'de> for Message {
 ///
 /// Absent params read as an empty object, so a params type whose fields are all optional
 /// accepts a request without params.
-pub fn decode_params<T: serde::de::DeserializeOwned>(params: Option<Value>) -> Result<T, ErrorObject> {
+pub fn decode_params<T: serde::de::DeserializeOwned>(
+    params: Option<Value>,
+) -> Result<T, ErrorObject> {
     let value = params.unwrap_or_else(|| Value::Object(Map::new()));
     decode_value(value).map_err(ErrorObject::invalid_params)
 }

@@ -11,10 +11,15 @@ use mcp_ws::WsConfig;
 ///
 /// Every option can also be set through the environment variable named in its help.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mcp-server", version, about, long_about = None)]
+#[command(name = "mcp-server", version)]
 pub struct Cli {
     /// Address and port to listen on; port 0 picks a free port.
-    #[arg(long, env = "MCP_LISTEN", default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        env = "MCP_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "HOST:PORT"
+    )]
     pub listen: SocketAddr,
 
     /// Largest WebSocket message accepted, in bytes; a larger one closes the connection with 1009.
@@ -22,15 +27,30 @@ pub struct Cli {
     pub max_message_size: usize,
 
     /// Outgoing messages buffered per connection before the session stops reading a slow client.
-    #[arg(long, env = "MCP_OUTBOUND_QUEUE", default_value_t = 256, value_name = "MESSAGES")]
+    #[arg(
+        long,
+        env = "MCP_OUTBOUND_QUEUE",
+        default_value_t = 256,
+        value_name = "MESSAGES"
+    )]
     pub outbound_queue: usize,
 
     /// Number of tools per `tools/list` page.
-    #[arg(long, env = "MCP_PAGE_SIZE", default_value_t = 50, value_name = "TOOLS")]
+    #[arg(
+        long,
+        env = "MCP_PAGE_SIZE",
+        default_value_t = 50,
+        value_name = "TOOLS"
+    )]
     pub page_size: usize,
 
     /// Seconds to wait for connections to close at shutdown.
-    #[arg(long, env = "MCP_SHUTDOWN_TIMEOUT", default_value_t = 10, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "MCP_SHUTDOWN_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
     pub shutdown_timeout: u64,
 
     /// Log format on stderr: `text` or `json`. Filter with RUST_LOG (default `info`).

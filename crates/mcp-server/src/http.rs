@@ -87,7 +87,9 @@ fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> R
                 .insert(UPGRADE, HeaderValue::from_static("websocket"));
             response
         }
-        ("/healthz", false) if request.method() == Method::GET || request.method() == Method::HEAD => {
+        ("/healthz", false)
+            if request.method() == Method::GET || request.method() == Method::HEAD =>
+        {
             text(StatusCode::OK, "ok\n")
         }
         ("/healthz", false) => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
@@ -95,7 +97,11 @@ fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> R
     }
 }
 
-fn upgrade_to_session(request: &mut Request<Incoming>, remote: SocketAddr, state: &State) -> Response<Body> {
+fn upgrade_to_session(
+    request: &mut Request<Incoming>,
+    remote: SocketAddr,
+    state: &State,
+) -> Response<Body> {
     match mcp_ws::accept(request, &state.0.config.ws) {
         Ok((response, websocket)) => {
             let connection = mcp_ws::serve_connection(
@@ -117,8 +123,9 @@ fn upgrade_to_session(request: &mut Request<Incoming>, remote: SocketAddr, state
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

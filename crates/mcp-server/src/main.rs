@@ -15,7 +15,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    let local = listener.local_addr().context("cannot read the bound address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     // The first line on stdout is a contract: scripts and tests read the real port from it.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on http://{local}").context("cannot write to stdout")?;

@@ -37,7 +37,12 @@ impl InFlight {
     }
 
     /// Records a started request. The caller has checked [`InFlight::contains`].
-    pub(crate) fn insert(&mut self, id: RequestId, token: CancellationToken, batch: Option<BatchId>) {
+    pub(crate) fn insert(
+        &mut self,
+        id: RequestId,
+        token: CancellationToken,
+        batch: Option<BatchId>,
+    ) {
         self.entries.insert(
             id,
             Entry {

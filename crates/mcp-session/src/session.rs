@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use mcp_protocol::{
     CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, ErrorObject,
-    Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage,
-    ListToolsResult, Message, Notification, PaginatedParams, ProgressParams, ProgressToken,
-    ProtocolVersion, Request, RequestId, Response, ServerCapabilities, ToolsCapability,
-    decode_params, methods,
+    Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage, ListToolsResult,
+    Message, Notification, PaginatedParams, ProgressParams, ProgressToken, ProtocolVersion,
+    Request, RequestId, Response, ServerCapabilities, ToolsCapability, decode_params, methods,
 };
 use mcp_tools::{Progress, ProgressSink, ProgressUpdate, ToolContext};
 use serde::Serialize;
@@ -251,12 +250,17 @@ impl Session {
     async fn send_batch(&mut self, batch: Batch) {
         // A batch of only notifications (or of only cancelled requests) gets no response.
         if !batch.responses.is_empty() {
-            let messages: Vec<Message> = batch.responses.into_iter().map(Message::Response).collect();
+            let messages: Vec<Message> =
+                batch.responses.into_iter().map(Message::Response).collect();
             self.send_message(messages).await;
         }
     }
 
-    fn handle_message(&mut self, message: Result<Message, InvalidMessage>, batch: Option<BatchId>) -> Handled {
+    fn handle_message(
+        &mut self,
+        message: Result<Message, InvalidMessage>,
+        batch: Option<BatchId>,
+    ) -> Handled {
         match message {
             Err(invalid) => {
                 tracing::debug!(error = %invalid.error, "invalid message");
@@ -283,7 +287,11 @@ impl Session {
         }
     }
 
-    fn handle_request(&mut self, request: Request, batch: Option<BatchId>) -> Result<Handled, ErrorObject> {
+    fn handle_request(
+        &mut self,
+        request: Request,
+        batch: Option<BatchId>,
+    ) -> Result<Handled, ErrorObject> {
         let Request { id, method, params } = request;
         if self.inflight.contains(&id) {
             return Err(ErrorObject::invalid_request(format_args!(
@@ -339,7 +347,11 @@ impl Session {
         })
     }
 
-    fn list_tools(&self, params: Option<Value>, version: ProtocolVersion) -> Result<Value, ErrorObject> {
+    fn list_tools(
+        &self,
+        params: Option<Value>,
+        version: ProtocolVersion,
+    ) -> Result<Value, ErrorObject> {
         let params: PaginatedParams = decode_params(params)?;
         let page = self
             .server
@@ -399,7 +411,8 @@ impl Session {
                 ErrorObject::invalid_params(format_args!("unknown tool: `{}`", params.name))
                     .with_data(serde_json::json!({ "name": params.name }))
             })?;
-        let span = tracing::info_span!("request", %id, method = methods::TOOLS_CALL, tool = %params.name);
+        let span =
+            tracing::info_span!("request", %id, method = methods::TOOLS_CALL, tool = %params.name);
         let handle = self.tasks.spawn(
             async move {
                 let started = std::time::Instant::now();
@@ -425,7 +438,11 @@ impl Session {
         let (task_id, reply) = match done {
             Ok(done) => done,
             Err(e) => {
-                let reason = if e.is_panic() { "the handler panicked" } else { "the handler was aborted" };
+                let reason = if e.is_panic() {
+                    "the handler panicked"
+                } else {
+                    "the handler was aborted"
+                };
                 tracing::error!(error = %e, "{reason}");
                 (e.id(), Err(ErrorObject::internal(reason)))
             }
@@ -439,7 +456,10 @@ impl Session {
             return;
         };
         let response = if finished.respond {
-            Some(Response { id: Some(id), result: reply })
+            Some(Response {
+                id: Some(id),
+                result: reply,
+            })
         } else {
             tracing::debug!(%id, "cancelled by the client; no response");
             None
@@ -475,7 +495,9 @@ impl Session {
                     tracing::debug!(?client, "initialized");
                     self.lifecycle = Lifecycle::Operating(v);
                 }
-                state => tracing::debug!(?state, "`notifications/initialized` out of place; ignored"),
+                state => {
+                    tracing::debug!(?state, "`notifications/initialized` out of place; ignored")
+                }
             },
             methods::CANCELLED => match decode_params::<CancelledParams>(params) {
                 Ok(p) => {
@@ -485,7 +507,9 @@ impl Session {
                         tracing::debug!(id = %p.request_id, "cancel for a request that is not running; ignored");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "malformed `notifications/cancelled`; ignored"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "malformed `notifications/cancelled`; ignored")
+                }
             },
             other => tracing::debug!(method = other, "notification ignored"),
         }
@@ -499,7 +523,9 @@ impl Session {
                 }
             }
             None => match response.result {
-                Err(error) => tracing::warn!(%error, "the client reported an error about a message it could not read"),
+                Err(error) => {
+                    tracing::warn!(%error, "the client reported an error about a message it could not read")
+                }
                 Ok(_) => tracing::warn!("result without an id; ignored"),
             },
         }

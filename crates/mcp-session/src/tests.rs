@@ -131,7 +131,10 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
     }
     drop(in_tx);
     let (rest, closed) = drain(&mut out_rx).await;
-    assert!(rest.is_empty(), "output after the end of the transcript: {rest:?}");
+    assert!(
+        rest.is_empty(),
+        "output after the end of the transcript: {rest:?}"
+    );
     assert!(closed, "the session did not end when its input closed");
     assert_eq!(run.await.unwrap(), SessionEnd::InputClosed);
     actual
@@ -174,7 +177,11 @@ async fn transcripts() {
         .filter(|p| p.extension().is_some_and(|e| e == "transcript"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "transcripts are missing from {}", test_data().display());
+    assert!(
+        files.len() >= 5,
+        "transcripts are missing from {}",
+        test_data().display()
+    );
     let bless = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     for file in files {
@@ -239,7 +246,10 @@ async fn server_ping_is_correlated_with_the_client_response() {
     let request = text(out_rx.recv().await);
     assert_eq!(request["method"], methods::PING);
     // A response for an id the server never used is ignored, and the ping keeps waiting.
-    in_tx.send(json!({"jsonrpc":"2.0","id":"nope","result":{}}).to_string()).await.unwrap();
+    in_tx
+        .send(json!({"jsonrpc":"2.0","id":"nope","result":{}}).to_string())
+        .await
+        .unwrap();
     let reply = json!({"jsonrpc":"2.0","id":request["id"],"result":{}});
     in_tx.send(reply.to_string()).await.unwrap();
     assert_eq!(ping.await.unwrap(), Ok(()));
@@ -248,7 +258,8 @@ async fn server_ping_is_correlated_with_the_client_response() {
 
     let rejected = tokio::spawn(async move { peer.request("roots/list", None).await });
     let request = text(out_rx.recv().await);
-    let error = json!({"jsonrpc":"2.0","id":request["id"],"error":{"code":-32601,"message":"no roots"}});
+    let error =
+        json!({"jsonrpc":"2.0","id":request["id"],"error":{"code":-32601,"message":"no roots"}});
     in_tx.send(error.to_string()).await.unwrap();
     match rejected.await.unwrap() {
         Err(PeerError::Rejected(e)) => assert_eq!(e.code, -32601),
@@ -279,7 +290,10 @@ async fn shutdown_cancels_running_calls_and_closes() {
     in_tx.send(call.to_string()).await.unwrap();
     tokio::task::yield_now().await;
     server.shutdown_token().cancel();
-    assert_eq!(out_rx.recv().await, Some(Outbound::Close(crate::CloseReason::ShuttingDown)));
+    assert_eq!(
+        out_rx.recv().await,
+        Some(Outbound::Close(crate::CloseReason::ShuttingDown))
+    );
     assert_eq!(run.await.unwrap(), SessionEnd::ShuttingDown);
     assert!(out_rx.recv().await.is_none(), "no response after the close");
 }

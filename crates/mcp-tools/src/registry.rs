@@ -22,7 +22,9 @@ pub enum RegistryError {
     InputNotObject(String),
     /// The cursor was not produced by this registry (or the tool list shrank since):
     /// the client should list again from the first page.
-    #[error("invalid cursor `{0}`: pass the `nextCursor` of a previous page, or none for the first page")]
+    #[error(
+        "invalid cursor `{0}`: pass the `nextCursor` of a previous page, or none for the first page"
+    )]
     InvalidCursor(String),
 }
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_tungstenite::HyperWebsocket;
+use hyper_tungstenite::tungstenite::Message as Frame;
 use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use hyper_tungstenite::tungstenite::Message as Frame;
 use mcp_session::{CloseReason, Outbound, Server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,12 @@ impl WsConfig {
 ///
 /// `websocket` is the future returned by [`crate::accept`]; it resolves once the 101 response
 /// has been sent. When this returns, the session and every request it started are gone.
-pub async fn serve_connection(websocket: HyperWebsocket, server: Server, config: WsConfig, remote: SocketAddr) {
+pub async fn serve_connection(
+    websocket: HyperWebsocket,
+    server: Server,
+    config: WsConfig,
+    remote: SocketAddr,
+) {
     let span = tracing::info_span!("connection", %remote);
     async move {
         let socket = match websocket.await {
@@ -93,7 +98,13 @@ pub async fn serve_connection(websocket: HyperWebsocket, server: Server, config:
         let session = server.open_session(out_tx);
         let (end, (), ()) = tokio::join!(
             session.run(in_rx),
-            read(stream, in_tx, close_tx, closing.clone(), config.close_timeout),
+            read(
+                stream,
+                in_tx,
+                close_tx,
+                closing.clone(),
+                config.close_timeout
+            ),
             write(sink, out_rx, close_rx, closing),
         );
         tracing::debug!(?end, "disconnected");
@@ -152,11 +163,13 @@ async fn read(
                 close_codes::UNSUPPORTED_DATA,
                 "binary frames are not supported: send JSON-RPC messages as text frames",
             ),
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => (
-                close_codes::MESSAGE_TOO_BIG,
-                "message too big",
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                (close_codes::MESSAGE_TOO_BIG, "message too big")
+            }
+            Some(Err(WsError::Utf8(_))) => (
+                close_codes::INVALID_PAYLOAD,
+                "text frame is not valid UTF-8",
             ),
-            Some(Err(WsError::Utf8(_))) => (close_codes::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
             Some(Err(WsError::Protocol(e))) => {
                 tracing::debug!(error = %e, "WebSocket protocol error");
                 (close_codes::PROTOCOL_ERROR, "WebSocket protocol error")

@@ -56,11 +56,13 @@ pub fn accept<B>(
             offered: offered.join(", "),
         });
     }
-    let (mut response, websocket) = hyper_tungstenite::upgrade(request, Some(config.tungstenite()))?;
+    let (mut response, websocket) =
+        hyper_tungstenite::upgrade(request, Some(config.tungstenite()))?;
     if select_mcp {
-        response
-            .headers_mut()
-            .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
     }
     Ok((response, websocket))
 }

@@ -61,7 +61,9 @@ fn ids_keep_their_type() {
 fn invalid_ids() {
     check(
         r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
-        expect!["invalid id=null -32600: invalid request: `id` must be an integer or a string, got 1.5"],
+        expect![
+            "invalid id=null -32600: invalid request: `id` must be an integer or a string, got 1.5"
+        ],
     );
     check(
         r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
@@ -69,7 +71,9 @@ fn invalid_ids() {
     );
     check(
         r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#,
-        expect!["invalid id=null -32600: invalid request: `id` must be an integer or a string, got [1]"],
+        expect![
+            "invalid id=null -32600: invalid request: `id` must be an integer or a string, got [1]"
+        ],
     );
 }
 
@@ -93,7 +97,9 @@ fn envelope_errors_name_the_id() {
     );
     check(
         r#"{"jsonrpc":"2.0"}"#,
-        expect!["invalid id=null -32600: invalid request: a message needs `method` (request or notification) or `id` (response)"],
+        expect![
+            "invalid id=null -32600: invalid request: a message needs `method` (request or notification) or `id` (response)"
+        ],
     );
     check(
         r#"42"#,
@@ -113,11 +119,15 @@ fn responses() {
     );
     check(
         r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"x"}}"#,
-        expect!["invalid id=1 -32600: invalid request: a response has `result` or `error`, not both"],
+        expect![
+            "invalid id=1 -32600: invalid request: a response has `result` or `error`, not both"
+        ],
     );
     check(
         r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}"#,
-        expect![[r#"invalid id=1 -32600: invalid request: malformed `error` object: invalid type: string "x", expected i64"#]],
+        expect![[
+            r#"invalid id=1 -32600: invalid request: malformed `error` object: invalid type: string "x", expected i64"#
+        ]],
     );
     check(
         r#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
@@ -137,7 +147,9 @@ fn parse_errors_and_batches() {
     );
     check(
         r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"},1]"#,
-        expect!["batch [request id=1 method=a; notification method=b; invalid id=null -32600: invalid request: a message must be a JSON object]"],
+        expect![
+            "batch [request id=1 method=a; notification method=b; invalid id=null -32600: invalid request: a message must be a JSON object]"
+        ],
     );
 }
 

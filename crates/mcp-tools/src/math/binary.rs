@@ -63,7 +63,9 @@ impl BinaryOp {
             Self::Subtract => "Subtracts b from a: a - b.",
             Self::Multiply => "Multiplies two numbers: a * b.",
             Self::Divide => "Divides a by b: a / b. Fails when b is 0.",
-            Self::Power => "Raises a to the power b: a ^ b. Fails when the result is not a finite real number.",
+            Self::Power => {
+                "Raises a to the power b: a ^ b. Fails when the result is not a finite real number."
+            }
             Self::Modulo => {
                 "The remainder of a divided by b, with the sign of a (like C's fmod). Fails when b is 0."
             }

@@ -8,7 +8,9 @@ use crate::{ToolContext, ToolRegistry};
 
 async fn check(tool: &str, args: Value, expect: Expect) {
     let registry = ToolRegistry::builtin();
-    let Value::Object(args) = args else { panic!("arguments must be an object") };
+    let Value::Object(args) = args else {
+        panic!("arguments must be an object")
+    };
     let call = registry
         .call(tool, args, ToolContext::new(CancellationToken::new()))
         .expect("tool exists");

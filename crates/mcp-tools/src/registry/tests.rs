@@ -8,7 +8,13 @@ use crate::{MathTool, Sqrt};
 #[test]
 fn builtin_tools_in_order() {
     let registry = ToolRegistry::builtin();
-    let names: Vec<_> = registry.page(None, 100).unwrap().tools.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<_> = registry
+        .page(None, 100)
+        .unwrap()
+        .tools
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
     expect![[r#"["add", "subtract", "multiply", "divide", "power", "modulo", "sqrt", "sleep"]"#]]
         .assert_eq(&format!("{names:?}"));
 }
@@ -35,7 +41,9 @@ fn paging() {
         }
     }
     assert_eq!(seen.len(), registry.len());
-    for bad in ["", "tools:", "tools:0", "tools:99", "tools:-1", "3", "garbage"] {
+    for bad in [
+        "", "tools:", "tools:0", "tools:99", "tools:-1", "3", "garbage",
+    ] {
         assert_eq!(
             registry.page(Some(bad), 3),
             Err(RegistryError::InvalidCursor(bad.to_owned())),
@@ -49,5 +57,8 @@ fn duplicate_names_are_refused() {
     let mut registry = ToolRegistry::new();
     registry.register(Sqrt).unwrap();
     registry.register(MathTool(crate::BinaryOp::Add)).unwrap();
-    assert_eq!(registry.register(Sqrt), Err(RegistryError::DuplicateName("sqrt".into())));
+    assert_eq!(
+        registry.register(Sqrt),
+        Err(RegistryError::DuplicateName("sqrt".into()))
+    );
 }

@@ -1,0 +1,115 @@
+//! `cargo xtask ci`: every check, in the order that fails fastest.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::{root, run};
+
+/// The cargo-deny release the checks are written for.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+pub(crate) fn all() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(&cargo).args(["fmt", "--all", "--", "--check"]))?;
+    run(Command::new(&cargo).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    cargo_deny(&cargo)?;
+    run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
+    run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))?;
+    python_sdk_tests()?;
+    eprintln!("==> all checks passed");
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// Installs cargo-deny into target/tools (once) and checks licenses, bans and sources.
+///
+/// Advisories are not checked here: the advisory database is fetched from a git host this
+/// build machine cannot reach.
+fn cargo_deny(cargo: &str) -> anyhow::Result<()> {
+    let tools = target_dir().join("tools");
+    let bin = tools.join("bin").join("cargo-deny");
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DENY_VERSION));
+    if !installed {
+        run(Command::new(cargo)
+            .args(["install", "--locked", "--root"])
+            .arg(&tools)
+            .arg(format!("cargo-deny@{CARGO_DENY_VERSION}")))?;
+    }
+    run(Command::new(&bin).args([
+        "deny",
+        "--all-features",
+        "check",
+        "bans",
+        "licenses",
+        "sources",
+    ]))
+}
+
+/// Runs the official MCP Python SDK's client against the real binary, in a virtualenv under
+/// target/ so nothing is installed on the machine itself.
+fn python_sdk_tests() -> anyhow::Result<()> {
+    let venv = target_dir().join("py-venv");
+    let python = venv.join("bin").join("python");
+    if !python.exists() && run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).is_err() {
+        // Debian's python3 ships venv separately.
+        apt_install(&["python3-venv"])?;
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let requirements = root().join("tests/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).context("cannot read requirements.txt")?;
+    let stamp = venv.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements))?;
+        std::fs::write(&stamp, &wanted).context("cannot write the requirements stamp")?;
+    }
+    let server = target_dir().join("debug").join("mcp-server");
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/python",
+        ])
+        .env("MCP_SERVER_BIN", &server)
+        .env("PYTHONDONTWRITEBYTECODE", "1"))
+}
+
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    if !Path::new("/usr/bin/apt-get").exists() {
+        bail!(
+            "python3 cannot create a virtualenv and apt-get is not available to install {packages:?}"
+        );
+    }
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}

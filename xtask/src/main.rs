@@ -1,0 +1,76 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `ci`: everything CI checks, in order, installing what it needs: formatting, clippy with
+//!   warnings denied, cargo-deny, every Rust test, and the official MCP Python SDK client
+//!   against the real binary.
+//! - `codegen`: regenerates committed artifacts (the CLI reference in README.md); a tidy test
+//!   fails when they are stale.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod codegen;
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Project automation")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every check CI runs (fmt, clippy, cargo-deny, tests, SDK tests).
+    Ci,
+    /// Regenerate committed artifacts (README's CLI reference).
+    Codegen {
+        /// Fail instead of writing when an artifact is stale.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.command {
+        Cmd::Ci => ci::all(),
+        Cmd::Codegen { check } => codegen::run(check),
+    }
+}
+
+/// The workspace root.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, echoing it, and fails when it fails.
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("==> {}", render(cmd));
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot start `{}`", render(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", render(cmd));
+    }
+    Ok(())
+}
+
+fn render(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,110 @@
+//! Tidy checks, run as ordinary tests: module docs, dependency directions, generated files.
+
+use std::path::Path;
+
+use crate::root;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_module_says_what_it_is_for() {
+    let mut files = Vec::new();
+    for dir in ["crates", "xtask", "tests"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    assert!(files.len() > 20, "found only {} Rust files", files.len());
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
+        .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line: {missing:#?}"
+    );
+}
+
+/// The normal dependencies named in a crate's Cargo.toml.
+fn dependencies(krate: &str) -> Vec<String> {
+    let manifest =
+        std::fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap();
+    let mut deps = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps {
+            if let Some((name, _)) = line.split_once(['=', '.']) {
+                if !name.trim().is_empty() && !name.starts_with('#') {
+                    deps.push(name.trim().to_owned());
+                }
+            }
+        }
+    }
+    deps
+}
+
+#[test]
+fn layers_depend_downwards_only() {
+    let forbidden: &[(&str, &[&str])] = &[
+        // The protocol crate does no IO and has no runtime.
+        (
+            "mcp-protocol",
+            &[
+                "tokio",
+                "hyper",
+                "mcp-session",
+                "mcp-tools",
+                "mcp-ws",
+                "tracing",
+            ],
+        ),
+        // Tools know the protocol's types, not sessions or transports.
+        ("mcp-tools", &["hyper", "mcp-session", "mcp-ws"]),
+        // The session core never touches a socket.
+        (
+            "mcp-session",
+            &["hyper", "hyper-tungstenite", "mcp-ws", "mcp-server"],
+        ),
+        // The transport makes no protocol decisions and does not reach into tools.
+        ("mcp-ws", &["mcp-tools", "mcp-protocol", "mcp-server"]),
+    ];
+    for (krate, banned) in forbidden {
+        let deps = dependencies(krate);
+        assert!(
+            !deps.is_empty(),
+            "{krate} has no [dependencies] section to check"
+        );
+        for dep in *banned {
+            assert!(
+                !deps.iter().any(|d| d == dep),
+                "{krate} must not depend on {dep}"
+            );
+        }
+    }
+}
+
+#[test]
+fn readme_cli_reference_is_fresh() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let fresh = crate::codegen::readme_with_cli_reference(&readme).unwrap();
+    assert!(
+        fresh == readme,
+        "README.md's CLI reference is stale: run `cargo xtask codegen`"
+    );
+}

@@ -8,15 +8,10 @@ reads the port from its first stdout line, and drives it with
 import asyncio
 import os
 import subprocess
-import warnings
 
 import pytest
 from mcp import ClientSession
 from mcp.client.websocket import websocket_client
-
-# The SDK warns that its WebSocket client is deprecated; that is its business, not a failure.
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mcp\..*")
-warnings.filterwarnings("ignore", message=".*WebSocket client transport is deprecated.*")
 
 
 @pytest.fixture(scope="module")
@@ -80,5 +75,25 @@ def test_concurrent_calls_on_one_session(server_url):
                 await session.send_ping()
                 result = await slow
                 assert result.structuredContent == {"sleptMs": 1000}
+
+    run(scenario())
+
+
+def test_progress_reaches_the_sdk_callback(server_url):
+    async def scenario():
+        seen = []
+
+        async def on_progress(progress, total, message):
+            seen.append((progress, total, message))
+
+        async with websocket_client(server_url) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                result = await session.call_tool("sleep", {"ms": 500}, progress_callback=on_progress)
+                assert result.structuredContent == {"sleptMs": 500}
+        assert seen, "no progress notification reached the callback"
+        values = [p for p, _, _ in seen]
+        assert values == sorted(set(values)), f"progress not strictly increasing: {values}"
+        assert seen[-1][0] == 500 and seen[-1][1] == 500, seen[-1]
 
     run(scenario())

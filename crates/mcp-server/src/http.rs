@@ -10,7 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, UPGRADE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use mcp_session::Server;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,10 @@ pub(crate) async fn serve_http(
         let state = state.clone();
         async move { Ok::<_, Infallible>(route(request, remote, &state)) }
     });
+    // The timer enables hyper's header read timeout, which ends connections that trickle
+    // their request headers (slowloris).
     let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);

@@ -7,7 +7,7 @@ use mcp_protocol::ToolAnnotations;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Tool, ToolContext, ToolError};
+use crate::{ProgressUpdate, Tool, ToolContext, ToolError};
 
 /// The arguments of `sleep`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -47,7 +47,7 @@ impl Tool for Sleep {
     }
 
     fn description(&self) -> &str {
-        "Waits for `ms` milliseconds (at most 300000), then returns. Useful to check a client's timeouts, cancellation and concurrent calls."
+        "Waits for `ms` milliseconds (at most 300000), then returns; reports progress when asked. Useful to check a client's timeouts, progress display, cancellation and concurrent calls."
     }
 
     fn annotations(&self) -> ToolAnnotations {
@@ -65,9 +65,46 @@ impl Tool for Sleep {
                 p.ms, self.max_ms
             )));
         }
-        tokio::select! {
-            () = ctx.cancel.cancelled() => Err(ToolError::Cancelled),
-            () = tokio::time::sleep(Duration::from_millis(p.ms)) => Ok(SleepOutput { slept_ms: p.ms }),
+        let mut progress = ctx.progress;
+        let total = Duration::from_millis(p.ms);
+        let started = tokio::time::Instant::now();
+        let deadline = started + total;
+        // With a progress token, report about ten times over the wait (at most every 50 ms).
+        let tick = (total / 10).max(Duration::from_millis(50));
+        let mut next_report = started + tick;
+        loop {
+            let wake = if progress.is_requested() {
+                next_report.min(deadline)
+            } else {
+                deadline
+            };
+            tokio::select! {
+                () = ctx.cancel.cancelled() => return Err(ToolError::Cancelled),
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let elapsed = now.duration_since(started).as_millis();
+            progress
+                .report(ProgressUpdate {
+                    progress: elapsed as f64,
+                    total: Some(p.ms as f64),
+                    message: Some(format!("slept {elapsed} of {} ms", p.ms)),
+                })
+                .await;
+            next_report += tick;
         }
+        if p.ms > 0 {
+            progress
+                .report(ProgressUpdate {
+                    progress: p.ms as f64,
+                    total: Some(p.ms as f64),
+                    message: Some(format!("slept {0} of {0} ms", p.ms)),
+                })
+                .await;
+        }
+        Ok(SleepOutput { slept_ms: p.ms })
     }
 }

@@ -53,7 +53,7 @@ impl Default for WsConfig {
         Self {
             max_message_size: 4 * 1024 * 1024,
             outbound_queue: 256,
-            inbound_queue: 32,
+            inbound_queue: 16,
             close_timeout: Duration::from_secs(5),
         }
     }

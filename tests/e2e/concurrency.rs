@@ -1,8 +1,10 @@
 //! Many connections at once, and concurrent requests on one connection.
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::support::{Client, TestServer};
+use crate::support::{Client, HANG, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_connections_calling_tools() {
@@ -80,5 +82,42 @@ async fn cancelled_call_gets_no_response() {
     let result = client.call(4, "sleep", json!({"ms": 50})).await;
     assert_eq!(result["structuredContent"]["sleptMs"], 50, "{result}");
     drop(client);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_does_not_hold_up_others() {
+    let server = TestServer::start().await;
+    let stalled = Client::initialized(&server).await;
+    let (mut sink, mut stream) = stalled.socket.split();
+    // Thousands of responses of several kilobytes each, more than the socket buffers and the
+    // session's outbound queue hold, while this client reads nothing. The requests go out from
+    // their own task, since the server stops reading them once its output is stuck.
+    const REQUESTS: i64 = 3000;
+    let sender = tokio::spawn(async move {
+        for id in 0..REQUESTS {
+            let request = json!({"jsonrpc":"2.0","id":id,"method":"tools/list"});
+            sink.send(Frame::text(request.to_string())).await.unwrap();
+        }
+        sink
+    });
+    let mut other = Client::initialized(&server).await;
+    for k in 0..20_i64 {
+        let result = other.call(k, "add", json!({"a": k, "b": 1})).await;
+        assert_eq!(result["structuredContent"]["result"], k + 1);
+    }
+    // Nothing was dropped: once the stalled client reads, every response is there, in order.
+    for id in 0..REQUESTS {
+        let frame = tokio::time::timeout(HANG, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let response: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        assert_eq!(response["id"], id);
+        assert!(response["result"]["tools"].is_array(), "{response}");
+    }
+    let sink = sender.await.unwrap();
+    drop((sink, stream, other));
     server.shutdown().await;
 }

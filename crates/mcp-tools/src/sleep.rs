@@ -51,11 +51,7 @@ impl Tool for Sleep {
     }
 
     fn annotations(&self) -> ToolAnnotations {
-        ToolAnnotations {
-            read_only_hint: Some(true),
-            idempotent_hint: Some(true),
-            open_world_hint: Some(false),
-        }
+        crate::tool::self_contained()
     }
 
     async fn call(&self, p: SleepParams, ctx: ToolContext) -> Result<SleepOutput, ToolError> {

@@ -73,6 +73,16 @@ pub enum ToolError {
     Cancelled,
 }
 
+/// The annotations of a tool that only computes: it changes nothing, gives the same answer for
+/// the same arguments, and talks to nothing outside the server.
+pub(crate) fn self_contained() -> ToolAnnotations {
+    ToolAnnotations {
+        read_only_hint: Some(true),
+        idempotent_hint: Some(true),
+        open_world_hint: Some(false),
+    }
+}
+
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The object-safe form of [`Tool`] that the registry stores.

@@ -124,11 +124,7 @@ impl Tool for MathTool {
     }
 
     fn annotations(&self) -> ToolAnnotations {
-        ToolAnnotations {
-            read_only_hint: Some(true),
-            idempotent_hint: Some(true),
-            open_world_hint: Some(false),
-        }
+        crate::tool::self_contained()
     }
 
     async fn call(&self, p: BinaryParams, _ctx: ToolContext) -> Result<MathResult, ToolError> {

@@ -32,11 +32,7 @@ impl Tool for Sqrt {
     }
 
     fn annotations(&self) -> ToolAnnotations {
-        ToolAnnotations {
-            read_only_hint: Some(true),
-            idempotent_hint: Some(true),
-            open_world_hint: Some(false),
-        }
+        crate::tool::self_contained()
     }
 
     async fn call(&self, p: UnaryParams, _ctx: ToolContext) -> Result<MathResult, ToolError> {

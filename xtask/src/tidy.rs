@@ -48,12 +48,12 @@ fn dependencies(krate: &str) -> Vec<String> {
             in_deps = line == "[dependencies]";
             continue;
         }
-        if in_deps {
-            if let Some((name, _)) = line.split_once(['=', '.']) {
-                if !name.trim().is_empty() && !name.starts_with('#') {
-                    deps.push(name.trim().to_owned());
-                }
-            }
+        if in_deps
+            && let Some((name, _)) = line.split_once(['=', '.'])
+            && !name.trim().is_empty()
+            && !name.starts_with('#')
+        {
+            deps.push(name.trim().to_owned());
         }
     }
     deps

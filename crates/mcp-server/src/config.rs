@@ -1,10 +1,12 @@
 //! Command line and environment configuration.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use mcp_session::ServerConfig;
+use mcp_tools::{DataRoot, ToolsConfig};
 use mcp_ws::WsConfig;
 
 /// A Model Context Protocol server over WebSocket.
@@ -34,6 +36,45 @@ pub struct Cli {
         value_name = "MESSAGES"
     )]
     pub outbound_queue: usize,
+
+    /// Seconds one WebSocket frame may take to write before the client counts as not reading;
+    /// it is then disconnected with close code 1008 and its calls are cancelled.
+    #[arg(
+        long,
+        env = "MCP_STALL_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub stall_timeout: u64,
+
+    /// Seconds a tool call may run before it is stopped with an error.
+    #[arg(
+        long,
+        env = "MCP_CALL_TIMEOUT",
+        default_value_t = 600,
+        value_name = "SECONDS"
+    )]
+    pub call_timeout: u64,
+
+    /// Shortest time between two progress notifications of one call, in milliseconds
+    /// (the first and the final one always go out).
+    #[arg(
+        long,
+        env = "MCP_PROGRESS_INTERVAL_MS",
+        default_value_t = 100,
+        value_name = "MS"
+    )]
+    pub progress_interval_ms: u64,
+
+    /// Heavy calls (batches, image jobs) running at once across all sessions; the rest queue
+    /// fairly, round-robin across sessions. Default: the number of CPUs.
+    #[arg(long, env = "MCP_HEAVY_CONCURRENCY", value_name = "CALLS")]
+    pub heavy_concurrency: Option<usize>,
+
+    /// Directory that file tools (`process_images`) may read and write; paths outside it are
+    /// refused. Without it, file tools are not offered.
+    #[arg(long, env = "MCP_DATA_ROOT", value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
 
     /// Number of tools per `tools/list` page.
     #[arg(
@@ -67,6 +108,8 @@ pub struct Config {
     pub ws: WsConfig,
     /// How long shutdown waits for open connections.
     pub shutdown_timeout: Duration,
+    /// What the built-in tools need.
+    pub tools: ToolsConfig,
 }
 
 impl Default for Config {
@@ -75,25 +118,44 @@ impl Default for Config {
             session: ServerConfig::default(),
             ws: WsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            tools: ToolsConfig::default(),
         }
     }
 }
 
 impl Cli {
-    /// The server configuration these options describe.
-    pub fn config(&self) -> Config {
+    /// The server configuration these options describe. Fails when the data root does not
+    /// exist.
+    pub fn config(&self) -> std::io::Result<Config> {
         let defaults = Config::default();
-        Config {
+        let heavy = self
+            .heavy_concurrency
+            .unwrap_or(defaults.session.heavy_concurrency);
+        let tools = match &self.data_root {
+            Some(dir) => {
+                let root = DataRoot::new(dir).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("--data-root {}: {e}", dir.display()))
+                })?;
+                ToolsConfig::with_data_root(root, heavy)?
+            }
+            None => ToolsConfig::default(),
+        };
+        Ok(Config {
             session: ServerConfig {
                 page_size: self.page_size.max(1),
+                outbound_capacity: self.outbound_queue.max(1),
+                call_timeout: Duration::from_secs(self.call_timeout.max(1)),
+                progress_interval: Duration::from_millis(self.progress_interval_ms),
+                heavy_concurrency: heavy.max(1),
                 ..defaults.session
             },
             ws: WsConfig {
                 max_message_size: self.max_message_size,
-                outbound_queue: self.outbound_queue.max(1),
+                stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
                 ..defaults.ws
             },
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
-        }
+            tools,
+        })
     }
 }

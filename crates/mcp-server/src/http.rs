@@ -95,7 +95,7 @@ fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> R
         {
             text(StatusCode::OK, "ok\n")
         }
-        ("/healthz", false) => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        ("/healthz" | "/metrics", false) => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

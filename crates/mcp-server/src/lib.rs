@@ -31,7 +31,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let server = Server::new(config.session.clone(), ToolRegistry::builtin());
+    let server = Server::new(config.session.clone(), ToolRegistry::builtin(&config.tools));
     // hyper forgets a connection once it is upgraded to a WebSocket, so every connection task,
     // upgraded or not, is tracked here to be waited for at shutdown.
     let tracker = TaskTracker::new();

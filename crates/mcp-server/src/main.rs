@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
+    let config = cli.config().context("invalid configuration")?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
@@ -24,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
     tracing::info!(%local, version = env!("CARGO_PKG_VERSION"), "listening; MCP endpoint ws://{local}/mcp");
-    mcp_server::serve(listener, cli.config(), shutdown_signal()).await?;
+    mcp_server::serve(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

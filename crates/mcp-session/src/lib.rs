@@ -11,14 +11,17 @@
 
 mod error;
 mod inflight;
+mod metrics;
+mod outbound;
 mod peer;
 mod server;
 mod session;
 
 pub use error::PeerError;
+pub use outbound::{Outbound, OutboundReceiver};
 pub use peer::Peer;
-pub use server::{Server, ServerConfig};
-pub use session::{CloseReason, Outbound, Session, SessionEnd};
+pub use server::{ConnectionGuard, Server, ServerConfig};
+pub use session::{CloseReason, Session, SessionEnd};
 
 #[cfg(test)]
 mod tests;

@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mcp_protocol::{ErrorObject, Message, Request, RequestId, methods};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::{Outbound, PeerError};
+use crate::PeerError;
+use crate::outbound::{OutboundQueue, WeakQueue};
 
 type Reply = Result<Value, ErrorObject>;
 
@@ -65,11 +66,11 @@ impl Drop for Forget<'_> {
 #[derive(Clone)]
 pub struct Peer {
     pending: PendingTable,
-    outbound: mpsc::WeakSender<Outbound>,
+    outbound: WeakQueue,
 }
 
 impl Peer {
-    pub(crate) fn new(pending: PendingTable, outbound: &mpsc::Sender<Outbound>) -> Self {
+    pub(crate) fn new(pending: PendingTable, outbound: &OutboundQueue) -> Self {
         Self {
             pending,
             outbound: outbound.downgrade(),
@@ -103,10 +104,7 @@ impl Peer {
             params,
         })
         .to_text();
-        outbound
-            .send(Outbound::Text(text))
-            .await
-            .map_err(|_| PeerError::Closed)?;
+        outbound.push(text).await.map_err(|_| PeerError::Closed)?;
         drop(outbound);
         match rx.await {
             Ok(Ok(result)) => Ok(result),

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use mcp_protocol::Implementation;
-use mcp_tools::ToolRegistry;
-use tokio::sync::mpsc;
+use mcp_tools::{Scheduler, ToolRegistry};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Outbound, Session};
+use crate::Session;
+use crate::metrics::Metrics;
+use crate::outbound::{self, OutboundReceiver};
 
 /// Settings of the protocol core.
 #[derive(Debug, Clone)]
@@ -20,6 +22,18 @@ pub struct ServerConfig {
     pub instructions: Option<String>,
     /// How many tools one `tools/list` page holds.
     pub page_size: usize,
+    /// How many messages a session queues for a slow client before it stops reading input.
+    /// Progress notifications do not count: they coalesce instead.
+    pub outbound_capacity: usize,
+    /// The shortest time between two progress notifications of one call (the first and the
+    /// final one always go out).
+    pub progress_interval: Duration,
+    /// How long a tool call may run before it is stopped with an error.
+    pub call_timeout: Duration,
+    /// How long a stopped call gets to wind down and say how far it got.
+    pub stop_grace: Duration,
+    /// How many heavy calls (batches) run at once across all sessions; the rest queue fairly.
+    pub heavy_concurrency: usize,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +52,11 @@ impl Default for ServerConfig {
                     .to_owned(),
             ),
             page_size: 50,
+            outbound_capacity: 256,
+            progress_interval: Duration::from_millis(100),
+            call_timeout: Duration::from_secs(600),
+            stop_grace: Duration::from_secs(5),
+            heavy_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -47,6 +66,8 @@ pub(crate) struct ServerInner {
     pub(crate) tools: ToolRegistry,
     /// The root of the cancellation tree: server, then session, then request.
     pub(crate) shutdown: CancellationToken,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) metrics: Metrics,
     next_session: AtomicU64,
 }
 
@@ -59,13 +80,34 @@ pub struct Server {
 impl Server {
     /// A server offering `tools`.
     pub fn new(config: ServerConfig, tools: ToolRegistry) -> Self {
+        let scheduler = Scheduler::new(config.heavy_concurrency);
         Self {
             inner: Arc::new(ServerInner {
                 config,
                 tools,
                 shutdown: CancellationToken::new(),
+                scheduler,
+                metrics: Metrics::new(),
                 next_session: AtomicU64::new(1),
             }),
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// How many client requests are being worked on, across all sessions.
+    pub fn inflight_requests(&self) -> i64 {
+        self.inner.metrics.inflight()
+    }
+
+    /// Counts an open connection until the returned guard is dropped.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.inner.metrics.connection_opened();
+        ConnectionGuard {
+            metrics: self.inner.metrics.clone(),
         }
     }
 
@@ -80,12 +122,27 @@ impl Server {
         &self.inner.config
     }
 
-    /// Starts a session whose output goes to `outbound`.
+    /// Starts a session. The transport sends what the returned receiver yields.
     ///
-    /// The channel's capacity bounds what the session buffers for a slow client: when it is
+    /// The queue's capacity bounds what the session buffers for a slow client: when it is
     /// full, the session stops reading input until the transport catches up.
-    pub fn open_session(&self, outbound: mpsc::Sender<Outbound>) -> Session {
+    pub fn open_session(&self) -> (Session, OutboundReceiver) {
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        Session::new(self.clone(), id, outbound)
+        let (queue, receiver) = outbound::channel(
+            self.inner.config.outbound_capacity,
+            self.inner.metrics.clone(),
+        );
+        (Session::new(self.clone(), id, queue), receiver)
+    }
+}
+
+/// Keeps a connection counted in `mcp_connections` while it lives.
+pub struct ConnectionGuard {
+    metrics: Metrics,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mcp_protocol::{
     CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, ErrorObject,
@@ -18,19 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::inflight::{BatchId, InFlight};
+use crate::metrics::Outcome;
+use crate::outbound::OutboundQueue;
 use crate::peer::PendingTable;
-use crate::{Peer, Server};
+use crate::{Outbound, Peer, Server};
 
 type Reply = Result<Value, ErrorObject>;
-
-/// What the session hands its transport.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outbound {
-    /// One JSON-RPC message (or batch response) as text: one WebSocket text frame.
-    Text(String),
-    /// Close the connection; the transport picks the matching close code.
-    Close(CloseReason),
-}
 
 /// Why the session asks its transport to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +96,7 @@ struct Batch {
 pub struct Session {
     server: Server,
     id: u64,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: OutboundQueue,
     /// Child of the server's token; parent of every request's token.
     token: CancellationToken,
     lifecycle: Lifecycle,
@@ -110,7 +104,7 @@ pub struct Session {
     inflight: InFlight,
     /// The running requests. Dropping the set aborts them, so nothing outlives the session.
     tasks: JoinSet<Reply>,
-    task_requests: HashMap<task::Id, RequestId>,
+    task_requests: HashMap<task::Id, (RequestId, &'static str)>,
     batches: HashMap<BatchId, Batch>,
     next_batch: BatchId,
     pending: PendingTable,
@@ -118,8 +112,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(server: Server, id: u64, outbound: mpsc::Sender<Outbound>) -> Self {
+    pub(crate) fn new(server: Server, id: u64, outbound: OutboundQueue) -> Self {
         let token = server.inner.shutdown.child_token();
+        server.inner.metrics.session_started();
         Self {
             server,
             id,
@@ -180,6 +175,13 @@ impl Session {
             self.token.cancel();
             self.tasks.abort_all();
             self.pending.close();
+            self.outbound.end();
+            let metrics = &self.server.inner.metrics;
+            for _ in 0..self.task_requests.len() {
+                metrics.request_finished();
+            }
+            self.task_requests.clear();
+            metrics.session_ended();
             tracing::debug!(?end, cancelled = self.inflight.len(), "session ended");
             end
         }
@@ -188,8 +190,13 @@ impl Session {
     }
 
     async fn send(&mut self, item: Outbound) {
-        if self.outbound.send(item).await.is_err() {
-            self.output_closed = true;
+        match item {
+            Outbound::Text(text) => {
+                if self.outbound.push(text).await.is_err() {
+                    self.output_closed = true;
+                }
+            }
+            Outbound::Close(reason) => self.outbound.close(reason),
         }
     }
 
@@ -268,10 +275,17 @@ impl Session {
             }
             Ok(Message::Request(request)) => {
                 let id = request.id.clone();
+                let method = request.method.clone();
+                let metrics = self.server.inner.metrics.clone();
                 match self.handle_request(request, batch) {
+                    Ok(Handled::Reply(response)) => {
+                        metrics.count_request(&method, Outcome::ok);
+                        Handled::Reply(response)
+                    }
                     Ok(handled) => handled,
                     Err(error) => {
                         tracing::debug!(%id, %error, "request refused");
+                        metrics.count_request(&method, Outcome::error);
                         Handled::Reply(Response::error(Some(id), error))
                     }
                 }
@@ -391,17 +405,25 @@ impl Session {
     ) -> Result<Handled, ErrorObject> {
         let params: CallToolParams = decode_params(params)?;
         let token = self.token.child_token();
+        let config = &self.server.inner.config;
         let progress = match params.meta.and_then(|m| m.progress_token) {
-            Some(progress_token) => Progress::new(Arc::new(ProgressNotifier {
-                progress_token,
-                outbound: self.outbound.clone(),
-            })),
+            Some(progress_token) => Progress::new(
+                Arc::new(ProgressNotifier {
+                    progress_token,
+                    outbound: self.outbound.clone(),
+                }),
+                config.progress_interval,
+            ),
             None => Progress::none(),
         };
         let ctx = ToolContext {
             cancel: token.clone(),
             progress,
+            scheduler: self.server.inner.scheduler.clone(),
+            session: self.id,
+            call_label: id.to_string(),
         };
+        let (time_limit, grace) = (config.call_timeout, config.stop_grace);
         let call = self
             .server
             .inner
@@ -413,10 +435,12 @@ impl Session {
             })?;
         let span =
             tracing::info_span!("request", %id, method = methods::TOOLS_CALL, tool = %params.name);
+        let stop = token.clone();
         let handle = self.tasks.spawn(
             async move {
                 let started = std::time::Instant::now();
-                let mut result: CallToolResult = call.await;
+                let mut result: CallToolResult =
+                    with_time_limit(call, stop, time_limit, grace).await;
                 if !version.has_structured_output() {
                     result.structured_content = None;
                 }
@@ -429,8 +453,10 @@ impl Session {
             }
             .instrument(span),
         );
-        self.task_requests.insert(handle.id(), id.clone());
+        self.task_requests
+            .insert(handle.id(), (id.clone(), methods::TOOLS_CALL));
         self.inflight.insert(id, token, batch);
+        self.server.inner.metrics.request_started();
         Ok(Handled::Spawned)
     }
 
@@ -447,14 +473,23 @@ impl Session {
                 (e.id(), Err(ErrorObject::internal(reason)))
             }
         };
-        let Some(id) = self.task_requests.remove(&task_id) else {
+        let Some((id, method)) = self.task_requests.remove(&task_id) else {
             tracing::error!(?task_id, "a task finished that no request owns");
             return;
         };
+        let metrics = &self.server.inner.metrics;
+        metrics.request_finished();
         let Some(finished) = self.inflight.finish(&id) else {
             tracing::error!(%id, "a request finished twice");
             return;
         };
+        let outcome = match &reply {
+            _ if !finished.respond => Outcome::cancelled,
+            Ok(value) if value.get("isError") == Some(&Value::Bool(true)) => Outcome::tool_error,
+            Ok(_) => Outcome::ok,
+            Err(_) => Outcome::error,
+        };
+        metrics.count_request(method, outcome);
         let response = if finished.respond {
             Some(Response {
                 id: Some(id),
@@ -477,10 +512,10 @@ impl Session {
                 };
                 batch.responses.extend(response);
                 batch.running -= 1;
-                if batch.running == 0 {
-                    if let Some(batch) = self.batches.remove(&batch_id) {
-                        self.send_batch(batch).await;
-                    }
+                if batch.running == 0
+                    && let Some(batch) = self.batches.remove(&batch_id)
+                {
+                    self.send_batch(batch).await;
                 }
             }
         }
@@ -532,33 +567,72 @@ impl Session {
     }
 }
 
-/// Sends a call's progress as `notifications/progress` with the caller's token.
+/// Queues a call's progress as `notifications/progress` with the caller's token. Never waits:
+/// a notification still queued for the same token is replaced by the newer one.
 struct ProgressNotifier {
     progress_token: ProgressToken,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: OutboundQueue,
 }
 
 impl ProgressSink for ProgressNotifier {
-    fn send(&self, update: ProgressUpdate) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn send(&self, update: ProgressUpdate) {
         let params = ProgressParams {
             progress_token: self.progress_token.clone(),
             progress: update.progress,
             total: update.total,
             message: update.message,
         };
-        let outbound = self.outbound.clone();
-        Box::pin(async move {
-            let Ok(params) = serde_json::to_value(params) else {
-                return;
-            };
-            let text = Message::Notification(Notification {
-                method: methods::PROGRESS.to_owned(),
-                params: Some(params),
-            })
-            .to_text();
-            // A closed output means the session is ending and the call is being cancelled.
-            let _ = outbound.send(Outbound::Text(text)).await;
+        let Ok(params) = serde_json::to_value(params) else {
+            return;
+        };
+        let text = Message::Notification(Notification {
+            method: methods::PROGRESS.to_owned(),
+            params: Some(params),
         })
+        .to_text();
+        // A closed queue means the session is ending and the call is being cancelled.
+        let _ = self
+            .outbound
+            .push_progress(self.progress_token.clone(), text);
+    }
+}
+
+/// Runs a tool call under its time limit. When the limit passes, the call's token is
+/// cancelled and the tool gets `grace` to stop and say how far it got; its answer is then
+/// returned as an error result that names the limit.
+async fn with_time_limit(
+    call: impl Future<Output = CallToolResult>,
+    token: CancellationToken,
+    limit: Duration,
+    grace: Duration,
+) -> CallToolResult {
+    tokio::pin!(call);
+    tokio::select! {
+        result = &mut call => result,
+        () = tokio::time::sleep(limit) => {
+            tracing::warn!(limit_ms = limit.as_millis(), "tool call exceeded its time limit");
+            token.cancel();
+            let note = format!("the call exceeded its time limit of {} and was stopped", show(limit));
+            match tokio::time::timeout(grace, call).await {
+                Ok(mut result) => {
+                    result.content.insert(0, mcp_protocol::Content::text(note));
+                    result.is_error = Some(true);
+                    result
+                }
+                Err(_) => CallToolResult::error(format!("{note}; it did not wind down within {}", show(grace))),
+            }
+        }
+    }
+}
+
+/// A duration for people: `600 s`, `1.5 s`, `250 ms`.
+fn show(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{} s", d.as_secs())
+    } else if d.as_secs() > 0 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 

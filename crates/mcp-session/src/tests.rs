@@ -22,7 +22,7 @@ use mcp_tools::ToolRegistry;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::{Outbound, PeerError, Server, ServerConfig, SessionEnd};
+use crate::{Outbound, OutboundReceiver, PeerError, Server, ServerConfig, SessionEnd};
 
 /// One line of a transcript file.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ fn canonical_expected(line: &str) -> String {
 }
 
 /// Everything the session sends until the runtime has nothing left to do.
-async fn drain(rx: &mut mpsc::Receiver<Outbound>) -> (Vec<String>, bool) {
+async fn drain(rx: &mut OutboundReceiver) -> (Vec<String>, bool) {
     let mut out = Vec::new();
     loop {
         // On the paused clock this timeout fires only once every task is idle.
@@ -94,10 +94,12 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
             config.page_size = *n;
         }
     }
-    let server = Server::new(config, ToolRegistry::builtin());
-    let (out_tx, mut out_rx) = mpsc::channel(64);
+    let server = Server::new(
+        config,
+        ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
+    );
     let (in_tx, in_rx) = mpsc::channel(64);
-    let session = server.open_session(out_tx);
+    let (session, mut out_rx) = server.open_session();
     let run = tokio::spawn(session.run(in_rx));
     let mut in_tx = Some(in_tx);
 
@@ -213,13 +215,15 @@ async fn initialized() -> (
     Server,
     crate::Peer,
     mpsc::Sender<String>,
-    mpsc::Receiver<Outbound>,
+    OutboundReceiver,
     tokio::task::JoinHandle<SessionEnd>,
 ) {
-    let server = Server::new(ServerConfig::default(), ToolRegistry::builtin());
-    let (out_tx, mut out_rx) = mpsc::channel(16);
+    let server = Server::new(
+        ServerConfig::default(),
+        ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
+    );
     let (in_tx, in_rx) = mpsc::channel(16);
-    let session = server.open_session(out_tx);
+    let (session, mut out_rx) = server.open_session();
     let peer = session.peer();
     let run = tokio::spawn(session.run(in_rx));
     let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{

@@ -1,12 +1,14 @@
-//! What a running tool gets besides its arguments: a cancellation token and a progress
-//! reporter.
+//! What a running tool gets besides its arguments: a cancellation token, a progress reporter,
+//! and a place in the server's scheduler for heavy work.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::tool::BoxFuture;
+use crate::scheduler::{Permit, Scheduler};
 
 /// The context of one tool call.
 #[derive(Debug)]
@@ -16,14 +18,33 @@ pub struct ToolContext {
     pub cancel: CancellationToken,
     /// Where to report progress; a no-op when the caller did not ask for progress.
     pub progress: Progress,
+    /// Heavy work waits here for its turn; see [`ToolContext::heavy_slot`].
+    pub scheduler: Scheduler,
+    /// Who is calling, for fair scheduling: the session's number.
+    pub session: u64,
+    /// The request's id as text, for messages (`batch 42: ...`).
+    pub call_label: String,
 }
 
 impl ToolContext {
-    /// A context with the given token and no progress reporting.
+    /// A context with the given token, no progress reporting, and a scheduler of its own.
     pub fn new(cancel: CancellationToken) -> Self {
         Self {
             cancel,
             progress: Progress::none(),
+            scheduler: Scheduler::new(1),
+            session: 0,
+            call_label: String::new(),
+        }
+    }
+
+    /// Waits for a slot to run heavy work, reporting the queue position as progress while
+    /// waiting. `None` when the call was cancelled first.
+    pub async fn heavy_slot(&mut self) -> Option<Permit> {
+        let scheduler = self.scheduler.clone();
+        tokio::select! {
+            permit = scheduler.acquire(self.session, &mut self.progress, &self.call_label) => Some(permit),
+            () = self.cancel.cancelled() => None,
         }
     }
 }
@@ -39,20 +60,24 @@ pub struct ProgressUpdate {
     pub message: Option<String>,
 }
 
-/// Receives a call's progress reports; the session implements it by sending
-/// `notifications/progress` tagged with the caller's token.
+/// Receives a call's progress reports; the session implements it by queueing
+/// `notifications/progress` tagged with the caller's token. It never blocks, so it can be
+/// called from a blocking thread.
 pub trait ProgressSink: Send + Sync {
-    /// Delivers one report. Waits while the connection's outbound queue is full.
-    fn send(&self, update: ProgressUpdate) -> BoxFuture<()>;
+    /// Delivers one report.
+    fn send(&self, update: ProgressUpdate);
 }
 
 /// A call's progress reporter.
 ///
-/// It keeps progress strictly increasing, as the specification requires: a report that does
-/// not move forward is not sent.
+/// It keeps progress strictly increasing, as the specification requires (a report that does
+/// not move forward is not sent), and sends at most one report per `min_interval`, except
+/// that the first and the final one (progress equal to total) always go out.
 pub struct Progress {
     sink: Option<Arc<dyn ProgressSink>>,
+    min_interval: Duration,
     last: Option<f64>,
+    last_sent_at: Option<Instant>,
 }
 
 impl Progress {
@@ -60,15 +85,19 @@ impl Progress {
     pub fn none() -> Self {
         Self {
             sink: None,
+            min_interval: Duration::ZERO,
             last: None,
+            last_sent_at: None,
         }
     }
 
-    /// A reporter that delivers to `sink`.
-    pub fn new(sink: Arc<dyn ProgressSink>) -> Self {
+    /// A reporter that delivers to `sink`, at most once per `min_interval`.
+    pub fn new(sink: Arc<dyn ProgressSink>, min_interval: Duration) -> Self {
         Self {
             sink: Some(sink),
+            min_interval,
             last: None,
+            last_sent_at: None,
         }
     }
 
@@ -77,17 +106,30 @@ impl Progress {
         self.sink.is_some()
     }
 
+    /// Whether a report made now would be sent (unless it is the final one, which always is).
+    /// Lets a tool skip formatting a message that would be dropped.
+    pub fn is_due(&self) -> bool {
+        self.sink.is_some()
+            && self
+                .last_sent_at
+                .is_none_or(|at| at.elapsed() >= self.min_interval)
+    }
+
     /// Reports progress. Returns whether the report was sent.
-    pub async fn report(&mut self, update: ProgressUpdate) -> bool {
+    pub fn report(&mut self, update: ProgressUpdate) -> bool {
         let Some(sink) = &self.sink else {
             return false;
         };
         if !update.progress.is_finite() || self.last.is_some_and(|last| update.progress <= last) {
-            tracing::debug!(progress = update.progress, last = ?self.last, "progress not increasing; not sent");
+            return false;
+        }
+        let is_final = update.total == Some(update.progress);
+        if !is_final && !self.is_due() {
             return false;
         }
         self.last = Some(update.progress);
-        sink.send(update).await;
+        self.last_sent_at = Some(Instant::now());
+        sink.send(update);
         true
     }
 }
@@ -99,4 +141,19 @@ impl fmt::Debug for Progress {
             .field("last", &self.last)
             .finish()
     }
+}
+
+/// A status line with rate and ETA: `batch 42: 4200/10000, 350 items/s, ETA 16 s`.
+pub fn rate_message(label: &str, done: u64, total: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if done == 0 || secs <= 0.0 {
+        return format!("{label}: {done}/{total}, starting");
+    }
+    let rate = done as f64 / secs;
+    let remaining = total.saturating_sub(done) as f64 / rate;
+    format!(
+        "{label}: {done}/{total}, {} items/s, ETA {} s",
+        rate.round() as u64,
+        remaining.ceil() as u64
+    )
 }

@@ -8,14 +8,22 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod context;
+mod images;
 mod math;
+mod paths;
 mod registry;
+mod scheduler;
 mod sleep;
 mod tool;
 
-pub use context::{Progress, ProgressSink, ProgressUpdate, ToolContext};
+pub use batch::{BatchParams, BatchSummary, ItemFailure, ProcessBatch};
+pub use context::{Progress, ProgressSink, ProgressUpdate, ToolContext, rate_message};
+pub use images::{ERRORS_FILE, FileError, ImagesParams, ImagesSummary, ProcessImages};
 pub use math::{BinaryOp, BinaryParams, MathResult, MathTool, Sqrt, UnaryParams};
-pub use registry::{Page, RegistryError, ToolRegistry};
+pub use paths::DataRoot;
+pub use registry::{Page, RegistryError, ToolRegistry, ToolsConfig};
+pub use scheduler::{Permit, Scheduler};
 pub use sleep::{Sleep, SleepOutput, SleepParams};
 pub use tool::{Tool, ToolError};

@@ -7,7 +7,45 @@ use mcp_protocol::{CallToolResult, Tool as ToolDescriptor};
 use serde_json::{Map, Value};
 
 use crate::tool::{BoxFuture, Erased, ErasedTool};
-use crate::{BinaryOp, MathTool, Sleep, Sqrt, Tool, ToolContext};
+use crate::{
+    BinaryOp, DataRoot, MathTool, ProcessBatch, ProcessImages, Sleep, Sqrt, Tool, ToolContext,
+};
+
+/// What the built-in tools need from the server's configuration.
+#[derive(Clone, Default)]
+pub struct ToolsConfig {
+    /// Where file tools may read and write; without it, `process_images` is not offered.
+    pub data_root: Option<DataRoot>,
+    /// The worker threads image decoding runs on.
+    pub image_pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl std::fmt::Debug for ToolsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolsConfig")
+            .field("data_root", &self.data_root)
+            .field(
+                "image_workers",
+                &self.image_pool.as_ref().map(|p| p.current_num_threads()),
+            )
+            .finish()
+    }
+}
+
+impl ToolsConfig {
+    /// File tools confined to `root`, decoding on `workers` threads.
+    pub fn with_data_root(root: DataRoot, workers: usize) -> std::io::Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers.max(1))
+            .thread_name(|i| format!("image-worker-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Self {
+            data_root: Some(root),
+            image_pool: Some(Arc::new(pool)),
+        })
+    }
+}
 
 /// Why a registry operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -54,14 +92,21 @@ impl ToolRegistry {
         Self::default()
     }
 
-    /// The tools this server ships: the math tools and `sleep`.
-    pub fn builtin() -> Self {
+    /// The tools this server ships: the math tools, `sleep` and `process_batch`, and
+    /// `process_images` when a data root is configured.
+    pub fn builtin(config: &ToolsConfig) -> Self {
         let mut registry = Self::new();
-        let result = BinaryOp::ALL
+        let mut result = BinaryOp::ALL
             .into_iter()
             .try_for_each(|op| registry.register(MathTool(op)))
             .and_then(|()| registry.register(Sqrt))
-            .and_then(|()| registry.register(Sleep::default()));
+            .and_then(|()| registry.register(Sleep::default()))
+            .and_then(|()| registry.register(ProcessBatch));
+        if let (Some(root), Some(pool)) = (&config.data_root, &config.image_pool) {
+            result = result.and_then(|()| {
+                registry.register(ProcessImages::new(root.clone(), Arc::clone(pool)))
+            });
+        }
         if let Err(e) = result {
             unreachable!("the built-in tools have distinct names and object schemas: {e}");
         }

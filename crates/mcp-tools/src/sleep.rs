@@ -83,23 +83,19 @@ impl Tool for Sleep {
                 break;
             }
             let elapsed = now.duration_since(started).as_millis();
-            progress
-                .report(ProgressUpdate {
-                    progress: elapsed as f64,
-                    total: Some(p.ms as f64),
-                    message: Some(format!("slept {elapsed} of {} ms", p.ms)),
-                })
-                .await;
+            progress.report(ProgressUpdate {
+                progress: elapsed as f64,
+                total: Some(p.ms as f64),
+                message: Some(format!("slept {elapsed} of {} ms", p.ms)),
+            });
             next_report += tick;
         }
         if p.ms > 0 {
-            progress
-                .report(ProgressUpdate {
-                    progress: p.ms as f64,
-                    total: Some(p.ms as f64),
-                    message: Some(format!("slept {0} of {0} ms", p.ms)),
-                })
-                .await;
+            progress.report(ProgressUpdate {
+                progress: p.ms as f64,
+                total: Some(p.ms as f64),
+                message: Some(format!("slept {0} of {0} ms", p.ms)),
+            });
         }
         Ok(SleepOutput { slept_ms: p.ms })
     }

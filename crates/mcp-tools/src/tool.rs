@@ -67,6 +67,10 @@ pub enum ToolError {
     /// and is meant for the model and the user.
     #[error("{0}")]
     Failed(String),
+    /// The tool stopped early because it was cancelled, and says how far it got (items done,
+    /// outputs kept). Seen by the caller when a time limit or shutdown stopped the call.
+    #[error("{0}")]
+    Stopped(String),
     /// The call was cancelled. The session sends no response for a cancelled request, so this
     /// result is only seen when the cancellation came from elsewhere (a time limit, shutdown).
     #[error("cancelled")]

@@ -11,7 +11,7 @@ use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use mcp_session::{CloseReason, Outbound, Server};
+use mcp_session::{CloseReason, Outbound, OutboundReceiver, Server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -28,6 +28,8 @@ pub mod close_codes {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A text frame that is not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The client stopped reading: one frame could not be written for `stall_timeout`.
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A message larger than the configured maximum.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
 }
@@ -38,32 +40,35 @@ pub struct WsConfig {
     /// The largest message (and frame) accepted, in bytes; a larger one closes the connection
     /// with 1009.
     pub max_message_size: usize,
-    /// How many outgoing messages may wait for a slow client before the session stops
-    /// reading its input.
-    pub outbound_queue: usize,
     /// How many received messages may wait for the session.
     pub inbound_queue: usize,
     /// How long to wait for the client's reply to a close frame before dropping the TCP
     /// connection.
     pub close_timeout: Duration,
+    /// How long writing one frame may take before the client counts as not reading: the
+    /// connection is then closed with 1008 and the session's calls are cancelled.
+    pub stall_timeout: Duration,
 }
 
 impl Default for WsConfig {
     fn default() -> Self {
         Self {
             max_message_size: 4 * 1024 * 1024,
-            outbound_queue: 256,
             inbound_queue: 16,
             close_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
 
 impl WsConfig {
     pub(crate) fn tungstenite(&self) -> WebSocketConfig {
+        // The write buffer holds at most the frame being written, so a client that does not
+        // read cannot make it grow.
         WebSocketConfig::default()
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
+            .max_write_buffer_size(self.max_message_size.saturating_mul(2).max(256 * 1024))
     }
 }
 
@@ -88,14 +93,14 @@ pub async fn serve_connection(
             }
         };
         tracing::debug!("connected");
+        let _counted = server.connection_opened();
         let (sink, stream) = socket.split();
-        let (out_tx, out_rx) = mpsc::channel(config.outbound_queue.max(1));
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue.max(1));
         let (close_tx, close_rx) = mpsc::channel(1);
         // Fires once a close frame was sent or the writer stopped: from then on the reader
         // waits at most `close_timeout` for the client.
         let closing = CancellationToken::new();
-        let session = server.open_session(out_tx);
+        let (session, out_rx) = server.open_session();
         let (end, (), ()) = tokio::join!(
             session.run(in_rx),
             read(
@@ -105,7 +110,7 @@ pub async fn serve_connection(
                 closing.clone(),
                 config.close_timeout
             ),
-            write(sink, out_rx, close_rx, closing),
+            write(sink, out_rx, close_rx, closing, config.stall_timeout),
         );
         tracing::debug!(?end, "disconnected");
     }
@@ -193,9 +198,10 @@ async fn read(
 /// Sends the session's output until it ends, then closes the connection.
 async fn write(
     mut sink: Sink,
-    mut out_rx: mpsc::Receiver<Outbound>,
+    mut out_rx: OutboundReceiver,
     mut close_rx: mpsc::Receiver<CloseFrame>,
     closing: CancellationToken,
+    stall_timeout: Duration,
 ) {
     let close = loop {
         // A close requested by the reader wins over queued output: the connection is unusable.
@@ -206,9 +212,23 @@ async fn write(
         };
         match item {
             Some(Outbound::Text(text)) => {
-                if let Err(e) = sink.send(Frame::text(text)).await {
-                    tracing::debug!(error = %e, "write failed");
-                    break None;
+                match tokio::time::timeout(stall_timeout, sink.send(Frame::text(text))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "write failed");
+                        break None;
+                    }
+                    Err(_) => {
+                        tracing::info!(
+                            stall_ms = stall_timeout.as_millis(),
+                            queued = out_rx.len(),
+                            "the client stopped reading; disconnecting it"
+                        );
+                        break Some(CloseFrame {
+                            code: CloseCode::from(close_codes::POLICY_VIOLATION),
+                            reason: "client not reading".into(),
+                        });
+                    }
                 }
             }
             Some(Outbound::Close(reason)) => break Some(close_frame(reason)),
@@ -220,12 +240,17 @@ async fn write(
             }
         }
     };
-    if let Some(frame) = close {
-        // Fails harmlessly when the client closed first (tungstenite has replied already).
-        let _ = sink.send(Frame::Close(Some(frame))).await;
-        let _ = sink.flush().await;
-    }
+    // From here on the reader waits at most `close_timeout` for the client.
     closing.cancel();
+    if let Some(frame) = close {
+        // Fails harmlessly when the client closed first (tungstenite has replied already). A
+        // client that does not read may never take the frame, hence the bound.
+        let _ = tokio::time::timeout(stall_timeout, async {
+            let _ = sink.send(Frame::Close(Some(frame))).await;
+            let _ = sink.flush().await;
+        })
+        .await;
+    }
 }
 
 fn close_frame(reason: CloseReason) -> CloseFrame {

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{ToolContext, ToolRegistry};
 
 async fn check(tool: &str, args: Value, expect: Expect) {
-    let registry = ToolRegistry::builtin();
+    let registry = ToolRegistry::builtin(&crate::ToolsConfig::default());
     let Value::Object(args) = args else {
         panic!("arguments must be an object")
     };

@@ -7,7 +7,7 @@ use crate::{MathTool, Sqrt};
 
 #[test]
 fn builtin_tools_in_order() {
-    let registry = ToolRegistry::builtin();
+    let registry = ToolRegistry::builtin(&crate::ToolsConfig::default());
     let names: Vec<_> = registry
         .page(None, 100)
         .unwrap()
@@ -15,13 +15,13 @@ fn builtin_tools_in_order() {
         .iter()
         .map(|t| t.name.as_str())
         .collect();
-    expect![[r#"["add", "subtract", "multiply", "divide", "power", "modulo", "sqrt", "sleep"]"#]]
+    expect![[r#"["add", "subtract", "multiply", "divide", "power", "modulo", "sqrt", "sleep", "process_batch"]"#]]
         .assert_eq(&format!("{names:?}"));
 }
 
 #[test]
 fn schemas() {
-    let registry = ToolRegistry::builtin();
+    let registry = ToolRegistry::builtin(&crate::ToolsConfig::default());
     let add = registry.get("add").unwrap();
     expect![[r#"{"name":"add","description":"Adds two numbers: a + b.","inputSchema":{"additionalProperties":false,"description":"The arguments of a binary operation.","properties":{"a":{"description":"The first operand.","format":"double","type":"number"},"b":{"description":"The second operand.","format":"double","type":"number"}},"required":["a","b"],"type":"object"},"outputSchema":{"description":"The output of every math tool.","properties":{"a":{"description":"The first (or only) operand.","format":"double","type":"number"},"b":{"description":"The second operand; absent for unary operations.","format":"double","type":["number","null"]},"operation":{"description":"The operation's tool name, such as `add`.","type":"string"},"result":{"description":"The result of the operation.","format":"double","type":"number"}},"required":["result","operation","a"],"type":"object"},"annotations":{"readOnlyHint":true,"idempotentHint":true,"openWorldHint":false}}"#]]
         .assert_eq(&serde_json::to_string(add).unwrap());
@@ -29,7 +29,7 @@ fn schemas() {
 
 #[test]
 fn paging() {
-    let registry = ToolRegistry::builtin();
+    let registry = ToolRegistry::builtin(&crate::ToolsConfig::default());
     let mut cursor = None;
     let mut seen = Vec::new();
     loop {

@@ -1,0 +1,154 @@
+//! The server's metrics, in one registry per [`crate::Server`] so that servers in one
+//! process (tests) do not share counts. Rendered in the Prometheus text format.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use mcp_protocol::methods;
+
+/// How a request ended, for `mcp_requests_total`.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum Outcome {
+    /// Answered with a result.
+    ok,
+    /// Answered with a JSON-RPC error.
+    error,
+    /// A tool call answered with `isError: true`.
+    tool_error,
+    /// Cancelled by the client; no response.
+    cancelled,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    outcome: Outcome,
+}
+
+/// The methods counted under their own name; anything else is counted as `other`, so that
+/// clients cannot grow the label set without bound.
+const KNOWN_METHODS: [&str; 4] = [
+    methods::INITIALIZE,
+    methods::PING,
+    methods::TOOLS_LIST,
+    methods::TOOLS_CALL,
+];
+
+/// Handles to every metric. Cheap to clone; all clones update the same values.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    connections: Gauge,
+    sessions: Gauge,
+    inflight: Gauge,
+    requests: Family<RequestLabels, Counter>,
+    coalesced: Counter,
+    outbound_depth: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::default();
+        let connections = Gauge::default();
+        let sessions = Gauge::default();
+        let inflight = Gauge::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let coalesced = Counter::default();
+        let outbound_depth = Gauge::default();
+        registry.register(
+            "mcp_connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register("mcp_sessions", "Running MCP sessions", sessions.clone());
+        registry.register(
+            "mcp_inflight_requests",
+            "Client requests being worked on",
+            inflight.clone(),
+        );
+        registry.register(
+            "mcp_requests",
+            "Client requests by method and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "mcp_progress_coalesced",
+            "Progress notifications replaced by a newer one before they were sent",
+            coalesced.clone(),
+        );
+        registry.register(
+            "mcp_outbound_queue_depth",
+            "Messages waiting in all connections' outbound queues",
+            outbound_depth.clone(),
+        );
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            connections,
+            sessions,
+            inflight,
+            requests,
+            coalesced,
+            outbound_depth,
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub(crate) fn session_started(&self) {
+        self.sessions.inc();
+    }
+
+    pub(crate) fn session_ended(&self) {
+        self.sessions.dec();
+    }
+
+    pub(crate) fn request_started(&self) {
+        self.inflight.inc();
+    }
+
+    pub(crate) fn request_finished(&self) {
+        self.inflight.dec();
+    }
+
+    pub(crate) fn inflight(&self) -> i64 {
+        self.inflight.get()
+    }
+
+    pub(crate) fn count_request(&self, method: &str, outcome: Outcome) {
+        let method = KNOWN_METHODS
+            .into_iter()
+            .find(|m| *m == method)
+            .unwrap_or("other");
+        self.requests
+            .get_or_create(&RequestLabels { method, outcome })
+            .inc();
+    }
+
+    pub(crate) fn progress_coalesced(&self) {
+        self.coalesced.inc();
+    }
+
+    pub(crate) fn outbound_queued(&self, delta: i64) {
+        self.outbound_depth.inc_by(delta);
+    }
+}

@@ -1,0 +1,96 @@
+//! The outbound queue: bounded messages, coalescing progress, ordering of a close.
+
+use std::time::Duration;
+
+use super::*;
+
+fn queue(capacity: usize) -> (OutboundQueue, OutboundReceiver, Metrics) {
+    let metrics = Metrics::new();
+    let (tx, rx) = channel(capacity, metrics.clone());
+    (tx, rx, metrics)
+}
+
+fn text(item: Option<Outbound>) -> String {
+    match item {
+        Some(Outbound::Text(t)) => t,
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn progress_for_one_token_coalesces_newest_wins() {
+    let (tx, mut rx, metrics) = queue(4);
+    let token = ProgressToken::from("t");
+    for i in 0..1000 {
+        tx.push_progress(token.clone(), format!("p{i}")).unwrap();
+    }
+    tx.push_progress(ProgressToken::from(7), "other".to_owned())
+        .unwrap();
+    tx.push("response".to_owned()).await.unwrap();
+    assert_eq!(rx.len(), 3, "one slot per token plus the message");
+    assert_eq!(text(rx.recv().await), "p999");
+    assert_eq!(text(rx.recv().await), "other");
+    assert_eq!(text(rx.recv().await), "response");
+    assert!(
+        metrics
+            .render()
+            .contains("mcp_progress_coalesced_total 999")
+    );
+    // Once sent, the next progress of the token is queued anew.
+    tx.push_progress(token, "again".to_owned()).unwrap();
+    assert_eq!(text(rx.recv().await), "again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_wait_for_room_and_are_never_dropped() {
+    let (tx, mut rx, _) = queue(2);
+    tx.push("a".to_owned()).await.unwrap();
+    tx.push("b".to_owned()).await.unwrap();
+    let pusher = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.push("c".to_owned()).await }
+    });
+    // Progress still gets in while messages wait.
+    tx.push_progress(ProgressToken::from(1), "progress".to_owned())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        !pusher.is_finished(),
+        "the third message must wait for room"
+    );
+    assert_eq!(text(rx.recv().await), "a");
+    pusher.await.unwrap().unwrap();
+    let rest: Vec<_> = [rx.recv().await, rx.recv().await, rx.recv().await]
+        .into_iter()
+        .map(text)
+        .collect();
+    assert_eq!(rest, ["b", "progress", "c"]);
+}
+
+#[tokio::test]
+async fn close_goes_out_after_what_was_queued_and_refuses_more() {
+    let (tx, mut rx, _) = queue(4);
+    tx.push("last words".to_owned()).await.unwrap();
+    tx.close(CloseReason::ShuttingDown);
+    assert_eq!(tx.push("too late".to_owned()).await, Err(Closed));
+    assert_eq!(text(rx.recv().await), "last words");
+    assert_eq!(
+        rx.recv().await,
+        Some(Outbound::Close(CloseReason::ShuttingDown))
+    );
+    assert_eq!(rx.recv().await, None);
+}
+
+#[tokio::test]
+async fn a_gone_receiver_releases_waiting_pushers() {
+    let (tx, rx, metrics) = queue(1);
+    tx.push("a".to_owned()).await.unwrap();
+    let pusher = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.push("b".to_owned()).await }
+    });
+    tokio::task::yield_now().await;
+    drop(rx);
+    assert_eq!(pusher.await.unwrap(), Err(Closed));
+    assert!(metrics.render().contains("mcp_outbound_queue_depth 0"));
+}

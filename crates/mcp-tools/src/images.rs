@@ -1,0 +1,299 @@
+//! The `process_images` tool: thumbnails for every image in a directory, on all cores, with
+//! progress, cancellation between images, and every failure written to `errors.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::context::rate_message;
+use crate::{DataRoot, ProgressUpdate, Tool, ToolContext, ToolError};
+
+/// The name of the failure report written into the output directory.
+pub const ERRORS_FILE: &str = "errors.json";
+/// The largest image (in either dimension) the tool decodes; larger ones are failures, which
+/// protects the server from decompression bombs.
+pub(crate) const MAX_IMAGE_DIMENSION: u32 = 16_384;
+/// The most memory one decode may allocate.
+pub(crate) const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The arguments of `process_images`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesParams {
+    /// The directory of images, relative to the server's data root.
+    pub input_dir: String,
+    /// Where to write the thumbnails and `errors.json`, relative to the data root; created
+    /// when missing.
+    pub output_dir: String,
+    /// The thumbnails' largest side, in pixels (default 128, at most 4096); the aspect ratio
+    /// is kept.
+    #[serde(default = "default_max_size")]
+    pub max_size: u32,
+}
+
+fn default_max_size() -> u32 {
+    128
+}
+
+/// One file that could not be turned into a thumbnail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileError {
+    /// The file's name in the input directory.
+    pub file: String,
+    /// Why it failed.
+    pub error: String,
+}
+
+/// The result of `process_images`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagesSummary {
+    /// The job's label, as used in progress messages.
+    pub job: String,
+    /// Files found in the input directory.
+    pub total: u64,
+    /// Files handled (thumbnail written or failed); less than `total` when stopped.
+    pub processed: u64,
+    /// Thumbnails written.
+    pub thumbnails: u64,
+    /// Files that failed; each is listed in the errors file.
+    pub failed: u64,
+    /// Wall time, in milliseconds.
+    pub duration_ms: u64,
+    /// Files handled per second.
+    pub items_per_second: f64,
+    /// The output directory, relative to the data root.
+    pub output_dir: String,
+    /// The failure report, relative to the data root.
+    pub errors_file: String,
+}
+
+/// Writes thumbnails with the `image` crate on a shared pool of worker threads.
+pub struct ProcessImages {
+    root: DataRoot,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl ProcessImages {
+    /// The tool, confined to `root`, decoding on `pool`.
+    pub fn new(root: DataRoot, pool: Arc<rayon::ThreadPool>) -> Self {
+        Self { root, pool }
+    }
+}
+
+impl Tool for ProcessImages {
+    type Params = ImagesParams;
+    type Output = ImagesSummary;
+
+    fn name(&self) -> &str {
+        "process_images"
+    }
+
+    fn description(&self) -> &str {
+        "Makes a thumbnail (largest side `max_size` px) of every image in `input_dir` and writes it to `output_dir` under the same name, using all cores. \
+         Files that cannot be decoded are listed with the reason in `output_dir/errors.json`. Paths are relative to the server's data root. \
+         Reports progress with rate and ETA; when cancelled, stops between images and keeps what was written."
+    }
+
+    async fn call(
+        &self,
+        p: ImagesParams,
+        mut ctx: ToolContext,
+    ) -> Result<ImagesSummary, ToolError> {
+        if p.max_size == 0 || p.max_size > 4096 {
+            return Err(ToolError::InvalidArguments(format!(
+                "`max_size` is {}; it must be between 1 and 4096",
+                p.max_size
+            )));
+        }
+        let input = self.root.resolve("input_dir", &p.input_dir, false)?;
+        if !input.is_dir() {
+            return Err(ToolError::InvalidArguments(format!(
+                "`input_dir` ({:?}) is not a directory",
+                p.input_dir
+            )));
+        }
+        let output = self.root.resolve("output_dir", &p.output_dir, true)?;
+        if input == output {
+            return Err(ToolError::InvalidArguments(
+                "`output_dir` must differ from `input_dir`: thumbnails would overwrite the originals".to_owned(),
+            ));
+        }
+        let label = format!("images {}", ctx.call_label);
+        let Some(permit) = ctx.heavy_slot().await else {
+            return Err(ToolError::Cancelled);
+        };
+        let cancel = ctx.cancel.clone();
+        let progress = Mutex::new(ctx.progress);
+        let pool = Arc::clone(&self.pool);
+        let root = self.root.path().to_path_buf();
+        let max_size = p.max_size;
+        let job = move || -> Result<(ImagesSummary, bool), ToolError> {
+            let _permit = permit;
+            let started = tokio::time::Instant::now();
+            let files = list_files(&input)?;
+            let total = files.len() as u64;
+            let report = |done: u64, force: bool| {
+                // Workers skip the report when another one is reporting: it is throttled anyway.
+                let guard = if force {
+                    progress.lock().ok()
+                } else {
+                    progress.try_lock().ok()
+                };
+                if let Some(mut progress) = guard
+                    && (force || progress.is_due())
+                {
+                    progress.report(ProgressUpdate {
+                        progress: done as f64,
+                        total: Some(total as f64),
+                        message: Some(rate_message(&label, done, total, started.elapsed())),
+                    });
+                }
+            };
+            report(0, true);
+            let done = AtomicU64::new(0);
+            let results: Vec<Option<Result<(), FileError>>> = pool.install(|| {
+                files
+                    .par_iter()
+                    .map(|file| {
+                        if cancel.is_cancelled() {
+                            return None;
+                        }
+                        let result = thumbnail(file, &output, max_size);
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        report(n, n == total);
+                        Some(result)
+                    })
+                    .collect()
+            });
+            let mut errors: Vec<FileError> = results
+                .iter()
+                .flatten()
+                .filter_map(|r| r.clone().err())
+                .collect();
+            errors.sort_by(|a, b| a.file.cmp(&b.file));
+            let processed = results.iter().flatten().count() as u64;
+            let cancelled = processed < total;
+            let errors_path = output.join(ERRORS_FILE);
+            write_errors(&errors_path, &errors)?;
+            let elapsed = started.elapsed();
+            let relative = |p: &Path| p.strip_prefix(&root).unwrap_or(p).display().to_string();
+            let summary = ImagesSummary {
+                job: label.clone(),
+                total,
+                processed,
+                thumbnails: processed - errors.len() as u64,
+                failed: errors.len() as u64,
+                duration_ms: elapsed.as_millis() as u64,
+                items_per_second: if elapsed.as_secs_f64() > 0.0 {
+                    (processed as f64 / elapsed.as_secs_f64()).round()
+                } else {
+                    0.0
+                },
+                output_dir: relative(&output),
+                errors_file: relative(&errors_path),
+            };
+            Ok((summary, cancelled))
+        };
+        let (summary, cancelled) = tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| ToolError::Failed(format!("the image worker failed: {e}")))??;
+        if cancelled {
+            return Err(ToolError::Stopped(format!(
+                "{} stopped after {} of {} files ({} thumbnails written, {} failed, listed in {})",
+                summary.job,
+                summary.processed,
+                summary.total,
+                summary.thumbnails,
+                summary.failed,
+                summary.errors_file
+            )));
+        }
+        Ok(summary)
+    }
+
+    fn render(&self, s: &ImagesSummary) -> String {
+        format!(
+            "{}: {} of {} files in {:.3} s ({} files/s): {} thumbnails written to {}, {} failed (listed in {}).",
+            s.job,
+            s.processed,
+            s.total,
+            s.duration_ms as f64 / 1000.0,
+            s.items_per_second,
+            s.thumbnails,
+            s.output_dir,
+            s.failed,
+            s.errors_file
+        )
+    }
+}
+
+/// The regular files of `dir`, by name. Subdirectories and links to outside are skipped.
+fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ToolError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ToolError::Failed(format!("cannot read the input directory: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| ToolError::Failed(format!("cannot read the input directory: {e}")))?;
+        // `file_type` does not follow symbolic links, so a link to a file elsewhere is skipped.
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn thumbnail(file: &Path, output: &Path, max_size: u32) -> Result<(), FileError> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fail = |error: String| FileError {
+        file: name.clone(),
+        error,
+    };
+    let mut reader = image::ImageReader::open(file)
+        .map_err(|e| fail(format!("cannot open: {e}")))?
+        .with_guessed_format()
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_DIMENSION);
+    limits.max_image_height = Some(MAX_IMAGE_DIMENSION);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let format = reader.format().ok_or_else(|| {
+        fail("not an image in a supported format (PNG, JPEG, GIF, BMP, WebP)".to_owned())
+    })?;
+    let image = reader
+        .decode()
+        .map_err(|e| fail(format!("cannot decode: {e}")))?;
+    let thumb = image.thumbnail(max_size, max_size);
+    let target = output.join(&name);
+    // JPEG has no alpha channel; everything else keeps what it has.
+    let thumb = if format == image::ImageFormat::Jpeg {
+        image::DynamicImage::ImageRgb8(thumb.to_rgb8())
+    } else {
+        thumb
+    };
+    thumb
+        .save_with_format(&target, format)
+        .or_else(|_| thumb.save_with_format(&target, image::ImageFormat::Png))
+        .map_err(|e| fail(format!("cannot write the thumbnail: {e}")))
+}
+
+fn write_errors(path: &Path, errors: &[FileError]) -> Result<(), ToolError> {
+    let text = serde_json::to_string_pretty(errors)
+        .map_err(|e| ToolError::Failed(format!("cannot encode the errors: {e}")))?;
+    // Written next to its final name and renamed, so a reader never sees half a file.
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| ToolError::Failed(format!("cannot write {}: {e}", path.display())))
+}

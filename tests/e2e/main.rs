@@ -7,5 +7,7 @@
 mod concurrency;
 mod errors;
 mod handshake;
+mod images;
+mod long_running;
 mod support;
 mod tools;

@@ -197,3 +197,35 @@ pub(crate) async fn http(server: &TestServer, request_head: &str) -> (u16, Strin
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, head.to_owned(), body.to_owned())
 }
+
+/// The server's metrics, as Prometheus text.
+pub(crate) async fn metrics(server: &TestServer) -> String {
+    let (status, _, body) = http(server, "GET /metrics HTTP/1.1").await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// The value of an unlabelled metric.
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
+}
+
+/// Waits until an unlabelled metric has `value`. The metric changes when the server finishes
+/// its clean-up, an event the test cannot otherwise observe; `HANG` turns a clean-up that
+/// never happens into a failure.
+pub(crate) async fn wait_for_metric(server: &TestServer, name: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let text = metrics(server).await;
+        if metric(&text, name) == value {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never reached {value}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -10,7 +10,7 @@ import os
 import subprocess
 
 import pytest
-from mcp import ClientSession
+from mcp import ClientSession, types
 from mcp.client.websocket import websocket_client
 
 
@@ -95,5 +95,74 @@ def test_progress_reaches_the_sdk_callback(server_url):
         values = [p for p, _, _ in seen]
         assert values == sorted(set(values)), f"progress not strictly increasing: {values}"
         assert seen[-1][0] == 500 and seen[-1][1] == 500, seen[-1]
+
+    run(scenario())
+
+
+def test_batch_progress_ends_at_total_before_the_result(server_url):
+    async def scenario():
+        seen = []
+
+        async def on_progress(progress, total, message):
+            seen.append((progress, total, message))
+
+        async with websocket_client(server_url) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                result = await session.call_tool(
+                    "process_batch", {"count": 10000}, progress_callback=on_progress
+                )
+                # The callback ran for every notification before the result was returned.
+                done_when_result_came = list(seen)
+        assert not result.isError, result
+        assert result.structuredContent["succeeded"] == 10000
+        values = [p for p, _, _ in done_when_result_came]
+        assert values == sorted(set(values)), f"progress not strictly increasing: {values}"
+        assert done_when_result_came[-1][:2] == (10000, 10000), done_when_result_came[-1]
+        assert "items/s" in done_when_result_came[-1][2]
+
+    run(scenario())
+
+
+def test_cancelled_batch_stops_and_gets_no_response(server_url):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        seen = []
+        running = asyncio.Event()
+
+        async def on_progress(progress, total, message):
+            seen.append((loop.time(), progress))
+            if progress > 0:
+                running.set()
+
+        async with websocket_client(server_url) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                # The id the SDK gives the next request.
+                request_id = session._request_id
+                call = asyncio.create_task(
+                    session.call_tool(
+                        "process_batch", {"count": 10_000_000}, progress_callback=on_progress
+                    )
+                )
+                await asyncio.wait_for(running.wait(), timeout=30)
+                await session.send_notification(
+                    types.ClientNotification(
+                        types.CancelledNotification(
+                            params=types.CancelledNotificationParams(
+                                requestId=request_id, reason="user pressed stop"
+                            )
+                        )
+                    )
+                )
+                cancelled_at = loop.time()
+                await session.send_ping()
+                # Watch for two seconds: progress must stop within one, and no response come.
+                await asyncio.sleep(2)
+                late = [p for t, p in seen if t > cancelled_at + 1.0]
+                assert not late, f"progress after the cancel: {late}"
+                assert not call.done(), "a cancelled request got a response"
+                call.cancel()
+        assert seen[-1][1] < 10_000_000
 
     run(scenario())

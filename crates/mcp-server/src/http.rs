@@ -95,6 +95,14 @@ fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> R
         {
             text(StatusCode::OK, "ok\n")
         }
+        ("/metrics", false) if request.method() == Method::GET => {
+            let mut response = text(StatusCode::OK, state.0.server.render_metrics());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
         ("/healthz" | "/metrics", false) => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

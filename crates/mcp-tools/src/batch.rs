@@ -105,7 +105,7 @@ impl Tool for ProcessBatch {
             ));
         }
         let label = format!("batch {}", ctx.call_label);
-        let Some(permit) = ctx.heavy_slot().await else {
+        let Some(permit) = ctx.heavy_slot(&label).await else {
             return Err(ToolError::Cancelled);
         };
         let cancel = ctx.cancel.clone();

@@ -39,11 +39,11 @@ impl ToolContext {
     }
 
     /// Waits for a slot to run heavy work, reporting the queue position as progress while
-    /// waiting. `None` when the call was cancelled first.
-    pub async fn heavy_slot(&mut self) -> Option<Permit> {
+    /// waiting (`{label}: queued, position 3`). `None` when the call was cancelled first.
+    pub async fn heavy_slot(&mut self, label: &str) -> Option<Permit> {
         let scheduler = self.scheduler.clone();
         tokio::select! {
-            permit = scheduler.acquire(self.session, &mut self.progress, &self.call_label) => Some(permit),
+            permit = scheduler.acquire(self.session, &mut self.progress, label) => Some(permit),
             () = self.cancel.cancelled() => None,
         }
     }
@@ -157,3 +157,6 @@ pub fn rate_message(label: &str, done: u64, total: u64, elapsed: Duration) -> St
         remaining.ceil() as u64
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -125,7 +125,7 @@ impl Tool for ProcessImages {
             ));
         }
         let label = format!("images {}", ctx.call_label);
-        let Some(permit) = ctx.heavy_slot().await else {
+        let Some(permit) = ctx.heavy_slot(&label).await else {
             return Err(ToolError::Cancelled);
         };
         let cancel = ctx.cancel.clone();

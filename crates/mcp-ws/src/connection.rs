@@ -99,7 +99,7 @@ pub async fn serve_connection(
         let (close_tx, close_rx) = mpsc::channel(1);
         // Fires once a close frame was sent or the writer stopped: from then on the reader
         // waits at most `close_timeout` for the client.
-        let closing = CancellationToken::new();
+        let closing = Closing::default();
         let (session, out_rx) = server.open_session();
         let (end, (), ()) = tokio::join!(
             session.run(in_rx),
@@ -118,6 +118,15 @@ pub async fn serve_connection(
     .await
 }
 
+/// How the writer tells the reader that the connection is closing.
+#[derive(Clone, Default)]
+struct Closing {
+    /// A close frame was sent (or the writer stopped): wait a little for the client's reply.
+    started: CancellationToken,
+    /// The client is not reading: stop at once.
+    abandoned: CancellationToken,
+}
+
 type Stream = futures_util::stream::SplitStream<hyper_tungstenite::HyperWebsocketStream>;
 type Sink = futures_util::stream::SplitSink<hyper_tungstenite::HyperWebsocketStream, Frame>;
 
@@ -127,13 +136,18 @@ async fn read(
     mut stream: Stream,
     in_tx: mpsc::Sender<String>,
     close_tx: mpsc::Sender<CloseFrame>,
-    closing: CancellationToken,
+    closing: Closing,
     close_timeout: Duration,
 ) {
     let mut in_tx = Some(in_tx);
     let deadline = async {
-        closing.cancelled().await;
-        tokio::time::sleep(close_timeout).await;
+        tokio::select! {
+            () = async {
+                closing.started.cancelled().await;
+                tokio::time::sleep(close_timeout).await;
+            } => {}
+            () = closing.abandoned.cancelled() => {}
+        }
     };
     tokio::pin!(deadline);
     loop {
@@ -200,9 +214,10 @@ async fn write(
     mut sink: Sink,
     mut out_rx: OutboundReceiver,
     mut close_rx: mpsc::Receiver<CloseFrame>,
-    closing: CancellationToken,
+    closing: Closing,
     stall_timeout: Duration,
 ) {
+    let mut stalled = false;
     let close = loop {
         // A close requested by the reader wins over queued output: the connection is unusable.
         let item = tokio::select! {
@@ -219,6 +234,7 @@ async fn write(
                         break None;
                     }
                     Err(_) => {
+                        stalled = true;
                         tracing::info!(
                             stall_ms = stall_timeout.as_millis(),
                             queued = out_rx.len(),
@@ -240,8 +256,12 @@ async fn write(
             }
         }
     };
-    // From here on the reader waits at most `close_timeout` for the client.
-    closing.cancel();
+    // From here on the reader waits at most `close_timeout` for the client, or not at all for
+    // a client that stopped reading: it will not answer a close either.
+    closing.started.cancel();
+    if stalled {
+        closing.abandoned.cancel();
+    }
     if let Some(frame) = close {
         // Fails harmlessly when the client closed first (tungstenite has replied already). A
         // client that does not read may never take the frame, hence the bound.

@@ -79,49 +79,40 @@ def test_concurrent_calls_on_one_session(server_url):
     run(scenario())
 
 
+async def call_with_progress(server_url, tool, arguments):
+    """Calls a tool with a progress callback; returns the result and the progress seen by the
+    time the result came back."""
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append((progress, total, message))
+
+    async with websocket_client(server_url) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool(tool, arguments, progress_callback=on_progress)
+            return result, list(seen)
+
+
+def assert_increasing_to(seen, total):
+    assert seen, "no progress notification reached the callback"
+    values = [p for p, _, _ in seen]
+    assert values == sorted(set(values)), f"progress not strictly increasing: {values}"
+    assert seen[-1][:2] == (total, total), seen[-1]
+
+
 def test_progress_reaches_the_sdk_callback(server_url):
-    async def scenario():
-        seen = []
-
-        async def on_progress(progress, total, message):
-            seen.append((progress, total, message))
-
-        async with websocket_client(server_url) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                result = await session.call_tool("sleep", {"ms": 500}, progress_callback=on_progress)
-                assert result.structuredContent == {"sleptMs": 500}
-        assert seen, "no progress notification reached the callback"
-        values = [p for p, _, _ in seen]
-        assert values == sorted(set(values)), f"progress not strictly increasing: {values}"
-        assert seen[-1][0] == 500 and seen[-1][1] == 500, seen[-1]
-
-    run(scenario())
+    result, seen = run(call_with_progress(server_url, "sleep", {"ms": 500}))
+    assert result.structuredContent == {"sleptMs": 500}
+    assert_increasing_to(seen, 500)
 
 
 def test_batch_progress_ends_at_total_before_the_result(server_url):
-    async def scenario():
-        seen = []
-
-        async def on_progress(progress, total, message):
-            seen.append((progress, total, message))
-
-        async with websocket_client(server_url) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                result = await session.call_tool(
-                    "process_batch", {"count": 10000}, progress_callback=on_progress
-                )
-                # The callback ran for every notification before the result was returned.
-                done_when_result_came = list(seen)
-        assert not result.isError, result
-        assert result.structuredContent["succeeded"] == 10000
-        values = [p for p, _, _ in done_when_result_came]
-        assert values == sorted(set(values)), f"progress not strictly increasing: {values}"
-        assert done_when_result_came[-1][:2] == (10000, 10000), done_when_result_came[-1]
-        assert "items/s" in done_when_result_came[-1][2]
-
-    run(scenario())
+    result, seen = run(call_with_progress(server_url, "process_batch", {"count": 10000}))
+    assert not result.isError, result
+    assert result.structuredContent["succeeded"] == 10000
+    assert_increasing_to(seen, 10000)
+    assert "items/s" in seen[-1][2]
 
 
 def test_cancelled_batch_stops_and_gets_no_response(server_url):

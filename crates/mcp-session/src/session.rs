@@ -411,6 +411,7 @@ impl Session {
                 Arc::new(ProgressNotifier {
                     progress_token,
                     outbound: self.outbound.clone(),
+                    call: token.clone(),
                 }),
                 config.progress_interval,
             ),
@@ -572,10 +573,16 @@ impl Session {
 struct ProgressNotifier {
     progress_token: ProgressToken,
     outbound: OutboundQueue,
+    /// Once the call is cancelled nobody waits for its progress, and after a time limit its
+    /// response may already be out: no progress may follow it.
+    call: CancellationToken,
 }
 
 impl ProgressSink for ProgressNotifier {
     fn send(&self, update: ProgressUpdate) {
+        if self.call.is_cancelled() {
+            return;
+        }
         let params = ProgressParams {
             progress_token: self.progress_token.clone(),
             progress: update.progress,

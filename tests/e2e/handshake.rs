@@ -136,8 +136,10 @@ async fn client_close_is_answered() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_sessions_with_1001() {
-    let server = TestServer::start().await;
+async fn shutdown_tells_clients_cancels_calls_and_closes_with_1001() {
+    let mut config = Config::default();
+    config.shutdown_grace = std::time::Duration::from_millis(300);
+    let server = TestServer::with_config(config).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut client = Client::initialized(&server).await;
@@ -156,14 +158,22 @@ async fn shutdown_closes_sessions_with_1001() {
     // Each client reads (and so answers the close handshake) while the server shuts down.
     let readers: Vec<_> = clients
         .into_iter()
-        .map(|mut client| tokio::spawn(async move { client.expect_close().await }))
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let notice = client.recv().await;
+                let cancelled = client.recv().await;
+                (notice, cancelled, client.expect_close().await)
+            })
+        })
         .collect();
     server.shutdown().await;
     for reader in readers {
-        assert_eq!(
-            reader.await.unwrap(),
-            (1001, "server shutting down".to_owned())
-        );
+        let (notice, cancelled, close) = reader.await.unwrap();
+        assert_eq!(notice["method"], "notifications/message", "{notice}");
+        assert_eq!(notice["params"]["level"], "warning");
+        assert_eq!(cancelled["id"], 1, "{cancelled}");
+        assert_eq!(cancelled["error"]["code"], -32000, "{cancelled}");
+        assert_eq!(close, (1001, "server shutting down".to_owned()));
     }
 }
 

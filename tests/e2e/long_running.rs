@@ -213,7 +213,13 @@ async fn heavy_calls_are_queued_fairly_across_sessions() {
     assert_eq!(started["params"]["progressToken"], "g1", "{started}");
     for id in ["g2", "g3", "g4"] {
         greedy.send(batch(json!(id), 1_000, Some(json!(id)))).await;
-        let queued = greedy.recv().await;
+        // Each call is in the queue before the next is sent, so they queue in this order.
+        let queued = loop {
+            let message = greedy.recv().await;
+            if message["params"]["progressToken"] == id {
+                break message;
+            }
+        };
         assert!(
             queued["params"]["message"]
                 .as_str()

@@ -26,6 +26,12 @@ pub mod error_codes {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// MCP: the named resource does not exist.
     pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// This server: it is shutting down; the request was not started, or was cancelled.
+    /// The client should retry on another server or after the restart.
+    pub const SERVER_SHUTTING_DOWN: i64 = -32000;
+    /// This server: a configured limit was reached (the message names it). The client should
+    /// wait for some of its requests to finish, then retry.
+    pub const LIMIT_EXCEEDED: i64 = -32001;
 }
 
 /// A request id: a JSON number (an integer) or a string.

@@ -15,5 +15,9 @@ pub const INITIALIZED: &str = "notifications/initialized";
 pub const CANCELLED: &str = "notifications/cancelled";
 /// Notification, either direction: progress of a long-running request.
 pub const PROGRESS: &str = "notifications/progress";
+/// Notification from the server: a log message (`level`, `logger`, `data`).
+pub const MESSAGE: &str = "notifications/message";
+/// Request: set the lowest level of `notifications/message` the client wants.
+pub const LOGGING_SET_LEVEL: &str = "logging/setLevel";
 /// Notification from the client: its roots changed.
 pub const ROOTS_LIST_CHANGED: &str = "notifications/roots/list_changed";

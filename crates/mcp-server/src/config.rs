@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use mcp_session::ServerConfig;
 use mcp_tools::{DataRoot, ToolsConfig};
-use mcp_ws::WsConfig;
+use mcp_ws::{Heartbeat, WsConfig};
 
 /// A Model Context Protocol server over WebSocket.
 ///
@@ -85,14 +85,85 @@ pub struct Cli {
     )]
     pub page_size: usize,
 
-    /// Seconds to wait for connections to close at shutdown.
+    /// Seconds running requests get to finish after SIGTERM or SIGINT; then they are cancelled
+    /// and their callers get a -32000 error.
     #[arg(
         long,
-        env = "MCP_SHUTDOWN_TIMEOUT",
-        default_value_t = 10,
+        env = "MCP_SHUTDOWN_GRACE",
+        default_value_t = 30,
         value_name = "SECONDS"
     )]
-    pub shutdown_timeout: u64,
+    pub shutdown_grace: u64,
+
+    /// Seconds between heartbeats: the server asks each client for a sign of life this often.
+    #[arg(
+        long,
+        env = "MCP_PING_INTERVAL",
+        default_value_t = 20,
+        value_name = "SECONDS"
+    )]
+    pub ping_interval: u64,
+
+    /// Seconds a client may show no sign of life (no frame at all) before it is disconnected
+    /// with close code 1001 "heartbeat timeout".
+    #[arg(
+        long,
+        env = "MCP_PING_TIMEOUT",
+        default_value_t = 45,
+        value_name = "SECONDS"
+    )]
+    pub ping_timeout: u64,
+
+    /// How the heartbeat asks for a sign of life: WebSocket ping `frames`, MCP `jsonrpc` ping
+    /// requests, or `both`.
+    #[arg(long, env = "MCP_HEARTBEAT", default_value = "frames", value_parser = ["frames", "jsonrpc", "both"])]
+    pub heartbeat: String,
+
+    /// Open WebSocket connections at most; more upgrades get 503.
+    #[arg(
+        long,
+        env = "MCP_MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        value_name = "CONNECTIONS"
+    )]
+    pub max_connections: usize,
+
+    /// Sessions at most; a new session over the limit gets 503.
+    #[arg(
+        long,
+        env = "MCP_MAX_SESSIONS",
+        default_value_t = 10_000,
+        value_name = "SESSIONS"
+    )]
+    pub max_sessions: usize,
+
+    /// Requests one session may have running; more get a -32001 error naming this limit.
+    #[arg(
+        long,
+        env = "MCP_MAX_INFLIGHT",
+        default_value_t = 64,
+        value_name = "REQUESTS"
+    )]
+    pub max_inflight: usize,
+
+    /// Seconds a new session may take to send `initialize`; then it is closed with 1008.
+    #[arg(
+        long,
+        env = "MCP_INIT_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub init_timeout: u64,
+
+    /// Seconds a session may go without a message while nothing runs; then it is closed with
+    /// 1000 "idle timeout". Heartbeats keep the connection alive but do not count.
+    #[arg(
+        long,
+        env = "MCP_IDLE_TIMEOUT",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub idle_timeout: u64,
 
     /// Log format on stderr: `text` or `json`. Filter with RUST_LOG (default `info`).
     #[arg(long, env = "MCP_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -106,8 +177,10 @@ pub struct Config {
     pub session: ServerConfig,
     /// The WebSocket transport's settings.
     pub ws: WsConfig,
-    /// How long shutdown waits for open connections.
-    pub shutdown_timeout: Duration,
+    /// How long running requests get to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// Open WebSocket connections at most.
+    pub max_connections: usize,
     /// What the built-in tools need.
     pub tools: ToolsConfig,
 }
@@ -117,7 +190,8 @@ impl Default for Config {
         Self {
             session: ServerConfig::default(),
             ws: WsConfig::default(),
-            shutdown_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
             tools: ToolsConfig::default(),
         }
     }
@@ -147,14 +221,26 @@ impl Cli {
                 call_timeout: Duration::from_secs(self.call_timeout.max(1)),
                 progress_interval: Duration::from_millis(self.progress_interval_ms),
                 heavy_concurrency: heavy.max(1),
+                max_inflight_per_session: self.max_inflight.max(1),
+                max_sessions: self.max_sessions.max(1),
+                init_timeout: Duration::from_secs(self.init_timeout.max(1)),
+                idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
                 ..defaults.session
             },
             ws: WsConfig {
                 max_message_size: self.max_message_size,
                 stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
+                ping_interval: Duration::from_secs(self.ping_interval.max(1)),
+                ping_timeout: Duration::from_secs(self.ping_timeout.max(1)),
+                heartbeat: match self.heartbeat.as_str() {
+                    "jsonrpc" => Heartbeat::JsonRpc,
+                    "both" => Heartbeat::Both,
+                    _ => Heartbeat::Frames,
+                },
                 ..defaults.ws
             },
-            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            max_connections: self.max_connections.max(1),
             tools,
         })
     }

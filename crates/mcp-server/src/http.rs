@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -30,6 +31,8 @@ struct StateInner {
     server: Server,
     config: Config,
     tracker: TaskTracker,
+    /// False once shutdown begins: `/readyz` answers 503 and new sessions are refused.
+    ready: AtomicBool,
 }
 
 impl State {
@@ -38,7 +41,16 @@ impl State {
             server,
             config,
             tracker,
+            ready: AtomicBool::new(true),
         }))
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.0.ready.store(ready, Ordering::SeqCst);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::SeqCst)
     }
 }
 
@@ -103,7 +115,18 @@ fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> R
             );
             response
         }
-        ("/healthz" | "/metrics", false) => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        ("/readyz", false)
+            if request.method() == Method::GET || request.method() == Method::HEAD =>
+        {
+            if state.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            }
+        }
+        ("/healthz" | "/readyz" | "/metrics", false) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -113,6 +136,34 @@ fn upgrade_to_session(
     remote: SocketAddr,
     state: &State,
 ) -> Response<Body> {
+    let place = state
+        .0
+        .server
+        .try_connection(state.0.config.max_connections);
+    let refusal = if !state.is_ready() {
+        Some("the server is shutting down\n".to_owned())
+    } else if place.is_none() {
+        Some(format!(
+            "too many connections: the limit is {} (--max-connections); retry later\n",
+            state.0.config.max_connections
+        ))
+    } else if !state.0.server.has_room() {
+        Some(format!(
+            "too many sessions: the limit is {} (--max-sessions); retry later\n",
+            state.0.config.session.max_sessions
+        ))
+    } else {
+        None
+    };
+    let (None, Some(place)) = (&refusal, place) else {
+        let why = refusal.unwrap_or_default();
+        tracing::info!(%remote, reason = why.trim_end(), "upgrade refused");
+        let mut response = text(StatusCode::SERVICE_UNAVAILABLE, why);
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
     match mcp_ws::accept(request, &state.0.config.ws) {
         Ok((response, websocket)) => {
             let connection = mcp_ws::serve_connection(
@@ -120,6 +171,7 @@ fn upgrade_to_session(
                 state.0.server.clone(),
                 state.0.config.ws.clone(),
                 remote,
+                place,
             );
             state.0.tracker.spawn(connection.in_current_span());
             response

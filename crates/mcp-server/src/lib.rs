@@ -23,9 +23,11 @@ pub use config::{Cli, Config};
 
 /// Serves MCP on `listener` until `shutdown` completes, then shuts down gracefully.
 ///
-/// Shutting down stops accepting connections, closes every WebSocket session with 1001
-/// "server shutting down" (cancelling its running requests), lets plain HTTP requests in
-/// progress finish, and waits up to `config.shutdown_timeout` for all of it.
+/// Shutting down turns readiness off (`/readyz` answers 503, `/healthz` still 200), refuses
+/// new WebSocket sessions (503) while still answering probes, tells every session's client
+/// (`notifications/message`, level warning), gives running requests `config.shutdown_grace`
+/// to finish, cancels the rest (their callers get a -32000 error), closes every socket with
+/// 1001 "server shutting down", and returns once all connections are gone.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -37,39 +39,78 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
     let state = http::State::new(server.clone(), config.clone(), tracker.clone());
+    let accept = |stream: std::io::Result<(tokio::net::TcpStream, SocketAddr)>| match stream {
+        Ok((stream, remote)) => {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+            tracker.spawn(http::serve_http(
+                stream,
+                remote,
+                state.clone(),
+                stopping.clone(),
+            ));
+            None
+        }
+        // Typically out of file descriptors: pause rather than spin, and carry on.
+        Err(e) => {
+            tracing::error!(error = %e, "accept failed");
+            Some(Duration::from_millis(100))
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-                    }
-                    tracker.spawn(http::serve_http(stream, remote, state.clone(), stopping.clone()));
+            accepted = listener.accept() => {
+                if let Some(pause) = accept(accepted) {
+                    tokio::time::sleep(pause).await;
                 }
-                Err(e) => {
-                    // Typically out of file descriptors: pause rather than spin, and carry on.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            }
         }
     }
-    tracing::info!("shutting down");
+    let grace = config.shutdown_grace;
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        "shutting down: draining sessions"
+    );
+    state.set_ready(false);
+    server.begin_shutdown(grace);
+    // Sessions need the grace period, then `stop_grace` for stopped calls to wind down, then
+    // the close handshake.
+    let drained =
+        grace + config.session.stop_grace + config.ws.close_timeout + Duration::from_secs(1);
+    let sessions_gone = server.all_sessions_ended();
+    // Probes are still answered (readiness 503) while the sessions drain.
+    let mut sessions_gone = std::pin::pin!(tokio::time::timeout(drained, sessions_gone));
+    loop {
+        tokio::select! {
+            _ = &mut sessions_gone => break,
+            accepted = listener.accept() => {
+                if let Some(pause) = accept(accepted) {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
     drop(listener);
     stopping.cancel();
+    // Whatever is left is stopped now.
     server.shutdown_token().cancel();
     tracker.close();
-    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        config.ws.close_timeout + Duration::from_secs(1),
+        tracker.wait(),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!(
             remaining = tracker.len(),
-            "connections still open after the shutdown timeout; leaving them"
+            "connections still open after shutdown; leaving them"
         );
     }
+    tracing::info!("shut down");
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub(crate) type BatchId = u64;
 struct Entry {
     token: CancellationToken,
     cancelled_by_client: bool,
+    cancelled_by_shutdown: bool,
     batch: Option<BatchId>,
 }
 
@@ -18,6 +19,8 @@ struct Entry {
 pub(crate) struct Finished {
     /// Whether a response goes out: not when the client cancelled the request.
     pub(crate) respond: bool,
+    /// Whether shutdown cancelled it: the response is then a shutdown error.
+    pub(crate) shutdown: bool,
     /// The batch the request came in, if any.
     pub(crate) batch: Option<BatchId>,
 }
@@ -36,6 +39,10 @@ impl InFlight {
         self.entries.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Records a started request. The caller has checked [`InFlight::contains`].
     pub(crate) fn insert(
         &mut self,
@@ -48,6 +55,7 @@ impl InFlight {
             Entry {
                 token,
                 cancelled_by_client: false,
+                cancelled_by_shutdown: false,
                 batch,
             },
         );
@@ -66,11 +74,25 @@ impl InFlight {
         }
     }
 
+    /// Cancels every running request because the server is shutting down.
+    pub(crate) fn cancel_all_for_shutdown(&mut self) {
+        for entry in self.entries.values_mut() {
+            entry.cancelled_by_shutdown = true;
+            entry.token.cancel();
+        }
+    }
+
+    /// The ids of the running requests.
+    pub(crate) fn ids(&self) -> Vec<RequestId> {
+        self.entries.keys().cloned().collect()
+    }
+
     /// Removes a finished request. Returns `None` the second time, which is what makes
     /// "respond at most once" hold.
     pub(crate) fn finish(&mut self, id: &RequestId) -> Option<Finished> {
         self.entries.remove(id).map(|entry| Finished {
             respond: !entry.cancelled_by_client,
+            shutdown: entry.cancelled_by_shutdown,
             batch: entry.batch,
         })
     }

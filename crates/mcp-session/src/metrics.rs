@@ -7,6 +7,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use mcp_protocol::methods;
@@ -26,6 +27,11 @@ pub(crate) enum Outcome {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
     outcome: Outcome,
@@ -33,12 +39,20 @@ struct RequestLabels {
 
 /// The methods counted under their own name; anything else is counted as `other`, so that
 /// clients cannot grow the label set without bound.
-const KNOWN_METHODS: [&str; 4] = [
+const KNOWN_METHODS: [&str; 5] = [
     methods::INITIALIZE,
     methods::PING,
     methods::TOOLS_LIST,
     methods::TOOLS_CALL,
+    methods::LOGGING_SET_LEVEL,
 ];
+
+fn known(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
+}
 
 /// Handles to every metric. Cheap to clone; all clones update the same values.
 #[derive(Clone)]
@@ -50,6 +64,16 @@ pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     coalesced: Counter,
     outbound_depth: Gauge,
+    opened: Counter,
+    closed: Family<CloseLabels, Counter>,
+    heartbeat_timeouts: Counter,
+    drains: Counter,
+    latency: Family<MethodLabel, Histogram>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: &'static str,
 }
 
 impl Metrics {
@@ -61,6 +85,38 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let coalesced = Counter::default();
         let outbound_depth = Gauge::default();
+        let opened = Counter::default();
+        let closed = Family::<CloseLabels, Counter>::default();
+        let heartbeat_timeouts = Counter::default();
+        let drains = Counter::default();
+        let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+        });
+        registry.register(
+            "mcp_connections_opened",
+            "Connections opened",
+            opened.clone(),
+        );
+        registry.register(
+            "mcp_connections_closed",
+            "Connections closed, by WebSocket close code (1006: without a close frame)",
+            closed.clone(),
+        );
+        registry.register(
+            "mcp_heartbeat_timeouts",
+            "Connections closed because the client showed no sign of life",
+            heartbeat_timeouts.clone(),
+        );
+        registry.register(
+            "mcp_shutdown_drains",
+            "Sessions that were drained by a graceful shutdown",
+            drains.clone(),
+        );
+        registry.register(
+            "mcp_request_duration_seconds",
+            "Time from a request's arrival to its response, by method",
+            latency.clone(),
+        );
         registry.register(
             "mcp_connections",
             "Open client connections",
@@ -95,7 +151,32 @@ impl Metrics {
             requests,
             coalesced,
             outbound_depth,
+            opened,
+            closed,
+            heartbeat_timeouts,
+            drains,
+            latency,
         }
+    }
+
+    pub(crate) fn connection_closed_with(&self, code: u16) {
+        self.closed.get_or_create(&CloseLabels { code }).inc();
+    }
+
+    pub(crate) fn heartbeat_timeout(&self) {
+        self.heartbeat_timeouts.inc();
+    }
+
+    pub(crate) fn drained(&self) {
+        self.drains.inc();
+    }
+
+    pub(crate) fn observe_latency(&self, method: &str, seconds: f64) {
+        self.latency
+            .get_or_create(&MethodLabel {
+                method: known(method),
+            })
+            .observe(seconds);
     }
 
     pub(crate) fn render(&self) -> String {
@@ -108,6 +189,7 @@ impl Metrics {
 
     pub(crate) fn connection_opened(&self) {
         self.connections.inc();
+        self.opened.inc();
     }
 
     pub(crate) fn connection_closed(&self) {
@@ -134,13 +216,20 @@ impl Metrics {
         self.inflight.get()
     }
 
+    pub(crate) fn sessions(&self) -> i64 {
+        self.sessions.get()
+    }
+
+    pub(crate) fn connections(&self) -> i64 {
+        self.connections.get()
+    }
+
     pub(crate) fn count_request(&self, method: &str, outcome: Outcome) {
-        let method = KNOWN_METHODS
-            .into_iter()
-            .find(|m| *m == method)
-            .unwrap_or("other");
         self.requests
-            .get_or_create(&RequestLabels { method, outcome })
+            .get_or_create(&RequestLabels {
+                method: known(method),
+                outcome,
+            })
             .inc();
     }
 

@@ -34,6 +34,15 @@ pub struct ServerConfig {
     pub stop_grace: Duration,
     /// How many heavy calls (batches) run at once across all sessions; the rest queue fairly.
     pub heavy_concurrency: usize,
+    /// How many requests one session may have running; more are refused with -32001.
+    pub max_inflight_per_session: usize,
+    /// How many sessions may exist at once; [`Server::has_room`] says whether one more fits.
+    pub max_sessions: usize,
+    /// How long a new session may take to send `initialize` before it is closed.
+    pub init_timeout: Duration,
+    /// How long a session may go without any message from its client, while nothing runs,
+    /// before it is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +66,10 @@ impl Default for ServerConfig {
             call_timeout: Duration::from_secs(600),
             stop_grace: Duration::from_secs(5),
             heavy_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_inflight_per_session: 64,
+            max_sessions: 10_000,
+            init_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -64,11 +77,18 @@ impl Default for ServerConfig {
 pub(crate) struct ServerInner {
     pub(crate) config: ServerConfig,
     pub(crate) tools: ToolRegistry,
-    /// The root of the cancellation tree: server, then session, then request.
+    /// The root of the cancellation tree: server, then session, then request. Cancelling it
+    /// stops everything at once.
     pub(crate) shutdown: CancellationToken,
+    /// Fires when a graceful shutdown begins; `drain_deadline` is then set.
+    pub(crate) draining: CancellationToken,
+    pub(crate) drain_deadline: std::sync::OnceLock<tokio::time::Instant>,
+    /// Notified whenever a session ends.
+    pub(crate) session_ended: tokio::sync::Notify,
     pub(crate) scheduler: Scheduler,
     pub(crate) metrics: Metrics,
     next_session: AtomicU64,
+    open_connections: std::sync::atomic::AtomicUsize,
 }
 
 /// A server: the state that every session shares. Cheap to clone.
@@ -86,11 +106,62 @@ impl Server {
                 config,
                 tools,
                 shutdown: CancellationToken::new(),
+                draining: CancellationToken::new(),
+                drain_deadline: std::sync::OnceLock::new(),
+                session_ended: tokio::sync::Notify::new(),
                 scheduler,
                 metrics: Metrics::new(),
                 next_session: AtomicU64::new(1),
+                open_connections: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// Begins a graceful shutdown: every session tells its client, refuses new requests, and
+    /// gives its running ones until `grace` has passed; then they are cancelled, their callers
+    /// get a -32000 error, and the session closes ([`crate::CloseReason::ShuttingDown`]).
+    pub fn begin_shutdown(&self, grace: Duration) {
+        let _ = self
+            .inner
+            .drain_deadline
+            .set(tokio::time::Instant::now() + grace);
+        self.inner.draining.cancel();
+    }
+
+    /// Whether one more session fits under `max_sessions`.
+    pub fn has_room(&self) -> bool {
+        (self.inner.metrics.sessions() as usize) < self.inner.config.max_sessions
+    }
+
+    /// Completes once no session is running.
+    pub async fn all_sessions_ended(&self) {
+        loop {
+            let ended = self.inner.session_ended.notified();
+            if self.sessions() <= 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// How many sessions are running.
+    pub fn sessions(&self) -> i64 {
+        self.inner.metrics.sessions()
+    }
+
+    /// How many connections are open.
+    pub fn connections(&self) -> i64 {
+        self.inner.metrics.connections()
+    }
+
+    /// Counts a closed connection by the close code it ended with (1006: no close frame).
+    pub fn record_close(&self, code: u16) {
+        self.inner.metrics.connection_closed_with(code);
+    }
+
+    /// Counts a connection closed because its client showed no sign of life.
+    pub fn record_heartbeat_timeout(&self) {
+        self.inner.metrics.heartbeat_timeout();
     }
 
     /// The metrics in the Prometheus text format.
@@ -103,12 +174,20 @@ impl Server {
         self.inner.metrics.inflight()
     }
 
-    /// Counts an open connection until the returned guard is dropped.
-    pub fn connection_opened(&self) -> ConnectionGuard {
+    /// Reserves a place for one more connection, unless `max` are open; the place is held
+    /// (and counted in `mcp_connections`) until the guard is dropped. Checking and counting
+    /// are one step, so concurrent upgrades cannot overshoot the limit.
+    pub fn try_connection(&self, max: usize) -> Option<ConnectionGuard> {
+        self.inner
+            .open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
         self.inner.metrics.connection_opened();
-        ConnectionGuard {
-            metrics: self.inner.metrics.clone(),
-        }
+        Some(ConnectionGuard {
+            server: self.clone(),
+        })
     }
 
     /// The root cancellation token. Cancelling it ends every session: each sends
@@ -136,13 +215,17 @@ impl Server {
     }
 }
 
-/// Keeps a connection counted in `mcp_connections` while it lives.
+/// Holds a connection's place under the connection limit while it lives.
 pub struct ConnectionGuard {
-    metrics: Metrics,
+    server: Server,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.metrics.connection_closed();
+        self.server
+            .inner
+            .open_connections
+            .fetch_sub(1, Ordering::AcqRel);
+        self.server.inner.metrics.connection_closed();
     }
 }

@@ -8,13 +8,15 @@ use mcp_protocol::{
     CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, ErrorObject,
     Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage, ListToolsResult,
     Message, Notification, PaginatedParams, ProgressParams, ProgressToken, ProtocolVersion,
-    Request, RequestId, Response, ServerCapabilities, ToolsCapability, decode_params, methods,
+    Request, RequestId, Response, ServerCapabilities, ToolsCapability, decode_params, error_codes,
+    methods,
 };
 use mcp_tools::{Progress, ProgressSink, ProgressUpdate, ToolContext};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::{self, JoinError, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,6 +34,10 @@ type Reply = Result<Value, ErrorObject>;
 pub enum CloseReason {
     /// The server is shutting down (WebSocket close code 1001).
     ShuttingDown,
+    /// The client did not send `initialize` within the configured time (1008).
+    InitTimeout,
+    /// The client sent nothing for the configured idle time while nothing ran (1000).
+    Idle,
 }
 
 /// How a session ended.
@@ -44,6 +50,17 @@ pub enum SessionEnd {
     OutputClosed,
     /// The server is shutting down.
     ShuttingDown,
+    /// The client never initialized, or went idle; see [`CloseReason`].
+    TimedOut,
+}
+
+/// A graceful shutdown in progress.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// When running requests are cancelled.
+    deadline: Instant,
+    /// Set once they were: when the last stragglers are abandoned.
+    abandon_at: Option<Instant>,
 }
 
 /// Where the session is in its lifecycle.
@@ -104,11 +121,13 @@ pub struct Session {
     inflight: InFlight,
     /// The running requests. Dropping the set aborts them, so nothing outlives the session.
     tasks: JoinSet<Reply>,
-    task_requests: HashMap<task::Id, (RequestId, &'static str)>,
+    task_requests: HashMap<task::Id, (RequestId, &'static str, Instant)>,
     batches: HashMap<BatchId, Batch>,
     next_batch: BatchId,
     pending: PendingTable,
     output_closed: bool,
+    drain: Option<Drain>,
+    last_activity: Instant,
 }
 
 impl Session {
@@ -129,6 +148,8 @@ impl Session {
             next_batch: 0,
             pending: PendingTable::default(),
             output_closed: false,
+            drain: None,
+            last_activity: Instant::now(),
         }
     }
 
@@ -152,13 +173,24 @@ impl Session {
         let span = tracing::info_span!("session", id = self.id);
         async move {
             tracing::debug!("session started");
+            let config = self.server.inner.config.clone();
+            let draining = self.server.inner.draining.clone();
+            let init_deadline = Instant::now() + config.init_timeout;
             let end = loop {
                 if self.output_closed {
                     break SessionEnd::OutputClosed;
                 }
-                // Priority: shutdown, then finished requests (their responses go out), then new
-                // input. Output before input is what gives backpressure: while the client does
-                // not read, the session stops reading too.
+                if self.drain.is_some() && self.inflight.is_empty() {
+                    self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
+                    break SessionEnd::ShuttingDown;
+                }
+                let awaiting_init = self.lifecycle == Lifecycle::AwaitingInitialize;
+                let idle = self.inflight.is_empty() && self.drain.is_none();
+                let idle_deadline = self.last_activity + config.idle_timeout;
+                let drain_deadline = self.drain.map(|d| d.abandon_at.unwrap_or(d.deadline));
+                // Priority: shutdown, then finished requests (their responses go out), then
+                // timers, then new input. Output before input is what gives backpressure:
+                // while the client does not read, the session stops reading too.
                 tokio::select! {
                     biased;
                     () = self.token.cancelled() => {
@@ -166,8 +198,28 @@ impl Session {
                         break SessionEnd::ShuttingDown;
                     }
                     Some(done) = self.tasks.join_next_with_id() => self.finished(done).await,
+                    () = draining.cancelled(), if self.drain.is_none() => self.begin_drain().await,
+                    () = sleep_until_opt(drain_deadline), if drain_deadline.is_some() => {
+                        if self.advance_drain().await {
+                            self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
+                            break SessionEnd::ShuttingDown;
+                        }
+                    }
+                    () = tokio::time::sleep_until(init_deadline), if awaiting_init => {
+                        tracing::info!(timeout_ms = config.init_timeout.as_millis(), "no initialize in time; closing");
+                        self.send(Outbound::Close(CloseReason::InitTimeout)).await;
+                        break SessionEnd::TimedOut;
+                    }
+                    () = tokio::time::sleep_until(idle_deadline), if idle && !awaiting_init => {
+                        tracing::info!(timeout_ms = config.idle_timeout.as_millis(), "idle; closing");
+                        self.send(Outbound::Close(CloseReason::Idle)).await;
+                        break SessionEnd::TimedOut;
+                    }
                     text = inbound.recv() => match text {
-                        Some(text) => self.handle_text(&text).await,
+                        Some(text) => {
+                            self.last_activity = Instant::now();
+                            self.handle_text(&text).await;
+                        }
                         None => break SessionEnd::InputClosed,
                     },
                 }
@@ -182,11 +234,78 @@ impl Session {
             }
             self.task_requests.clear();
             metrics.session_ended();
+            self.server.inner.session_ended.notify_waiters();
             tracing::debug!(?end, cancelled = self.inflight.len(), "session ended");
             end
         }
         .instrument(span)
         .await
+    }
+
+    /// Tells the client the server is going away and starts the grace period.
+    async fn begin_drain(&mut self) {
+        let deadline = self
+            .server
+            .inner
+            .drain_deadline
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        let grace = deadline.saturating_duration_since(Instant::now());
+        self.drain = Some(Drain {
+            deadline,
+            abandon_at: None,
+        });
+        let running = self.inflight.len();
+        self.server.inner.metrics.drained();
+        tracing::info!(running, grace_ms = grace.as_millis(), "draining");
+        let data = if running == 0 {
+            "server shutting down".to_owned()
+        } else {
+            format!(
+                "server shutting down: {running} running request(s) have {} s to finish; new requests are refused",
+                grace.as_secs()
+            )
+        };
+        let notice = Notification {
+            method: methods::MESSAGE.to_owned(),
+            params: Some(serde_json::json!({"level": "warning", "logger": "server", "data": data})),
+        };
+        self.send_message(Message::Notification(notice)).await;
+    }
+
+    /// Moves the drain on when its deadline passes: first the running requests are
+    /// cancelled; if some do not wind down within `stop_grace`, they are abandoned and their
+    /// callers told. Returns whether the session can close now.
+    async fn advance_drain(&mut self) -> bool {
+        let Some(drain) = &mut self.drain else {
+            return true;
+        };
+        if drain.abandon_at.is_none() {
+            tracing::info!(
+                cancelled = self.inflight.len(),
+                "grace period over; cancelling running requests"
+            );
+            drain.abandon_at = Some(Instant::now() + self.server.inner.config.stop_grace);
+            self.inflight.cancel_all_for_shutdown();
+            return false;
+        }
+        let stuck = self.inflight.ids();
+        tracing::warn!(
+            stuck = stuck.len(),
+            "requests did not wind down; abandoning them"
+        );
+        self.tasks.abort_all();
+        for id in stuck {
+            if self.inflight.finish(&id).is_some() {
+                self.server.inner.metrics.request_finished();
+                let error = shutdown_error("it did not stop in time and was abandoned");
+                self.send_message(Message::Response(Response::error(Some(id), error)))
+                    .await;
+            }
+        }
+        self.task_requests.clear();
+        true
     }
 
     async fn send(&mut self, item: Outbound) {
@@ -277,18 +396,21 @@ impl Session {
                 let id = request.id.clone();
                 let method = request.method.clone();
                 let metrics = self.server.inner.metrics.clone();
-                match self.handle_request(request, batch) {
+                let started = Instant::now();
+                let handled = match self.handle_request(request, batch) {
                     Ok(Handled::Reply(response)) => {
                         metrics.count_request(&method, Outcome::ok);
                         Handled::Reply(response)
                     }
-                    Ok(handled) => handled,
+                    Ok(handled) => return handled,
                     Err(error) => {
                         tracing::debug!(%id, %error, "request refused");
                         metrics.count_request(&method, Outcome::error);
                         Handled::Reply(Response::error(Some(id), error))
                     }
-                }
+                };
+                metrics.observe_latency(&method, started.elapsed().as_secs_f64());
+                handled
             }
             Ok(Message::Notification(notification)) => {
                 self.handle_notification(notification);
@@ -315,6 +437,9 @@ impl Session {
         let reply = |result: Result<Value, ErrorObject>| {
             result.map(|value| Handled::Reply(Response::ok(id.clone(), value)))
         };
+        if self.drain.is_some() && method != methods::PING {
+            return Err(shutdown_error("new requests are refused"));
+        }
         match (self.lifecycle, method.as_str()) {
             (_, methods::PING) => reply(Ok(Value::Object(Default::default()))),
             (Lifecycle::AwaitingInitialize, methods::INITIALIZE) => reply(self.initialize(params)),
@@ -404,6 +529,14 @@ impl Session {
         batch: Option<BatchId>,
     ) -> Result<Handled, ErrorObject> {
         let params: CallToolParams = decode_params(params)?;
+        let limit = self.server.inner.config.max_inflight_per_session;
+        if self.inflight.len() >= limit {
+            return Err(ErrorObject::new(
+                error_codes::LIMIT_EXCEEDED,
+                format!("too many requests in flight: this session has {limit} running, the limit (--max-inflight); retry when one finishes"),
+            )
+            .with_data(serde_json::json!({"limit": "max_inflight_per_session", "value": limit})));
+        }
         let token = self.token.child_token();
         let config = &self.server.inner.config;
         let progress = match params.meta.and_then(|m| m.progress_token) {
@@ -454,8 +587,10 @@ impl Session {
             }
             .instrument(span),
         );
-        self.task_requests
-            .insert(handle.id(), (id.clone(), methods::TOOLS_CALL));
+        self.task_requests.insert(
+            handle.id(),
+            (id.clone(), methods::TOOLS_CALL, Instant::now()),
+        );
         self.inflight.insert(id, token, batch);
         self.server.inner.metrics.request_started();
         Ok(Handled::Spawned)
@@ -474,12 +609,15 @@ impl Session {
                 (e.id(), Err(ErrorObject::internal(reason)))
             }
         };
-        let Some((id, method)) = self.task_requests.remove(&task_id) else {
+        // Idleness counts from the end of the last call as well as from the last input.
+        self.last_activity = Instant::now();
+        let Some((id, method, started)) = self.task_requests.remove(&task_id) else {
             tracing::error!(?task_id, "a task finished that no request owns");
             return;
         };
         let metrics = &self.server.inner.metrics;
         metrics.request_finished();
+        metrics.observe_latency(method, started.elapsed().as_secs_f64());
         let Some(finished) = self.inflight.finish(&id) else {
             tracing::error!(%id, "a request finished twice");
             return;
@@ -491,6 +629,11 @@ impl Session {
             Err(_) => Outcome::error,
         };
         metrics.count_request(method, outcome);
+        let reply = if finished.shutdown {
+            Err(shutdown_error("it was cancelled"))
+        } else {
+            reply
+        };
         let response = if finished.respond {
             Some(Response {
                 id: Some(id),
@@ -629,6 +772,22 @@ async fn with_time_limit(
                 Err(_) => CallToolResult::error(format!("{note}; it did not wind down within {}", show(grace))),
             }
         }
+    }
+}
+
+/// The -32000 error of a request the shutdown refused or stopped.
+fn shutdown_error(what: &str) -> ErrorObject {
+    ErrorObject::new(
+        error_codes::SERVER_SHUTTING_DOWN,
+        format!("the server is shutting down: {what}"),
+    )
+}
+
+/// Sleeps until `deadline`; forever without one (the branch is then disabled anyway).
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

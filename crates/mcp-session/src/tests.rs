@@ -87,8 +87,17 @@ async fn drain(rx: &mut OutboundReceiver) -> (Vec<String>, bool) {
     }
 }
 
+/// A timeout longer than any transcript's quiescence wait, so that only the timers a
+/// transcript exercises on purpose can fire.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 async fn run_transcript(lines: &[Line]) -> Vec<Line> {
-    let mut config = ServerConfig::default();
+    let mut config = ServerConfig {
+        init_timeout: NEVER,
+        idle_timeout: NEVER,
+        call_timeout: NEVER,
+        ..ServerConfig::default()
+    };
     for line in lines {
         if let Line::PageSize(n) = line {
             config.page_size = *n;
@@ -300,4 +309,149 @@ async fn shutdown_cancels_running_calls_and_closes() {
     );
     assert_eq!(run.await.unwrap(), SessionEnd::ShuttingDown);
     assert!(out_rx.recv().await.is_none(), "no response after the close");
+}
+
+/// A session on a server with `config`, and its channels; not initialized.
+fn open(
+    config: ServerConfig,
+) -> (
+    Server,
+    mpsc::Sender<String>,
+    OutboundReceiver,
+    tokio::task::JoinHandle<SessionEnd>,
+) {
+    let server = Server::new(
+        config,
+        ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
+    );
+    let (in_tx, in_rx) = mpsc::channel(16);
+    let (session, out_rx) = server.open_session();
+    let run = tokio::spawn(session.run(in_rx));
+    (server, in_tx, out_rx, run)
+}
+
+async fn init(in_tx: &mpsc::Sender<String>, out_rx: &mut OutboundReceiver) {
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    in_tx.send(init.to_string()).await.unwrap();
+    assert_eq!(text(out_rx.recv().await)["id"], 0);
+}
+
+fn sleep_call(id: i64, ms: u64) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":ms}}}).to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_never_initializes_is_closed() {
+    let config = ServerConfig {
+        init_timeout: Duration::from_secs(5),
+        ..ServerConfig::default()
+    };
+    let (_server, _in_tx, mut out_rx, run) = open(config);
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        out_rx.recv().await,
+        Some(Outbound::Close(crate::CloseReason::InitTimeout))
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(run.await.unwrap(), SessionEnd::TimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_session_is_closed_but_not_while_a_call_runs() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_secs(60),
+        ..ServerConfig::default()
+    };
+    let (_server, in_tx, mut out_rx, run) = open(config);
+    init(&in_tx, &mut out_rx).await;
+    let started = tokio::time::Instant::now();
+    in_tx.send(sleep_call(1, 100_000)).await.unwrap();
+    assert_eq!(
+        text(out_rx.recv().await)["id"],
+        1,
+        "the long call is answered, not cut off"
+    );
+    assert_eq!(
+        out_rx.recv().await,
+        Some(Outbound::Close(crate::CloseReason::Idle))
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(160));
+    assert_eq!(run.await.unwrap(), SessionEnd::TimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_calls_in_flight_are_refused_naming_the_limit() {
+    let config = ServerConfig {
+        max_inflight_per_session: 2,
+        ..ServerConfig::default()
+    };
+    let (_server, in_tx, mut out_rx, _run) = open(config);
+    init(&in_tx, &mut out_rx).await;
+    for id in 1..=3 {
+        in_tx.send(sleep_call(id, 1000)).await.unwrap();
+    }
+    let refused = text(out_rx.recv().await);
+    assert_eq!(refused["id"], 3);
+    assert_eq!(refused["error"]["code"], -32001);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-inflight")
+    );
+    assert_eq!(text(out_rx.recv().await)["id"], 1);
+    assert_eq!(text(out_rx.recv().await)["id"], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_lets_calls_finish_within_grace_and_cancels_the_rest() {
+    let (server, in_tx, mut out_rx, run) = open(ServerConfig {
+        stop_grace: Duration::from_secs(1),
+        ..ServerConfig::default()
+    });
+    init(&in_tx, &mut out_rx).await;
+    in_tx.send(sleep_call(1, 2_000)).await.unwrap();
+    in_tx.send(sleep_call(2, 60_000)).await.unwrap();
+    tokio::task::yield_now().await;
+    server.begin_shutdown(Duration::from_secs(10));
+    let notice = text(out_rx.recv().await);
+    assert_eq!(notice["method"], "notifications/message");
+    assert_eq!(notice["params"]["level"], "warning");
+    assert!(
+        notice["params"]["data"]
+            .as_str()
+            .unwrap()
+            .starts_with("server shutting down")
+    );
+    // New requests are refused; pings still work.
+    in_tx.send(sleep_call(3, 1)).await.unwrap();
+    let refused = text(out_rx.recv().await);
+    assert_eq!(
+        (refused["id"].as_i64(), refused["error"]["code"].as_i64()),
+        (Some(3), Some(-32000))
+    );
+    in_tx
+        .send(json!({"jsonrpc":"2.0","id":4,"method":"ping"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(text(out_rx.recv().await)["id"], 4);
+    // The short call finishes within the grace period and gets its result.
+    let finished = text(out_rx.recv().await);
+    assert_eq!(finished["id"], 1);
+    assert_eq!(finished["result"]["structuredContent"]["sleptMs"], 2000);
+    // The long one is cancelled when the grace period ends, and its caller told.
+    let cancelled = text(out_rx.recv().await);
+    assert_eq!(cancelled["id"], 2);
+    assert_eq!(cancelled["error"]["code"], -32000);
+    assert_eq!(
+        out_rx.recv().await,
+        Some(Outbound::Close(crate::CloseReason::ShuttingDown))
+    );
+    assert_eq!(run.await.unwrap(), SessionEnd::ShuttingDown);
+    assert!(
+        server
+            .render_metrics()
+            .contains("mcp_shutdown_drains_total 1")
+    );
 }

@@ -2,6 +2,8 @@
 //! the close handshake.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -11,7 +13,7 @@ use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use mcp_session::{CloseReason, Outbound, OutboundReceiver, Server};
+use mcp_session::{CloseReason, ConnectionGuard, Outbound, OutboundReceiver, Server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -48,6 +50,24 @@ pub struct WsConfig {
     /// How long writing one frame may take before the client counts as not reading: the
     /// connection is then closed with 1008 and the session's calls are cancelled.
     pub stall_timeout: Duration,
+    /// How often the server checks that the client is alive.
+    pub ping_interval: Duration,
+    /// How long the client may show no sign of life (no frame at all, pongs included) before
+    /// the connection is closed with 1001 "heartbeat timeout".
+    pub ping_timeout: Duration,
+    /// How the server asks for a sign of life.
+    pub heartbeat: Heartbeat,
+}
+
+/// How the server checks that a client is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// WebSocket ping frames, answered by every WebSocket stack without the application.
+    Frames,
+    /// MCP `ping` requests, which also prove the client's MCP layer is responsive.
+    JsonRpc,
+    /// Both.
+    Both,
 }
 
 impl Default for WsConfig {
@@ -57,6 +77,10 @@ impl Default for WsConfig {
             inbound_queue: 16,
             close_timeout: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(30),
+            // Common proxies cut streams idle for 60 s.
+            ping_interval: Duration::from_secs(20),
+            ping_timeout: Duration::from_secs(45),
+            heartbeat: Heartbeat::Frames,
         }
     }
 }
@@ -82,6 +106,7 @@ pub async fn serve_connection(
     server: Server,
     config: WsConfig,
     remote: SocketAddr,
+    place: ConnectionGuard,
 ) {
     let span = tracing::info_span!("connection", %remote);
     async move {
@@ -93,29 +118,126 @@ pub async fn serve_connection(
             }
         };
         tracing::debug!("connected");
-        let _counted = server.connection_opened();
+        let _place = place;
         let (sink, stream) = socket.split();
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue.max(1));
-        let (close_tx, close_rx) = mpsc::channel(1);
+        let (control_tx, control_rx) = mpsc::channel(4);
         // Fires once a close frame was sent or the writer stopped: from then on the reader
         // waits at most `close_timeout` for the client.
         let closing = Closing::default();
+        let life = Life::new();
         let (session, out_rx) = server.open_session();
-        let (end, (), ()) = tokio::join!(
+        let peer = session.peer();
+        let (end, (), code, ()) = tokio::join!(
             session.run(in_rx),
             read(
                 stream,
                 in_tx,
-                close_tx,
+                control_tx.clone(),
                 closing.clone(),
-                config.close_timeout
+                config.close_timeout,
+                life.clone(),
             ),
-            write(sink, out_rx, close_rx, closing, config.stall_timeout),
+            write(
+                sink,
+                out_rx,
+                control_rx,
+                closing.clone(),
+                config.stall_timeout
+            ),
+            heartbeat(peer, control_tx, closing, life, &config, &server),
         );
-        tracing::debug!(?end, "disconnected");
+        server.record_close(code);
+        tracing::debug!(?end, code, "disconnected");
     }
     .instrument(span)
     .await
+}
+
+/// What the reader and the heartbeat ask of the writer.
+enum Control {
+    /// Send a ping frame.
+    Ping,
+    /// Close with this frame; with `abandon`, do not wait for the client's reply.
+    Close { frame: CloseFrame, abandon: bool },
+}
+
+/// When the client last showed a sign of life: any frame at all.
+#[derive(Clone)]
+struct Life {
+    start: tokio::time::Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Life {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn seen(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Asks for a sign of life every `ping_interval` and closes the connection when none came
+/// for `ping_timeout`.
+async fn heartbeat(
+    peer: mcp_session::Peer,
+    control: mpsc::Sender<Control>,
+    closing: Closing,
+    life: Life,
+    config: &WsConfig,
+    server: &Server,
+) {
+    let mut ticks = tokio::time::interval(config.ping_interval.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = closing.started.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if life.silent_for() > config.ping_timeout {
+            tracing::info!(
+                silent_ms = life.silent_for().as_millis(),
+                "no sign of life from the client; closing"
+            );
+            server.record_heartbeat_timeout();
+            let frame = CloseFrame {
+                code: CloseCode::from(close_codes::GOING_AWAY),
+                reason: "heartbeat timeout".into(),
+            };
+            let _ = control
+                .send(Control::Close {
+                    frame,
+                    abandon: true,
+                })
+                .await;
+            return;
+        }
+        if matches!(config.heartbeat, Heartbeat::Frames | Heartbeat::Both)
+            && control.send(Control::Ping).await.is_err()
+        {
+            return;
+        }
+        if matches!(config.heartbeat, Heartbeat::JsonRpc | Heartbeat::Both) {
+            // The answer is a frame, so it counts as a sign of life when the reader sees it.
+            let peer = peer.clone();
+            let timeout = config.ping_timeout;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(timeout, peer.ping()).await;
+            });
+        }
+    }
 }
 
 /// How the writer tells the reader that the connection is closing.
@@ -135,9 +257,10 @@ type Sink = futures_util::stream::SplitSink<hyper_tungstenite::HyperWebsocketStr
 async fn read(
     mut stream: Stream,
     in_tx: mpsc::Sender<String>,
-    close_tx: mpsc::Sender<CloseFrame>,
+    control: mpsc::Sender<Control>,
     closing: Closing,
     close_timeout: Duration,
+    life: Life,
 ) {
     let mut in_tx = Some(in_tx);
     let deadline = async {
@@ -158,6 +281,9 @@ async fn read(
                 break;
             }
         };
+        if frame.is_some() {
+            life.seen();
+        }
         let refuse = match frame {
             None => break,
             Some(Ok(Frame::Text(text))) => {
@@ -202,9 +328,13 @@ async fn read(
         tracing::debug!(code, reason, "closing the connection");
         // Stop feeding the session; it ends and cancels what it started.
         in_tx = None;
-        let _ = close_tx.try_send(CloseFrame {
+        let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
+        };
+        let _ = control.try_send(Control::Close {
+            frame,
+            abandon: false,
         });
     }
 }
@@ -213,16 +343,28 @@ async fn read(
 async fn write(
     mut sink: Sink,
     mut out_rx: OutboundReceiver,
-    mut close_rx: mpsc::Receiver<CloseFrame>,
+    mut control: mpsc::Receiver<Control>,
     closing: Closing,
     stall_timeout: Duration,
-) {
+) -> u16 {
     let mut stalled = false;
     let close = loop {
         // A close requested by the reader wins over queued output: the connection is unusable.
         let item = tokio::select! {
             biased;
-            Some(frame) = close_rx.recv() => break Some(frame),
+            Some(command) = control.recv() => match command {
+                Control::Close { frame, abandon } => {
+                    stalled |= abandon;
+                    break Some(frame);
+                }
+                Control::Ping => {
+                    let ping = tokio::time::timeout(stall_timeout, sink.send(Frame::Ping(Default::default())));
+                    if !matches!(ping.await, Ok(Ok(()))) {
+                        break None;
+                    }
+                    continue;
+                }
+            },
             item = out_rx.recv() => item,
         };
         match item {
@@ -262,6 +404,8 @@ async fn write(
     if stalled {
         closing.abandoned.cancel();
     }
+    // 1006: closed without a close frame of ours (the connection broke).
+    let code = close.as_ref().map_or(1006, |f| u16::from(f.code));
     if let Some(frame) = close {
         // Fails harmlessly when the client closed first (tungstenite has replied already). A
         // client that does not read may never take the frame, hence the bound.
@@ -271,11 +415,17 @@ async fn write(
         })
         .await;
     }
+    code
 }
 
 fn close_frame(reason: CloseReason) -> CloseFrame {
     let (code, text) = match reason {
         CloseReason::ShuttingDown => (close_codes::GOING_AWAY, "server shutting down"),
+        CloseReason::InitTimeout => (
+            close_codes::POLICY_VIOLATION,
+            "initialize not received in time",
+        ),
+        CloseReason::Idle => (close_codes::NORMAL, "idle timeout"),
         other => {
             tracing::warn!(?other, "unknown close reason");
             (close_codes::NORMAL, "")

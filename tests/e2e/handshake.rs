@@ -137,9 +137,11 @@ async fn client_close_is_answered() {
 
 #[tokio::test]
 async fn shutdown_tells_clients_cancels_calls_and_closes_with_1001() {
-    let mut config = Config::default();
-    config.shutdown_grace = std::time::Duration::from_millis(300);
-    let server = TestServer::with_config(config).await;
+    let server = TestServer::with_config(Config {
+        shutdown_grace: std::time::Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut client = Client::initialized(&server).await;

@@ -8,6 +8,7 @@ mod concurrency;
 mod errors;
 mod handshake;
 mod images;
+mod lifecycle;
 mod long_running;
 mod support;
 mod tools;

@@ -170,6 +170,8 @@ impl Client {
         loop {
             match self.next_frame().await {
                 Some(Frame::Close(Some(frame))) => {
+                    // Sends tungstenite's queued reply, completing the close handshake.
+                    let _ = self.socket.flush().await;
                     return (frame.code.into(), frame.reason.to_string());
                 }
                 Some(Frame::Close(None)) => panic!("close frame without a code"),

@@ -1,0 +1,137 @@
+//! Heartbeat, timeouts and limits of a running server.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use mcp_server::Config;
+use mcp_ws::Heartbeat;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use crate::support::{Client, TestServer, http, metric, metrics, wait_for_metric};
+
+fn quick_heartbeat(heartbeat: Heartbeat) -> Config {
+    let mut config = Config::default();
+    config.ws.ping_interval = Duration::from_millis(100);
+    config.ws.ping_timeout = Duration::from_millis(400);
+    config.ws.heartbeat = heartbeat;
+    config
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_is_disconnected() {
+    let server = TestServer::with_config(quick_heartbeat(Heartbeat::Frames)).await;
+    // tungstenite answers pings only while the socket is polled: this client never is again.
+    let _silent = Client::initialized(&server).await;
+    wait_for_metric(&server, "mcp_heartbeat_timeouts_total", 1.0).await;
+    wait_for_metric(&server, "mcp_connections", 0.0).await;
+    let text = metrics(&server).await;
+    assert!(
+        text.contains(r#"mcp_connections_closed_total{code="1001"} 1"#),
+        "{text}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_live_client_survives_heartbeats_of_either_kind() {
+    for heartbeat in [Heartbeat::Frames, Heartbeat::JsonRpc, Heartbeat::Both] {
+        let server = TestServer::with_config(quick_heartbeat(heartbeat)).await;
+        let mut client = Client::initialized(&server).await;
+        // Keep reading (and so answering) for well over the timeout: a slow call does that.
+        client
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":1200}}}))
+            .await;
+        let mut saw_jsonrpc_ping = false;
+        let response = loop {
+            let message = client.recv().await;
+            if message["method"] == "ping" {
+                // Answer the server's MCP ping.
+                saw_jsonrpc_ping = true;
+                client
+                    .send(json!({"jsonrpc":"2.0","id":message["id"],"result":{}}))
+                    .await;
+                continue;
+            }
+            break message;
+        };
+        assert_eq!(response["id"], 1, "{heartbeat:?}: {response}");
+        assert_eq!(
+            saw_jsonrpc_ping,
+            heartbeat != Heartbeat::Frames,
+            "{heartbeat:?}"
+        );
+        assert_eq!(
+            metric(&metrics(&server).await, "mcp_heartbeat_timeouts_total"),
+            0.0
+        );
+        drop(client);
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn client_pings_are_answered() {
+    let server = TestServer::start().await;
+    let mut client = Client::initialized(&server).await;
+    client
+        .socket
+        .send(Frame::Ping(b"hello".to_vec().into()))
+        .await
+        .unwrap();
+    match client.next_frame().await {
+        Some(Frame::Pong(payload)) => assert_eq!(&payload[..], b"hello"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    drop(client);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_that_never_initializes_is_closed_with_1008() {
+    let mut config = Config::default();
+    config.session.init_timeout = Duration::from_millis(200);
+    let server = TestServer::with_config(config).await;
+    let mut client = Client::connect(&server).await;
+    let (code, reason) = client.expect_close().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "initialize not received in time")
+    );
+    drop(client);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503() {
+    let mut config = Config::default();
+    config.max_connections = 2;
+    let server = TestServer::with_config(config).await;
+    let first = Client::initialized(&server).await;
+    let second = Client::initialized(&server).await;
+    match Client::connect_with(&server, "/mcp", Some("mcp")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("--max-connections"), "{body}");
+        }
+        Ok(_) => panic!("a third connection was accepted"),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    // A place frees up when a client leaves.
+    drop(first);
+    wait_for_metric(&server, "mcp_connections", 1.0).await;
+    let third = Client::initialized(&server).await;
+    drop((second, third));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn readiness_and_health() {
+    let server = TestServer::start().await;
+    assert_eq!(http(&server, "GET /readyz HTTP/1.1").await.0, 200);
+    assert_eq!(http(&server, "GET /healthz HTTP/1.1").await.0, 200);
+    server.shutdown().await;
+}

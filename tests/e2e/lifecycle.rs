@@ -104,9 +104,11 @@ async fn a_session_that_never_initializes_is_closed_with_1008() {
 
 #[tokio::test]
 async fn connections_over_the_limit_get_503() {
-    let mut config = Config::default();
-    config.max_connections = 2;
-    let server = TestServer::with_config(config).await;
+    let server = TestServer::with_config(Config {
+        max_connections: 2,
+        ..Config::default()
+    })
+    .await;
     let first = Client::initialized(&server).await;
     let second = Client::initialized(&server).await;
     match Client::connect_with(&server, "/mcp", Some("mcp")).await {

@@ -10,5 +10,6 @@ mod handshake;
 mod images;
 mod lifecycle;
 mod long_running;
+mod notices;
 mod support;
 mod tools;

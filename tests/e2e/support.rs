@@ -231,3 +231,32 @@ pub(crate) async fn wait_for_metric(server: &TestServer, name: &str, value: f64)
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A plain HTTP/1.1 POST; returns the status code and the body.
+pub(crate) async fn post(
+    server: &TestServer,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(HANG, stream.read_to_string(&mut raw))
+        .await
+        .expect("HTTP response hung")
+        .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}

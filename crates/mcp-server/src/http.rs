@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::Config;
+use crate::{Config, admin};
+
+/// The path of the broadcast endpoint.
+const BROADCAST_PATH: &str = "/admin/broadcast";
 
 /// The path of the MCP endpoint.
 pub(crate) const MCP_PATH: &str = "/mcp";
@@ -54,7 +57,7 @@ impl State {
     }
 }
 
-type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// Serves one TCP connection's HTTP requests until it closes or the server stops.
 pub(crate) async fn serve_http(
@@ -65,7 +68,7 @@ pub(crate) async fn serve_http(
 ) {
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(request, remote, &state)) }
+        async move { Ok::<_, Infallible>(route(request, remote, &state).await) }
     });
     // The timer enables hyper's header read timeout, which ends connections that trickle
     // their request headers (slowloris).
@@ -87,7 +90,11 @@ pub(crate) async fn serve_http(
     }
 }
 
-fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> Response<Body> {
+async fn route(
+    mut request: Request<Incoming>,
+    remote: SocketAddr,
+    state: &State,
+) -> Response<Body> {
     let path = request.uri().path();
     let upgrade = mcp_ws::is_upgrade_request(&request);
     match (path, upgrade) {
@@ -127,6 +134,7 @@ fn route(mut request: Request<Incoming>, remote: SocketAddr, state: &State) -> R
         ("/healthz" | "/readyz" | "/metrics", false) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
+        (BROADCAST_PATH, false) => admin::broadcast(request, remote, &state.0.server).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -183,7 +191,7 @@ fn upgrade_to_session(
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(

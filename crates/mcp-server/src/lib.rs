@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod config;
 mod http;
 
@@ -34,6 +35,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let server = Server::new(config.session.clone(), ToolRegistry::builtin(&config.tools));
+    // If this future is dropped rather than shut down, everything it started still stops:
+    // blocking workers watch the cancellation tree, and would otherwise run on.
+    let _stop_all_on_drop = server.shutdown_token().clone().drop_guard();
     // hyper forgets a connection once it is upgraded to a WebSocket, so every connection task,
     // upgraded or not, is tracked here to be waited for at shutdown.
     let tracker = TaskTracker::new();

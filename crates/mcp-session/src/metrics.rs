@@ -69,6 +69,7 @@ pub(crate) struct Metrics {
     heartbeat_timeouts: Counter,
     drains: Counter,
     latency: Family<MethodLabel, Histogram>,
+    notices_dropped: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,6 +90,12 @@ impl Metrics {
         let closed = Family::<CloseLabels, Counter>::default();
         let heartbeat_timeouts = Counter::default();
         let drains = Counter::default();
+        let notices_dropped = Counter::default();
+        registry.register(
+            "mcp_notices_dropped",
+            "Log messages and broadcasts not queued because the client was not reading",
+            notices_dropped.clone(),
+        );
         let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 4.0, 10))
         });
@@ -156,7 +163,12 @@ impl Metrics {
             heartbeat_timeouts,
             drains,
             latency,
+            notices_dropped,
         }
+    }
+
+    pub(crate) fn notice_dropped(&self) {
+        self.notices_dropped.inc();
     }
 
     pub(crate) fn connection_closed_with(&self, code: u16) {

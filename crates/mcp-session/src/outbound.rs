@@ -24,6 +24,9 @@ pub enum Outbound {
     Close(CloseReason),
 }
 
+/// How many notices may be queued beyond the capacity.
+pub(crate) const NOTICE_ALLOWANCE: usize = 32;
+
 /// The queue was closed: the transport is gone or the session has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed;
@@ -129,6 +132,26 @@ impl OutboundQueue {
             }
             writable.await;
         }
+    }
+
+    /// Queues a notice (a log message, a broadcast) without waiting. Notices may exceed the
+    /// capacity by [`NOTICE_ALLOWANCE`]; past that the client is not reading and the notice is
+    /// dropped (counted in `mcp_notices_dropped_total`). Returns whether it was queued.
+    pub(crate) fn try_push_notice(&self, text: String) -> Result<bool, Closed> {
+        let mut state = self.shared.lock();
+        if state.ended || state.receiver_gone {
+            return Err(Closed);
+        }
+        if state.messages >= self.shared.capacity + NOTICE_ALLOWANCE {
+            self.shared.metrics.notice_dropped();
+            return Ok(false);
+        }
+        state.messages += 1;
+        state.slots.push_back(Slot::Message(text));
+        self.shared.metrics.outbound_queued(1);
+        drop(state);
+        self.shared.readable.notify_one();
+        Ok(true)
     }
 
     /// Queues a progress notification without waiting; replaces the one still queued for the

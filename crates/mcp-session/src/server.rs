@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mcp_protocol::Implementation;
+use mcp_protocol::{
+    Implementation, LoggingLevel, LoggingMessageParams, Message, Notification, methods,
+};
 use mcp_tools::{Scheduler, ToolRegistry};
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +91,42 @@ pub(crate) struct ServerInner {
     pub(crate) metrics: Metrics,
     next_session: AtomicU64,
     open_connections: std::sync::atomic::AtomicUsize,
+    /// Every running session, for broadcasts.
+    pub(crate) sessions: std::sync::Mutex<std::collections::HashMap<u64, Notices>>,
+}
+
+/// How to reach a session with a notice.
+#[derive(Clone)]
+pub(crate) struct Notices {
+    pub(crate) queue: crate::outbound::WeakQueue,
+    pub(crate) level: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl Notices {
+    /// Queues `notifications/message` if the session wants `level`; whether it was queued.
+    pub(crate) fn send(&self, level: LoggingLevel, logger: &str, data: serde_json::Value) -> bool {
+        let wanted = LoggingLevel::ALL[usize::from(self.level.load(Ordering::Relaxed))];
+        if level < wanted {
+            return false;
+        }
+        let Some(queue) = self.queue.upgrade() else {
+            return false;
+        };
+        let params = LoggingMessageParams {
+            level,
+            logger: Some(logger.to_owned()),
+            data,
+        };
+        let Ok(params) = serde_json::to_value(params) else {
+            return false;
+        };
+        let text = Message::Notification(Notification {
+            method: methods::MESSAGE.to_owned(),
+            params: Some(params),
+        })
+        .to_text();
+        queue.try_push_notice(text) == Ok(true)
+    }
 }
 
 /// A server: the state that every session shares. Cheap to clone.
@@ -113,6 +151,7 @@ impl Server {
                 metrics: Metrics::new(),
                 next_session: AtomicU64::new(1),
                 open_connections: std::sync::atomic::AtomicUsize::new(0),
+                sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -152,6 +191,25 @@ impl Server {
     /// How many connections are open.
     pub fn connections(&self) -> i64 {
         self.inner.metrics.connections()
+    }
+
+    /// Sends `notifications/message` from logger `server` to every session whose client wants
+    /// `level`. Never waits for a slow client. Returns how many sessions it reached.
+    pub fn broadcast(&self, level: LoggingLevel, message: &str) -> usize {
+        let sessions: Vec<Notices> = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let reached = sessions
+            .iter()
+            .filter(|s| s.send(level, "server", serde_json::Value::from(message)))
+            .count();
+        tracing::info!(%level, reached, sessions = sessions.len(), "broadcast");
+        reached
     }
 
     /// Counts a closed connection by the close code it ended with (1006: no close frame).

@@ -2,16 +2,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use mcp_protocol::{
     CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, ErrorObject,
     Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage, ListToolsResult,
-    Message, Notification, PaginatedParams, ProgressParams, ProgressToken, ProtocolVersion,
-    Request, RequestId, Response, ServerCapabilities, ToolsCapability, decode_params, error_codes,
-    methods,
+    LoggingLevel, Message, Notification, PaginatedParams, ProgressParams, ProgressToken,
+    ProtocolVersion, Request, RequestId, Response, ServerCapabilities, SetLevelParams,
+    ToolsCapability, decode_params, error_codes, methods,
 };
-use mcp_tools::{Progress, ProgressSink, ProgressUpdate, ToolContext};
+use mcp_tools::{LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use crate::inflight::{BatchId, InFlight};
 use crate::metrics::Outcome;
 use crate::outbound::OutboundQueue;
 use crate::peer::PendingTable;
+use crate::server::Notices;
 use crate::{Outbound, Peer, Server};
 
 type Reply = Result<Value, ErrorObject>;
@@ -128,6 +130,9 @@ pub struct Session {
     output_closed: bool,
     drain: Option<Drain>,
     last_activity: Instant,
+    /// The lowest `notifications/message` level the client wants, as an index into
+    /// [`LoggingLevel::ALL`]; shared with broadcasts.
+    log_level: Arc<AtomicU8>,
 }
 
 impl Session {
@@ -150,6 +155,14 @@ impl Session {
             output_closed: false,
             drain: None,
             last_activity: Instant::now(),
+            log_level: Arc::new(AtomicU8::new(DEFAULT_LOG_LEVEL as u8)),
+        }
+    }
+
+    fn notices(&self) -> Notices {
+        Notices {
+            queue: self.outbound.downgrade(),
+            level: Arc::clone(&self.log_level),
         }
     }
 
@@ -173,6 +186,12 @@ impl Session {
         let span = tracing::info_span!("session", id = self.id);
         async move {
             tracing::debug!("session started");
+            self.server
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(self.id, self.notices());
             let config = self.server.inner.config.clone();
             let draining = self.server.inner.draining.clone();
             let init_deadline = Instant::now() + config.init_timeout;
@@ -224,6 +243,12 @@ impl Session {
                     },
                 }
             };
+            self.server
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&self.id);
             self.token.cancel();
             self.tasks.abort_all();
             self.pending.close();
@@ -452,6 +477,12 @@ impl Session {
             (Lifecycle::Initializing(v) | Lifecycle::Operating(v), methods::TOOLS_LIST) => {
                 reply(self.list_tools(params, v))
             }
+            (_, methods::LOGGING_SET_LEVEL) => {
+                let p: SetLevelParams = decode_params(params)?;
+                self.log_level.store(p.level as u8, Ordering::Relaxed);
+                tracing::debug!(level = %p.level, "log level set");
+                reply(Ok(Value::Object(Default::default())))
+            }
             (Lifecycle::Initializing(v) | Lifecycle::Operating(v), methods::TOOLS_CALL) => {
                 self.call_tool(id.clone(), params, v, batch)
             }
@@ -479,6 +510,7 @@ impl Session {
             protocol_version: version.as_str().to_owned(),
             capabilities: ServerCapabilities {
                 tools: Some(ToolsCapability { list_changed: None }),
+                logging: Some(serde_json::Map::new()),
                 experimental: None,
             },
             server_info: config.server_info.clone(),
@@ -556,6 +588,7 @@ impl Session {
             scheduler: self.server.inner.scheduler.clone(),
             session: self.id,
             call_label: id.to_string(),
+            log: Logger::new(Arc::new(self.notices()), params.name.clone()),
         };
         let (time_limit, grace) = (config.call_timeout, config.stop_grace);
         let call = self
@@ -772,6 +805,16 @@ async fn with_time_limit(
                 Err(_) => CallToolResult::error(format!("{note}; it did not wind down within {}", show(grace))),
             }
         }
+    }
+}
+
+/// The level of `notifications/message` a client gets until it sets one: tools' chatter
+/// only for clients that ask for it, broadcasts (warning by default) for everyone.
+const DEFAULT_LOG_LEVEL: LoggingLevel = LoggingLevel::Warning;
+
+impl LogSink for Notices {
+    fn log(&self, level: LoggingLevel, logger: &str, data: Value) {
+        self.send(level, logger, data);
     }
 }
 

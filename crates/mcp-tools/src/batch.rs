@@ -110,6 +110,8 @@ impl Tool for ProcessBatch {
         };
         let cancel = ctx.cancel.clone();
         let mut progress = ctx.progress;
+        let log = ctx.log.clone();
+        log.info(format!("{label}: started, {} items", p.count));
         let job = move || {
             // The slot is held for as long as the work runs, even if the caller gave up.
             let _permit = permit;
@@ -171,6 +173,17 @@ impl Tool for ProcessBatch {
                 0.0
             };
             summary.checksum = format!("{digest:016x}");
+            log.info(format!(
+                "{label}: {} after {} of {} items ({} failed)",
+                if summary.cancelled {
+                    "stopped"
+                } else {
+                    "finished"
+                },
+                summary.processed,
+                summary.total,
+                summary.failed
+            ));
             summary
         };
         let summary = tokio::task::spawn_blocking(job)

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcp_protocol::LoggingLevel;
+use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +26,9 @@ pub struct ToolContext {
     pub session: u64,
     /// The request's id as text, for messages (`batch 42: ...`).
     pub call_label: String,
+    /// Log messages for the client (`notifications/message`), filtered by the level the
+    /// client set.
+    pub log: Logger,
 }
 
 impl ToolContext {
@@ -35,6 +40,7 @@ impl ToolContext {
             scheduler: Scheduler::new(1),
             session: 0,
             call_label: String::new(),
+            log: Logger::none(),
         }
     }
 
@@ -46,6 +52,61 @@ impl ToolContext {
             permit = scheduler.acquire(self.session, &mut self.progress, label) => Some(permit),
             () = self.cancel.cancelled() => None,
         }
+    }
+}
+
+/// Receives a tool's log messages; the session implements it by queueing
+/// `notifications/message` when the level is at or above the client's. Never blocks.
+pub trait LogSink: Send + Sync {
+    /// Delivers one message.
+    fn log(&self, level: LoggingLevel, logger: &str, data: Value);
+}
+
+/// A tool's logger. Cheap to clone, so blocking workers can have their own.
+#[derive(Clone)]
+pub struct Logger {
+    sink: Option<Arc<dyn LogSink>>,
+    name: String,
+}
+
+impl Logger {
+    /// A logger that drops everything.
+    pub fn none() -> Self {
+        Self {
+            sink: None,
+            name: String::new(),
+        }
+    }
+
+    /// A logger named `name` (the `logger` field of its messages) delivering to `sink`.
+    pub fn new(sink: Arc<dyn LogSink>, name: impl Into<String>) -> Self {
+        Self {
+            sink: Some(sink),
+            name: name.into(),
+        }
+    }
+
+    /// Logs `data` (a string or any JSON value) at `level`.
+    pub fn log(&self, level: LoggingLevel, data: impl Into<Value>) {
+        if let Some(sink) = &self.sink {
+            sink.log(level, &self.name, data.into());
+        }
+    }
+
+    /// Logs at `info`.
+    pub fn info(&self, data: impl Into<Value>) {
+        self.log(LoggingLevel::Info, data);
+    }
+
+    /// Logs at `warning`.
+    pub fn warning(&self, data: impl Into<Value>) {
+        self.log(LoggingLevel::Warning, data);
+    }
+}
+
+impl fmt::Debug for Logger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logger").field("name", &self.name).finish()
     }
 }
 

@@ -10,6 +10,8 @@ use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use mcp_protocol::LoggingLevel;
+
 use crate::context::rate_message;
 use crate::{DataRoot, ProgressUpdate, Tool, ToolContext, ToolError};
 
@@ -129,6 +131,7 @@ impl Tool for ProcessImages {
             return Err(ToolError::Cancelled);
         };
         let cancel = ctx.cancel.clone();
+        let log = ctx.log.clone();
         let progress = Mutex::new(ctx.progress);
         let pool = Arc::clone(&self.pool);
         let root = self.root.path().to_path_buf();
@@ -165,6 +168,12 @@ impl Tool for ProcessImages {
                             return None;
                         }
                         let result = thumbnail(file, &output, max_size);
+                        if let Err(failure) = &result {
+                            log.log(
+                                LoggingLevel::Debug,
+                                format!("{}: {}", failure.file, failure.error),
+                            );
+                        }
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         report(n, n == total);
                         Some(result)

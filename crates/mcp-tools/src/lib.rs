@@ -19,7 +19,9 @@ mod sleep;
 mod tool;
 
 pub use batch::{BatchParams, BatchSummary, ItemFailure, ProcessBatch};
-pub use context::{Progress, ProgressSink, ProgressUpdate, ToolContext, rate_message};
+pub use context::{
+    LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext, rate_message,
+};
 pub use images::{ERRORS_FILE, FileError, ImagesParams, ImagesSummary, ProcessImages};
 pub use math::{BinaryOp, BinaryParams, MathResult, MathTool, Sqrt, UnaryParams};
 pub use paths::DataRoot;

@@ -1,0 +1,99 @@
+//! Admin endpoints. Until authentication exists they answer only to loopback clients.
+
+use std::net::SocketAddr;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use mcp_protocol::LoggingLevel;
+use mcp_session::Server;
+use serde::Deserialize;
+
+use crate::http::{Body, text};
+
+/// The largest request body an admin endpoint reads.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Broadcast {
+    message: String,
+    #[serde(default = "default_level")]
+    level: LoggingLevel,
+}
+
+fn default_level() -> LoggingLevel {
+    LoggingLevel::Warning
+}
+
+/// `POST /admin/broadcast` `{"message": "...", "level": "warning"}`: sends
+/// `notifications/message` to every session whose client wants that level; answers
+/// `{"delivered": N, "sessions": M}`.
+pub(crate) async fn broadcast(
+    request: Request<Incoming>,
+    remote: SocketAddr,
+    server: &Server,
+) -> Response<Body> {
+    if !remote.ip().is_loopback() {
+        return text(
+            StatusCode::FORBIDDEN,
+            "admin endpoints answer only on loopback\n",
+        );
+    }
+    if request.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json\n",
+        );
+    }
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body (at most {MAX_BODY} bytes): {e}\n"),
+            );
+        }
+    };
+    let broadcast: Broadcast = match mcp_protocol::decode_value(
+        match serde_json::from_slice(&body) {
+            Ok(value) => value,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}\n"),
+                );
+            }
+        },
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected {{\"message\": string, \"level\": debug|info|notice|warning|error|critical|alert|emergency}}: {e}\n"
+                ),
+            );
+        }
+    };
+    let delivered = server.broadcast(broadcast.level, &broadcast.message);
+    let answer = serde_json::json!({"delivered": delivered, "sessions": server.sessions()});
+    let mut response = text(StatusCode::OK, answer.to_string());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -7,6 +7,7 @@
 mod concurrency;
 mod errors;
 mod handshake;
+mod hostile;
 mod images;
 mod lifecycle;
 mod long_running;

@@ -158,13 +158,15 @@ impl ErrorObject {
         )
     }
 
-    /// -32601: the method does not exist.
+    /// -32601: the method does not exist. A very long name is shortened, so that the error
+    /// never echoes a large input back.
     pub fn method_not_found(method: &str) -> Self {
+        let shown = shorten(method, 128);
         Self::new(
             error_codes::METHOD_NOT_FOUND,
-            format!("method not found: {method}"),
+            format!("method not found: {shown}"),
         )
-        .with_data(serde_json::json!({ "method": method }))
+        .with_data(serde_json::json!({ "method": shown }))
     }
 
     /// -32602: the params are wrong.
@@ -182,6 +184,18 @@ impl ErrorObject {
             format!("internal error: {detail}"),
         )
     }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), with `…` when cut.
+pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
 }
 
 impl fmt::Display for ErrorObject {
@@ -426,18 +440,27 @@ pub fn decode_params<T: serde::de::DeserializeOwned>(
     params: Option<Value>,
 ) -> Result<T, ErrorObject> {
     let value = params.unwrap_or_else(|| Value::Object(Map::new()));
+    // serde would read a struct from an array by position; MCP params are always objects.
+    if !value.is_object() {
+        return Err(ErrorObject::invalid_params(
+            "params must be an object with named fields",
+        ));
+    }
     decode_value(value).map_err(ErrorObject::invalid_params)
 }
 
 /// Deserializes `T` from a JSON value; the error names the path of the offending field
-/// (`arguments.a: invalid type: ...`).
+/// (`arguments.a: invalid type: ...`) and stays under about 500 bytes.
 pub fn decode_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
+        // serde quotes the offending value, which may be huge: the message stays short.
+        let detail = e.into_inner().to_string();
+        let detail = shorten(&detail, 300);
         if path == "." {
-            e.into_inner().to_string()
+            detail.into_owned()
         } else {
-            format!("`{path}`: {}", e.into_inner())
+            format!("`{}`: {detail}", shorten(&path, 200))
         }
     })
 }

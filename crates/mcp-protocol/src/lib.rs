@@ -12,6 +12,6 @@ mod types;
 
 pub use jsonrpc::{
     ErrorObject, Incoming, InvalidMessage, Message, Notification, Request, RequestId, Response,
-    decode_params, decode_value, error_codes, parse,
+    decode_params, decode_value, error_codes, parse, shorten,
 };
 pub use types::*;

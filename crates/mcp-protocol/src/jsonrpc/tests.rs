@@ -187,3 +187,15 @@ fn decode_params_names_the_field() {
     let err = decode_params::<Nested>(None).unwrap_err();
     expect!["invalid params: missing field `outer`"].assert_eq(&err.message);
 }
+
+#[test]
+fn params_are_objects_and_errors_stay_short() {
+    let err = decode_params::<Inner>(Some(json!([1.0]))).unwrap_err();
+    expect!["invalid params: params must be an object with named fields"].assert_eq(&err.message);
+    let err = decode_params::<Inner>(Some(json!({"a": "x".repeat(10_000)}))).unwrap_err();
+    assert!(err.message.len() < 400, "{} bytes", err.message.len());
+    assert!(err.message.ends_with('…'));
+    let err = ErrorObject::method_not_found(&"é".repeat(1000));
+    assert!(err.message.len() < 200);
+    assert_eq!(shorten("short", 10), "short");
+}

@@ -12,5 +12,6 @@ mod images;
 mod lifecycle;
 mod long_running;
 mod notices;
+mod resources;
 mod support;
 mod tools;

@@ -9,6 +9,19 @@ pub const TOOLS_LIST: &str = "tools/list";
 /// Request: call a tool.
 pub const TOOLS_CALL: &str = "tools/call";
 
+/// Request: list the resources, one page at a time.
+pub const RESOURCES_LIST: &str = "resources/list";
+/// Request: list the resource templates.
+pub const RESOURCES_TEMPLATES_LIST: &str = "resources/templates/list";
+/// Request: read a resource.
+pub const RESOURCES_READ: &str = "resources/read";
+/// Request: be told when a resource changes.
+pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
+/// Request: stop being told.
+pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
+/// Notification from the server: a subscribed resource changed; read it again.
+pub const RESOURCES_UPDATED: &str = "notifications/resources/updated";
+
 /// Notification from the client: initialization is complete.
 pub const INITIALIZED: &str = "notifications/initialized";
 /// Notification, either direction: a request is cancelled.

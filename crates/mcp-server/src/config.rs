@@ -181,6 +181,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Open WebSocket connections at most.
     pub max_connections: usize,
+    /// How often subscribers of the statistics resource may hear of changes.
+    pub stats_interval: Duration,
     /// What the built-in tools need.
     pub tools: ToolsConfig,
 }
@@ -192,6 +194,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
+            stats_interval: Duration::from_secs(1),
             tools: ToolsConfig::default(),
         }
     }
@@ -241,6 +244,7 @@ impl Cli {
             },
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             max_connections: self.max_connections.max(1),
+            stats_interval: defaults.stats_interval,
             tools,
         })
     }

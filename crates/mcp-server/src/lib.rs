@@ -43,6 +43,21 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
     let state = http::State::new(server.clone(), config.clone(), tracker.clone());
+    // The statistics resource's subscribers hear of changes at most once per interval.
+    tracker.spawn({
+        let server = server.clone();
+        let stopping = stopping.clone();
+        let interval = config.stats_interval.max(Duration::from_millis(10));
+        async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    () = stopping.cancelled() => return,
+                    _ = ticks.tick() => server.refresh_stats(),
+                }
+            }
+        }
+    });
     let accept = |stream: std::io::Result<(tokio::net::TcpStream, SocketAddr)>| match stream {
         Ok((stream, remote)) => {
             if let Err(e) = stream.set_nodelay(true) {

@@ -14,6 +14,7 @@ mod inflight;
 mod metrics;
 mod outbound;
 mod peer;
+mod resources;
 mod server;
 mod session;
 

@@ -31,10 +31,19 @@ pub(crate) const NOTICE_ALLOWANCE: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed;
 
+/// What makes two notifications replaceable by the newer one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Coalesce {
+    /// Progress of one call.
+    Progress(ProgressToken),
+    /// A change of one resource.
+    Updated(String),
+}
+
 enum Slot {
     Message(String),
     /// The text is in `State::progress`, where a newer notification can replace it.
-    Progress(ProgressToken),
+    Coalesced(Coalesce),
     Close(CloseReason),
 }
 
@@ -43,7 +52,7 @@ struct State {
     slots: VecDeque<Slot>,
     /// How many `Slot::Message`s are queued: what `capacity` bounds.
     messages: usize,
-    progress: HashMap<ProgressToken, String>,
+    progress: HashMap<Coalesce, String>,
     /// No more pushes: the session ended or asked to close.
     ended: bool,
     /// The transport stopped reading the queue.
@@ -157,17 +166,25 @@ impl OutboundQueue {
     /// Queues a progress notification without waiting; replaces the one still queued for the
     /// same token, if any.
     pub(crate) fn push_progress(&self, token: ProgressToken, text: String) -> Result<(), Closed> {
+        self.push_coalesced(Coalesce::Progress(token), text)
+    }
+
+    /// Queues a notification without waiting; replaces the one still queued with the same
+    /// key, if any (newest wins).
+    pub(crate) fn push_coalesced(&self, key: Coalesce, text: String) -> Result<(), Closed> {
         let mut state = self.shared.lock();
         if state.ended || state.receiver_gone {
             return Err(Closed);
         }
-        if let Some(queued) = state.progress.get_mut(&token) {
+        if let Some(queued) = state.progress.get_mut(&key) {
             *queued = text;
-            self.shared.metrics.progress_coalesced();
+            if matches!(key, Coalesce::Progress(_)) {
+                self.shared.metrics.progress_coalesced();
+            }
             return Ok(());
         }
-        state.progress.insert(token.clone(), text);
-        state.slots.push_back(Slot::Progress(token));
+        state.progress.insert(key.clone(), text);
+        state.slots.push_back(Slot::Coalesced(key));
         self.shared.metrics.outbound_queued(1);
         drop(state);
         self.shared.readable.notify_one();
@@ -213,8 +230,8 @@ impl OutboundReceiver {
                             self.shared.writable.notify_one();
                             Outbound::Text(text)
                         }
-                        Slot::Progress(token) => {
-                            let text = state.progress.remove(&token).unwrap_or_default();
+                        Slot::Coalesced(key) => {
+                            let text = state.progress.remove(&key).unwrap_or_default();
                             Outbound::Text(text)
                         }
                         Slot::Close(reason) => Outbound::Close(reason),

@@ -91,6 +91,10 @@ pub(crate) struct ServerInner {
     pub(crate) metrics: Metrics,
     next_session: AtomicU64,
     open_connections: std::sync::atomic::AtomicUsize,
+    /// Bumped when the server statistics change (at most once per `refresh_stats` call).
+    pub(crate) stats_version: tokio::sync::watch::Sender<u64>,
+    last_stats: std::sync::Mutex<serde_json::Value>,
+    started: tokio::time::Instant,
     /// Every running session, for broadcasts.
     pub(crate) sessions: std::sync::Mutex<std::collections::HashMap<u64, Notices>>,
 }
@@ -152,6 +156,9 @@ impl Server {
                 next_session: AtomicU64::new(1),
                 open_connections: std::sync::atomic::AtomicUsize::new(0),
                 sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
+                stats_version: tokio::sync::watch::Sender::new(0),
+                last_stats: std::sync::Mutex::new(serde_json::Value::Null),
+                started: tokio::time::Instant::now(),
             }),
         }
     }
@@ -210,6 +217,37 @@ impl Server {
             .count();
         tracing::info!(%level, reached, sessions = sessions.len(), "broadcast");
         reached
+    }
+
+    /// The server statistics, as the `mcp://server/stats` resource shows them.
+    pub fn stats(&self) -> serde_json::Value {
+        let (heavy_running, heavy_queued) = self.inner.scheduler.load();
+        serde_json::json!({
+            "connections": self.connections(),
+            "sessions": self.sessions(),
+            "inflightRequests": self.inflight_requests(),
+            "heavyRunning": heavy_running,
+            "heavyQueued": heavy_queued,
+            "uptimeSeconds": self.inner.started.elapsed().as_secs(),
+        })
+    }
+
+    /// Tells the sessions subscribed to the statistics when they changed since the last call
+    /// (uptime aside). The server calls this on a timer, which is what rate-limits the updates.
+    pub fn refresh_stats(&self) {
+        let mut now = self.stats();
+        if let Some(obj) = now.as_object_mut() {
+            obj.remove("uptimeSeconds");
+        }
+        let mut last = self
+            .inner
+            .last_stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last != now {
+            *last = now;
+            self.inner.stats_version.send_modify(|v| *v += 1);
+        }
     }
 
     /// Counts a closed connection by the close code it ended with (1006: no close frame).

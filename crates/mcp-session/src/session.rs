@@ -9,8 +9,8 @@ use mcp_protocol::{
     CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, ErrorObject,
     Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage, ListToolsResult,
     LoggingLevel, Message, Notification, PaginatedParams, ProgressParams, ProgressToken,
-    ProtocolVersion, Request, RequestId, Response, ServerCapabilities, SetLevelParams,
-    ToolsCapability, decode_params, error_codes, methods,
+    ProtocolVersion, Request, RequestId, ResourceParams, ResourcesCapability, Response,
+    ServerCapabilities, SetLevelParams, ToolsCapability, decode_params, error_codes, methods,
 };
 use mcp_tools::{LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext};
 use serde::Serialize;
@@ -23,8 +23,9 @@ use tracing::Instrument;
 
 use crate::inflight::{BatchId, InFlight};
 use crate::metrics::Outcome;
-use crate::outbound::OutboundQueue;
+use crate::outbound::{Coalesce, OutboundQueue};
 use crate::peer::PendingTable;
+use crate::resources::{Resources, STATS_URI, Status, operation_uri};
 use crate::server::Notices;
 use crate::{Outbound, Peer, Server};
 
@@ -133,6 +134,7 @@ pub struct Session {
     /// The lowest `notifications/message` level the client wants, as an index into
     /// [`LoggingLevel::ALL`]; shared with broadcasts.
     log_level: Arc<AtomicU8>,
+    resources: Arc<Resources>,
 }
 
 impl Session {
@@ -156,6 +158,7 @@ impl Session {
             drain: None,
             last_activity: Instant::now(),
             log_level: Arc::new(AtomicU8::new(DEFAULT_LOG_LEVEL as u8)),
+            resources: Arc::default(),
         }
     }
 
@@ -195,6 +198,7 @@ impl Session {
             let config = self.server.inner.config.clone();
             let draining = self.server.inner.draining.clone();
             let init_deadline = Instant::now() + config.init_timeout;
+            let mut stats = self.server.inner.stats_version.subscribe();
             let end = loop {
                 if self.output_closed {
                     break SessionEnd::OutputClosed;
@@ -223,6 +227,9 @@ impl Session {
                             self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
                             break SessionEnd::ShuttingDown;
                         }
+                    }
+                    Ok(()) = stats.changed(), if self.resources.is_subscribed(STATS_URI) => {
+                        self.resource_updated(STATS_URI);
                     }
                     () = tokio::time::sleep_until(init_deadline), if awaiting_init => {
                         tracing::info!(timeout_ms = config.init_timeout.as_millis(), "no initialize in time; closing");
@@ -265,6 +272,17 @@ impl Session {
         }
         .instrument(span)
         .await
+    }
+
+    /// Queues `notifications/resources/updated` for `uri`, replacing one still queued.
+    fn resource_updated(&mut self, uri: &str) {
+        if self
+            .outbound
+            .push_coalesced(Coalesce::Updated(uri.to_owned()), updated_text(uri))
+            .is_err()
+        {
+            self.output_closed = true;
+        }
     }
 
     /// Tells the client the server is going away and starts the grace period.
@@ -477,6 +495,33 @@ impl Session {
             (Lifecycle::Initializing(v) | Lifecycle::Operating(v), methods::TOOLS_LIST) => {
                 reply(self.list_tools(params, v))
             }
+            (_, methods::RESOURCES_LIST) => {
+                let _: PaginatedParams = decode_params(params)?;
+                reply(to_value(self.resources.list()))
+            }
+            (_, methods::RESOURCES_TEMPLATES_LIST) => {
+                let _: PaginatedParams = decode_params(params)?;
+                reply(to_value(Resources::templates()))
+            }
+            (_, methods::RESOURCES_READ) => {
+                let p: ResourceParams = decode_params(params)?;
+                let server = self.server.clone();
+                reply(
+                    self.resources
+                        .read(&p.uri, || server.stats())
+                        .and_then(to_value),
+                )
+            }
+            (_, methods::RESOURCES_SUBSCRIBE) => {
+                let p: ResourceParams = decode_params(params)?;
+                self.resources.subscribe(&p.uri)?;
+                reply(Ok(Value::Object(Default::default())))
+            }
+            (_, methods::RESOURCES_UNSUBSCRIBE) => {
+                let p: ResourceParams = decode_params(params)?;
+                self.resources.unsubscribe(&p.uri);
+                reply(Ok(Value::Object(Default::default())))
+            }
             (_, methods::LOGGING_SET_LEVEL) => {
                 let p: SetLevelParams = decode_params(params)?;
                 self.log_level.store(p.level as u8, Ordering::Relaxed);
@@ -511,6 +556,10 @@ impl Session {
             capabilities: ServerCapabilities {
                 tools: Some(ToolsCapability { list_changed: None }),
                 logging: Some(serde_json::Map::new()),
+                resources: Some(ResourcesCapability {
+                    subscribe: Some(true),
+                    list_changed: None,
+                }),
                 experimental: None,
             },
             server_info: config.server_info.clone(),
@@ -571,17 +620,19 @@ impl Session {
         }
         let token = self.token.child_token();
         let config = &self.server.inner.config;
-        let progress = match params.meta.and_then(|m| m.progress_token) {
-            Some(progress_token) => Progress::new(
-                Arc::new(ProgressNotifier {
-                    progress_token,
-                    outbound: self.outbound.clone(),
-                    call: token.clone(),
-                }),
-                config.progress_interval,
-            ),
-            None => Progress::none(),
-        };
+        let operation = self.resources.start(&id, &params.name);
+        // Progress always feeds the call's resource; it becomes notifications only for a
+        // caller that gave a token.
+        let progress = Progress::new(
+            Arc::new(ProgressNotifier {
+                progress_token: params.meta.and_then(|m| m.progress_token),
+                outbound: self.outbound.clone(),
+                call: token.clone(),
+                resources: Arc::clone(&self.resources),
+                operation,
+            }),
+            config.progress_interval,
+        );
         let ctx = ToolContext {
             cancel: token.clone(),
             progress,
@@ -662,6 +713,19 @@ impl Session {
             Err(_) => Outcome::error,
         };
         metrics.count_request(method, outcome);
+        let status = match outcome {
+            Outcome::ok => Status::Completed,
+            Outcome::cancelled => Status::Cancelled,
+            _ if finished.shutdown => Status::Cancelled,
+            Outcome::error | Outcome::tool_error => Status::Failed,
+        };
+        let uri = operation_uri(&id);
+        if self
+            .resources
+            .finish(&uri, status, reply.as_ref().ok().cloned())
+        {
+            self.resource_updated(&uri);
+        }
         let reply = if finished.shutdown {
             Err(shutdown_error("it was cancelled"))
         } else {
@@ -747,11 +811,13 @@ impl Session {
 /// Queues a call's progress as `notifications/progress` with the caller's token. Never waits:
 /// a notification still queued for the same token is replaced by the newer one.
 struct ProgressNotifier {
-    progress_token: ProgressToken,
+    progress_token: Option<ProgressToken>,
     outbound: OutboundQueue,
     /// Once the call is cancelled nobody waits for its progress, and after a time limit its
     /// response may already be out: no progress may follow it.
     call: CancellationToken,
+    resources: Arc<Resources>,
+    operation: String,
 }
 
 impl ProgressSink for ProgressNotifier {
@@ -759,8 +825,22 @@ impl ProgressSink for ProgressNotifier {
         if self.call.is_cancelled() {
             return;
         }
+        if self.resources.progress(
+            &self.operation,
+            update.progress,
+            update.total,
+            update.message.as_deref(),
+        ) {
+            let _ = self.outbound.push_coalesced(
+                Coalesce::Updated(self.operation.clone()),
+                updated_text(&self.operation),
+            );
+        }
+        let Some(progress_token) = &self.progress_token else {
+            return;
+        };
         let params = ProgressParams {
-            progress_token: self.progress_token.clone(),
+            progress_token: progress_token.clone(),
             progress: update.progress,
             total: update.total,
             message: update.message,
@@ -774,9 +854,7 @@ impl ProgressSink for ProgressNotifier {
         })
         .to_text();
         // A closed queue means the session is ending and the call is being cancelled.
-        let _ = self
-            .outbound
-            .push_progress(self.progress_token.clone(), text);
+        let _ = self.outbound.push_progress(progress_token.clone(), text);
     }
 }
 
@@ -806,6 +884,14 @@ async fn with_time_limit(
             }
         }
     }
+}
+
+fn updated_text(uri: &str) -> String {
+    Message::Notification(Notification {
+        method: methods::RESOURCES_UPDATED.to_owned(),
+        params: Some(serde_json::json!({ "uri": uri })),
+    })
+    .to_text()
 }
 
 /// The level of `notifications/message` a client gets until it sets one: tools' chatter

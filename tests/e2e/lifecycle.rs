@@ -137,3 +137,23 @@ async fn readiness_and_health() {
     assert_eq!(http(&server, "GET /healthz HTTP/1.1").await.0, 200);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn sessions_over_the_limit_get_503() {
+    let mut config = Config::default();
+    config.session.max_sessions = 1;
+    let server = TestServer::with_config(config).await;
+    let first = Client::initialized(&server).await;
+    match Client::connect_with(&server, "/mcp", Some("mcp")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("--max-sessions"), "{body}");
+        }
+        Ok(_) => panic!("a second session was accepted"),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    drop(first);
+    server.shutdown().await;
+}

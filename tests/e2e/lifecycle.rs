@@ -157,3 +157,43 @@ async fn sessions_over_the_limit_get_503() {
     drop(first);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_are_refused() {
+    let mut config = Config::default();
+    config.session.max_inflight_per_session = 1;
+    let server = TestServer::with_config(config).await;
+    let mut client = Client::initialized(&server).await;
+    for id in [1, 2] {
+        client
+            .send(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":200}}}))
+            .await;
+    }
+    let refused = client.recv().await;
+    assert_eq!(
+        (refused["id"].as_i64(), refused["error"]["code"].as_i64()),
+        (Some(2), Some(-32001)),
+        "{refused}"
+    );
+    assert_eq!(
+        refused["error"]["data"]["limit"],
+        "max_inflight_per_session"
+    );
+    assert_eq!(client.recv().await["id"], 1);
+    drop(client);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_session_is_closed_with_1000() {
+    let mut config = Config::default();
+    config.session.idle_timeout = Duration::from_millis(300);
+    let server = TestServer::with_config(config).await;
+    let mut client = Client::initialized(&server).await;
+    assert_eq!(
+        client.expect_close().await,
+        (1000, "idle timeout".to_owned())
+    );
+    drop(client);
+    server.shutdown().await;
+}

@@ -449,10 +449,11 @@ impl Session {
                     Err(error) => {
                         tracing::debug!(%id, %error, "request refused");
                         metrics.count_request(&method, Outcome::error);
-                        Handled::Reply(Response::error(Some(id), error))
+                        Handled::Reply(Response::error(Some(id.clone()), error))
                     }
                 };
                 metrics.observe_latency(&method, started.elapsed().as_secs_f64());
+                tracing::debug!(%id, %method, duration_us = started.elapsed().as_micros(), "request answered");
                 handled
             }
             Ok(Message::Notification(notification)) => {
@@ -713,6 +714,13 @@ impl Session {
             Err(_) => Outcome::error,
         };
         metrics.count_request(method, outcome);
+        tracing::debug!(
+            %id,
+            method,
+            ?outcome,
+            duration_ms = started.elapsed().as_millis(),
+            "request finished"
+        );
         let status = match outcome {
             Outcome::ok => Status::Completed,
             Outcome::cancelled => Status::Cancelled,

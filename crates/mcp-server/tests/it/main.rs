@@ -174,3 +174,25 @@ async fn refuses_a_missing_data_root_with_a_clear_message() {
     );
     assert!(output.stdout.is_empty(), "nothing may claim to listen");
 }
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let (mut child, address) = start(&["--shutdown-grace", "300"]).await;
+    let mut client = connect(&address).await;
+    send(&mut client, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":300000}}})).await;
+    send(
+        &mut client,
+        json!({"jsonrpc":"2.0","id":"p","method":"ping"}),
+    )
+    .await;
+    assert_eq!(recv(&mut client).await["id"], "p");
+    sigterm(&child);
+    // The drain has begun (the notice proves it); the call would hold it for minutes.
+    assert_eq!(recv(&mut client).await["method"], "notifications/message");
+    sigterm(&child);
+    let exit = tokio::time::timeout(HANG, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code(), Some(130));
+}

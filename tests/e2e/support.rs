@@ -184,9 +184,15 @@ impl Client {
 
 /// A plain HTTP/1.1 request; returns the status code, the headers and the body.
 pub(crate) async fn http(server: &TestServer, request_head: &str) -> (u16, String, String) {
+    exchange(server, request_head, "").await
+}
+
+/// Sends one request (`head` without Host and Connection, then `body`) on a new connection
+/// and reads the whole response.
+async fn exchange(server: &TestServer, head: &str, body: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let request = format!(
-        "{request_head}\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n{body}",
         server.addr
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -243,20 +249,6 @@ pub(crate) async fn post(
         "POST {path} HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {}",
         body.len()
     );
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let request = format!(
-        "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n{body}",
-        server.addr
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(HANG, stream.read_to_string(&mut raw))
-        .await
-        .expect("HTTP response hung")
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
+    let (status, _, body) = exchange(server, &head, body).await;
+    (status, body)
 }

@@ -250,24 +250,8 @@ impl Session {
                     },
                 }
             };
-            self.server
-                .inner
-                .sessions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&self.id);
-            self.token.cancel();
-            self.tasks.abort_all();
-            self.pending.close();
-            self.outbound.end();
-            let metrics = &self.server.inner.metrics;
-            for _ in 0..self.task_requests.len() {
-                metrics.request_finished();
-            }
-            self.task_requests.clear();
-            metrics.session_ended();
-            self.server.inner.session_ended.notify_waiters();
             tracing::debug!(?end, cancelled = self.inflight.len(), "session ended");
+            // Dropping the session (here, or wherever `run` is abandoned) releases everything.
             end
         }
         .instrument(span)
@@ -813,6 +797,29 @@ impl Session {
                 Ok(_) => tracing::warn!("result without an id; ignored"),
             },
         }
+    }
+}
+
+impl Drop for Session {
+    /// Cancels and aborts whatever the session started, fails the requests waiting for the
+    /// client, ends its output, and takes it out of the counts and the broadcast registry,
+    /// whether `run` returned or was dropped half-way.
+    fn drop(&mut self) {
+        self.token.cancel();
+        self.tasks.abort_all();
+        self.pending.close();
+        self.outbound.end();
+        let inner = &self.server.inner;
+        inner
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+        for _ in self.task_requests.drain() {
+            inner.metrics.request_finished();
+        }
+        inner.metrics.session_ended();
+        inner.session_ended.notify_waiters();
     }
 }
 

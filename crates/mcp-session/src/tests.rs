@@ -455,3 +455,22 @@ async fn graceful_shutdown_lets_calls_finish_within_grace_and_cancels_the_rest()
             .contains("mcp_shutdown_drains_total 1")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn abandoning_a_running_session_releases_everything() {
+    let (server, in_tx, mut out_rx, run) = open(ServerConfig::default());
+    init(&in_tx, &mut out_rx).await;
+    in_tx.send(sleep_call(1, 60_000)).await.unwrap();
+    in_tx
+        .send(json!({"jsonrpc":"2.0","id":2,"method":"ping"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(text(out_rx.recv().await)["id"], 2);
+    assert_eq!((server.sessions(), server.inflight_requests()), (1, 1));
+    // As when a connection task is aborted: `run` never reaches its end.
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    assert_eq!((server.sessions(), server.inflight_requests()), (0, 0));
+    assert_eq!(out_rx.recv().await, None, "the output ended");
+    server.all_sessions_ended().await;
+}

@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod http;
+mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Cli, Config};
+pub use store::RedbStore;
 
 /// Serves MCP on `listener` until `shutdown` completes, then shuts down gracefully.
 ///

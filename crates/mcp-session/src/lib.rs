@@ -17,12 +17,17 @@ mod peer;
 mod resources;
 mod server;
 mod session;
+pub mod store;
 
 pub use error::PeerError;
 pub use outbound::{Outbound, OutboundReceiver};
 pub use peer::Peer;
 pub use server::{ConnectionGuard, Server, ServerConfig};
 pub use session::{CloseReason, Session, SessionEnd};
+pub use store::{
+    HistoryEntry, LogEntry, MemoryStore, Replay, SessionId, SessionRecord, SessionStore,
+    StoreError, StoreFuture,
+};
 
 #[cfg(test)]
 mod tests;

@@ -474,3 +474,8 @@ async fn abandoning_a_running_session_releases_everything() {
     assert_eq!(out_rx.recv().await, None, "the output ended");
     server.all_sessions_ended().await;
 }
+
+#[tokio::test]
+async fn the_memory_store_conforms() {
+    crate::store::conformance::run(&crate::MemoryStore::default()).await;
+}

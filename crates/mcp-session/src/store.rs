@@ -1,0 +1,373 @@
+//! Durable session state: the records a session keeps, and the [`SessionStore`] trait that
+//! persists them.
+//!
+//! The trait is asynchronous and object-safe so that an embedded store (redb, in
+//! `mcp-server`) and a networked one (Redis) can stand behind it without this crate knowing.
+//! [`MemoryStore`] keeps everything in memory, for tests and for runs without a data
+//! directory. [`conformance`] is the behaviour every implementation must show.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A future returned by a store.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A session's id: 128 random bits as 32 lowercase hex digits, safe in URLs and file names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A new random id, from the operating system's generator.
+    pub fn random() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| StoreError::Backend(format!("no randomness for a session id: {e}")))?;
+        Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+
+    /// Reads an id given by a client; `None` unless it is exactly 32 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(text.to_owned()))
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One completed tool call in a session's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The tool.
+    pub tool: String,
+    /// The arguments it was called with.
+    pub arguments: Value,
+    /// Its result (`CallToolResult` as JSON).
+    pub result: Value,
+    /// When it completed, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// What a session is, apart from its outbound log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: SessionId,
+    /// Who owns it (a principal once authentication exists).
+    pub owner: String,
+    /// A name given at creation (the seeds' agent name), if any.
+    pub name: Option<String>,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When a client last used it, in milliseconds since the Unix epoch.
+    pub last_active_ms: u64,
+    /// The negotiated protocol version, once initialized.
+    pub protocol_version: Option<String>,
+    /// Completed tool calls, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// The number the next outbound message gets.
+    pub next_seq: u64,
+}
+
+/// One message of a session's outbound log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Its position: 1 for the first message, increasing by one.
+    pub seq: u64,
+    /// The message as sent.
+    pub text: String,
+}
+
+/// What a client resuming after `seq` can get.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replay {
+    /// Every message after the position, in order (possibly none).
+    Entries(Vec<LogEntry>),
+    /// Messages after the position were dropped by the log's cap: the client cannot resume.
+    Truncated {
+        /// The oldest position still in the log.
+        oldest: u64,
+    },
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The session does not exist (never did, expired, or was deleted). The caller should
+    /// start a new session.
+    #[error("no such session: {0}")]
+    NotFound(SessionId),
+    /// A session with this id exists already. Ids are random: retry with a new one.
+    #[error("a session {0} exists already")]
+    Exists(SessionId),
+    /// The backend failed (disk, network, corruption). The operation may be retried; the
+    /// message says what happened.
+    #[error("session store: {0}")]
+    Backend(String),
+}
+
+/// Persistence of sessions. Writes return only once durable: a result acknowledged to a
+/// client survives a crash.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session.
+    fn create<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()>;
+    /// Loads a session.
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<SessionRecord>>;
+    /// Replaces a session's record.
+    fn save<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()>;
+    /// Appends to a session's outbound log, dropping the oldest entries beyond `cap`.
+    fn append<'a>(
+        &'a self,
+        id: &'a SessionId,
+        entry: &'a LogEntry,
+        cap: usize,
+    ) -> StoreFuture<'a, ()>;
+    /// The log after position `after`.
+    fn replay<'a>(&'a self, id: &'a SessionId, after: u64) -> StoreFuture<'a, Replay>;
+    /// Removes a session and its log; removing one that is gone is not an error.
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()>;
+    /// The sessions not used since `before_ms` (milliseconds since the Unix epoch).
+    fn idle_since<'a>(&'a self, before_ms: u64) -> StoreFuture<'a, Vec<SessionId>>;
+}
+
+/// Works out a replay from the entries a log holds, oldest first.
+pub fn replay_from(
+    entries: impl IntoIterator<Item = LogEntry>,
+    after: u64,
+    next_seq: u64,
+) -> Replay {
+    let entries: Vec<LogEntry> = entries.into_iter().collect();
+    match entries.first() {
+        // Nothing after `after` may be missing: the oldest kept entry must follow it.
+        Some(first) if first.seq > after + 1 => Replay::Truncated { oldest: first.seq },
+        None if after + 1 < next_seq => Replay::Truncated { oldest: next_seq },
+        _ => Replay::Entries(entries.into_iter().filter(|e| e.seq > after).collect()),
+    }
+}
+
+#[derive(Default)]
+struct Memory {
+    records: HashMap<SessionId, SessionRecord>,
+    logs: HashMap<SessionId, BTreeMap<u64, String>>,
+}
+
+/// A store in memory: for tests, and for a server run without a data directory.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Memory>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, Memory> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
+}
+
+impl SessionStore for MemoryStore {
+    fn create<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
+        let mut memory = self.lock();
+        if memory.records.contains_key(&record.id) {
+            return ready(Err(StoreError::Exists(record.id.clone())));
+        }
+        memory.records.insert(record.id.clone(), record.clone());
+        memory.logs.insert(record.id.clone(), BTreeMap::new());
+        ready(Ok(()))
+    }
+
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<SessionRecord>> {
+        ready(Ok(self.lock().records.get(id).cloned()))
+    }
+
+    fn save<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
+        let mut memory = self.lock();
+        match memory.records.get_mut(&record.id) {
+            Some(stored) => {
+                *stored = record.clone();
+                ready(Ok(()))
+            }
+            None => ready(Err(StoreError::NotFound(record.id.clone()))),
+        }
+    }
+
+    fn append<'a>(
+        &'a self,
+        id: &'a SessionId,
+        entry: &'a LogEntry,
+        cap: usize,
+    ) -> StoreFuture<'a, ()> {
+        let mut memory = self.lock();
+        let Some(log) = memory.logs.get_mut(id) else {
+            return ready(Err(StoreError::NotFound(id.clone())));
+        };
+        log.insert(entry.seq, entry.text.clone());
+        while log.len() > cap.max(1) {
+            log.pop_first();
+        }
+        ready(Ok(()))
+    }
+
+    fn replay<'a>(&'a self, id: &'a SessionId, after: u64) -> StoreFuture<'a, Replay> {
+        let memory = self.lock();
+        let (Some(log), Some(record)) = (memory.logs.get(id), memory.records.get(id)) else {
+            return ready(Err(StoreError::NotFound(id.clone())));
+        };
+        let entries = log.iter().map(|(&seq, text)| LogEntry {
+            seq,
+            text: text.clone(),
+        });
+        ready(Ok(replay_from(entries, after, record.next_seq)))
+    }
+
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
+        let mut memory = self.lock();
+        memory.records.remove(id);
+        memory.logs.remove(id);
+        ready(Ok(()))
+    }
+
+    fn idle_since<'a>(&'a self, before_ms: u64) -> StoreFuture<'a, Vec<SessionId>> {
+        let mut idle: Vec<SessionId> = self
+            .lock()
+            .records
+            .values()
+            .filter(|r| r.last_active_ms < before_ms)
+            .map(|r| r.id.clone())
+            .collect();
+        idle.sort();
+        ready(Ok(idle))
+    }
+}
+
+/// The behaviour every [`SessionStore`] must show; each backend's tests run it.
+#[doc(hidden)]
+pub mod conformance {
+    use super::*;
+
+    fn record(id: &SessionId, last_active_ms: u64) -> SessionRecord {
+        SessionRecord {
+            id: id.clone(),
+            owner: "anonymous".to_owned(),
+            name: Some("MathAgent".to_owned()),
+            created_ms: 1,
+            last_active_ms,
+            protocol_version: None,
+            history: Vec::new(),
+            next_seq: 1,
+        }
+    }
+
+    fn entry(seq: u64) -> LogEntry {
+        LogEntry {
+            seq,
+            text: format!("{{\"n\":{seq}}}"),
+        }
+    }
+
+    /// Runs every check against `store`, which must be empty. Panics on the first failure.
+    pub async fn run(store: &dyn SessionStore) {
+        let a = SessionId::random().expect("randomness");
+        let b = SessionId::random().expect("randomness");
+        assert_ne!(a, b);
+        assert_eq!(SessionId::parse(a.as_str()), Some(a.clone()));
+
+        // Create, load, refuse a duplicate.
+        store.create(&record(&a, 100)).await.expect("create");
+        assert_eq!(
+            store.create(&record(&a, 100)).await,
+            Err(StoreError::Exists(a.clone()))
+        );
+        assert_eq!(store.load(&a).await.expect("load"), Some(record(&a, 100)));
+        assert_eq!(store.load(&b).await.expect("load"), None);
+
+        // Save replaces; saving an unknown session fails.
+        let mut changed = record(&a, 200);
+        changed.protocol_version = Some("2025-11-25".to_owned());
+        changed.history.push(HistoryEntry {
+            tool: "add".to_owned(),
+            arguments: serde_json::json!({"a": 5, "b": 3}),
+            result: serde_json::json!({"structuredContent": {"result": 8}}),
+            at_ms: 150,
+        });
+        store.save(&changed).await.expect("save");
+        assert_eq!(store.load(&a).await.expect("load"), Some(changed.clone()));
+        assert_eq!(
+            store.save(&record(&b, 1)).await,
+            Err(StoreError::NotFound(b.clone()))
+        );
+
+        // The log replays after a position, in order, and says when it cannot.
+        for seq in 1..=5 {
+            store.append(&a, &entry(seq), 3).await.expect("append");
+        }
+        changed.next_seq = 6;
+        store.save(&changed).await.expect("save");
+        assert_eq!(
+            store.replay(&a, 3).await.expect("replay"),
+            Replay::Entries(vec![entry(4), entry(5)])
+        );
+        assert_eq!(
+            store.replay(&a, 2).await.expect("replay"),
+            Replay::Entries(vec![entry(3), entry(4), entry(5)])
+        );
+        assert_eq!(
+            store.replay(&a, 5).await.expect("replay"),
+            Replay::Entries(vec![])
+        );
+        assert_eq!(
+            store.replay(&a, 1).await.expect("replay"),
+            Replay::Truncated { oldest: 3 }
+        );
+        assert_eq!(
+            store.replay(&a, 0).await.expect("replay"),
+            Replay::Truncated { oldest: 3 }
+        );
+        assert_eq!(
+            store.replay(&b, 0).await,
+            Err(StoreError::NotFound(b.clone()))
+        );
+        assert_eq!(
+            store.append(&b, &entry(1), 3).await,
+            Err(StoreError::NotFound(b.clone()))
+        );
+
+        // Idle sessions are found; deleting removes record and log.
+        store.create(&record(&b, 1_000)).await.expect("create");
+        assert_eq!(store.idle_since(500).await.expect("idle"), vec![a.clone()]);
+        store.delete(&a).await.expect("delete");
+        store.delete(&a).await.expect("deleting twice is fine");
+        assert_eq!(store.load(&a).await.expect("load"), None);
+        assert_eq!(
+            store.replay(&a, 0).await,
+            Err(StoreError::NotFound(a.clone()))
+        );
+        assert_eq!(
+            store.idle_since(5_000).await.expect("idle"),
+            vec![b.clone()]
+        );
+    }
+}

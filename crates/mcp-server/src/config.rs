@@ -71,6 +71,11 @@ pub struct Cli {
     #[arg(long, env = "MCP_HEAVY_CONCURRENCY", value_name = "CALLS")]
     pub heavy_concurrency: Option<usize>,
 
+    /// Directory for durable state (the sessions store, `sessions.redb`); created when missing.
+    /// Without it, sessions live in memory and are lost at exit.
+    #[arg(long, env = "MCP_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// Directory that file tools (`process_images`) may read and write; paths outside it are
     /// refused. Without it, file tools are not offered.
     #[arg(long, env = "MCP_DATA_ROOT", value_name = "DIR")]
@@ -183,6 +188,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How often subscribers of the statistics resource may hear of changes.
     pub stats_interval: Duration,
+    /// Where durable state is kept; `None` keeps it in memory.
+    pub data_dir: Option<PathBuf>,
     /// What the built-in tools need.
     pub tools: ToolsConfig,
 }
@@ -195,6 +202,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
             stats_interval: Duration::from_secs(1),
+            data_dir: None,
             tools: ToolsConfig::default(),
         }
     }
@@ -245,6 +253,7 @@ impl Cli {
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             max_connections: self.max_connections.max(1),
             stats_interval: defaults.stats_interval,
+            data_dir: self.data_dir.clone(),
             tools,
         })
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue, UPGRADE};
 use hyper::server::conn::http1;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::{Config, admin};
+use crate::{Config, admin, agents};
 
 /// The path of the broadcast endpoint.
 const BROADCAST_PATH: &str = "/admin/broadcast";
@@ -99,6 +99,10 @@ async fn route(
     let upgrade = mcp_ws::is_upgrade_request(&request);
     match (path, upgrade) {
         (MCP_PATH, true) => upgrade_to_session(&mut request, remote, state),
+        (MCP_PATH, false) if request.method() == Method::POST => seed_post(request, state).await,
+        (path, false) if path == "/agent" || path.starts_with("/agent/") => {
+            agents::route(request, &state.0.server).await
+        }
         (MCP_PATH, false) => {
             let mut response = text(
                 StatusCode::UPGRADE_REQUIRED,
@@ -137,6 +141,52 @@ async fn route(
         (BROADCAST_PATH, false) => admin::broadcast(request, remote, &state.0.server).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `POST /mcp`: the math-mcp seed's `{"agentId", "request"}` body. JSON-RPC bodies
+/// (Streamable HTTP) are told apart by their `jsonrpc` member and are not served yet.
+async fn seed_post(request: Request<Incoming>, state: &State) -> Response<Body> {
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json\n",
+        );
+    }
+    let body =
+        match http_body_util::Limited::new(request.into_body(), state.0.config.ws.max_message_size)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(e) => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("cannot read the body: {e}\n"),
+                );
+            }
+        };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}\n"),
+            );
+        }
+    };
+    if value.get("jsonrpc").is_some() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "JSON-RPC over HTTP POST (Streamable HTTP) is not served yet: connect with a WebSocket upgrade\n",
+        );
+    }
+    agents::call(value, &state.0.server).await
 }
 
 fn upgrade_to_session(

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod agents;
 mod config;
 mod http;
 mod store;
@@ -36,7 +37,19 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let server = Server::new(config.session.clone(), ToolRegistry::builtin(&config.tools));
+    let store: std::sync::Arc<dyn mcp_session::SessionStore> = match &config.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join("sessions.redb");
+            std::sync::Arc::new(RedbStore::open(&path).map_err(std::io::Error::other)?)
+        }
+        None => std::sync::Arc::new(mcp_session::MemoryStore::default()),
+    };
+    let server = Server::with_store(
+        config.session.clone(),
+        ToolRegistry::builtin(&config.tools),
+        store,
+    );
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
     let _stop_all_on_drop = server.shutdown_token().clone().drop_guard();

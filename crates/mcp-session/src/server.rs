@@ -8,12 +8,12 @@ use std::time::Duration;
 use mcp_protocol::{
     Implementation, LoggingLevel, LoggingMessageParams, Message, Notification, methods,
 };
-use mcp_tools::{Scheduler, ToolRegistry};
+use mcp_tools::{Logger, Progress, Scheduler, ToolContext, ToolRegistry};
 use tokio_util::sync::CancellationToken;
 
-use crate::Session;
 use crate::metrics::Metrics;
 use crate::outbound::{self, OutboundReceiver};
+use crate::{MemoryStore, Session, SessionStore};
 
 /// Settings of the protocol core.
 #[derive(Debug, Clone)]
@@ -89,6 +89,8 @@ pub(crate) struct ServerInner {
     pub(crate) session_ended: tokio::sync::Notify,
     pub(crate) scheduler: Scheduler,
     pub(crate) metrics: Metrics,
+    /// Where sessions (the seeds' agents) are kept.
+    pub(crate) store: Arc<dyn SessionStore>,
     next_session: AtomicU64,
     open_connections: std::sync::atomic::AtomicUsize,
     /// Bumped when the server statistics change (at most once per `refresh_stats` call).
@@ -140,8 +142,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server offering `tools`.
+    /// A server offering `tools`, keeping sessions in memory.
     pub fn new(config: ServerConfig, tools: ToolRegistry) -> Self {
+        Self::with_store(config, tools, Arc::new(MemoryStore::default()))
+    }
+
+    /// A server offering `tools`, keeping sessions in `store`.
+    pub fn with_store(
+        config: ServerConfig,
+        tools: ToolRegistry,
+        store: Arc<dyn SessionStore>,
+    ) -> Self {
         let scheduler = Scheduler::new(config.heavy_concurrency);
         Self {
             inner: Arc::new(ServerInner {
@@ -153,6 +164,7 @@ impl Server {
                 session_ended: tokio::sync::Notify::new(),
                 scheduler,
                 metrics: Metrics::new(),
+                store,
                 next_session: AtomicU64::new(1),
                 open_connections: std::sync::atomic::AtomicUsize::new(0),
                 sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -198,6 +210,44 @@ impl Server {
     /// How many connections are open.
     pub fn connections(&self) -> i64 {
         self.inner.metrics.connections()
+    }
+
+    /// Where sessions are kept.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    /// Every tool, as `tools/list` describes them.
+    pub fn tools(&self) -> Vec<mcp_protocol::Tool> {
+        self.inner
+            .tools
+            .page(None, usize::MAX)
+            .map(|page| page.tools.to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Runs a tool outside any MCP session (the seeds' HTTP API): no progress reports, the
+    /// server's time limit and heavy-call scheduling. `None` when there is no such tool.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Option<mcp_protocol::CallToolResult> {
+        let token = self.inner.shutdown.child_token();
+        let ctx = ToolContext {
+            cancel: token.clone(),
+            progress: Progress::none(),
+            scheduler: self.inner.scheduler.clone(),
+            session: 0,
+            call_label: "http".to_owned(),
+            log: Logger::none(),
+        };
+        let call = self.inner.tools.call(name, arguments, ctx)?;
+        let config = &self.inner.config;
+        Some(
+            crate::session::with_time_limit(call, token, config.call_timeout, config.stop_grace)
+                .await,
+        )
     }
 
     /// Sends `notifications/message` from logger `server` to every session whose client wants

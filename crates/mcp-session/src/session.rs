@@ -876,7 +876,7 @@ impl ProgressSink for ProgressNotifier {
 /// Runs a tool call under its time limit. When the limit passes, the call's token is
 /// cancelled and the tool gets `grace` to stop and say how far it got; its answer is then
 /// returned as an error result that names the limit.
-async fn with_time_limit(
+pub(crate) async fn with_time_limit(
     call: impl Future<Output = CallToolResult>,
     token: CancellationToken,
     limit: Duration,

@@ -1,0 +1,279 @@
+//! The math-mcp seed's HTTP API, with its shapes kept so its example code works as written:
+//! `POST /agent` creates an agent (a durable session), `GET /agent/{id}` shows its state and
+//! history, `DELETE /agent/{id}` ends it, and `POST /mcp` with `{"agentId", "request":
+//! {"method", "params"}}` calls a tool for an agent and records the call in its history.
+//!
+//! This is a translation at the edge: the seed's request becomes a `tools/call` (or
+//! `tools/list`), and the tool's `structuredContent` is the seed's answer.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use mcp_protocol::methods;
+use mcp_session::{HistoryEntry, Server, SessionId, SessionRecord, StoreError};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::http::{Body, text};
+
+/// The largest request body the agent API reads.
+const MAX_BODY: usize = 1024 * 1024;
+/// The owner of every agent until authentication exists.
+const ANONYMOUS: &str = "anonymous";
+/// How many completed calls an agent's history keeps (the oldest go first).
+const MAX_HISTORY: usize = 1_000;
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = text(status, value.to_string());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json_response(status, &json!({ "error": message.into() }))
+}
+
+fn store_error(e: &StoreError) -> Response<Body> {
+    match e {
+        StoreError::NotFound(_) => error(StatusCode::NOT_FOUND, "no such agent"),
+        other => {
+            tracing::error!(error = %other, "session store failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the session store failed; retry later",
+            )
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Reads a JSON body of at most `MAX_BODY` bytes.
+async fn read_json(request: Request<Incoming>) -> Result<Value, Response<Body>> {
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json",
+        ));
+    }
+    let body = Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body (at most {MAX_BODY} bytes): {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct Create {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /agent` and `/agent/{id}` (GET, DELETE).
+pub(crate) async fn route(request: Request<Incoming>, server: &Server) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let rest = path.strip_prefix("/agent").unwrap_or_default();
+    match (request.method().clone(), rest) {
+        (Method::POST, "" | "/") => create(request, server).await,
+        (method, id) if id.len() > 1 && !id[1..].contains('/') => {
+            let Some(id) = SessionId::parse(&id[1..]) else {
+                return error(StatusCode::NOT_FOUND, "no such agent");
+            };
+            match method {
+                Method::GET => show(&id, server).await,
+                Method::DELETE => delete(&id, server).await,
+                _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE"),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not found: use POST /agent, GET or DELETE /agent/{agentId}",
+        ),
+    }
+}
+
+async fn create(request: Request<Incoming>, server: &Server) -> Response<Body> {
+    let body = match read_json(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let create: Create = match mcp_protocol::decode_value(body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"name\": string}}: {e}"),
+            );
+        }
+    };
+    let id = match SessionId::random() {
+        Ok(id) => id,
+        Err(e) => return store_error(&e),
+    };
+    let now = now_ms();
+    let record = SessionRecord {
+        id: id.clone(),
+        owner: ANONYMOUS.to_owned(),
+        name: create.name,
+        created_ms: now,
+        last_active_ms: now,
+        protocol_version: None,
+        history: Vec::new(),
+        next_seq: 1,
+    };
+    if let Err(e) = server.store().create(&record).await {
+        return store_error(&e);
+    }
+    tracing::info!(agent = %id, "agent created");
+    json_response(StatusCode::CREATED, &json!({ "agentId": id }))
+}
+
+async fn show(id: &SessionId, server: &Server) -> Response<Body> {
+    match server.store().load(id).await {
+        Ok(Some(record)) => {
+            let last_result = record.history.last().map(|h| h.result.clone());
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "agentId": record.id,
+                    "name": record.name,
+                    "createdAt": record.created_ms,
+                    "lastActiveAt": record.last_active_ms,
+                    "history": record.history,
+                    "lastResult": last_result,
+                }),
+            )
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such agent"),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn delete(id: &SessionId, server: &Server) -> Response<Body> {
+    match server.store().load(id).await {
+        Ok(Some(_)) => match server.store().delete(id).await {
+            Ok(()) => {
+                let mut response = text(StatusCode::NO_CONTENT, "");
+                response.headers_mut().remove(CONTENT_TYPE);
+                response
+            }
+            Err(e) => store_error(&e),
+        },
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such agent"),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Call {
+    agent_id: String,
+    request: SeedRequest,
+}
+
+#[derive(Deserialize)]
+struct SeedRequest {
+    method: String,
+    #[serde(default)]
+    params: Option<Map<String, Value>>,
+}
+
+/// `POST /mcp` with the seed's body: runs the tool for the agent, records the call in its
+/// history (committed before the answer), and answers the tool's structured result.
+pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
+    let call: Call = match mcp_protocol::decode_value(body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected {{\"agentId\": string, \"request\": {{\"method\": string, \"params\": object}}}}: {e}"
+                ),
+            );
+        }
+    };
+    let Some(id) = SessionId::parse(&call.agent_id) else {
+        return error(StatusCode::NOT_FOUND, "no such agent");
+    };
+    let mut record = match server.store().load(&id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such agent"),
+        Err(e) => return store_error(&e),
+    };
+    let arguments = call.request.params.unwrap_or_default();
+    if call.request.method == methods::TOOLS_LIST {
+        return json_response(StatusCode::OK, &json!({ "tools": server.tools() }));
+    }
+    let tool = call
+        .request
+        .method
+        .strip_prefix("tools/call:")
+        .unwrap_or(&call.request.method)
+        .to_owned();
+    let Some(result) = server.call_tool(&tool, arguments.clone()).await else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown method `{}`: use a tool name (see tools/list) or tools/list",
+                mcp_protocol::shorten(&tool, 100)
+            ),
+        );
+    };
+    let result_value = serde_json::to_value(&result).unwrap_or(Value::Null);
+    record.history.push(HistoryEntry {
+        tool: tool.clone(),
+        arguments: Value::Object(arguments),
+        result: result_value,
+        at_ms: now_ms(),
+    });
+    if record.history.len() > MAX_HISTORY {
+        let excess = record.history.len() - MAX_HISTORY;
+        record.history.drain(..excess);
+    }
+    record.last_active_ms = now_ms();
+    // Committed before the answer: a result the client saw is in the history.
+    if let Err(e) = server.store().save(&record).await {
+        return store_error(&e);
+    }
+    if result.is_error == Some(true) {
+        let message = result
+            .content
+            .iter()
+            .map(|c| match c {
+                mcp_protocol::Content::Text { text } => text.as_str(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        return error(StatusCode::UNPROCESSABLE_ENTITY, message);
+    }
+    json_response(
+        StatusCode::OK,
+        &result.structured_content.unwrap_or(Value::Null),
+    )
+}

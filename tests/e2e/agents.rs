@@ -1,0 +1,175 @@
+//! The math-mcp seed's HTTP API, used as its example code does.
+
+use mcp_server::Config;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, http, post};
+
+async fn create(server: &TestServer) -> String {
+    let (status, body) = post(
+        server,
+        "/agent",
+        "application/json",
+        r#"{"name":"MathAgent"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["agentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    id
+}
+
+async fn seed_call(server: &TestServer, agent: &str, method: &str, params: Value) -> (u16, Value) {
+    let body =
+        json!({"agentId": agent, "request": {"method": method, "params": params}}).to_string();
+    let (status, body) = post(server, "/mcp", "application/json", &body).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+async fn show(server: &TestServer, agent: &str) -> (u16, Value) {
+    let (status, _, body) = http(server, &format!("GET /agent/{agent} HTTP/1.1")).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+#[tokio::test]
+async fn the_seed_examples_work_as_written() {
+    let server = TestServer::start().await;
+    let agent = create(&server).await;
+    let (status, result) = seed_call(&server, &agent, "add", json!({"a": 5, "b": 3})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        result,
+        json!({"result": 8, "operation": "add", "a": 5, "b": 3})
+    );
+    let (status, failure) = seed_call(&server, &agent, "divide", json!({"a": 1, "b": 0})).await;
+    assert_eq!(status, 422);
+    assert!(
+        failure["error"]
+            .as_str()
+            .unwrap()
+            .contains("division by zero"),
+        "{failure}"
+    );
+    let (status, listed) = seed_call(&server, &agent, "tools/list", json!({})).await;
+    assert_eq!(status, 200);
+    assert!(
+        listed["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "add")
+    );
+
+    let (status, state) = show(&server, &agent).await;
+    assert_eq!(status, 200);
+    assert_eq!(state["agentId"], agent.as_str());
+    assert_eq!(state["name"], "MathAgent");
+    let history = state["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{state}");
+    assert_eq!(history[0]["tool"], "add");
+    assert_eq!(history[0]["arguments"], json!({"a": 5, "b": 3}));
+    assert_eq!(history[0]["result"]["structuredContent"]["result"], 8);
+    assert_eq!(history[1]["result"]["isError"], true);
+    assert_eq!(state["lastResult"]["isError"], true);
+
+    let (status, _, _) = http(&server, &format!("DELETE /agent/{agent} HTTP/1.1")).await;
+    assert_eq!(status, 204);
+    assert_eq!(show(&server, &agent).await.0, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let server = TestServer::start().await;
+    let agent = create(&server).await;
+    let (status, body) = seed_call(
+        &server,
+        "0123456789abcdef0123456789abcdef",
+        "add",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no such agent"))
+    );
+    assert_eq!(
+        seed_call(&server, "../../etc", "add", json!({})).await.0,
+        404
+    );
+    let (status, body) = seed_call(&server, &agent, "teleport", json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("unknown method"));
+    let (status, body) = post(&server, "/mcp", "application/json", r#"{"agentId": 5}"#).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = post(&server, "/mcp", "application/json", "not json").await;
+    assert_eq!(status, 400);
+    let (status, _) = post(&server, "/mcp", "text/plain", "{}").await;
+    assert_eq!(status, 415);
+    let (status, body) = post(
+        &server,
+        "/mcp",
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("WebSocket"), "{body}");
+    assert_eq!(show(&server, "not-an-id").await.0, 404);
+    let (status, _, _) = http(
+        &server,
+        &format!("PUT /agent/{agent} HTTP/1.1\r\nContent-Length: 0"),
+    )
+    .await;
+    assert_eq!(status, 405);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_agents_history_survives_a_restart_on_the_same_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || Config {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    };
+    let server = TestServer::with_config(config()).await;
+    let agent = create(&server).await;
+    assert_eq!(
+        seed_call(&server, &agent, "multiply", json!({"a": 6, "b": 7}))
+            .await
+            .0,
+        200
+    );
+    server.shutdown().await;
+
+    let server = TestServer::with_config(config()).await;
+    let (status, state) = show(&server, &agent).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(
+        state["history"][0]["result"]["structuredContent"]["result"],
+        42
+    );
+    assert_eq!(
+        seed_call(&server, &agent, "add", json!({"a": 1, "b": 1}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        show(&server, &agent).await.1["history"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    server.shutdown().await;
+}

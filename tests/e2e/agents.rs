@@ -173,3 +173,29 @@ async fn an_agents_history_survives_a_restart_on_the_same_data_dir() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unused_agent_expires_and_its_data_is_removed() {
+    let server = TestServer::with_config(Config {
+        session_ttl: std::time::Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let agent = create(&server).await;
+    assert_eq!(show(&server, &agent).await.0, 200);
+    // Expiry happens on the server's own timer; wait for its effect, bounded.
+    let deadline = tokio::time::Instant::now() + crate::support::HANG;
+    while show(&server, &agent).await.0 != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, body) = seed_call(&server, &agent, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no such agent"))
+    );
+    server.shutdown().await;
+}

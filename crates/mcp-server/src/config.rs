@@ -76,6 +76,15 @@ pub struct Cli {
     #[arg(long, env = "MCP_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Seconds a session (agent) may go unused before it expires and its data is removed.
+    #[arg(
+        long,
+        env = "MCP_SESSION_TTL",
+        default_value_t = 86_400,
+        value_name = "SECONDS"
+    )]
+    pub session_ttl: u64,
+
     /// Directory that file tools (`process_images`) may read and write; paths outside it are
     /// refused. Without it, file tools are not offered.
     #[arg(long, env = "MCP_DATA_ROOT", value_name = "DIR")]
@@ -190,6 +199,8 @@ pub struct Config {
     pub stats_interval: Duration,
     /// Where durable state is kept; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
+    /// How long an unused session (agent) is kept.
+    pub session_ttl: Duration,
     /// What the built-in tools need.
     pub tools: ToolsConfig,
 }
@@ -203,6 +214,7 @@ impl Default for Config {
             max_connections: 10_000,
             stats_interval: Duration::from_secs(1),
             data_dir: None,
+            session_ttl: Duration::from_secs(86_400),
             tools: ToolsConfig::default(),
         }
     }
@@ -254,6 +266,7 @@ impl Cli {
             max_connections: self.max_connections.max(1),
             stats_interval: defaults.stats_interval,
             data_dir: self.data_dir.clone(),
+            session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,
         })
     }

@@ -50,6 +50,7 @@ pub async fn serve(
         ToolRegistry::builtin(&config.tools),
         store,
     );
+    let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
     let _stop_all_on_drop = server.shutdown_token().clone().drop_guard();
@@ -58,6 +59,15 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
     let state = http::State::new(server.clone(), config.clone(), tracker.clone());
+    tracker.spawn({
+        let stopping = stopping.clone();
+        async move {
+            tokio::select! {
+                () = stopping.cancelled() => {}
+                () = sweeper => {}
+            }
+        }
+    });
     // The statistics resource's subscribers hear of changes at most once per interval.
     tracker.spawn({
         let server = server.clone();
@@ -146,6 +156,36 @@ pub async fn serve(
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Removes sessions (agents) idle for longer than `ttl`, with their data, checking a few
+/// times per `ttl` (at least once a minute).
+async fn expire_idle_sessions(server: Server, ttl: Duration) {
+    let every = (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let cutoff = now.saturating_sub(ttl.as_millis() as u64);
+        let idle = match server.store().idle_since(cutoff).await {
+            Ok(idle) => idle,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list idle sessions; will retry");
+                continue;
+            }
+        };
+        for id in idle {
+            match server.store().delete(&id).await {
+                Ok(()) => tracing::info!(session = %id, ttl_s = ttl.as_secs(), "session expired"),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "cannot remove an expired session")
+                }
+            }
+        }
+    }
 }
 
 /// The address the server will listen on when none is configured.

@@ -359,10 +359,18 @@ async fn write(
                 }
                 Control::Ping => {
                     let ping = tokio::time::timeout(stall_timeout, sink.send(Frame::Ping(Default::default())));
-                    if !matches!(ping.await, Ok(Ok(()))) {
-                        break None;
+                    match ping.await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "write failed");
+                            break None;
+                        }
+                        // Not even a ping gets through: the client is not reading.
+                        Err(_) => {
+                            stalled = true;
+                            break Some(not_reading());
+                        }
                     }
-                    continue;
                 }
             },
             item = out_rx.recv() => item,
@@ -382,10 +390,7 @@ async fn write(
                             queued = out_rx.len(),
                             "the client stopped reading; disconnecting it"
                         );
-                        break Some(CloseFrame {
-                            code: CloseCode::from(close_codes::POLICY_VIOLATION),
-                            reason: "client not reading".into(),
-                        });
+                        break Some(not_reading());
                     }
                 }
             }
@@ -416,6 +421,14 @@ async fn write(
         .await;
     }
     code
+}
+
+/// The close frame for a client that stopped reading.
+fn not_reading() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(close_codes::POLICY_VIOLATION),
+        reason: "client not reading".into(),
+    }
 }
 
 fn close_frame(reason: CloseReason) -> CloseFrame {

@@ -59,6 +59,20 @@ async fn the_seed_examples_work_as_written() {
             .contains("division by zero"),
         "{failure}"
     );
+    let (status, via_mcp) = seed_call(
+        &server,
+        &agent,
+        "tools/call",
+        json!({"name": "sqrt", "arguments": {"a": 9}}),
+    )
+    .await;
+    assert_eq!((status, &via_mcp["result"]), (200, &json!(3)), "{via_mcp}");
+    assert_eq!(
+        seed_call(&server, &agent, "tools/call", json!({"name": 5}))
+            .await
+            .0,
+        400
+    );
     let (status, listed) = seed_call(&server, &agent, "tools/list", json!({})).await;
     assert_eq!(status, 200);
     assert!(
@@ -74,12 +88,13 @@ async fn the_seed_examples_work_as_written() {
     assert_eq!(state["agentId"], agent.as_str());
     assert_eq!(state["name"], "MathAgent");
     let history = state["history"].as_array().unwrap();
-    assert_eq!(history.len(), 2, "{state}");
+    assert_eq!(history.len(), 3, "{state}");
     assert_eq!(history[0]["tool"], "add");
     assert_eq!(history[0]["arguments"], json!({"a": 5, "b": 3}));
     assert_eq!(history[0]["result"]["structuredContent"]["result"], 8);
     assert_eq!(history[1]["result"]["isError"], true);
-    assert_eq!(state["lastResult"]["isError"], true);
+    assert_eq!(history[2]["tool"], "sqrt");
+    assert_eq!(state["lastResult"]["structuredContent"]["result"], 3);
 
     let (status, _, _) = http(&server, &format!("DELETE /agent/{agent} HTTP/1.1")).await;
     assert_eq!(status, 204);

@@ -226,16 +226,27 @@ pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such agent"),
         Err(e) => return store_error(&e),
     };
-    let arguments = call.request.params.unwrap_or_default();
-    if call.request.method == methods::TOOLS_LIST {
-        return json_response(StatusCode::OK, &json!({ "tools": server.tools() }));
-    }
-    let tool = call
-        .request
-        .method
-        .strip_prefix("tools/call:")
-        .unwrap_or(&call.request.method)
-        .to_owned();
+    let params = call.request.params.unwrap_or_default();
+    let (tool, arguments) = match call.request.method.as_str() {
+        methods::TOOLS_LIST => {
+            return json_response(StatusCode::OK, &json!({ "tools": server.tools() }));
+        }
+        // The MCP form, `{"method": "tools/call", "params": {"name", "arguments"}}`.
+        methods::TOOLS_CALL => match (params.get("name"), params.get("arguments")) {
+            (Some(Value::String(name)), None) => (name.clone(), Map::new()),
+            (Some(Value::String(name)), Some(Value::Object(arguments))) => {
+                (name.clone(), arguments.clone())
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "tools/call needs params {\"name\": string, \"arguments\": object}",
+                );
+            }
+        },
+        // The seed's form: the tool's name is the method.
+        tool => (tool.to_owned(), params),
+    };
     let Some(result) = server.call_tool(&tool, arguments.clone()).await else {
         return error(
             StatusCode::NOT_FOUND,

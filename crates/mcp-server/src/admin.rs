@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -10,7 +9,7 @@ use mcp_protocol::LoggingLevel;
 use mcp_session::Server;
 use serde::Deserialize;
 
-use crate::http::{Body, text};
+use crate::http::{Body, json_body, text};
 
 /// The largest request body an admin endpoint reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -44,41 +43,11 @@ pub(crate) async fn broadcast(
     if request.method() != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
     }
-    let is_json = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !is_json {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json\n",
-        );
-    }
-    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) => {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("cannot read the body (at most {MAX_BODY} bytes): {e}\n"),
-            );
-        }
+    let body = match json_body(request, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => return text(e.status, format!("{}\n", e.message)),
     };
-    let broadcast: Broadcast = match mcp_protocol::decode_value(
-        match serde_json::from_slice(&body) {
-            Ok(value) => value,
-            Err(e) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body is not JSON: {e}\n"),
-                );
-            }
-        },
-    ) {
+    let broadcast: Broadcast = match mcp_protocol::decode_value(body) {
         Ok(b) => b,
         Err(e) => {
             return text(

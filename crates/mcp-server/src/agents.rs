@@ -8,7 +8,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -17,7 +16,7 @@ use mcp_session::{HistoryEntry, Server, SessionId, SessionRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::http::{Body, text};
+use crate::http::{Body, json_body, text};
 
 /// The largest request body the agent API reads.
 const MAX_BODY: usize = 1024 * 1024;
@@ -57,36 +56,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Reads a JSON body of at most `MAX_BODY` bytes.
+/// Reads a JSON body of at most `MAX_BODY` bytes, refusing in the API's error shape.
 async fn read_json(request: Request<Incoming>) -> Result<Value, Response<Body>> {
-    let is_json = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json",
-        ));
-    }
-    let body = Limited::new(request.into_body(), MAX_BODY)
-        .collect()
+    json_body(request, MAX_BODY)
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("cannot read the body (at most {MAX_BODY} bytes): {e}"),
-            )
-        })?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not JSON: {e}"),
-        )
-    })
+        .map_err(|e| error(e.status, e.message))
 }
 
 #[derive(Deserialize)]

@@ -143,9 +143,19 @@ async fn route(
     }
 }
 
-/// `POST /mcp`: the math-mcp seed's `{"agentId", "request"}` body. JSON-RPC bodies
-/// (Streamable HTTP) are told apart by their `jsonrpc` member and are not served yet.
-async fn seed_post(request: Request<Incoming>, state: &State) -> Response<Body> {
+/// Why a JSON request body was refused.
+pub(crate) struct BodyError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+}
+
+/// Reads a request body that must be `application/json` and at most `limit` bytes; the
+/// error says which rule it broke (415, 413 or 400). Each endpoint renders it its own way.
+pub(crate) async fn json_body(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<serde_json::Value, BodyError> {
+    let refuse = |status, message: String| BodyError { status, message };
     let is_json = request
         .headers()
         .get(CONTENT_TYPE)
@@ -153,32 +163,35 @@ async fn seed_post(request: Request<Incoming>, state: &State) -> Response<Body> 
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return text(
+        return Err(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json\n",
-        );
+            "send Content-Type: application/json".to_owned(),
+        ));
     }
-    let body =
-        match http_body_util::Limited::new(request.into_body(), state.0.config.ws.max_message_size)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(e) => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("cannot read the body: {e}\n"),
-                );
-            }
-        };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
+    let body = http_body_util::Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body (at most {limit} bytes): {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// `POST /mcp`: the math-mcp seed's `{"agentId", "request"}` body. JSON-RPC bodies
+/// (Streamable HTTP) are told apart by their `jsonrpc` member and are not served yet.
+async fn seed_post(request: Request<Incoming>, state: &State) -> Response<Body> {
+    let value = match json_body(request, state.0.config.ws.max_message_size).await {
         Ok(value) => value,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not JSON: {e}\n"),
-            );
-        }
+        Err(e) => return text(e.status, format!("{}\n", e.message)),
     };
     if value.get("jsonrpc").is_some() {
         return text(

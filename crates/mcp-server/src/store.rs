@@ -40,6 +40,29 @@ impl RedbStore {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// Writes a record: a new one (`existing` false, refused if the id is taken) or a
+    /// replacement (`existing` true, refused if the session is gone).
+    fn put<'a>(&'a self, record: &'a SessionRecord, existing: bool) -> StoreFuture<'a, ()> {
+        let record = record.clone();
+        self.blocking(move |db| {
+            let bytes = encode(&record)?;
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(RECORDS).map_err(backend)?;
+                let found = table.get(record.id.as_str()).map_err(backend)?.is_some();
+                match (existing, found) {
+                    (false, true) => return Err(StoreError::Exists(record.id)),
+                    (true, false) => return Err(StoreError::NotFound(record.id)),
+                    _ => {}
+                }
+                table
+                    .insert(record.id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+    }
+
     /// Runs `f` on a blocking thread.
     fn blocking<'a, T: Send + 'static>(
         &'a self,
@@ -71,21 +94,7 @@ fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
 
 impl SessionStore for RedbStore {
     fn create<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
-        let record = record.clone();
-        self.blocking(move |db| {
-            let bytes = encode(&record)?;
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(RECORDS).map_err(backend)?;
-                if table.get(record.id.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Exists(record.id));
-                }
-                table
-                    .insert(record.id.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
-            }
-            txn.commit().map_err(backend)
-        })
+        self.put(record, false)
     }
 
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<SessionRecord>> {
@@ -94,21 +103,7 @@ impl SessionStore for RedbStore {
     }
 
     fn save<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
-        let record = record.clone();
-        self.blocking(move |db| {
-            let bytes = encode(&record)?;
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(RECORDS).map_err(backend)?;
-                if table.get(record.id.as_str()).map_err(backend)?.is_none() {
-                    return Err(StoreError::NotFound(record.id));
-                }
-                table
-                    .insert(record.id.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
-            }
-            txn.commit().map_err(backend)
-        })
+        self.put(record, true)
     }
 
     fn append<'a>(

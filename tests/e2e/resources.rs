@@ -127,17 +127,41 @@ async fn subscribers_hear_when_the_statistics_change() {
         json!({"uri":"mcp://server/stats"}),
     )
     .await;
+    // A witness still subscribed sees the next change; once it has, the watcher would have
+    // been told before it answers a ping (the session handles updates before new input).
+    let mut witness = Client::initialized(&server).await;
+    ask(
+        &mut witness,
+        "s",
+        "resources/subscribe",
+        json!({"uri":"mcp://server/stats"}),
+    )
+    .await;
     drop(other);
-    crate::support::wait_for_metric(&server, "mcp_sessions", 1.0).await;
-    // Two ticks later, still nothing but the answer to a ping.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    loop {
+        let message = witness.recv().await;
+        assert_eq!(
+            message["method"], "notifications/resources/updated",
+            "{message}"
+        );
+        let (read, _) = ask(
+            &mut witness,
+            "r",
+            "resources/read",
+            json!({"uri":"mcp://server/stats"}),
+        )
+        .await;
+        if contents(&read)["sessions"] == 2 {
+            break;
+        }
+    }
     let (pong, before) = ask(&mut watcher, "p", "ping", json!({})).await;
     assert_eq!(pong["result"], json!({}));
     assert!(
         before.is_empty(),
         "announced after unsubscribing: {before:?}"
     );
-    drop(watcher);
+    drop((watcher, witness));
     server.shutdown().await;
 }
 

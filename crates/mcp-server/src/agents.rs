@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use mcp_protocol::methods;
-use mcp_session::{HistoryEntry, Server, SessionId, SessionRecord, StoreError};
+use mcp_session::{HistoryEntry, Server, SessionId, SessionRecord, StoreError, Update};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -22,8 +22,6 @@ use crate::http::{Body, json_body, text};
 const MAX_BODY: usize = 1024 * 1024;
 /// The owner of every agent until authentication exists.
 const ANONYMOUS: &str = "anonymous";
-/// How many completed calls an agent's history keeps (the oldest go first).
-const MAX_HISTORY: usize = 1_000;
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = text(status, value.to_string());
@@ -110,17 +108,7 @@ async fn create(request: Request<Incoming>, server: &Server) -> Response<Body> {
         Ok(id) => id,
         Err(e) => return store_error(&e),
     };
-    let now = now_ms();
-    let record = SessionRecord {
-        id: id.clone(),
-        owner: ANONYMOUS.to_owned(),
-        name: create.name,
-        created_ms: now,
-        last_active_ms: now,
-        protocol_version: None,
-        history: Vec::new(),
-        next_seq: 1,
-    };
+    let record = SessionRecord::new(id.clone(), ANONYMOUS, create.name, now_ms());
     if let Err(e) = server.store().create(&record).await {
         return store_error(&e);
     }
@@ -195,11 +183,11 @@ pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
     let Some(id) = SessionId::parse(&call.agent_id) else {
         return error(StatusCode::NOT_FOUND, "no such agent");
     };
-    let mut record = match server.store().load(&id).await {
-        Ok(Some(record)) => record,
+    match server.store().load(&id).await {
+        Ok(Some(_)) => {}
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such agent"),
         Err(e) => return store_error(&e),
-    };
+    }
     let params = call.request.params.unwrap_or_default();
     let (tool, arguments) = match call.request.method.as_str() {
         methods::TOOLS_LIST => {
@@ -231,19 +219,19 @@ pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
         );
     };
     let result_value = serde_json::to_value(&result).unwrap_or(Value::Null);
-    record.history.push(HistoryEntry {
-        tool: tool.clone(),
-        arguments: Value::Object(arguments),
-        result: result_value,
-        at_ms: now_ms(),
-    });
-    if record.history.len() > MAX_HISTORY {
-        let excess = record.history.len() - MAX_HISTORY;
-        record.history.drain(..excess);
-    }
-    record.last_active_ms = now_ms();
+    let now = now_ms();
+    let update = Update {
+        last_active_ms: Some(now),
+        history: vec![HistoryEntry {
+            tool,
+            arguments: Value::Object(arguments),
+            result: result_value,
+            at_ms: now,
+        }],
+        ..Update::default()
+    };
     // Committed before the answer: a result the client saw is in the history.
-    if let Err(e) = server.store().save(&record).await {
+    if let Err(e) = server.store().update(&id, &update).await {
         return store_error(&e);
     }
     if result.is_error == Some(true) {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mcp_session::{
-    LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture,
+    LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, Update,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -40,29 +40,6 @@ impl RedbStore {
         Ok(Self { db: Arc::new(db) })
     }
 
-    /// Writes a record: a new one (`existing` false, refused if the id is taken) or a
-    /// replacement (`existing` true, refused if the session is gone).
-    fn put<'a>(&'a self, record: &'a SessionRecord, existing: bool) -> StoreFuture<'a, ()> {
-        let record = record.clone();
-        self.blocking(move |db| {
-            let bytes = encode(&record)?;
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut table = txn.open_table(RECORDS).map_err(backend)?;
-                let found = table.get(record.id.as_str()).map_err(backend)?.is_some();
-                match (existing, found) {
-                    (false, true) => return Err(StoreError::Exists(record.id)),
-                    (true, false) => return Err(StoreError::NotFound(record.id)),
-                    _ => {}
-                }
-                table
-                    .insert(record.id.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
-            }
-            txn.commit().map_err(backend)
-        })
-    }
-
     /// Runs `f` on a blocking thread.
     fn blocking<'a, T: Send + 'static>(
         &'a self,
@@ -81,11 +58,13 @@ fn load(db: &Database, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     let txn = db.begin_read().map_err(backend)?;
     let table = txn.open_table(RECORDS).map_err(backend)?;
     match table.get(id).map_err(backend)? {
-        Some(bytes) => serde_json::from_slice(bytes.value())
-            .map(Some)
-            .map_err(|e| backend(format!("session {id} is unreadable: {e}"))),
+        Some(bytes) => decode(id, bytes.value()).map(Some),
         None => Ok(None),
     }
+}
+
+fn decode(id: &str, bytes: &[u8]) -> Result<SessionRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| backend(format!("session {id} is unreadable: {e}")))
 }
 
 fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
@@ -94,7 +73,21 @@ fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
 
 impl SessionStore for RedbStore {
     fn create<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
-        self.put(record, false)
+        let record = record.clone();
+        self.blocking(move |db| {
+            let bytes = encode(&record)?;
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(RECORDS).map_err(backend)?;
+                if table.get(record.id.as_str()).map_err(backend)?.is_some() {
+                    return Err(StoreError::Exists(record.id));
+                }
+                table
+                    .insert(record.id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
     }
 
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<SessionRecord>> {
@@ -102,30 +95,29 @@ impl SessionStore for RedbStore {
         self.blocking(move |db| load(db, id.as_str()))
     }
 
-    fn save<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
-        self.put(record, true)
-    }
-
-    fn append<'a>(
-        &'a self,
-        id: &'a SessionId,
-        entry: &'a LogEntry,
-        cap: usize,
-    ) -> StoreFuture<'a, ()> {
-        let (id, entry) = (id.clone(), entry.clone());
+    fn update<'a>(&'a self, id: &'a SessionId, update: &'a Update) -> StoreFuture<'a, ()> {
+        let (id, update) = (id.clone(), update.clone());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
-                let records = txn.open_table(RECORDS).map_err(backend)?;
-                if records.get(id.as_str()).map_err(backend)?.is_none() {
-                    return Err(StoreError::NotFound(id));
-                }
-                let mut log = txn.open_table(LOG).map_err(backend)?;
-                log.insert((id.as_str(), entry.seq), entry.text.as_str())
+                let mut records = txn.open_table(RECORDS).map_err(backend)?;
+                let mut record: SessionRecord = match records.get(id.as_str()).map_err(backend)? {
+                    Some(bytes) => decode(id.as_str(), bytes.value())?,
+                    None => return Err(StoreError::NotFound(id)),
+                };
+                record.apply(&update);
+                let bytes = encode(&record)?;
+                records
+                    .insert(id.as_str(), bytes.as_slice())
                     .map_err(backend)?;
+                let mut log = txn.open_table(LOG).map_err(backend)?;
+                for entry in &update.entries {
+                    log.insert((id.as_str(), entry.seq), entry.text.as_str())
+                        .map_err(backend)?;
+                }
                 // Positions are consecutive, so the cap is a bound on the oldest position.
-                let keep_from = entry.seq.saturating_sub(cap.max(1) as u64 - 1).max(1);
-                if keep_from > 1 {
+                let keep_from = update.keep_from(record.next_seq.saturating_sub(1));
+                if !update.entries.is_empty() && keep_from > 1 {
                     log.retain_in((id.as_str(), 0)..(id.as_str(), keep_from), |_, _| false)
                         .map_err(backend)?;
                 }

@@ -25,8 +25,8 @@ pub use peer::Peer;
 pub use server::{ConnectionGuard, Server, ServerConfig};
 pub use session::{CloseReason, Session, SessionEnd};
 pub use store::{
-    HistoryEntry, LogEntry, MemoryStore, Replay, SessionId, SessionRecord, SessionStore,
-    StoreError, StoreFuture,
+    HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord, Replay, SessionId,
+    SessionRecord, SessionStore, StoreError, StoreFuture, Update,
 };
 
 #[cfg(test)]

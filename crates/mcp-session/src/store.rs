@@ -12,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use mcp_protocol::{ProgressToken, RequestId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -67,6 +68,32 @@ pub struct HistoryEntry {
     pub at_ms: u64,
 }
 
+/// A tool call that was running when the record was last written: after a crash it is
+/// reported to the resuming client as interrupted, and resumed when its tool can resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationRecord {
+    /// The id of the client's `tools/call` request.
+    pub request_id: RequestId,
+    /// The tool.
+    pub tool: String,
+    /// The arguments it was called with.
+    pub arguments: Value,
+    /// The caller's progress token, if it asked for progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_token: Option<ProgressToken>,
+    /// How far it got, as last reported.
+    pub progress: f64,
+    /// Out of how much, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// The tool's last checkpoint: what it needs to carry on instead of starting over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Value>,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+}
+
 /// What a session is, apart from its outbound log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,10 +110,90 @@ pub struct SessionRecord {
     pub last_active_ms: u64,
     /// The negotiated protocol version, once initialized.
     pub protocol_version: Option<String>,
-    /// Completed tool calls, oldest first.
+    /// Completed tool calls, oldest first (at most [`HISTORY_CAP`]).
     pub history: Vec<HistoryEntry>,
+    /// Tool calls running when the record was last written.
+    #[serde(default)]
+    pub operations: Vec<OperationRecord>,
     /// The number the next outbound message gets.
     pub next_seq: u64,
+}
+
+/// How many completed calls a session's history keeps (the oldest go first).
+pub const HISTORY_CAP: usize = 1_000;
+
+impl SessionRecord {
+    /// A new, empty session record.
+    pub fn new(id: SessionId, owner: &str, name: Option<String>, now_ms: u64) -> Self {
+        Self {
+            id,
+            owner: owner.to_owned(),
+            name,
+            created_ms: now_ms,
+            last_active_ms: now_ms,
+            protocol_version: None,
+            history: Vec::new(),
+            operations: Vec::new(),
+            next_seq: 1,
+        }
+    }
+
+    /// Applies the record part of an update (the log is the store's business).
+    pub fn apply(&mut self, update: &Update) {
+        if let Some(ms) = update.last_active_ms {
+            self.last_active_ms = self.last_active_ms.max(ms);
+        }
+        if let Some(version) = &update.protocol_version {
+            self.protocol_version = Some(version.clone());
+        }
+        self.history.extend(update.history.iter().cloned());
+        if self.history.len() > HISTORY_CAP {
+            let excess = self.history.len() - HISTORY_CAP;
+            self.history.drain(..excess);
+        }
+        if let Some(operations) = &update.operations {
+            self.operations = operations.clone();
+        }
+        if let Some(last) = update.entries.iter().map(|e| e.seq).max() {
+            self.next_seq = self.next_seq.max(last + 1);
+        }
+    }
+}
+
+/// Changes to one session, written in one transaction by [`SessionStore::update`]. Several
+/// writers (a live session, the HTTP API) may update the same session: history is appended,
+/// never replaced, so neither loses the other's calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Update {
+    /// A client used the session at this time.
+    pub last_active_ms: Option<u64>,
+    /// The protocol version was negotiated.
+    pub protocol_version: Option<String>,
+    /// Completed calls to append to the history.
+    pub history: Vec<HistoryEntry>,
+    /// The running calls, replacing the stored list.
+    pub operations: Option<Vec<OperationRecord>>,
+    /// Messages to add to the outbound log, or to replace at their position (a coalesced
+    /// progress notification that changed before it was sent).
+    pub entries: Vec<LogEntry>,
+    /// How many messages the log keeps: older ones are dropped.
+    pub log_cap: usize,
+}
+
+impl Update {
+    /// Whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.last_active_ms.is_none()
+            && self.protocol_version.is_none()
+            && self.history.is_empty()
+            && self.operations.is_none()
+            && self.entries.is_empty()
+    }
+
+    /// The oldest position the log keeps after this update, given its newest position.
+    pub fn keep_from(&self, newest: u64) -> u64 {
+        newest.saturating_sub(self.log_cap.max(1) as u64 - 1).max(1)
+    }
 }
 
 /// One message of a session's outbound log.
@@ -134,15 +241,8 @@ pub trait SessionStore: Send + Sync + 'static {
     fn create<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()>;
     /// Loads a session.
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<SessionRecord>>;
-    /// Replaces a session's record.
-    fn save<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()>;
-    /// Appends to a session's outbound log, dropping the oldest entries beyond `cap`.
-    fn append<'a>(
-        &'a self,
-        id: &'a SessionId,
-        entry: &'a LogEntry,
-        cap: usize,
-    ) -> StoreFuture<'a, ()>;
+    /// Applies changes to a session in one transaction.
+    fn update<'a>(&'a self, id: &'a SessionId, update: &'a Update) -> StoreFuture<'a, ()>;
     /// The log after position `after`.
     fn replay<'a>(&'a self, id: &'a SessionId, after: u64) -> StoreFuture<'a, Replay>;
     /// Removes a session and its log; removing one that is gone is not an error.
@@ -203,30 +303,21 @@ impl SessionStore for MemoryStore {
         ready(Ok(self.lock().records.get(id).cloned()))
     }
 
-    fn save<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
+    fn update<'a>(&'a self, id: &'a SessionId, update: &'a Update) -> StoreFuture<'a, ()> {
         let mut memory = self.lock();
-        match memory.records.get_mut(&record.id) {
-            Some(stored) => {
-                *stored = record.clone();
-                ready(Ok(()))
-            }
-            None => ready(Err(StoreError::NotFound(record.id.clone()))),
-        }
-    }
-
-    fn append<'a>(
-        &'a self,
-        id: &'a SessionId,
-        entry: &'a LogEntry,
-        cap: usize,
-    ) -> StoreFuture<'a, ()> {
-        let mut memory = self.lock();
-        let Some(log) = memory.logs.get_mut(id) else {
+        let Memory { records, logs } = &mut *memory;
+        let (Some(record), Some(log)) = (records.get_mut(id), logs.get_mut(id)) else {
             return ready(Err(StoreError::NotFound(id.clone())));
         };
-        log.insert(entry.seq, entry.text.clone());
-        while log.len() > cap.max(1) {
-            log.pop_first();
+        record.apply(update);
+        for entry in &update.entries {
+            log.insert(entry.seq, entry.text.clone());
+        }
+        if let Some((&newest, _)) = log.last_key_value()
+            && !update.entries.is_empty()
+        {
+            let keep_from = update.keep_from(newest);
+            *log = log.split_off(&keep_from);
         }
         ready(Ok(()))
     }
@@ -269,16 +360,14 @@ pub mod conformance {
     use super::*;
 
     fn record(id: &SessionId, last_active_ms: u64) -> SessionRecord {
-        SessionRecord {
-            id: id.clone(),
-            owner: "anonymous".to_owned(),
-            name: Some("MathAgent".to_owned()),
-            created_ms: 1,
-            last_active_ms,
-            protocol_version: None,
-            history: Vec::new(),
-            next_seq: 1,
-        }
+        let mut record = SessionRecord::new(
+            id.clone(),
+            "anonymous",
+            Some("MathAgent".to_owned()),
+            1,
+        );
+        record.last_active_ms = last_active_ms;
+        record
     }
 
     fn entry(seq: u64) -> LogEntry {
@@ -304,28 +393,72 @@ pub mod conformance {
         assert_eq!(store.load(&a).await.expect("load"), Some(record(&a, 100)));
         assert_eq!(store.load(&b).await.expect("load"), None);
 
-        // Save replaces; saving an unknown session fails.
-        let mut changed = record(&a, 200);
-        changed.protocol_version = Some("2025-11-25".to_owned());
-        changed.history.push(HistoryEntry {
+        // Updates change the record; updating an unknown session fails.
+        let add = HistoryEntry {
             tool: "add".to_owned(),
             arguments: serde_json::json!({"a": 5, "b": 3}),
             result: serde_json::json!({"structuredContent": {"result": 8}}),
             at_ms: 150,
-        });
-        store.save(&changed).await.expect("save");
-        assert_eq!(store.load(&a).await.expect("load"), Some(changed.clone()));
+        };
+        let operation = OperationRecord {
+            request_id: RequestId::from("req_001"),
+            tool: "process_batch".to_owned(),
+            arguments: serde_json::json!({"count": 10}),
+            progress_token: Some(ProgressToken::from("p")),
+            progress: 4.0,
+            total: Some(10.0),
+            checkpoint: Some(serde_json::json!({"processed": 4})),
+            started_ms: 120,
+        };
+        let update = Update {
+            last_active_ms: Some(200),
+            protocol_version: Some("2025-11-25".to_owned()),
+            history: vec![add.clone()],
+            operations: Some(vec![operation.clone()]),
+            ..Update::default()
+        };
+        store.update(&a, &update).await.expect("update");
+        let mut expected = record(&a, 200);
+        expected.protocol_version = Some("2025-11-25".to_owned());
+        expected.history = vec![add.clone()];
+        expected.operations = vec![operation];
+        assert_eq!(store.load(&a).await.expect("load"), Some(expected.clone()));
         assert_eq!(
-            store.save(&record(&b, 1)).await,
+            store.update(&b, &update).await,
             Err(StoreError::NotFound(b.clone()))
         );
 
+        // History is appended, so two writers do not lose each other's calls; it is capped.
+        let twice = Update {
+            history: vec![add.clone(), add.clone()],
+            operations: Some(Vec::new()),
+            ..Update::default()
+        };
+        store.update(&a, &twice).await.expect("update");
+        let loaded = store.load(&a).await.expect("load").expect("exists");
+        assert_eq!(loaded.history.len(), 3);
+        assert!(loaded.operations.is_empty());
+        let many = Update {
+            history: vec![add; HISTORY_CAP],
+            ..Update::default()
+        };
+        store.update(&a, &many).await.expect("update");
+        let loaded = store.load(&a).await.expect("load").expect("exists");
+        assert_eq!(loaded.history.len(), HISTORY_CAP);
+
         // The log replays after a position, in order, and says when it cannot.
         for seq in 1..=5 {
-            store.append(&a, &entry(seq), 3).await.expect("append");
+            let append = Update {
+                entries: vec![entry(seq)],
+                log_cap: 3,
+                ..Update::default()
+            };
+            store.update(&a, &append).await.expect("append");
         }
-        changed.next_seq = 6;
-        store.save(&changed).await.expect("save");
+        assert_eq!(
+            store.load(&a).await.expect("load").expect("exists").next_seq,
+            6
+        );
         assert_eq!(
             store.replay(&a, 3).await.expect("replay"),
             Replay::Entries(vec![entry(4), entry(5)])
@@ -346,12 +479,23 @@ pub mod conformance {
             store.replay(&a, 0).await.expect("replay"),
             Replay::Truncated { oldest: 3 }
         );
+        // A message replaced at its position (coalesced progress) is replayed as replaced.
+        let replaced = LogEntry {
+            seq: 5,
+            text: "{\"n\":\"five\"}".to_owned(),
+        };
+        let replace = Update {
+            entries: vec![replaced.clone()],
+            log_cap: 3,
+            ..Update::default()
+        };
+        store.update(&a, &replace).await.expect("replace");
         assert_eq!(
-            store.replay(&b, 0).await,
-            Err(StoreError::NotFound(b.clone()))
+            store.replay(&a, 4).await.expect("replay"),
+            Replay::Entries(vec![replaced])
         );
         assert_eq!(
-            store.append(&b, &entry(1), 3).await,
+            store.replay(&b, 0).await,
             Err(StoreError::NotFound(b.clone()))
         );
 

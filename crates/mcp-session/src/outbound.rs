@@ -1,19 +1,32 @@
-//! The bounded queue between a session and its transport's writer.
+//! The session's outbound log, and the receivers through which connections read it.
 //!
-//! Messages (responses, errors, notifications, server requests) are never dropped: when the
-//! queue holds `capacity` of them, the session waits, and so stops reading its input.
-//! Progress notifications never wait: a token has at most one queued notification, and a
-//! newer one replaces it (newest wins). Memory is therefore bounded by `capacity` messages
-//! plus one progress notification per running request, whatever the client does.
+//! Every message the session sends gets a position (`seq`, from 1) and enters the log; a
+//! connection reads the log through an [`OutboundReceiver`] that remembers how far it got.
+//!
+//! Messages (responses, errors, notifications, server requests) are never dropped: while a
+//! connection is attached and `capacity` of them are unsent, the session waits, and so stops
+//! reading its input. Progress notifications and resource updates never wait: one still unsent
+//! with the same key is replaced by the newer one, keeping its position (newest wins).
+//!
+//! A session that is not resumable forgets what was sent. A resumable one keeps the last
+//! `retain` messages, sent or not, so that a client that lost its connection can attach a new
+//! one and carry on after the last position it saw ([`OutboundQueue::attach`]); while no
+//! connection is attached its messages wait in the log, and beyond `retain` the oldest go
+//! (resuming from before them is then refused). A resumable session also writes its messages
+//! to the store before they are sent: a receiver only yields what was persisted, so that what
+//! a client saw survives a crash and no position is ever given twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use mcp_protocol::ProgressToken;
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::CloseReason;
 use crate::metrics::Metrics;
+use crate::store::LogEntry;
 
 /// What the session hands its transport.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +44,21 @@ pub(crate) const NOTICE_ALLOWANCE: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed;
 
+/// Why a connection cannot attach at the position it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttachError {
+    /// Messages after the position were dropped by the log's cap.
+    Truncated {
+        /// The oldest position still kept.
+        oldest: u64,
+    },
+    /// The position was never sent.
+    Ahead {
+        /// The newest position so far (0 when none).
+        newest: u64,
+    },
+}
+
 /// What makes two notifications replaceable by the newer one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Coalesce {
@@ -40,32 +68,77 @@ pub(crate) enum Coalesce {
     Updated(String),
 }
 
-enum Slot {
-    Message(String),
-    /// The text is in `State::progress`, where a newer notification can replace it.
-    Coalesced(Coalesce),
-    Close(CloseReason),
+struct Entry {
+    seq: u64,
+    text: String,
+    /// Set for a notification a newer one may replace while unsent.
+    key: Option<Coalesce>,
+    /// Written to the store (always true for a session that is not resumable).
+    persisted: bool,
+    /// Bumped when the text is replaced, so a store write of the older text does not count.
+    version: u32,
+    /// Counted in the queue-depth metric (unsent).
+    counted: bool,
 }
 
-#[derive(Default)]
+/// The connection reading the log.
+struct Reader {
+    generation: u64,
+    /// The last position given to it.
+    cursor: u64,
+    /// Messages for this connection only, sent before the log (the answer to its resuming
+    /// `initialize`, output of the session it came from).
+    preamble: VecDeque<String>,
+    /// How many unsent entries are messages (not coalescing notifications): what
+    /// `capacity` bounds.
+    unsent_messages: usize,
+}
+
+/// How a resumable session keeps its log.
+#[derive(Clone, Copy)]
+struct Durable {
+    /// How many messages to keep.
+    retain: usize,
+    /// Whether each message carries its position (`"seq": N`) for the client.
+    stamp: bool,
+}
+
 struct State {
-    slots: VecDeque<Slot>,
-    /// How many `Slot::Message`s are queued: what `capacity` bounds.
-    messages: usize,
-    progress: HashMap<Coalesce, String>,
+    entries: VecDeque<Entry>,
+    next_seq: u64,
+    reader: Option<Reader>,
+    next_generation: u64,
+    durable: Option<Durable>,
+    /// Close the attached connection once everything was sent.
+    close: Option<CloseReason>,
     /// No more pushes: the session ended or asked to close.
     ended: bool,
-    /// The transport stopped reading the queue.
-    receiver_gone: bool,
+    /// Where the attached connection goes on once this log is done: the session it resumed.
+    handover: Option<OutboundReceiver>,
+    /// Some entry is not in the store yet.
+    unpersisted: bool,
+}
+
+impl State {
+    fn index_of(&self, seq: u64) -> Option<usize> {
+        let first = self.entries.front()?.seq;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        (index < self.entries.len()).then_some(index)
+    }
+
 }
 
 struct Shared {
     state: Mutex<State>,
     capacity: usize,
-    /// Wakes the transport's writer: something was queued, or the queue ended.
+    /// Wakes readers: something was queued, persisted, or the log ended or changed hands.
     readable: Notify,
-    /// Wakes pushers waiting for room, or for the receiver to go away.
+    /// Wakes pushers waiting for room, or for the reader to go away.
     writable: Notify,
+    /// Wakes the session: entries wait to be written to the store.
+    persist: Notify,
+    /// Wakes the session: the attached receiver was dropped.
+    detached: Notify,
     metrics: Metrics,
 }
 
@@ -76,7 +149,7 @@ impl Shared {
     }
 }
 
-/// The session's side of the queue. Cheap to clone.
+/// The session's side of the log. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct OutboundQueue {
     shared: Arc<Shared>,
@@ -92,26 +165,70 @@ impl WeakQueue {
     }
 }
 
-/// The transport's side of the queue.
-pub struct OutboundReceiver {
-    shared: Arc<Shared>,
+/// What [`OutboundReceiver::recv`] found.
+enum Step {
+    Item(Outbound),
+    /// Carry on with the log of the session this connection resumed.
+    Next(OutboundReceiver),
+    Done,
 }
 
-/// A new queue holding at most `capacity` messages.
+/// A connection's side of a session's log: yields what to send, in order.
+pub struct OutboundReceiver {
+    shared: Arc<Shared>,
+    generation: u64,
+    /// Set once this receiver was told that a newer connection took its place.
+    replaced: bool,
+}
+
+/// A new log holding at most `capacity` unsent messages, with a receiver attached.
 pub(crate) fn channel(capacity: usize, metrics: Metrics) -> (OutboundQueue, OutboundReceiver) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            entries: VecDeque::new(),
+            next_seq: 1,
+            reader: Some(Reader {
+                generation: 0,
+                cursor: 0,
+                preamble: VecDeque::new(),
+                unsent_messages: 0,
+            }),
+            next_generation: 1,
+            durable: None,
+            close: None,
+            ended: false,
+            handover: None,
+            unpersisted: false,
+        }),
         capacity: capacity.max(1),
         readable: Notify::new(),
         writable: Notify::new(),
+        persist: Notify::new(),
+        detached: Notify::new(),
         metrics,
     });
     (
         OutboundQueue {
             shared: Arc::clone(&shared),
         },
-        OutboundReceiver { shared },
+        OutboundReceiver {
+            shared,
+            generation: 0,
+            replaced: false,
+        },
     )
+}
+
+/// Waits for `notify` unless `ready` holds; registers first, so no wake-up is missed.
+async fn wait_until(notify: &Notify, mut ready: impl FnMut() -> bool) {
+    loop {
+        let mut notified = pin!(notify.notified());
+        notified.as_mut().enable();
+        if ready() {
+            return;
+        }
+        notified.await;
+    }
 }
 
 impl OutboundQueue {
@@ -119,28 +236,67 @@ impl OutboundQueue {
         WeakQueue(Arc::downgrade(&self.shared))
     }
 
-    /// Queues a message, waiting while `capacity` messages are queued.
-    pub(crate) async fn push(&self, text: String) -> Result<(), Closed> {
-        loop {
-            // Register for a wake-up before looking, so a pop between the look and the wait
-            // is not missed.
-            let writable = self.shared.writable.notified();
-            {
-                let mut state = self.shared.lock();
-                if state.ended || state.receiver_gone {
-                    return Err(Closed);
-                }
-                if state.messages < self.shared.capacity {
-                    state.messages += 1;
-                    state.slots.push_back(Slot::Message(text));
-                    self.shared.metrics.outbound_queued(1);
-                    drop(state);
-                    self.shared.readable.notify_one();
-                    return Ok(());
+    /// Appends an entry; the caller holds the lock and has checked that pushing is allowed.
+    fn append(&self, state: &mut State, text: String, key: Option<Coalesce>) -> u64 {
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let durable = state.durable;
+        if let (Some(reader), None) = (&mut state.reader, &key) {
+            reader.unsent_messages += 1;
+        }
+        state.entries.push_back(Entry {
+            seq,
+            text,
+            key,
+            persisted: durable.is_none(),
+            version: 0,
+            counted: true,
+        });
+        self.shared.metrics.outbound_queued(1);
+        if let Some(durable) = durable {
+            state.unpersisted = true;
+            self.shared.persist.notify_waiters();
+            // A resumable log keeps `retain` entries, sent or not.
+            while state.entries.len() > durable.retain.max(1) {
+                if let Some(old) = state.entries.pop_front()
+                    && old.counted
+                {
+                    self.shared.metrics.outbound_queued(-1);
                 }
             }
-            writable.await;
         }
+        self.shared.readable.notify_waiters();
+        seq
+    }
+
+    /// Whether a push fails because nobody will ever read it.
+    fn closed(state: &State) -> bool {
+        state.ended || (state.reader.is_none() && state.durable.is_none())
+    }
+
+    /// Queues a message, waiting while a connection is attached and `capacity` messages are
+    /// unsent. Returns its position.
+    pub(crate) async fn push(&self, text: String) -> Result<u64, Closed> {
+        let mut text = Some(text);
+        let mut result = Err(Closed);
+        wait_until(&self.shared.writable, || {
+            let mut state = self.shared.lock();
+            if Self::closed(&state) {
+                return true;
+            }
+            if state
+                .reader
+                .as_ref()
+                .is_some_and(|r| r.unsent_messages >= self.shared.capacity)
+            {
+                return false;
+            }
+            let text = text.take().unwrap_or_default();
+            result = Ok(self.append(&mut state, text, None));
+            true
+        })
+        .await;
+        result
     }
 
     /// Queues a notice (a log message, a broadcast) without waiting. Notices may exceed the
@@ -148,68 +304,240 @@ impl OutboundQueue {
     /// dropped (counted in `mcp_notices_dropped_total`). Returns whether it was queued.
     pub(crate) fn try_push_notice(&self, text: String) -> Result<bool, Closed> {
         let mut state = self.shared.lock();
-        if state.ended || state.receiver_gone {
+        if Self::closed(&state) {
             return Err(Closed);
         }
-        if state.messages >= self.shared.capacity + NOTICE_ALLOWANCE {
+        if state
+            .reader
+            .as_ref()
+            .is_some_and(|r| r.unsent_messages >= self.shared.capacity + NOTICE_ALLOWANCE)
+        {
             self.shared.metrics.notice_dropped();
             return Ok(false);
         }
-        state.messages += 1;
-        state.slots.push_back(Slot::Message(text));
-        self.shared.metrics.outbound_queued(1);
-        drop(state);
-        self.shared.readable.notify_one();
+        self.append(&mut state, text, None);
         Ok(true)
     }
 
-    /// Queues a progress notification without waiting; replaces the one still queued for the
+    /// Queues a progress notification without waiting; replaces the one still unsent for the
     /// same token, if any.
     pub(crate) fn push_progress(&self, token: ProgressToken, text: String) -> Result<(), Closed> {
         self.push_coalesced(Coalesce::Progress(token), text)
     }
 
-    /// Queues a notification without waiting; replaces the one still queued with the same
-    /// key, if any (newest wins).
+    /// Queues a notification without waiting; replaces the one still unsent with the same
+    /// key, if any (newest wins, in the older one's position).
     pub(crate) fn push_coalesced(&self, key: Coalesce, text: String) -> Result<(), Closed> {
         let mut state = self.shared.lock();
-        if state.ended || state.receiver_gone {
+        if Self::closed(&state) {
             return Err(Closed);
         }
-        if let Some(queued) = state.progress.get_mut(&key) {
-            *queued = text;
+        // Unsent entries are at the end of the log; look there for one with the same key.
+        let cursor = state.reader.as_ref().map_or(0, |r| r.cursor);
+        let durable = state.durable.is_some();
+        let found = state
+            .entries
+            .iter_mut()
+            .rev()
+            .take_while(|e| e.seq > cursor)
+            .find(|e| e.key.as_ref() == Some(&key));
+        if let Some(entry) = found {
+            entry.text = text;
+            entry.version = entry.version.wrapping_add(1);
+            if durable {
+                entry.persisted = false;
+                state.unpersisted = true;
+                self.shared.persist.notify_waiters();
+            }
             if matches!(key, Coalesce::Progress(_)) {
                 self.shared.metrics.progress_coalesced();
             }
             return Ok(());
         }
-        state.progress.insert(key.clone(), text);
-        state.slots.push_back(Slot::Coalesced(key));
-        self.shared.metrics.outbound_queued(1);
-        drop(state);
-        self.shared.readable.notify_one();
+        self.append(&mut state, text, Some(key));
         Ok(())
     }
 
-    /// Queues a request to close after everything already queued, and refuses further pushes.
+    /// Asks the attached connection to close once everything queued was sent, and refuses
+    /// further pushes.
     pub(crate) fn close(&self, reason: CloseReason) {
         let mut state = self.shared.lock();
         if state.ended {
             return;
         }
         state.ended = true;
-        state.slots.push_back(Slot::Close(reason));
-        self.shared.metrics.outbound_queued(1);
+        state.close = Some(reason);
         drop(state);
-        self.shared.readable.notify_one();
+        self.shared.readable.notify_waiters();
         self.shared.writable.notify_waiters();
     }
 
-    /// Marks the end of the session's output: the receiver drains what is queued, then ends.
+    /// Marks the end of the session's output: the receiver sends what is queued, then ends.
     pub(crate) fn end(&self) {
         self.shared.lock().ended = true;
-        self.shared.readable.notify_one();
+        self.shared.readable.notify_waiters();
         self.shared.writable.notify_waiters();
+    }
+
+    /// Ends this log and sends its connection on to `next` (the log of the session it
+    /// resumed) once what is queued here was sent.
+    pub(crate) fn hand_over(&self, next: OutboundReceiver) {
+        let mut state = self.shared.lock();
+        state.ended = true;
+        state.handover = Some(next);
+        drop(state);
+        self.shared.readable.notify_waiters();
+        self.shared.writable.notify_waiters();
+    }
+
+    /// Makes the log resumable from now on: it keeps the last `retain` messages, sent or not,
+    /// and yields only what was persisted. With `stamp`, each message carries its position.
+    pub(crate) fn make_durable(&self, retain: usize, stamp: bool) {
+        let mut state = self.shared.lock();
+        state.durable = Some(Durable { retain, stamp });
+    }
+
+    /// Whether the log is resumable.
+    pub(crate) fn is_durable(&self) -> bool {
+        self.shared.lock().durable.is_some()
+    }
+
+    /// Replaces the log with one restored from the store: `entries` (persisted, oldest first)
+    /// and the next position. What was queued for the attached connection and not sent yet
+    /// goes out first, without positions.
+    pub(crate) fn restore(&self, entries: Vec<LogEntry>, next_seq: u64) {
+        let mut state = self.shared.lock();
+        let old: Vec<Entry> = state.entries.drain(..).collect();
+        let cursor = state.reader.as_ref().map_or(0, |r| r.cursor);
+        let mut unsent = VecDeque::new();
+        for entry in old {
+            if entry.counted {
+                self.shared.metrics.outbound_queued(-1);
+            }
+            if entry.seq > cursor {
+                unsent.push_back(entry.text);
+            }
+        }
+        state.entries = entries
+            .into_iter()
+            .map(|e| Entry {
+                seq: e.seq,
+                text: e.text,
+                key: None,
+                persisted: true,
+                version: 0,
+                counted: false,
+            })
+            .collect();
+        state.next_seq = next_seq.max(state.entries.back().map_or(1, |e| e.seq + 1));
+        let newest = state.next_seq - 1;
+        if let Some(reader) = &mut state.reader {
+            unsent.extend(reader.preamble.drain(..));
+            reader.preamble = unsent;
+            reader.cursor = newest;
+            reader.unsent_messages = 0;
+        }
+        drop(state);
+        self.shared.readable.notify_waiters();
+    }
+
+    /// Attaches a new connection that has seen everything up to `after`; the previous one is
+    /// told it was replaced ([`CloseReason::Replaced`]). The connection gets `preamble`
+    /// first, then every message after `after`, then the live ones.
+    pub(crate) fn attach(
+        &self,
+        after: u64,
+        preamble: Vec<String>,
+    ) -> Result<OutboundReceiver, AttachError> {
+        let mut state = self.shared.lock();
+        let newest = state.next_seq - 1;
+        if after > newest {
+            return Err(AttachError::Ahead { newest });
+        }
+        let oldest = state.entries.front().map_or(state.next_seq, |e| e.seq);
+        if after + 1 < oldest {
+            return Err(AttachError::Truncated { oldest });
+        }
+        let generation = state.next_generation;
+        state.next_generation += 1;
+        let unsent_messages = state
+            .entries
+            .iter()
+            .filter(|e| e.seq > after && e.key.is_none())
+            .count();
+        state.reader = Some(Reader {
+            generation,
+            cursor: after,
+            preamble: preamble.into(),
+            unsent_messages,
+        });
+        drop(state);
+        self.shared.readable.notify_waiters();
+        self.shared.writable.notify_waiters();
+        Ok(OutboundReceiver {
+            shared: Arc::clone(&self.shared),
+            generation,
+            replaced: false,
+        })
+    }
+
+    /// Whether a connection is reading the log.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.shared.lock().reader.is_some()
+    }
+
+    /// Completes once no connection reads the log.
+    pub(crate) async fn detached(&self) {
+        wait_until(&self.shared.detached, || self.shared.lock().reader.is_none()).await;
+    }
+
+    /// The position the next message gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.shared.lock().next_seq
+    }
+
+    /// Completes once some entry waits to be written to the store.
+    pub(crate) async fn unpersisted(&self) {
+        wait_until(&self.shared.persist, || self.shared.lock().unpersisted).await;
+    }
+
+    /// The entries to write to the store, with the version each had.
+    pub(crate) fn take_unpersisted(&self) -> Vec<(LogEntry, u32)> {
+        let mut state = self.shared.lock();
+        state.unpersisted = false;
+        state
+            .entries
+            .iter()
+            .filter(|e| !e.persisted)
+            .map(|e| {
+                (
+                    LogEntry {
+                        seq: e.seq,
+                        text: e.text.clone(),
+                    },
+                    e.version,
+                )
+            })
+            .collect()
+    }
+
+    /// Marks entries as written to the store (unless replaced since), so they can be sent.
+    pub(crate) fn mark_persisted(&self, written: &[(LogEntry, u32)]) {
+        let mut state = self.shared.lock();
+        for (entry, version) in written {
+            if let Some(index) = state.index_of(entry.seq)
+                && state.entries[index].version == *version
+            {
+                state.entries[index].persisted = true;
+            }
+        }
+        drop(state);
+        self.shared.readable.notify_waiters();
+    }
+
+    /// Marks entries as needing another write (the store failed).
+    pub(crate) fn retry_persist(&self) {
+        self.shared.lock().unpersisted = true;
     }
 }
 
@@ -218,40 +546,128 @@ impl OutboundReceiver {
     /// taken.
     pub async fn recv(&mut self) -> Option<Outbound> {
         loop {
-            let readable = self.shared.readable.notified();
-            {
-                let mut state = self.shared.lock();
-                if let Some(slot) = state.slots.pop_front() {
-                    self.shared.metrics.outbound_queued(-1);
-                    let item = match slot {
-                        Slot::Message(text) => {
-                            state.messages -= 1;
-                            drop(state);
-                            self.shared.writable.notify_one();
-                            Outbound::Text(text)
-                        }
-                        Slot::Coalesced(key) => {
-                            let text = state.progress.remove(&key).unwrap_or_default();
-                            Outbound::Text(text)
-                        }
-                        Slot::Close(reason) => Outbound::Close(reason),
-                    };
-                    return Some(item);
-                }
-                if state.ended {
-                    return None;
-                }
+            let shared = Arc::clone(&self.shared);
+            let generation = self.generation;
+            let mut replaced = self.replaced;
+            let mut step = None;
+            wait_until(&shared.readable, || {
+                let mut state = shared.lock();
+                step = Self::step(&shared, &mut state, generation, &mut replaced);
+                step.is_some()
+            })
+            .await;
+            self.replaced = replaced;
+            match step {
+                Some(Step::Item(item)) => return Some(item),
+                Some(Step::Next(next)) => *self = next,
+                Some(Step::Done) | None => return None,
             }
-            readable.await;
         }
     }
 
-    /// How many items are queued, progress included.
-    pub fn len(&self) -> usize {
-        self.shared.lock().slots.len()
+    /// One look at the log: what to send, or `None` to wait.
+    fn step(
+        shared: &Shared,
+        state: &mut State,
+        generation: u64,
+        replaced: &mut bool,
+    ) -> Option<Step> {
+        let current = state
+            .reader
+            .as_ref()
+            .is_some_and(|r| r.generation == generation);
+        if !current {
+            if *replaced {
+                return Some(Step::Done);
+            }
+            *replaced = true;
+            return Some(Step::Item(Outbound::Close(CloseReason::Replaced)));
+        }
+        let State {
+            entries,
+            next_seq,
+            reader,
+            durable,
+            close,
+            ended,
+            handover,
+            ..
+        } = state;
+        let reader = reader.as_mut()?;
+        if let Some(text) = reader.preamble.pop_front() {
+            return Some(Step::Item(Outbound::Text(text)));
+        }
+        let first = entries.front().map_or(*next_seq, |e| e.seq);
+        if reader.cursor + 1 < first && first < *next_seq {
+            // Cannot happen while attached (the cap only drops sent entries then); say so
+            // rather than stall.
+            tracing::error!(
+                wanted = reader.cursor + 1,
+                first,
+                "outbound log lost unsent messages"
+            );
+            reader.cursor = first - 1;
+        }
+        let stamp = durable.is_some_and(|d| d.stamp);
+        let keep = durable.is_some();
+        let index = (reader.cursor + 1)
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < entries.len());
+        if let Some(index) = index {
+            let entry = &mut entries[index];
+            if !entry.persisted {
+                return None;
+            }
+            reader.cursor = entry.seq;
+            if entry.key.is_none() {
+                reader.unsent_messages = reader.unsent_messages.saturating_sub(1);
+            }
+            if entry.counted {
+                entry.counted = false;
+                shared.metrics.outbound_queued(-1);
+            }
+            let text = if stamp {
+                with_seq(&entry.text, entry.seq)
+            } else if keep {
+                entry.text.clone()
+            } else {
+                std::mem::take(&mut entry.text)
+            };
+            if !keep {
+                // Nobody resumes this session: what was sent can go.
+                let cursor = reader.cursor;
+                while entries.front().is_some_and(|e| e.seq <= cursor) {
+                    entries.pop_front();
+                }
+            }
+            shared.writable.notify_waiters();
+            return Some(Step::Item(Outbound::Text(text)));
+        }
+        if *ended {
+            if let Some(reason) = close.take() {
+                return Some(Step::Item(Outbound::Close(reason)));
+            }
+            if let Some(receiver) = handover.take() {
+                return Some(Step::Next(receiver));
+            }
+            return Some(Step::Done);
+        }
+        None
     }
 
-    /// Whether nothing is queued.
+    /// How many items are unsent, progress included.
+    pub fn len(&self) -> usize {
+        let state = self.shared.lock();
+        match &state.reader {
+            Some(r) if r.generation == self.generation => {
+                r.preamble.len() + (state.next_seq - 1).saturating_sub(r.cursor) as usize
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether nothing is unsent.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -260,14 +676,46 @@ impl OutboundReceiver {
 impl Drop for OutboundReceiver {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        state.receiver_gone = true;
-        let dropped = state.slots.len();
-        state.slots.clear();
-        state.progress.clear();
-        state.messages = 0;
+        if !state
+            .reader
+            .as_ref()
+            .is_some_and(|r| r.generation == self.generation)
+        {
+            return;
+        }
+        state.reader = None;
+        if state.durable.is_none() {
+            // Nobody will read this session's output again.
+            let dropped = state.entries.iter().filter(|e| e.counted).count();
+            state.entries.clear();
+            self.shared.metrics.outbound_queued(-(dropped as i64));
+        }
         drop(state);
-        self.shared.metrics.outbound_queued(-(dropped as i64));
         self.shared.writable.notify_waiters();
+        self.shared.detached.notify_waiters();
+    }
+}
+
+/// The message with its position as a top-level `"seq"` member (each element of a batch).
+pub(crate) fn with_seq(text: &str, seq: u64) -> String {
+    if let Some(rest) = text.strip_prefix('{') {
+        let sep = if rest.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
+        return format!("{{\"seq\":{seq}{sep}{rest}");
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(mut items)) => {
+            for item in &mut items {
+                if let Value::Object(map) = item {
+                    map.insert("seq".to_owned(), Value::from(seq));
+                }
+            }
+            Value::Array(items).to_string()
+        }
+        _ => text.to_owned(),
     }
 }
 

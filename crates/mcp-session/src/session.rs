@@ -41,6 +41,8 @@ pub enum CloseReason {
     InitTimeout,
     /// The client sent nothing for the configured idle time while nothing ran (1000).
     Idle,
+    /// The client resumed the session on another connection (1000).
+    Replaced,
 }
 
 /// How a session ended.

@@ -439,6 +439,10 @@ fn close_frame(reason: CloseReason) -> CloseFrame {
             "initialize not received in time",
         ),
         CloseReason::Idle => (close_codes::NORMAL, "idle timeout"),
+        CloseReason::Replaced => (
+            close_codes::NORMAL,
+            "MCP session reconnected on another connection",
+        ),
         other => {
             tracing::warn!(?other, "unknown close reason");
             (close_codes::NORMAL, "")

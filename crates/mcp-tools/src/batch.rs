@@ -34,7 +34,7 @@ fn default_cost() -> u32 {
 }
 
 /// One item that failed.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ItemFailure {
     /// The item's number, counting from 1.
     pub item: u64,
@@ -66,6 +66,23 @@ pub struct BatchSummary {
     pub failures: Vec<ItemFailure>,
     /// A digest of every item's output, so the work cannot be skipped.
     pub checksum: String,
+    /// Set when the batch was interrupted (the server restarted) and resumed: how many
+    /// items were done before. The totals and the checksum cover the whole batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
+}
+
+/// How far a batch got: saved as its checkpoint, so that an interrupted batch carries on
+/// from the next item with the same totals and checksum as an uninterrupted one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchCheckpoint {
+    processed: u64,
+    succeeded: u64,
+    failed: u64,
+    failures: Vec<ItemFailure>,
+    digest: u64,
+    duration_ms: u64,
 }
 
 /// Processes synthetic items on a blocking thread, one heavy slot per batch.
@@ -78,6 +95,10 @@ impl Tool for ProcessBatch {
 
     fn name(&self) -> &str {
         "process_batch"
+    }
+
+    fn resumable(&self) -> bool {
+        true
     }
 
     fn description(&self) -> &str {
@@ -108,6 +129,12 @@ impl Tool for ProcessBatch {
         let Some(permit) = ctx.heavy_slot(&label).await else {
             return Err(ToolError::Cancelled);
         };
+        let resume = ctx
+            .checkpoint
+            .resume_state()
+            .and_then(|state| serde_json::from_value::<BatchCheckpoint>(state.clone()).ok())
+            .filter(|c| c.processed <= p.count && c.succeeded + c.failed == c.processed);
+        let checkpoint = ctx.checkpoint.clone();
         let cancel = ctx.cancel.clone();
         let mut progress = ctx.progress;
         let log = ctx.log.clone();
@@ -127,15 +154,31 @@ impl Tool for ProcessBatch {
                 items_per_second: 0.0,
                 failures: Vec::new(),
                 checksum: String::new(),
+                resumed_from: None,
             };
+            let mut digest = 0xcbf2_9ce4_8422_2325_u64;
+            let mut earlier = std::time::Duration::ZERO;
+            if let Some(c) = resume {
+                log.warning(format!(
+                    "{label}: resuming after item {} of {}",
+                    c.processed, p.count
+                ));
+                summary.processed = c.processed;
+                summary.succeeded = c.succeeded;
+                summary.failed = c.failed;
+                summary.failures = c.failures;
+                summary.resumed_from = Some(c.processed);
+                digest = c.digest;
+                earlier = std::time::Duration::from_millis(c.duration_ms);
+            }
+            let first = summary.processed + 1;
             let total = p.count as f64;
             progress.report(ProgressUpdate {
-                progress: 0.0,
+                progress: summary.processed as f64,
                 total: Some(total),
-                message: Some(rate_message(&label, 0, p.count, started.elapsed())),
+                message: Some(rate_message(&label, summary.processed, p.count, earlier)),
             });
-            let mut digest = 0xcbf2_9ce4_8422_2325_u64;
-            for item in 1..=p.count {
+            for item in first..=p.count {
                 if cancel.is_cancelled() {
                     summary.cancelled = true;
                     break;
@@ -161,11 +204,29 @@ impl Tool for ProcessBatch {
                     progress.report(ProgressUpdate {
                         progress: item as f64,
                         total: Some(total),
-                        message: Some(rate_message(&label, item, p.count, started.elapsed())),
+                        message: Some(rate_message(
+                            &label,
+                            item,
+                            p.count,
+                            earlier + started.elapsed(),
+                        )),
                     });
+                    if checkpoint.is_requested() {
+                        let state = BatchCheckpoint {
+                            processed: summary.processed,
+                            succeeded: summary.succeeded,
+                            failed: summary.failed,
+                            failures: summary.failures.clone(),
+                            digest,
+                            duration_ms: (earlier + started.elapsed()).as_millis() as u64,
+                        };
+                        if let Ok(state) = serde_json::to_value(state) {
+                            checkpoint.save(state);
+                        }
+                    }
                 }
             }
-            let elapsed = started.elapsed();
+            let elapsed = earlier + started.elapsed();
             summary.duration_ms = elapsed.as_millis() as u64;
             summary.items_per_second = if elapsed.as_secs_f64() > 0.0 {
                 (summary.processed as f64 / elapsed.as_secs_f64()).round()

@@ -29,6 +29,9 @@ pub struct ToolContext {
     /// Log messages for the client (`notifications/message`), filtered by the level the
     /// client set.
     pub log: Logger,
+    /// Where a resumable tool saves how far it got, and what it saved before the call was
+    /// interrupted (a server restart), so that it can carry on instead of starting over.
+    pub checkpoint: Checkpoint,
 }
 
 impl ToolContext {
@@ -41,6 +44,7 @@ impl ToolContext {
             session: 0,
             call_label: String::new(),
             log: Logger::none(),
+            checkpoint: Checkpoint::none(),
         }
     }
 
@@ -110,6 +114,63 @@ impl fmt::Debug for Logger {
     }
 }
 
+/// Receives a tool's checkpoints; the session implements it by keeping the newest with the
+/// call's operation record, which it writes to the store. Never blocks.
+pub trait CheckpointSink: Send + Sync {
+    /// Keeps `state`, replacing the previous checkpoint.
+    fn save(&self, state: Value);
+}
+
+/// A call's checkpoints: the state to resume from, and where to save new ones. Only tools
+/// that declare [`crate::Tool::resumable`] are resumed, and they get back exactly what they
+/// saved last.
+#[derive(Clone, Default)]
+pub struct Checkpoint {
+    sink: Option<Arc<dyn CheckpointSink>>,
+    resume: Option<Value>,
+}
+
+impl Checkpoint {
+    /// No checkpoints: nothing to resume from, and saving does nothing.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Checkpoints saved to `sink`; `resume` is the state saved before an interruption.
+    pub fn new(sink: Arc<dyn CheckpointSink>, resume: Option<Value>) -> Self {
+        Self {
+            sink: Some(sink),
+            resume,
+        }
+    }
+
+    /// The state saved before the call was interrupted, if it is being resumed.
+    pub fn resume_state(&self) -> Option<&Value> {
+        self.resume.as_ref()
+    }
+
+    /// Whether saving goes anywhere; a tool may skip building a checkpoint otherwise.
+    pub fn is_requested(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Saves how far the call got.
+    pub fn save(&self, state: Value) {
+        if let Some(sink) = &self.sink {
+            sink.save(state);
+        }
+    }
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("requested", &self.is_requested())
+            .field("resuming", &self.resume.is_some())
+            .finish()
+    }
+}
+
 /// One progress report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProgressUpdate {
@@ -160,6 +221,12 @@ impl Progress {
             last: None,
             last_sent_at: None,
         }
+    }
+
+    /// Drops reports up to `progress`: a resumed call's client has seen that much already,
+    /// and progress must keep increasing.
+    pub fn continue_after(&mut self, progress: f64) {
+        self.last = Some(progress);
     }
 
     /// Whether anyone listens; a tool may skip building messages when nobody does.

@@ -169,6 +169,13 @@ impl ToolRegistry {
         })
     }
 
+    /// Whether the tool named `name` can resume an interrupted call ([`crate::Tool::resumable`]).
+    pub fn is_resumable(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|&i| self.tools[i].resumable())
+    }
+
     /// Starts a call of the tool named `name`; `None` when there is no such tool.
     ///
     /// The returned future owns everything it needs, so it can be spawned.

@@ -38,6 +38,13 @@ pub trait Tool: Send + Sync + 'static {
         ToolAnnotations::default()
     }
 
+    /// Whether an interrupted call (the server restarted) may be started again with the
+    /// state it saved through `ctx.checkpoint`, and finish as if it had not been
+    /// interrupted. Other interrupted calls are answered with an error.
+    fn resumable(&self) -> bool {
+        false
+    }
+
     /// Runs the tool.
     ///
     /// Long-running tools watch `ctx.cancel` and stop within one unit of work when it fires,
@@ -91,6 +98,8 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 
 /// The object-safe form of [`Tool`] that the registry stores.
 pub(crate) trait ErasedTool: Send + Sync {
+    fn resumable(&self) -> bool;
+
     fn call_json(
         self: Arc<Self>,
         arguments: Map<String, Value>,
@@ -102,6 +111,10 @@ pub(crate) trait ErasedTool: Send + Sync {
 pub(crate) struct Erased<T>(pub(crate) T);
 
 impl<T: Tool> ErasedTool for Erased<T> {
+    fn resumable(&self) -> bool {
+        self.0.resumable()
+    }
+
     fn call_json(
         self: Arc<Self>,
         arguments: Map<String, Value>,

@@ -32,6 +32,13 @@ pub mod error_codes {
     /// This server: a configured limit was reached (the message names it). The client should
     /// wait for some of its requests to finish, then retry.
     pub const LIMIT_EXCEEDED: i64 = -32001;
+    /// The session named in a resuming `initialize` cannot be resumed: it is unknown,
+    /// expired or deleted, or the messages after the position the client gave are no longer
+    /// kept. `data.reason` says which; the client should start a new session.
+    pub const SESSION_NOT_RESUMABLE: i64 = -32003;
+    /// The request was running when the server stopped (a crash or a restart) and cannot
+    /// be resumed; `data` says how far it got. The client may call it again.
+    pub const INTERRUPTED: i64 = -32004;
 }
 
 /// A request id: a JSON number (an integer) or a string.

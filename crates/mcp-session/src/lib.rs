@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod durable;
 mod error;
 mod inflight;
 mod metrics;

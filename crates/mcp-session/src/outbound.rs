@@ -137,8 +137,6 @@ struct Shared {
     writable: Notify,
     /// Wakes the session: entries wait to be written to the store.
     persist: Notify,
-    /// Wakes the session: the attached receiver was dropped.
-    detached: Notify,
     metrics: Metrics,
 }
 
@@ -204,7 +202,6 @@ pub(crate) fn channel(capacity: usize, metrics: Metrics) -> (OutboundQueue, Outb
         readable: Notify::new(),
         writable: Notify::new(),
         persist: Notify::new(),
-        detached: Notify::new(),
         metrics,
     });
     (
@@ -397,15 +394,18 @@ impl OutboundQueue {
         state.durable = Some(Durable { retain, stamp });
     }
 
-    /// Whether the log is resumable.
-    pub(crate) fn is_durable(&self) -> bool {
-        self.shared.lock().durable.is_some()
-    }
 
     /// Replaces the log with one restored from the store: `entries` (persisted, oldest first)
-    /// and the next position. What was queued for the attached connection and not sent yet
-    /// goes out first, without positions.
-    pub(crate) fn restore(&self, entries: Vec<LogEntry>, next_seq: u64) {
+    /// and the next position. The attached connection has seen everything up to `after`; it
+    /// gets what was queued for it and not sent yet, then `preamble` (neither with
+    /// positions), then the restored messages after `after`.
+    pub(crate) fn restore(
+        &self,
+        entries: Vec<LogEntry>,
+        next_seq: u64,
+        after: u64,
+        preamble: Vec<String>,
+    ) {
         let mut state = self.shared.lock();
         let old: Vec<Entry> = state.entries.drain(..).collect();
         let cursor = state.reader.as_ref().map_or(0, |r| r.cursor);
@@ -430,12 +430,14 @@ impl OutboundQueue {
             })
             .collect();
         state.next_seq = next_seq.max(state.entries.back().map_or(1, |e| e.seq + 1));
-        let newest = state.next_seq - 1;
+        let unsent_messages = state.entries.iter().filter(|e| e.seq > after).count();
         if let Some(reader) = &mut state.reader {
-            unsent.extend(reader.preamble.drain(..));
-            reader.preamble = unsent;
-            reader.cursor = newest;
-            reader.unsent_messages = 0;
+            let mut queued: VecDeque<String> = reader.preamble.drain(..).collect();
+            queued.extend(unsent);
+            queued.extend(preamble);
+            reader.preamble = queued;
+            reader.cursor = after;
+            reader.unsent_messages = unsent_messages;
         }
         drop(state);
         self.shared.readable.notify_waiters();
@@ -481,20 +483,8 @@ impl OutboundQueue {
         })
     }
 
-    /// Whether a connection is reading the log.
-    pub(crate) fn is_attached(&self) -> bool {
-        self.shared.lock().reader.is_some()
-    }
 
-    /// Completes once no connection reads the log.
-    pub(crate) async fn detached(&self) {
-        wait_until(&self.shared.detached, || self.shared.lock().reader.is_none()).await;
-    }
 
-    /// The position the next message gets.
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.shared.lock().next_seq
-    }
 
     /// Completes once some entry waits to be written to the store.
     pub(crate) async fn unpersisted(&self) {
@@ -616,8 +606,22 @@ impl OutboundReceiver {
             .filter(|&i| i < entries.len());
         if let Some(index) = index {
             let entry = &mut entries[index];
-            if !entry.persisted {
+            if !entry.persisted && !*ended {
                 return None;
+            }
+            if !entry.persisted {
+                // The session ended before the store took these: they were never
+                // acknowledged, so they are not sent.
+                tracing::warn!(
+                    unsent = entries.len() - index,
+                    "session ended with messages the store did not take"
+                );
+                entries.truncate(index);
+                return Some(match (close.take(), handover.take()) {
+                    (Some(reason), _) => Step::Item(Outbound::Close(reason)),
+                    (None, Some(receiver)) => Step::Next(receiver),
+                    (None, None) => Step::Done,
+                });
             }
             reader.cursor = entry.seq;
             if entry.key.is_none() {
@@ -628,7 +632,7 @@ impl OutboundReceiver {
                 shared.metrics.outbound_queued(-1);
             }
             let text = if stamp {
-                with_seq(&entry.text, entry.seq)
+                crate::durable::with_member(&entry.text, "seq", &Value::from(entry.seq))
             } else if keep {
                 entry.text.clone()
             } else {
@@ -676,10 +680,10 @@ impl OutboundReceiver {
 impl Drop for OutboundReceiver {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        if !state
+        if state
             .reader
             .as_ref()
-            .is_some_and(|r| r.generation == self.generation)
+            .is_none_or(|r| r.generation != self.generation)
         {
             return;
         }
@@ -692,30 +696,6 @@ impl Drop for OutboundReceiver {
         }
         drop(state);
         self.shared.writable.notify_waiters();
-        self.shared.detached.notify_waiters();
-    }
-}
-
-/// The message with its position as a top-level `"seq"` member (each element of a batch).
-pub(crate) fn with_seq(text: &str, seq: u64) -> String {
-    if let Some(rest) = text.strip_prefix('{') {
-        let sep = if rest.trim_start().starts_with('}') {
-            ""
-        } else {
-            ","
-        };
-        return format!("{{\"seq\":{seq}{sep}{rest}");
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(mut items)) => {
-            for item in &mut items {
-                if let Value::Object(map) = item {
-                    map.insert("seq".to_owned(), Value::from(seq));
-                }
-            }
-            Value::Array(items).to_string()
-        }
-        _ => text.to_owned(),
     }
 }
 

@@ -11,9 +11,12 @@ use mcp_protocol::{
 use mcp_tools::{Logger, Progress, Scheduler, ToolContext, ToolRegistry};
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
+use crate::durable::Control;
 use crate::metrics::Metrics;
 use crate::outbound::{self, OutboundReceiver};
-use crate::{MemoryStore, Session, SessionStore};
+use crate::{MemoryStore, Session, SessionId, SessionStore};
 
 /// Settings of the protocol core.
 #[derive(Debug, Clone)]
@@ -45,6 +48,12 @@ pub struct ServerConfig {
     /// How long a session may go without any message from its client, while nothing runs,
     /// before it is closed.
     pub idle_timeout: Duration,
+    /// How long a resumable session outlives its connection, its calls still running, for
+    /// the client to resume it; then its calls are cancelled.
+    pub resume_grace: Duration,
+    /// How many messages a resumable session keeps for a client that resumes; resuming from
+    /// before them is refused.
+    pub resume_log: usize,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +81,8 @@ impl Default for ServerConfig {
             max_sessions: 10_000,
             init_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
+            resume_grace: Duration::from_secs(300),
+            resume_log: 4096,
         }
     }
 }
@@ -99,6 +110,16 @@ pub(crate) struct ServerInner {
     started: tokio::time::Instant,
     /// Every running session, for broadcasts.
     pub(crate) sessions: std::sync::Mutex<std::collections::HashMap<u64, Notices>>,
+    /// The resumable sessions running in this process, by id: how to reach each.
+    live: std::sync::Mutex<std::collections::HashMap<SessionId, mpsc::Sender<Control>>>,
+}
+
+/// Who runs a resumable session.
+pub(crate) enum Claim {
+    /// Nobody did: the caller does now, and receives its control messages here.
+    Claimed(mpsc::Receiver<Control>),
+    /// A live session: send it control messages here.
+    Live(mpsc::Sender<Control>),
 }
 
 /// How to reach a session with a notice.
@@ -168,6 +189,7 @@ impl Server {
                 next_session: AtomicU64::new(1),
                 open_connections: std::sync::atomic::AtomicUsize::new(0),
                 sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
+                live: std::sync::Mutex::new(std::collections::HashMap::new()),
                 stats_version: tokio::sync::watch::Sender::new(0),
                 last_stats: std::sync::Mutex::new(serde_json::Value::Null),
                 started: tokio::time::Instant::now(),
@@ -184,6 +206,59 @@ impl Server {
             .drain_deadline
             .set(tokio::time::Instant::now() + grace);
         self.inner.draining.cancel();
+    }
+
+    /// Makes the caller the runner of session `id`, unless a live session has it. Checking
+    /// and claiming are one step, so two connections resuming the same session at once end
+    /// up in one session.
+    pub(crate) fn claim(&self, id: &SessionId) -> Claim {
+        let mut live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = live.get(id)
+            && !tx.is_closed()
+        {
+            return Claim::Live(tx.clone());
+        }
+        let (tx, rx) = mpsc::channel(8);
+        live.insert(id.clone(), tx);
+        Claim::Claimed(rx)
+    }
+
+    /// Forgets the runner of session `id`.
+    pub(crate) fn release(&self, id: &SessionId) {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Whether session `id` is running in this process (its store record must not expire).
+    pub fn is_live(&self, id: &SessionId) -> bool {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// Ends the live session `id`, if any, after its record was deleted; its connection is
+    /// closed with [`crate::CloseReason::Deleted`].
+    pub async fn end_deleted(&self, id: &SessionId) {
+        let tx = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(Control::Delete).await;
+        }
     }
 
     /// Whether one more session fits under `max_sessions`.
@@ -241,6 +316,7 @@ impl Server {
             session: 0,
             call_label: "http".to_owned(),
             log: Logger::none(),
+            checkpoint: mcp_tools::Checkpoint::none(),
         };
         let call = self.inner.tools.call(name, arguments, ctx)?;
         let config = &self.inner.config;

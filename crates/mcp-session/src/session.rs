@@ -12,22 +12,30 @@ use mcp_protocol::{
     ProtocolVersion, Request, RequestId, ResourceParams, ResourcesCapability, Response,
     ServerCapabilities, SetLevelParams, ToolsCapability, decode_params, error_codes, methods,
 };
-use mcp_tools::{LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext};
+use mcp_tools::{
+    Checkpoint, LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext,
+};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::durable::{
+    ANONYMOUS, Attach, Control, Durable, OperationCheckpoint, Operations, ResumeRequest,
+    attach_error, last_seq, load_log, not_resumable, now_ms, progress_sent, resume_request,
+    wants_resume, with_member,
+};
 use crate::inflight::{BatchId, InFlight};
 use crate::metrics::Outcome;
 use crate::outbound::{Coalesce, OutboundQueue};
 use crate::peer::PendingTable;
 use crate::resources::{Resources, STATS_URI, Status, operation_uri};
-use crate::server::Notices;
-use crate::{Outbound, Peer, Server};
+use crate::server::{Claim, Notices};
+use crate::store::{HistoryEntry, OperationRecord, SessionRecord, Update};
+use crate::{Outbound, Peer, Server, SessionId, StoreError};
 
 type Reply = Result<Value, ErrorObject>;
 
@@ -43,6 +51,8 @@ pub enum CloseReason {
     Idle,
     /// The client resumed the session on another connection (1000).
     Replaced,
+    /// The session was deleted (the agent API) (1000).
+    Deleted,
 }
 
 /// How a session ended.
@@ -57,6 +67,13 @@ pub enum SessionEnd {
     ShuttingDown,
     /// The client never initialized, or went idle; see [`CloseReason`].
     TimedOut,
+    /// The connection resumed another session, which carries on with it.
+    Resumed,
+    /// A resumable session had no connection for the grace period; its calls were
+    /// cancelled. Its record stays in the store until it expires.
+    Expired,
+    /// The session was deleted.
+    Deleted,
 }
 
 /// A graceful shutdown in progress.
@@ -126,7 +143,7 @@ pub struct Session {
     inflight: InFlight,
     /// The running requests. Dropping the set aborts them, so nothing outlives the session.
     tasks: JoinSet<Reply>,
-    task_requests: HashMap<task::Id, (RequestId, &'static str, Instant)>,
+    task_requests: HashMap<task::Id, TaskRequest>,
     batches: HashMap<BatchId, Batch>,
     next_batch: BatchId,
     pending: PendingTable,
@@ -137,6 +154,34 @@ pub struct Session {
     /// [`LoggingLevel::ALL`]; shared with broadcasts.
     log_level: Arc<AtomicU8>,
     resources: Arc<Resources>,
+    /// The attached connection's input; `None` while a resumable session has none.
+    inbound: Option<mpsc::Receiver<String>>,
+    /// Set when the session is resumable.
+    durable: Option<Durable>,
+    /// The running calls, as the store should know them (resumable sessions only).
+    operations: Arc<Operations>,
+    /// The session id to announce in the answer to the `initialize` being handled.
+    announce: Option<SessionId>,
+    /// The connection went on to the session it resumed: this one ends.
+    handed_over: bool,
+    /// The session was deleted: it ends.
+    deleted: bool,
+}
+
+/// A running request, by its task.
+struct TaskRequest {
+    id: RequestId,
+    method: &'static str,
+    started: Instant,
+    /// A tool call's tool and arguments, for the history.
+    call: Option<(String, Value)>,
+}
+
+/// What a resumed call starts from.
+struct Resume {
+    checkpoint: Option<Value>,
+    /// The highest progress its client may have seen.
+    seen: Option<f64>,
 }
 
 impl Session {
@@ -161,6 +206,12 @@ impl Session {
             last_activity: Instant::now(),
             log_level: Arc::new(AtomicU8::new(DEFAULT_LOG_LEVEL as u8)),
             resources: Arc::default(),
+            inbound: None,
+            durable: None,
+            operations: Arc::default(),
+            announce: None,
+            handed_over: false,
+            deleted: false,
         }
     }
 
@@ -187,10 +238,11 @@ impl Session {
     /// drops its sender when the client is gone. When this returns, every request the session
     /// started has been cancelled and aborted, and every server-initiated request has failed
     /// with [`crate::PeerError::Closed`].
-    pub async fn run(mut self, mut inbound: mpsc::Receiver<String>) -> SessionEnd {
+    pub async fn run(mut self, inbound: mpsc::Receiver<String>) -> SessionEnd {
         let span = tracing::info_span!("session", id = self.id);
         async move {
             tracing::debug!("session started");
+            self.inbound = Some(inbound);
             self.server
                 .inner
                 .sessions
@@ -205,16 +257,41 @@ impl Session {
                 if self.output_closed {
                     break SessionEnd::OutputClosed;
                 }
+                if self.handed_over {
+                    break SessionEnd::Resumed;
+                }
+                if self.deleted {
+                    self.send(Outbound::Close(CloseReason::Deleted)).await;
+                    break SessionEnd::Deleted;
+                }
                 if self.drain.is_some() && self.inflight.is_empty() {
                     self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
                     break SessionEnd::ShuttingDown;
                 }
+                if self.durable.as_ref().is_some_and(|d| d.expired) && self.inflight.is_empty() {
+                    break SessionEnd::Expired;
+                }
                 let awaiting_init = self.lifecycle == Lifecycle::AwaitingInitialize;
-                let idle = self.inflight.is_empty() && self.drain.is_none();
+                let attached = self.inbound.is_some();
+                let idle = self.inflight.is_empty() && self.drain.is_none() && attached;
                 let idle_deadline = self.last_activity + config.idle_timeout;
                 let drain_deadline = self.drain.map(|d| d.abandon_at.unwrap_or(d.deadline));
+                let durable = self.durable.is_some();
+                let retry_at = self.durable.as_ref().and_then(|d| d.retry_at);
+                let operations_due = self
+                    .durable
+                    .as_ref()
+                    .filter(|_| self.operations.has_moved())
+                    .map(|d| d.operations_written + OPERATIONS_WRITE_INTERVAL);
+                let grace_over = self
+                    .durable
+                    .as_ref()
+                    .filter(|d| !d.expired)
+                    .and_then(|d| d.detached_at)
+                    .map(|at| at + config.resume_grace);
                 // Priority: shutdown, then finished requests (their responses go out), then
-                // timers, then new input. Output before input is what gives backpressure:
+                // store writes (what is written can be sent), then timers and control
+                // messages, then new input. Output before input is what gives backpressure:
                 // while the client does not read, the session stops reading too.
                 tokio::select! {
                     biased;
@@ -223,6 +300,18 @@ impl Session {
                         break SessionEnd::ShuttingDown;
                     }
                     Some(done) = self.tasks.join_next_with_id() => self.finished(done).await,
+                    () = self.outbound.unpersisted(), if durable && retry_at.is_none() => {
+                        self.flush(false).await;
+                    }
+                    () = sleep_until_opt(retry_at), if retry_at.is_some() => {
+                        if let Some(d) = &mut self.durable {
+                            d.retry_at = None;
+                        }
+                        self.flush(false).await;
+                    }
+                    () = sleep_until_opt(operations_due), if operations_due.is_some() => {
+                        self.flush(true).await;
+                    }
                     () = draining.cancelled(), if self.drain.is_none() => self.begin_drain().await,
                     () = sleep_until_opt(drain_deadline), if drain_deadline.is_some() => {
                         if self.advance_drain().await {
@@ -230,6 +319,14 @@ impl Session {
                             break SessionEnd::ShuttingDown;
                         }
                     }
+                    Some(control) = recv_control(&mut self.durable), if durable => match control {
+                        Control::Attach(attach) => self.attach(*attach),
+                        Control::Delete => {
+                            tracing::info!("session deleted");
+                            self.deleted = true;
+                        }
+                    },
+                    () = sleep_until_opt(grace_over), if grace_over.is_some() => self.expire(),
                     Ok(()) = stats.changed(), if self.resources.is_subscribed(STATS_URI) => {
                         self.resource_updated(STATS_URI);
                     }
@@ -243,21 +340,402 @@ impl Session {
                         self.send(Outbound::Close(CloseReason::Idle)).await;
                         break SessionEnd::TimedOut;
                     }
-                    text = inbound.recv() => match text {
+                    text = recv_opt(&mut self.inbound), if attached => match text {
                         Some(text) => {
                             self.last_activity = Instant::now();
                             self.handle_text(&text).await;
                         }
-                        None => break SessionEnd::InputClosed,
+                        None => {
+                            self.inbound = None;
+                            match &mut self.durable {
+                                Some(d) => {
+                                    tracing::info!(
+                                        grace_s = config.resume_grace.as_secs(),
+                                        running = self.inflight.len(),
+                                        "connection lost; the session waits to be resumed"
+                                    );
+                                    d.detached_at = Some(Instant::now());
+                                }
+                                None => break SessionEnd::InputClosed,
+                            }
+                        }
                     },
                 }
             };
+            if self.durable.is_some() && !self.deleted {
+                // What the session produced last (cancellations, a shutdown's errors) is
+                // kept for the client's next resume.
+                self.flush(true).await;
+            }
             tracing::debug!(?end, cancelled = self.inflight.len(), "session ended");
             // Dropping the session (here, or wherever `run` is abandoned) releases everything.
             end
         }
         .instrument(span)
         .await
+    }
+
+    /// Writes what changed to the store: new messages, completed calls, and the running
+    /// calls (with `operations_due`, also when only their progress moved). Messages can be
+    /// sent once written; a failed write is retried after a second.
+    async fn flush(&mut self, operations_due: bool) {
+        let Some(durable) = &mut self.durable else {
+            return;
+        };
+        let store = Arc::clone(&self.server.inner.store);
+        let config = &self.server.inner.config;
+        if !durable.created {
+            let mut record = SessionRecord::new(
+                durable.id.clone(),
+                ANONYMOUS,
+                durable.client_name.clone(),
+                now_ms(),
+            );
+            record.next_seq = 1;
+            match store.create(&record).await {
+                Ok(()) | Err(StoreError::Exists(_)) => durable.created = true,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not create the session's record; retrying");
+                    durable.retry_at = Some(Instant::now() + STORE_RETRY);
+                    return;
+                }
+            }
+        }
+        let entries = self.outbound.take_unpersisted();
+        let operations = self.operations.take_if_due(operations_due);
+        let wrote_operations = operations.is_some();
+        let update = Update {
+            last_active_ms: Some(now_ms()),
+            protocol_version: durable.protocol_version.take(),
+            history: std::mem::take(&mut durable.history),
+            operations,
+            entries: entries.iter().map(|(e, _)| e.clone()).collect(),
+            log_cap: config.resume_log,
+        };
+        match store.update(&durable.id, &update).await {
+            Ok(()) => {
+                self.outbound.mark_persisted(&entries);
+                if wrote_operations {
+                    durable.operations_written = Instant::now();
+                }
+            }
+            Err(StoreError::NotFound(_)) => {
+                tracing::info!("the session's record is gone (deleted or expired); ending");
+                self.deleted = true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not write the session; retrying");
+                durable.history = update.history;
+                durable.protocol_version = update.protocol_version;
+                if wrote_operations {
+                    self.operations.write_failed();
+                }
+                self.outbound.retry_persist();
+                durable.retry_at = Some(Instant::now() + STORE_RETRY);
+            }
+        }
+    }
+
+    /// The grace period passed without a connection: cancels the running calls; the
+    /// session ends once they are done, their outcomes kept for a later resume.
+    fn expire(&mut self) {
+        let grace = self.server.inner.config.resume_grace;
+        if let Some(d) = &mut self.durable {
+            d.expired = true;
+        }
+        tracing::info!(
+            grace_s = grace.as_secs(),
+            cancelled = self.inflight.len(),
+            "no connection resumed the session in time; cancelling its calls"
+        );
+        self.inflight.cancel_all_for_shutdown();
+    }
+
+    /// A connection resumes this (live) session: it gets the answer to its `initialize`,
+    /// then the messages after the position it saw; the previous connection is closed.
+    fn attach(&mut self, attach: Attach) {
+        let Attach {
+            request,
+            params,
+            last_seq,
+            inbound,
+            reply,
+        } = attach;
+        let (Some(version), Some(durable)) = (self.lifecycle.version(), &mut self.durable) else {
+            let error = ErrorObject::internal("the session is not resumable");
+            let _ = reply.send(Err((error, inbound)));
+            return;
+        };
+        let text = initialize_text(&self.server, version, &durable.id, request);
+        match self.outbound.attach(last_seq, vec![text]) {
+            Ok(receiver) => {
+                tracing::info!(
+                    last_seq,
+                    client = %params.client_info.name,
+                    "resumed on a new connection"
+                );
+                // The previous connection's input goes; its output is told it was replaced.
+                self.inbound = Some(inbound);
+                durable.detached_at = None;
+                durable.expired = false;
+                self.last_activity = Instant::now();
+                self.client = Some(ClientInfo {
+                    capabilities: params.capabilities,
+                    info: params.client_info,
+                });
+                let _ = reply.send(Ok(receiver));
+            }
+            Err(e) => {
+                let _ = reply.send(Err((attach_error(e, last_seq), inbound)));
+            }
+        }
+    }
+
+    /// Handles a resuming `initialize`: attaches this connection to the live session it
+    /// names, or restores that session from the store into this one.
+    async fn resume(&mut self, request: ResumeRequest) {
+        let id = request.id.clone();
+        match self.try_resume(request).await {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::info!(%error, "resume refused");
+                self.send_message(Message::Response(Response::error(Some(id), error)))
+                    .await;
+            }
+        }
+    }
+
+    async fn try_resume(&mut self, request: ResumeRequest) -> Result<(), ErrorObject> {
+        let params: InitializeParams = decode_params(request.params)?;
+        let last_seq = last_seq(&params);
+        let session = match &request.session {
+            Value::String(s) => SessionId::parse(s),
+            _ => None,
+        };
+        let unknown = || {
+            not_resumable(
+                "unknown",
+                "no such session (it never existed, expired or was deleted)".to_owned(),
+                serde_json::json!({ "mcpSessionId": request.session }),
+            )
+        };
+        let session = session.ok_or_else(unknown)?;
+        // Twice at most: a live session may end between the lookup and the attach.
+        for _ in 0..2 {
+            match self.server.claim(&session) {
+                Claim::Live(tx) => {
+                    let Some(inbound) = self.inbound.take() else {
+                        return Ok(());
+                    };
+                    let (reply_tx, reply_rx) = oneshot::channel();
+                    let attach = Attach {
+                        request: request.id.clone(),
+                        params: params.clone(),
+                        last_seq,
+                        inbound,
+                        reply: reply_tx,
+                    };
+                    if let Err(mpsc::error::SendError(control)) =
+                        tx.send(Control::Attach(Box::new(attach))).await
+                    {
+                        if let Control::Attach(attach) = control {
+                            self.inbound = Some(attach.inbound);
+                        }
+                        continue;
+                    }
+                    return match reply_rx.await {
+                        Ok(Ok(receiver)) => {
+                            self.outbound.hand_over(receiver);
+                            self.handed_over = true;
+                            Ok(())
+                        }
+                        Ok(Err((error, inbound))) => {
+                            self.inbound = Some(inbound);
+                            Err(error)
+                        }
+                        Err(_) => {
+                            // The session ended while taking the connection: its input is
+                            // gone, so this connection ends; the client resumes again.
+                            self.handed_over = true;
+                            Ok(())
+                        }
+                    };
+                }
+                Claim::Claimed(control) => {
+                    let store = Arc::clone(&self.server.inner.store);
+                    let loaded = store.load(&session).await;
+                    let record = match loaded {
+                        Ok(Some(record)) => record,
+                        Ok(None) => {
+                            self.server.release(&session);
+                            return Err(unknown());
+                        }
+                        Err(e) => {
+                            self.server.release(&session);
+                            return Err(ErrorObject::internal(format_args!(
+                                "the session store failed: {e}"
+                            )));
+                        }
+                    };
+                    let result = self
+                        .restore(record, request.id.clone(), params.clone(), last_seq, control)
+                        .await;
+                    if result.is_err() {
+                        self.server.release(&session);
+                    }
+                    return result;
+                }
+            }
+        }
+        Err(unknown())
+    }
+
+    /// Becomes the stored session `record`: its protocol state, its log, and its calls that
+    /// were running (reported as interrupted; resumed when their tool can).
+    async fn restore(
+        &mut self,
+        record: SessionRecord,
+        request: RequestId,
+        params: InitializeParams,
+        last_seq: u64,
+        control: mpsc::Receiver<Control>,
+    ) -> Result<(), ErrorObject> {
+        let store = Arc::clone(&self.server.inner.store);
+        let entries = load_log(store.as_ref(), &record.id)
+            .await
+            .map_err(|e| ErrorObject::internal(format_args!("the session store failed: {e}")))?;
+        let newest = record.next_seq.saturating_sub(1);
+        let oldest = entries.first().map_or(record.next_seq, |e| e.seq);
+        if last_seq > newest {
+            return Err(attach_error(
+                crate::outbound::AttachError::Ahead { newest },
+                last_seq,
+            ));
+        }
+        if last_seq + 1 < oldest {
+            return Err(attach_error(
+                crate::outbound::AttachError::Truncated { oldest },
+                last_seq,
+            ));
+        }
+        if record.owner != ANONYMOUS {
+            return Err(not_resumable(
+                "forbidden",
+                "the session belongs to someone else".to_owned(),
+                serde_json::json!({}),
+            ));
+        }
+        let version = match &record.protocol_version {
+            Some(v) => ProtocolVersion::negotiate(v),
+            None => ProtocolVersion::negotiate(&params.protocol_version),
+        };
+        let mut durable = Durable::new(record.id.clone(), true, control);
+        if record.protocol_version.is_none() {
+            durable.protocol_version = Some(version.as_str().to_owned());
+        }
+        durable.client_name = Some(params.client_info.name.clone());
+        self.durable = Some(durable);
+        self.client = Some(ClientInfo {
+            capabilities: params.capabilities,
+            info: params.client_info,
+        });
+        self.lifecycle = Lifecycle::Operating(version);
+        let config = &self.server.inner.config;
+        self.outbound.make_durable(config.resume_log, true);
+        let text = initialize_text(&self.server, version, &record.id, request);
+        let seen: Vec<(RequestId, Option<f64>)> = record
+            .operations
+            .iter()
+            .map(|op| {
+                let seen = op
+                    .progress_token
+                    .as_ref()
+                    .and_then(|t| progress_sent(&entries, t));
+                (op.request_id.clone(), seen)
+            })
+            .collect();
+        self.outbound
+            .restore(entries, record.next_seq, last_seq, vec![text]);
+        tracing::info!(
+            session = %record.id,
+            last_seq,
+            newest,
+            interrupted = record.operations.len(),
+            "session restored from the store"
+        );
+        self.operations.touch();
+        for (op, (_, seen)) in record.operations.into_iter().zip(seen) {
+            self.interrupted(op, seen, version).await;
+        }
+        Ok(())
+    }
+
+    /// Reports a call that was running when the server stopped, and resumes it when its
+    /// tool can; otherwise answers it with an -32004 error.
+    async fn interrupted(&mut self, op: OperationRecord, seen: Option<f64>, version: ProtocolVersion) {
+        let resumable = self.server.inner.tools.is_resumable(&op.tool);
+        let progress = seen.unwrap_or(op.progress);
+        let how_far = match op.total {
+            Some(total) => format!("{progress} of {total}"),
+            None => format!("{progress}"),
+        };
+        tracing::info!(id = %op.request_id, tool = %op.tool, %how_far, resumable, "interrupted call");
+        let message = if resumable {
+            format!(
+                "request {} ({}) was interrupted by a server restart after {how_far}; it is resumed",
+                op.request_id, op.tool
+            )
+        } else {
+            format!(
+                "request {} ({}) was interrupted by a server restart after {how_far}",
+                op.request_id, op.tool
+            )
+        };
+        let data = serde_json::json!({
+            "event": "interrupted",
+            "requestId": op.request_id,
+            "tool": op.tool,
+            "progress": progress,
+            "total": op.total,
+            "resumed": resumable,
+            "message": message,
+        });
+        let notice = Notification {
+            method: methods::MESSAGE.to_owned(),
+            params: Some(serde_json::json!({"level": "warning", "logger": "session", "data": data})),
+        };
+        self.send_message(Message::Notification(notice)).await;
+        if resumable {
+            let arguments = match op.arguments {
+                Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            };
+            let resume = Resume {
+                checkpoint: op.checkpoint,
+                seen,
+            };
+            let started = self.start_call(
+                op.request_id.clone(),
+                op.tool,
+                arguments,
+                op.progress_token,
+                version,
+                None,
+                Some(resume),
+            );
+            if let Err(error) = started {
+                self.send_message(Message::Response(Response::error(Some(op.request_id), error)))
+                    .await;
+            }
+        } else {
+            let error = ErrorObject::new(
+                error_codes::INTERRUPTED,
+                format!("the call was interrupted by a server restart after {how_far}; call it again"),
+            )
+            .with_data(serde_json::json!({"tool": op.tool, "progress": progress, "total": op.total}));
+            self.send_message(Message::Response(Response::error(Some(op.request_id), error)))
+                .await;
+        }
     }
 
     /// Queues `notifications/resources/updated` for `uri`, replacing one still queued.
@@ -356,6 +834,12 @@ impl Session {
     }
 
     async fn handle_text(&mut self, text: &str) {
+        if self.lifecycle == Lifecycle::AwaitingInitialize
+            && let Some(request) = resume_request(text)
+        {
+            self.resume(request).await;
+            return;
+        }
         match mcp_protocol::parse(text) {
             Err(error) => {
                 tracing::debug!(%error, "unparseable message");
@@ -364,7 +848,12 @@ impl Session {
             }
             Ok(Incoming::Single(message)) => {
                 if let Handled::Reply(response) = self.handle_message(message, None) {
-                    self.send_message(Message::Response(response)).await;
+                    let mut text = Message::Response(response).to_text();
+                    if let Some(id) = self.announce.take() {
+                        // SEP-1288: the answer to `initialize` names the session.
+                        text = with_member(&text, "mcpSessionId", &Value::from(id.as_str()));
+                    }
+                    self.send(Outbound::Text(text)).await;
                 }
             }
             Ok(Incoming::Batch(messages)) => self.handle_batch(messages).await,
@@ -525,6 +1014,9 @@ impl Session {
     fn initialize(&mut self, params: Option<Value>) -> Result<Value, ErrorObject> {
         let params: InitializeParams = decode_params(params)?;
         let version = ProtocolVersion::negotiate(&params.protocol_version);
+        if wants_resume(&params) {
+            self.make_durable(version, &params.client_info.name)?;
+        }
         tracing::info!(
             client = %params.client_info.name,
             client_version = %params.client_info.version,
@@ -537,21 +1029,25 @@ impl Session {
             info: params.client_info,
         });
         self.lifecycle = Lifecycle::Initializing(version);
+        to_value(initialize_result(&self.server, version))
+    }
+
+    /// Makes this new session resumable: it gets an id, and its messages are kept (and
+    /// written to the store before they are sent) from its answer to `initialize` on.
+    fn make_durable(&mut self, version: ProtocolVersion, client: &str) -> Result<(), ErrorObject> {
+        let id = SessionId::random().map_err(ErrorObject::internal)?;
+        let Claim::Claimed(control) = self.server.claim(&id) else {
+            return Err(ErrorObject::internal("a new session id is taken"));
+        };
+        let mut durable = Durable::new(id.clone(), false, control);
+        durable.protocol_version = Some(version.as_str().to_owned());
+        durable.client_name = Some(client.to_owned());
+        self.durable = Some(durable);
         let config = &self.server.inner.config;
-        to_value(InitializeResult {
-            protocol_version: version.as_str().to_owned(),
-            capabilities: ServerCapabilities {
-                tools: Some(ToolsCapability { list_changed: None }),
-                logging: Some(serde_json::Map::new()),
-                resources: Some(ResourcesCapability {
-                    subscribe: Some(true),
-                    list_changed: None,
-                }),
-                experimental: None,
-            },
-            server_info: config.server_info.clone(),
-            instructions: config.instructions.clone(),
-        })
+        self.outbound.make_durable(config.resume_log, true);
+        tracing::info!(session = %id, "resumable session");
+        self.announce = Some(id);
+        Ok(())
     }
 
     fn list_tools(
@@ -605,41 +1101,94 @@ impl Session {
             )
             .with_data(serde_json::json!({"limit": "max_inflight_per_session", "value": limit})));
         }
+        self.start_call(
+            id,
+            params.name,
+            params.arguments.unwrap_or_default(),
+            params.meta.and_then(|m| m.progress_token),
+            version,
+            batch,
+            None,
+        )
+    }
+
+    /// Starts a tool call (a new one, or one resumed after a restart).
+    #[allow(clippy::too_many_arguments)]
+    fn start_call(
+        &mut self,
+        id: RequestId,
+        name: String,
+        arguments: serde_json::Map<String, Value>,
+        progress_token: Option<ProgressToken>,
+        version: ProtocolVersion,
+        batch: Option<BatchId>,
+        resume: Option<Resume>,
+    ) -> Result<Handled, ErrorObject> {
         let token = self.token.child_token();
         let config = &self.server.inner.config;
-        let operation = self.resources.start(&id, &params.name);
+        let operation = self.resources.start(&id, &name);
+        let durable = self.durable.is_some();
+        if durable {
+            self.operations.insert(OperationRecord {
+                request_id: id.clone(),
+                tool: name.clone(),
+                arguments: Value::Object(arguments.clone()),
+                progress_token: progress_token.clone(),
+                progress: resume.as_ref().and_then(|r| r.seen).unwrap_or(0.0),
+                total: None,
+                checkpoint: resume.as_ref().and_then(|r| r.checkpoint.clone()),
+                started_ms: now_ms(),
+            });
+        }
         // Progress always feeds the call's resource; it becomes notifications only for a
         // caller that gave a token.
-        let progress = Progress::new(
+        let mut progress = Progress::new(
             Arc::new(ProgressNotifier {
-                progress_token: params.meta.and_then(|m| m.progress_token),
+                progress_token,
                 outbound: self.outbound.clone(),
                 call: token.clone(),
                 resources: Arc::clone(&self.resources),
                 operation,
+                operations: durable.then(|| (Arc::clone(&self.operations), id.clone())),
             }),
             config.progress_interval,
         );
+        if let Some(seen) = resume.as_ref().and_then(|r| r.seen) {
+            progress.continue_after(seen);
+        }
+        let checkpoint = if durable {
+            Checkpoint::new(
+                Arc::new(OperationCheckpoint {
+                    operations: Arc::clone(&self.operations),
+                    id: id.clone(),
+                }),
+                resume.and_then(|r| r.checkpoint),
+            )
+        } else {
+            Checkpoint::none()
+        };
         let ctx = ToolContext {
             cancel: token.clone(),
             progress,
             scheduler: self.server.inner.scheduler.clone(),
             session: self.id,
             call_label: id.to_string(),
-            log: Logger::new(Arc::new(self.notices()), params.name.clone()),
+            log: Logger::new(Arc::new(self.notices()), name.clone()),
+            checkpoint,
         };
         let (time_limit, grace) = (config.call_timeout, config.stop_grace);
+        let history_arguments = durable.then(|| Value::Object(arguments.clone()));
         let call = self
             .server
             .inner
             .tools
-            .call(&params.name, params.arguments.unwrap_or_default(), ctx)
+            .call(&name, arguments, ctx)
             .ok_or_else(|| {
-                ErrorObject::invalid_params(format_args!("unknown tool: `{}`", params.name))
-                    .with_data(serde_json::json!({ "name": params.name }))
+                self.operations.remove(&id);
+                ErrorObject::invalid_params(format_args!("unknown tool: `{name}`"))
+                    .with_data(serde_json::json!({ "name": name }))
             })?;
-        let span =
-            tracing::info_span!("request", %id, method = methods::TOOLS_CALL, tool = %params.name);
+        let span = tracing::info_span!("request", %id, method = methods::TOOLS_CALL, tool = %name);
         let stop = token.clone();
         let handle = self.tasks.spawn(
             async move {
@@ -660,7 +1209,12 @@ impl Session {
         );
         self.task_requests.insert(
             handle.id(),
-            (id.clone(), methods::TOOLS_CALL, Instant::now()),
+            TaskRequest {
+                id: id.clone(),
+                method: methods::TOOLS_CALL,
+                started: Instant::now(),
+                call: history_arguments.map(|arguments| (name, arguments)),
+            },
         );
         self.inflight.insert(id, token, batch);
         self.server.inner.metrics.request_started();
@@ -682,10 +1236,17 @@ impl Session {
         };
         // Idleness counts from the end of the last call as well as from the last input.
         self.last_activity = Instant::now();
-        let Some((id, method, started)) = self.task_requests.remove(&task_id) else {
+        let Some(TaskRequest {
+            id,
+            method,
+            started,
+            call,
+        }) = self.task_requests.remove(&task_id)
+        else {
             tracing::error!(?task_id, "a task finished that no request owns");
             return;
         };
+        self.operations.remove(&id);
         let metrics = &self.server.inner.metrics;
         metrics.request_finished();
         metrics.observe_latency(method, started.elapsed().as_secs_f64());
@@ -720,8 +1281,28 @@ impl Session {
         {
             self.resource_updated(&uri);
         }
+        if let (Some(durable), Some((tool, arguments)), Ok(result), true) =
+            (&mut self.durable, call, &reply, finished.respond && !finished.shutdown)
+        {
+            durable.history.push(HistoryEntry {
+                tool,
+                arguments,
+                result: result.clone(),
+                at_ms: now_ms(),
+            });
+        }
         let reply = if finished.shutdown {
-            Err(shutdown_error("it was cancelled"))
+            if self.durable.as_ref().is_some_and(|d| d.expired) {
+                Err(ErrorObject::new(
+                    error_codes::SERVER_SHUTTING_DOWN,
+                    format!(
+                        "the call was cancelled: no connection resumed its session within {}",
+                        show(self.server.inner.config.resume_grace)
+                    ),
+                ))
+            } else {
+                Err(shutdown_error("it was cancelled"))
+            }
         } else {
             reply
         };
@@ -807,6 +1388,9 @@ impl Drop for Session {
     /// client, ends its output, and takes it out of the counts and the broadcast registry,
     /// whether `run` returned or was dropped half-way.
     fn drop(&mut self) {
+        if let Some(durable) = &self.durable {
+            self.server.release(&durable.id);
+        }
         self.token.cancel();
         self.tasks.abort_all();
         self.pending.close();
@@ -835,12 +1419,17 @@ struct ProgressNotifier {
     call: CancellationToken,
     resources: Arc<Resources>,
     operation: String,
+    /// A resumable session's record of the call, and its id there.
+    operations: Option<(Arc<Operations>, RequestId)>,
 }
 
 impl ProgressSink for ProgressNotifier {
     fn send(&self, update: ProgressUpdate) {
         if self.call.is_cancelled() {
             return;
+        }
+        if let Some((operations, id)) = &self.operations {
+            operations.progress(id, update.progress, update.total);
         }
         if self.resources.progress(
             &self.operation,
@@ -927,6 +1516,58 @@ fn shutdown_error(what: &str) -> ErrorObject {
         error_codes::SERVER_SHUTTING_DOWN,
         format!("the server is shutting down: {what}"),
     )
+}
+
+/// How often the progress and checkpoints of running calls are written, at most.
+const OPERATIONS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long to wait before writing again after the store failed.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// The next message of the attached connection; `None` once it ended.
+async fn recv_opt(inbound: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match inbound {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next control message of a resumable session.
+async fn recv_control(durable: &mut Option<Durable>) -> Option<Control> {
+    match durable {
+        Some(d) => d.control.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What `initialize` answers.
+fn initialize_result(server: &Server, version: ProtocolVersion) -> InitializeResult {
+    let config = &server.inner.config;
+    InitializeResult {
+        protocol_version: version.as_str().to_owned(),
+        capabilities: ServerCapabilities {
+            tools: Some(ToolsCapability { list_changed: None }),
+            logging: Some(serde_json::Map::new()),
+            resources: Some(ResourcesCapability {
+                subscribe: Some(true),
+                list_changed: None,
+            }),
+            experimental: None,
+        },
+        server_info: config.server_info.clone(),
+        instructions: config.instructions.clone(),
+    }
+}
+
+/// The answer to a resuming `initialize`, naming the session (SEP-1288).
+fn initialize_text(
+    server: &Server,
+    version: ProtocolVersion,
+    session: &SessionId,
+    id: RequestId,
+) -> String {
+    let result = to_value(initialize_result(server, version)).unwrap_or_default();
+    let text = Message::Response(Response::ok(id, result)).to_text();
+    with_member(&text, "mcpSessionId", &Value::from(session.as_str()))
 }
 
 /// Sleeps until `deadline`; forever without one (the branch is then disabled anyway).

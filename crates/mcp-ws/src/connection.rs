@@ -128,8 +128,10 @@ pub async fn serve_connection(
         let life = Life::new();
         let (session, out_rx) = server.open_session();
         let peer = session.peer();
-        let (end, (), code, ()) = tokio::join!(
-            session.run(in_rx),
+        // The session runs on its own: a resumable one outlives this connection, and a
+        // connection that resumes another session hands its input and output over to it.
+        tokio::spawn(session.run(in_rx).in_current_span());
+        let ((), code, ()) = tokio::join!(
             read(
                 stream,
                 in_tx,
@@ -148,7 +150,7 @@ pub async fn serve_connection(
             heartbeat(peer, control_tx, closing, life, &config, &server),
         );
         server.record_close(code);
-        tracing::debug!(?end, code, "disconnected");
+        tracing::debug!(code, "disconnected");
     }
     .instrument(span)
     .await
@@ -337,6 +339,15 @@ async fn read(
             abandon: false,
         });
     }
+    // The input ended (the client closed, or the connection broke): the output ends too,
+    // even for a session that carries on waiting to be resumed.
+    let _ = control.try_send(Control::Close {
+        frame: CloseFrame {
+            code: CloseCode::from(close_codes::NORMAL),
+            reason: "".into(),
+        },
+        abandon: false,
+    });
 }
 
 /// Sends the session's output until it ends, then closes the connection.
@@ -443,6 +454,7 @@ fn close_frame(reason: CloseReason) -> CloseFrame {
             close_codes::NORMAL,
             "MCP session reconnected on another connection",
         ),
+        CloseReason::Deleted => (close_codes::NORMAL, "session deleted"),
         other => {
             tracing::warn!(?other, "unknown close reason");
             (close_codes::NORMAL, "")

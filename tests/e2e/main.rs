@@ -14,5 +14,6 @@ mod lifecycle;
 mod long_running;
 mod notices;
 mod resources;
+mod resume;
 mod support;
 mod tools;

@@ -141,6 +141,7 @@ async fn delete(id: &SessionId, server: &Server) -> Response<Body> {
     match server.store().load(id).await {
         Ok(Some(_)) => match server.store().delete(id).await {
             Ok(()) => {
+                server.end_deleted(id).await;
                 let mut response = text(StatusCode::NO_CONTENT, "");
                 response.headers_mut().remove(CONTENT_TYPE);
                 response

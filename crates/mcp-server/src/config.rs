@@ -85,6 +85,26 @@ pub struct Cli {
     )]
     pub session_ttl: u64,
 
+    /// Seconds a resumable session outlives its connection, its calls still running, for the
+    /// client to resume it; then its calls are cancelled.
+    #[arg(
+        long,
+        env = "MCP_RESUME_GRACE",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
+    pub resume_grace: u64,
+
+    /// Messages a resumable session keeps for a client that resumes; resuming from before
+    /// them is refused with -32003.
+    #[arg(
+        long,
+        env = "MCP_RESUME_LOG",
+        default_value_t = 4096,
+        value_name = "MESSAGES"
+    )]
+    pub resume_log: usize,
+
     /// Directory that file tools (`process_images`) may read and write; paths outside it are
     /// refused. Without it, file tools are not offered.
     #[arg(long, env = "MCP_DATA_ROOT", value_name = "DIR")]
@@ -248,6 +268,8 @@ impl Cli {
                 max_sessions: self.max_sessions.max(1),
                 init_timeout: Duration::from_secs(self.init_timeout.max(1)),
                 idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+                resume_grace: Duration::from_secs(self.resume_grace),
+                resume_log: self.resume_log.max(16),
                 ..defaults.session
             },
             ws: WsConfig {

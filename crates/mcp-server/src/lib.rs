@@ -177,7 +177,8 @@ async fn expire_idle_sessions(server: Server, ttl: Duration) {
                 continue;
             }
         };
-        for id in idle {
+        // A session running here is in use, however long ago it last wrote.
+        for id in idle.into_iter().filter(|id| !server.is_live(id)) {
             match server.store().delete(&id).await {
                 Ok(()) => tracing::info!(session = %id, ttl_s = ttl.as_secs(), "session expired"),
                 Err(e) => {

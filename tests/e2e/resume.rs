@@ -13,17 +13,22 @@ use crate::support::{Client, TestServer, metric, metrics, wait_for_metric};
 async fn resumable(server: &TestServer) -> (Client, String) {
     let mut client = Client::connect(server).await;
     let response = client
-        .request(json!({"jsonrpc":"2.0","id":"init","method":"initialize","params":{
+        .request(
+            json!({"jsonrpc":"2.0","id":"init","method":"initialize","params":{
             "protocolVersion":"2025-11-25",
             "capabilities":{"experimental":{"resume":{}}},
-            "clientInfo":{"name":"e2e","version":"1"}}}))
+            "clientInfo":{"name":"e2e","version":"1"}}}),
+        )
         .await;
     let id = response["mcpSessionId"]
         .as_str()
         .unwrap_or_else(|| panic!("no mcpSessionId: {response}"))
         .to_owned();
     assert_eq!(id.len(), 32, "{response}");
-    assert_eq!(response["seq"], 1, "the answer is the session's first message");
+    assert_eq!(
+        response["seq"], 1,
+        "the answer is the session's first message"
+    );
     client
         .send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
         .await;
@@ -35,10 +40,12 @@ async fn resumable(server: &TestServer) -> (Client, String) {
 async fn resume(server: &TestServer, id: &str, last_seq: u64) -> (Client, Value) {
     let mut client = Client::connect(server).await;
     let response = client
-        .request(json!({"jsonrpc":"2.0","id":"again","method":"initialize","mcpSessionId":id,"params":{
+        .request(
+            json!({"jsonrpc":"2.0","id":"again","method":"initialize","mcpSessionId":id,"params":{
             "protocolVersion":"2025-11-25",
             "capabilities":{"experimental":{"resume":{"lastSeq":last_seq}}},
-            "clientInfo":{"name":"e2e","version":"1"}}}))
+            "clientInfo":{"name":"e2e","version":"1"}}}),
+        )
         .await;
     (client, response)
 }
@@ -94,8 +101,14 @@ async fn a_client_that_drops_mid_batch_resumes_and_misses_nothing() {
     let (mut client, response) = resume(&server, &id, last).await;
     assert_eq!(response["id"], "again", "{response}");
     assert_eq!(response["mcpSessionId"], id.as_str());
-    assert!(response["result"]["protocolVersion"].is_string(), "{response}");
-    assert!(response.get("seq").is_none(), "the answer to a resume has no position");
+    assert!(
+        response["result"]["protocolVersion"].is_string(),
+        "{response}"
+    );
+    assert!(
+        response.get("seq").is_none(),
+        "the answer to a resume has no position"
+    );
     let (rest, _) = read_until_response(&mut client, 7, last).await;
 
     let all: Vec<&Value> = first.iter().chain(&rest).collect();
@@ -126,7 +139,10 @@ async fn a_second_connection_replaces_the_first() {
     assert_eq!(response["mcpSessionId"], id.as_str(), "{response}");
     assert_eq!(
         first.expect_close().await,
-        (1000, "MCP session reconnected on another connection".to_owned())
+        (
+            1000,
+            "MCP session reconnected on another connection".to_owned()
+        )
     );
     let response = second
         .request(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"multiply","arguments":{"a":6,"b":7}}}))
@@ -180,7 +196,10 @@ async fn calls_of_a_session_nobody_resumes_are_cancelled_after_the_grace_period(
     drop(client);
     // The session ends once its call was cancelled.
     wait_for_metric(&server, "mcp_sessions", 0.0).await;
-    assert_eq!(metric(&metrics(&server).await, "mcp_inflight_requests"), 0.0);
+    assert_eq!(
+        metric(&metrics(&server).await, "mcp_inflight_requests"),
+        0.0
+    );
 
     // Its outcome waits in the store for the client.
     let (mut client, response) = resume(&server, &id, 1).await;

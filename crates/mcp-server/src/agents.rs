@@ -129,6 +129,7 @@ async fn show(id: &SessionId, server: &Server) -> Response<Body> {
                     "lastActiveAt": record.last_active_ms,
                     "history": record.history,
                     "lastResult": last_result,
+                    "operations": record.operations,
                 }),
             )
         }

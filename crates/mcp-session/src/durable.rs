@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mcp_protocol::{
-    ErrorObject, InitializeParams, ProgressToken, RequestId, error_codes, methods,
-};
+use mcp_protocol::{ErrorObject, InitializeParams, ProgressToken, RequestId, error_codes, methods};
 use mcp_tools::CheckpointSink;
 use serde::Deserialize;
 use serde_json::Value;

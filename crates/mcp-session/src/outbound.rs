@@ -125,7 +125,6 @@ impl State {
         let index = usize::try_from(seq.checked_sub(first)?).ok()?;
         (index < self.entries.len()).then_some(index)
     }
-
 }
 
 struct Shared {
@@ -394,7 +393,6 @@ impl OutboundQueue {
         state.durable = Some(Durable { retain, stamp });
     }
 
-
     /// Replaces the log with one restored from the store: `entries` (persisted, oldest first)
     /// and the next position. The attached connection has seen everything up to `after`; it
     /// gets what was queued for it and not sent yet, then `preamble` (neither with
@@ -482,9 +480,6 @@ impl OutboundQueue {
             replaced: false,
         })
     }
-
-
-
 
     /// Completes once some entry waits to be written to the store.
     pub(crate) async fn unpersisted(&self) {

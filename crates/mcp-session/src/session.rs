@@ -12,9 +12,7 @@ use mcp_protocol::{
     ProtocolVersion, Request, RequestId, ResourceParams, ResourcesCapability, Response,
     ServerCapabilities, SetLevelParams, ToolsCapability, decode_params, error_codes, methods,
 };
-use mcp_tools::{
-    Checkpoint, LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext,
-};
+use mcp_tools::{Checkpoint, LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -578,7 +576,13 @@ impl Session {
                         }
                     };
                     let result = self
-                        .restore(record, request.id.clone(), params.clone(), last_seq, control)
+                        .restore(
+                            record,
+                            request.id.clone(),
+                            params.clone(),
+                            last_seq,
+                            control,
+                        )
                         .await;
                     if result.is_err() {
                         self.server.release(&session);
@@ -672,7 +676,12 @@ impl Session {
 
     /// Reports a call that was running when the server stopped, and resumes it when its
     /// tool can; otherwise answers it with an -32004 error.
-    async fn interrupted(&mut self, op: OperationRecord, seen: Option<f64>, version: ProtocolVersion) {
+    async fn interrupted(
+        &mut self,
+        op: OperationRecord,
+        seen: Option<f64>,
+        version: ProtocolVersion,
+    ) {
         let resumable = self.server.inner.tools.is_resumable(&op.tool);
         let progress = seen.unwrap_or(op.progress);
         let how_far = match op.total {
@@ -702,7 +711,9 @@ impl Session {
         });
         let notice = Notification {
             method: methods::MESSAGE.to_owned(),
-            params: Some(serde_json::json!({"level": "warning", "logger": "session", "data": data})),
+            params: Some(
+                serde_json::json!({"level": "warning", "logger": "session", "data": data}),
+            ),
         };
         self.send_message(Message::Notification(notice)).await;
         if resumable {
@@ -724,17 +735,27 @@ impl Session {
                 Some(resume),
             );
             if let Err(error) = started {
-                self.send_message(Message::Response(Response::error(Some(op.request_id), error)))
-                    .await;
+                self.send_message(Message::Response(Response::error(
+                    Some(op.request_id),
+                    error,
+                )))
+                .await;
             }
         } else {
             let error = ErrorObject::new(
                 error_codes::INTERRUPTED,
-                format!("the call was interrupted by a server restart after {how_far}; call it again"),
+                format!(
+                    "the call was interrupted by a server restart after {how_far}; call it again"
+                ),
             )
-            .with_data(serde_json::json!({"tool": op.tool, "progress": progress, "total": op.total}));
-            self.send_message(Message::Response(Response::error(Some(op.request_id), error)))
-                .await;
+            .with_data(
+                serde_json::json!({"tool": op.tool, "progress": progress, "total": op.total}),
+            );
+            self.send_message(Message::Response(Response::error(
+                Some(op.request_id),
+                error,
+            )))
+            .await;
         }
     }
 
@@ -1281,9 +1302,12 @@ impl Session {
         {
             self.resource_updated(&uri);
         }
-        if let (Some(durable), Some((tool, arguments)), Ok(result), true) =
-            (&mut self.durable, call, &reply, finished.respond && !finished.shutdown)
-        {
+        if let (Some(durable), Some((tool, arguments)), Ok(result), true) = (
+            &mut self.durable,
+            call,
+            &reply,
+            finished.respond && !finished.shutdown,
+        ) {
             durable.history.push(HistoryEntry {
                 tool,
                 arguments,

@@ -360,12 +360,8 @@ pub mod conformance {
     use super::*;
 
     fn record(id: &SessionId, last_active_ms: u64) -> SessionRecord {
-        let mut record = SessionRecord::new(
-            id.clone(),
-            "anonymous",
-            Some("MathAgent".to_owned()),
-            1,
-        );
+        let mut record =
+            SessionRecord::new(id.clone(), "anonymous", Some("MathAgent".to_owned()), 1);
         record.last_active_ms = last_active_ms;
         record
     }
@@ -456,7 +452,12 @@ pub mod conformance {
             store.update(&a, &append).await.expect("append");
         }
         assert_eq!(
-            store.load(&a).await.expect("load").expect("exists").next_seq,
+            store
+                .load(&a)
+                .await
+                .expect("load")
+                .expect("exists")
+                .next_seq,
             6
         );
         assert_eq!(

@@ -196,3 +196,160 @@ async fn a_second_signal_exits_at_once() {
         .unwrap();
     assert_eq!(exit.code(), Some(130));
 }
+
+/// `GET path` as JSON.
+async fn get_json(address: &str, path: &str) -> Value {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(HANG, stream.read_to_string(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = raw.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"))
+}
+
+fn batch(id: i64, token: Option<&str>) -> Value {
+    let mut params = json!({"name":"process_batch","arguments":{"count":100_000,"cost":3_000}});
+    if let Some(token) = token {
+        params["_meta"] = json!({"progressToken": token});
+    }
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
+}
+
+async fn initialize_resumable(address: &str, resume: Option<(&str, u64)>) -> (Socket, Value) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/mcp"))
+        .await
+        .unwrap();
+    let mut init = json!({"jsonrpc":"2.0","id":"init","method":"initialize","params":{
+        "protocolVersion":"2025-11-25",
+        "capabilities":{"experimental":{"resume":{}}},
+        "clientInfo":{"name":"it","version":"1"}}});
+    if let Some((id, last_seq)) = resume {
+        init["mcpSessionId"] = json!(id);
+        init["params"]["capabilities"]["experimental"]["resume"]["lastSeq"] = json!(last_seq);
+    }
+    send(&mut socket, init).await;
+    let response = recv(&mut socket).await;
+    (socket, response)
+}
+
+#[tokio::test]
+async fn a_session_survives_kill_9_and_its_batch_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let (mut child, address) = start(&["--data-dir", &data]).await;
+
+    // What the batch gives when nothing interrupts it.
+    let mut plain = connect(&address).await;
+    send(&mut plain, batch(1, None)).await;
+    let expected = recv(&mut plain).await["result"]["structuredContent"].clone();
+    assert_eq!(expected["processed"], 100_000, "{expected}");
+
+    let (mut socket, response) = initialize_resumable(&address, None).await;
+    let id = response["mcpSessionId"].as_str().unwrap().to_owned();
+    send(
+        &mut socket,
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    send(&mut socket, json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":5,"b":3}}})).await;
+    let added = recv(&mut socket).await;
+    assert_eq!(
+        added["result"]["structuredContent"]["result"], 8.0,
+        "{added}"
+    );
+    let mut last_seq = added["seq"].as_u64().unwrap();
+    send(&mut socket, batch(7, Some("t"))).await;
+    let mut seen = 0.0;
+    for _ in 0..2 {
+        let message = recv(&mut socket).await;
+        assert_eq!(message["method"], "notifications/progress", "{message}");
+        last_seq = message["seq"].as_u64().unwrap();
+        seen = message["params"]["progress"].as_f64().unwrap();
+    }
+    // Wait (on a condition, polling the agent API) until the batch has saved a checkpoint.
+    let agent = format!("/agent/{id}");
+    let checkpointed = tokio::time::timeout(HANG, async {
+        loop {
+            let state = get_json(&address, &agent).await;
+            if let Some(processed) = state["operations"][0]["checkpoint"]["processed"].as_u64() {
+                return processed;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no checkpoint");
+    assert!(
+        checkpointed < 100_000,
+        "the batch must still run when killed"
+    );
+
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    drop(socket);
+
+    let (_child, address) = start(&["--data-dir", &data]).await;
+    let state = get_json(&address, &agent).await;
+    assert_eq!(
+        state["history"][0]["tool"], "add",
+        "history survives: {state}"
+    );
+    let (mut socket, response) = initialize_resumable(&address, Some((&id, last_seq))).await;
+    assert_eq!(response["id"], "init", "{response}");
+    assert_eq!(response["mcpSessionId"], id.as_str());
+
+    let mut interrupted = None;
+    let result = loop {
+        let message = recv(&mut socket).await;
+        let seq = message["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{message}"));
+        assert_eq!(seq, last_seq + 1, "positions follow each other: {message}");
+        last_seq = seq;
+        match message["method"].as_str() {
+            Some("notifications/progress") => {
+                let progress = message["params"]["progress"].as_f64().unwrap();
+                assert!(
+                    progress > seen,
+                    "progress went back: {progress} after {seen}"
+                );
+                seen = progress;
+            }
+            Some("notifications/message") if message["params"]["logger"] == "session" => {
+                interrupted = Some(message["params"]["data"].clone());
+            }
+            Some(_) => {}
+            None => break message,
+        }
+    };
+    let interrupted = interrupted.expect("the interruption was reported");
+    assert_eq!(interrupted["event"], "interrupted", "{interrupted}");
+    assert_eq!(interrupted["requestId"], 7);
+    assert_eq!(interrupted["resumed"], true);
+    assert_eq!(result["id"], 7, "{result}");
+    let summary = &result["result"]["structuredContent"];
+    assert_eq!(summary["processed"], 100_000, "{summary}");
+    assert!(
+        summary["resumedFrom"].as_u64().unwrap() >= checkpointed,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["checksum"], expected["checksum"],
+        "resumed, not restarted"
+    );
+    assert_eq!(summary["succeeded"], expected["succeeded"]);
+
+    let state = get_json(&address, &agent).await;
+    let tools: Vec<&str> = state["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["add", "process_batch"], "{state}");
+    assert_eq!(state["operations"], json!([]));
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mcp_server::Config;
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestServer, metric, metrics, wait_for_metric};
+use crate::support::{Client, TestServer, http, metric, metrics, post, wait_for_metric};
 
 /// Opens a resumable session; returns the client and the session id.
 async fn resumable(server: &TestServer) -> (Client, String) {
@@ -228,4 +228,59 @@ async fn a_session_that_is_not_resumable_ends_with_its_connection() {
     assert!(response.get("mcpSessionId").is_none());
     drop(client);
     wait_for_metric(&server, "mcp_sessions", 0.0).await;
+}
+
+#[tokio::test]
+async fn an_agent_made_over_http_is_resumed_over_websocket_and_keeps_one_history() {
+    let server = TestServer::start().await;
+    let (status, body) = post(
+        &server,
+        "/agent",
+        "application/json",
+        r#"{"name":"MathAgent"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let agent: Value = serde_json::from_str(&body).unwrap();
+    let id = agent["agentId"].as_str().unwrap().to_owned();
+    let call =
+        format!(r#"{{"agentId":"{id}","request":{{"method":"add","params":{{"a":5,"b":3}}}}}}"#);
+    let (status, body) = post(&server, "/mcp", "application/json", &call).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (mut client, response) = resume(&server, &id, 0).await;
+    assert_eq!(response["mcpSessionId"], id.as_str(), "{response}");
+    let product = client
+        .request(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"multiply","arguments":{"a":6,"b":7}}}))
+        .await;
+    assert_eq!(product["seq"], 1, "{product}");
+    assert_eq!(product["result"]["structuredContent"]["result"], 42.0);
+    // Calls over HTTP and over the socket land in one history, neither losing the other's.
+    let (status, body) = post(&server, "/mcp", "application/json", &call).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = http(
+        &server,
+        &format!("GET /agent/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    let state: Value = serde_json::from_str(&body).unwrap();
+    let tools: Vec<&str> = state["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["add", "multiply", "add"], "{state}");
+
+    // Deleting the agent ends its live session.
+    let (status, _, _) = http(
+        &server,
+        &format!("DELETE /agent/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        client.expect_close().await,
+        (1000, "session deleted".to_owned())
+    );
 }

@@ -284,3 +284,33 @@ async fn an_agent_made_over_http_is_resumed_over_websocket_and_keeps_one_history
         (1000, "session deleted".to_owned())
     );
 }
+
+#[tokio::test]
+async fn a_call_without_a_progress_token_still_saves_checkpoints() {
+    let server = TestServer::start().await;
+    let (mut client, id) = resumable(&server).await;
+    client
+        .send(
+            json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{
+            "name":"process_batch","arguments":{"count":100_000_000u64,"cost":10}}}),
+        )
+        .await;
+    // Polls the agent API for a condition the server reaches on its own timer.
+    let head = format!("GET /agent/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let processed = tokio::time::timeout(crate::support::HANG, async {
+        loop {
+            let (_, _, body) = http(&server, &head).await;
+            let state: Value = serde_json::from_str(&body).unwrap();
+            if let Some(n) = state["operations"][0]["checkpoint"]["processed"].as_u64() {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the running call's checkpoint was never written");
+    assert!(processed > 0);
+    client
+        .send(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}))
+        .await;
+}

@@ -276,10 +276,13 @@ impl Session {
                 let drain_deadline = self.drain.map(|d| d.abandon_at.unwrap_or(d.deadline));
                 let durable = self.durable.is_some();
                 let retry_at = self.durable.as_ref().and_then(|d| d.retry_at);
+                // Progress and checkpoints of running calls are written once a second;
+                // they do not wake the loop themselves (a call without a progress token
+                // sends nothing), so a timer looks while calls run.
                 let operations_due = self
                     .durable
                     .as_ref()
-                    .filter(|_| self.operations.has_moved())
+                    .filter(|_| !self.inflight.is_empty())
                     .map(|d| d.operations_written + OPERATIONS_WRITE_INTERVAL);
                 let grace_over = self
                     .durable
@@ -308,7 +311,11 @@ impl Session {
                         self.flush(false).await;
                     }
                     () = sleep_until_opt(operations_due), if operations_due.is_some() => {
-                        self.flush(true).await;
+                        if self.operations.has_moved() {
+                            self.flush(true).await;
+                        } else if let Some(d) = &mut self.durable {
+                            d.operations_written = Instant::now();
+                        }
                     }
                     () = draining.cancelled(), if self.drain.is_none() => self.begin_drain().await,
                     () = sleep_until_opt(drain_deadline), if drain_deadline.is_some() => {

@@ -41,7 +41,8 @@ async fn start(args: &[&str]) -> (Child, String) {
     (child, address)
 }
 
-async fn status(address: &str, path: &str) -> u16 {
+/// `GET path`: the status code and the body.
+async fn get(address: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -50,7 +51,13 @@ async fn status(address: &str, path: &str) -> u16 {
         .await
         .unwrap()
         .unwrap();
-    raw.split(' ').nth(1).unwrap().parse().unwrap()
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+async fn status(address: &str, path: &str) -> u16 {
+    get(address, path).await.0
 }
 
 async fn connect(address: &str) -> Socket {
@@ -199,16 +206,8 @@ async fn a_second_signal_exits_at_once() {
 
 /// `GET path` as JSON.
 async fn get_json(address: &str, path: &str) -> Value {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(HANG, stream.read_to_string(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let body = raw.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"))
+    let (_, body) = get(address, path).await;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 fn batch(id: i64, token: Option<&str>) -> Value {

@@ -166,6 +166,15 @@ async fn resuming_what_cannot_be_resumed_is_a_clear_error() {
             .contains("start a new session")
     );
 
+    // A hostile id is not echoed in full.
+    let huge = "x".repeat(100_000);
+    let (_, response) = resume(&server, &huge, 0).await;
+    assert_eq!(response["error"]["data"]["reason"], "unknown", "{response}");
+    assert!(
+        response.to_string().len() < 1_000,
+        "the answer echoes the id in full"
+    );
+
     let (mut client, id) = resumable(&server).await;
     for n in 0..20 {
         client.call(n, "add", json!({"a": n, "b": 1})).await;

@@ -521,7 +521,10 @@ impl Session {
             not_resumable(
                 "unknown",
                 "no such session (it never existed, expired or was deleted)".to_owned(),
-                serde_json::json!({ "mcpSessionId": request.session }),
+                // Echoed shortened: the value comes from the client.
+                serde_json::json!({
+                    "mcpSessionId": mcp_protocol::shorten(&request.session.to_string(), 80).to_string()
+                }),
             )
         };
         let session = session.ok_or_else(unknown)?;

@@ -35,6 +35,28 @@ fn contents(response: &Value) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
+/// Reads statistics updates (each must be one) until the statistics show `sessions`.
+async fn hear_sessions(client: &mut Client, sessions: u64) {
+    loop {
+        let message = client.recv().await;
+        assert_eq!(
+            message["method"], "notifications/resources/updated",
+            "{message}"
+        );
+        assert_eq!(message["params"]["uri"], "mcp://server/stats");
+        let (read, _) = ask(
+            client,
+            "r",
+            "resources/read",
+            json!({"uri":"mcp://server/stats"}),
+        )
+        .await;
+        if contents(&read)["sessions"] == sessions {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
 async fn listing_reading_and_templates() {
     let server = TestServer::start().await;
@@ -101,24 +123,7 @@ async fn subscribers_hear_when_the_statistics_change() {
     assert_eq!(ok["result"], json!({}));
     // Another client comes: the statistics change, and the watcher hears of it.
     let other = Client::initialized(&server).await;
-    loop {
-        let message = watcher.recv().await;
-        assert_eq!(
-            message["method"], "notifications/resources/updated",
-            "{message}"
-        );
-        assert_eq!(message["params"]["uri"], "mcp://server/stats");
-        let (read, _) = ask(
-            &mut watcher,
-            "r",
-            "resources/read",
-            json!({"uri":"mcp://server/stats"}),
-        )
-        .await;
-        if contents(&read)["sessions"] == 2 {
-            break;
-        }
-    }
+    hear_sessions(&mut watcher, 2).await;
     // After unsubscribing, changes are not announced.
     ask(
         &mut watcher,
@@ -138,23 +143,7 @@ async fn subscribers_hear_when_the_statistics_change() {
     )
     .await;
     drop(other);
-    loop {
-        let message = witness.recv().await;
-        assert_eq!(
-            message["method"], "notifications/resources/updated",
-            "{message}"
-        );
-        let (read, _) = ask(
-            &mut witness,
-            "r",
-            "resources/read",
-            json!({"uri":"mcp://server/stats"}),
-        )
-        .await;
-        if contents(&read)["sessions"] == 2 {
-            break;
-        }
-    }
+    hear_sessions(&mut witness, 2).await;
     let (pong, before) = ask(&mut watcher, "p", "ping", json!({})).await;
     assert_eq!(pong["result"], json!({}));
     assert!(

@@ -6,13 +6,12 @@
 //! This is a translation at the edge: the seed's request becomes a `tools/call` (or
 //! `tools/list`), and the tool's `structuredContent` is the seed's answer.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use mcp_protocol::methods;
-use mcp_session::{HistoryEntry, Server, SessionId, SessionRecord, StoreError, Update};
+use mcp_session::store::now_ms;
+use mcp_session::{ANONYMOUS, HistoryEntry, Server, SessionId, SessionRecord, StoreError, Update};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -20,8 +19,6 @@ use crate::http::{Body, json_body, text};
 
 /// The largest request body the agent API reads.
 const MAX_BODY: usize = 1024 * 1024;
-/// The owner of every agent until authentication exists.
-const ANONYMOUS: &str = "anonymous";
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = text(status, value.to_string());
@@ -46,12 +43,6 @@ fn store_error(e: &StoreError) -> Response<Body> {
             )
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Reads a JSON body of at most `MAX_BODY` bytes, refusing in the API's error shape.

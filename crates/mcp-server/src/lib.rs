@@ -166,10 +166,7 @@ async fn expire_idle_sessions(server: Server, ttl: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let cutoff = now.saturating_sub(ttl.as_millis() as u64);
+        let cutoff = mcp_session::store::now_ms().saturating_sub(ttl.as_millis() as u64);
         let idle = match server.store().idle_since(cutoff).await {
             Ok(idle) => idle,
             Err(e) => {

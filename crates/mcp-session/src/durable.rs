@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcp_protocol::{ErrorObject, InitializeParams, ProgressToken, RequestId, error_codes, methods};
 use mcp_tools::CheckpointSink;
@@ -17,9 +16,6 @@ use tokio::time::Instant;
 use crate::outbound::AttachError;
 use crate::store::{HistoryEntry, LogEntry, OperationRecord, SessionId, SessionStore};
 use crate::{OutboundReceiver, StoreError};
-
-/// The owner of every session until authentication exists.
-pub(crate) const ANONYMOUS: &str = "anonymous";
 
 /// The experimental client capability that asks for a resumable session.
 pub(crate) const RESUME_CAPABILITY: &str = "resume";
@@ -273,13 +269,6 @@ pub(crate) fn progress_sent(entries: &[LogEntry], token: &ProgressToken) -> Opti
             (params.get("progressToken")? == &token).then(|| params.get("progress")?.as_f64())?
         })
         .reduce(f64::max)
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The message with `member` added at the top level (to each element of a batch).

@@ -26,8 +26,8 @@ pub use peer::Peer;
 pub use server::{ConnectionGuard, Server, ServerConfig};
 pub use session::{CloseReason, Session, SessionEnd};
 pub use store::{
-    HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord, Replay, SessionId,
-    SessionRecord, SessionStore, StoreError, StoreFuture, Update,
+    ANONYMOUS, HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord, Replay,
+    SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, Update,
 };
 
 #[cfg(test)]

@@ -252,8 +252,15 @@ impl OutboundQueue {
         if let Some(durable) = durable {
             state.unpersisted = true;
             self.shared.persist.notify_waiters();
-            // A resumable log keeps `retain` entries, sent or not.
-            while state.entries.len() > durable.retain.max(1) {
+            // A resumable log keeps `retain` entries, sent or not; but never drops what the
+            // attached connection has not read (backpressure bounds that by `capacity`).
+            let cursor = state.reader.as_ref().map(|r| r.cursor);
+            while state.entries.len() > durable.retain.max(1)
+                && state
+                    .entries
+                    .front()
+                    .is_some_and(|e| cursor.is_none_or(|c| e.seq <= c))
+            {
                 if let Some(old) = state.entries.pop_front()
                     && old.counted
                 {

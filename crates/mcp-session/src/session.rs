@@ -22,9 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::durable::{
-    ANONYMOUS, Attach, Control, Durable, OperationCheckpoint, Operations, ResumeRequest,
-    attach_error, last_seq, load_log, not_resumable, now_ms, progress_sent, resume_request,
-    wants_resume, with_member,
+    Attach, Control, Durable, OperationCheckpoint, Operations, ResumeRequest, attach_error,
+    last_seq, load_log, not_resumable, progress_sent, resume_request, wants_resume, with_member,
 };
 use crate::inflight::{BatchId, InFlight};
 use crate::metrics::Outcome;
@@ -32,7 +31,7 @@ use crate::outbound::{Coalesce, OutboundQueue};
 use crate::peer::PendingTable;
 use crate::resources::{Resources, STATS_URI, Status, operation_uri};
 use crate::server::{Claim, Notices};
-use crate::store::{HistoryEntry, OperationRecord, SessionRecord, Update};
+use crate::store::{ANONYMOUS, HistoryEntry, OperationRecord, SessionRecord, Update, now_ms};
 use crate::{Outbound, Peer, Server, SessionId, StoreError};
 
 type Reply = Result<Value, ErrorObject>;
@@ -390,13 +389,12 @@ impl Session {
         let store = Arc::clone(&self.server.inner.store);
         let config = &self.server.inner.config;
         if !durable.created {
-            let mut record = SessionRecord::new(
+            let record = SessionRecord::new(
                 durable.id.clone(),
                 ANONYMOUS,
                 durable.client_name.clone(),
                 now_ms(),
             );
-            record.next_seq = 1;
             match store.create(&record).await {
                 Ok(()) | Err(StoreError::Exists(_)) => durable.created = true,
                 Err(e) => {
@@ -699,17 +697,12 @@ impl Session {
             None => format!("{progress}"),
         };
         tracing::info!(id = %op.request_id, tool = %op.tool, %how_far, resumable, "interrupted call");
-        let message = if resumable {
-            format!(
-                "request {} ({}) was interrupted by a server restart after {how_far}; it is resumed",
-                op.request_id, op.tool
-            )
-        } else {
-            format!(
-                "request {} ({}) was interrupted by a server restart after {how_far}",
-                op.request_id, op.tool
-            )
-        };
+        let message = format!(
+            "request {} ({}) was interrupted by a server restart after {how_far}{}",
+            op.request_id,
+            op.tool,
+            if resumable { "; it is resumed" } else { "" }
+        );
         let data = serde_json::json!({
             "event": "interrupted",
             "requestId": op.request_id,

@@ -119,6 +119,16 @@ pub struct SessionRecord {
     pub next_seq: u64,
 }
 
+/// The owner of every session until authentication exists.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Milliseconds since the Unix epoch: the clock of records and expiry.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// How many completed calls a session's history keeps (the oldest go first).
 pub const HISTORY_CAP: usize = 1_000;
 

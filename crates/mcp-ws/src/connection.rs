@@ -342,10 +342,7 @@ async fn read(
     // The input ended (the client closed, or the connection broke): the output ends too,
     // even for a session that carries on waiting to be resumed.
     let _ = control.try_send(Control::Close {
-        frame: CloseFrame {
-            code: CloseCode::from(close_codes::NORMAL),
-            reason: "".into(),
-        },
+        frame: normal_close(),
         abandon: false,
     });
 }
@@ -406,12 +403,7 @@ async fn write(
                 }
             }
             Some(Outbound::Close(reason)) => break Some(close_frame(reason)),
-            None => {
-                break Some(CloseFrame {
-                    code: CloseCode::from(close_codes::NORMAL),
-                    reason: "".into(),
-                });
-            }
+            None => break Some(normal_close()),
         }
     };
     // From here on the reader waits at most `close_timeout` for the client, or not at all for
@@ -432,6 +424,14 @@ async fn write(
         .await;
     }
     code
+}
+
+/// The close frame of a connection that ended normally.
+fn normal_close() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(close_codes::NORMAL),
+        reason: "".into(),
+    }
 }
 
 /// The close frame for a client that stopped reading.

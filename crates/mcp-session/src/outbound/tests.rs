@@ -94,3 +94,45 @@ async fn a_gone_receiver_releases_waiting_pushers() {
     assert_eq!(pusher.await.unwrap(), Err(Closed));
     assert!(metrics.render().contains("mcp_outbound_queue_depth 0"));
 }
+
+#[tokio::test]
+async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() {
+    let (tx, mut rx, _) = queue(8);
+    tx.make_durable(2, false);
+    for i in 1..=5 {
+        tx.push(format!("m{i}")).await.unwrap();
+    }
+    let written = tx.take_unpersisted();
+    tx.mark_persisted(&written);
+    for i in 1..=5 {
+        assert_eq!(text(rx.recv().await), format!("m{i}"));
+    }
+    // Once read, the cap applies: a new connection can resume only from the last two.
+    tx.push("m6".to_owned()).await.unwrap();
+    assert!(matches!(
+        tx.attach(3, Vec::new()),
+        Err(AttachError::Truncated { oldest: 5 })
+    ));
+    assert!(tx.attach(4, Vec::new()).is_ok());
+}
+
+#[tokio::test]
+async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
+    let (tx, rx, _) = queue(8);
+    tx.make_durable(3, false);
+    drop(rx);
+    for i in 1..=10 {
+        tx.push(format!("m{i}")).await.unwrap();
+    }
+    assert!(matches!(
+        tx.attach(6, Vec::new()),
+        Err(AttachError::Truncated { oldest: 8 })
+    ));
+    let written = tx.take_unpersisted();
+    tx.mark_persisted(&written);
+    let mut rx = tx.attach(7, vec!["hello".to_owned()]).unwrap();
+    assert_eq!(text(rx.recv().await), "hello");
+    for i in 8..=10 {
+        assert_eq!(text(rx.recv().await), format!("m{i}"));
+    }
+}

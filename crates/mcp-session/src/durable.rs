@@ -33,7 +33,7 @@ pub(crate) struct Attach {
     /// The id of the resuming `initialize`.
     pub(crate) request: RequestId,
     pub(crate) params: InitializeParams,
-    pub(crate) last_seq: u64,
+    pub(crate) last_seq: Position,
     /// The connection's input, handed to the session it resumes.
     pub(crate) inbound: mpsc::Receiver<String>,
     pub(crate) reply: oneshot::Sender<AttachReply>,
@@ -190,16 +190,57 @@ pub(crate) fn resume_request(text: &str) -> Option<ResumeRequest> {
     (request.method == methods::INITIALIZE && !request.session.is_null()).then_some(request)
 }
 
-/// The `resume` capability's position: the last message the client received.
-pub(crate) fn last_seq(params: &InitializeParams) -> u64 {
-    params
+/// Where a resuming connection carries on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// After this position: the last message the client received.
+    After(u64),
+    /// After the last message handed to any connection: for clients that do not track
+    /// positions, which get what no connection was given (`"lastSeq": "delivered"`).
+    Delivered,
+}
+
+impl Position {
+    /// The position as the client gave it, for errors.
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            Self::After(seq) => Value::from(seq),
+            Self::Delivered => Value::from(DELIVERED),
+        }
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::After(seq) => write!(f, "{seq}"),
+            Self::Delivered => write!(f, "\"{DELIVERED}\" (the last delivered)"),
+        }
+    }
+}
+
+/// The `lastSeq` value that asks for [`Position::Delivered`].
+const DELIVERED: &str = "delivered";
+
+/// The `resume` capability's position: the last message the client received (0, before
+/// the first, when absent), or `"delivered"`.
+pub(crate) fn last_seq(params: &InitializeParams) -> Result<Position, ErrorObject> {
+    let value = params
         .capabilities
         .experimental
         .as_ref()
         .and_then(|e| e.get(RESUME_CAPABILITY))
-        .and_then(|r| r.get("lastSeq"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
+        .and_then(|r| r.get("lastSeq"));
+    match value {
+        None => Ok(Position::After(0)),
+        Some(Value::String(s)) if s == DELIVERED => Ok(Position::Delivered),
+        Some(v) => v.as_u64().map(Position::After).ok_or_else(|| {
+            ErrorObject::invalid_params(format!(
+                "capabilities.experimental.resume.lastSeq must be a non-negative integer or \"{DELIVERED}\", not {}",
+                mcp_protocol::shorten(&v.to_string(), 40)
+            ))
+        }),
+    }
 }
 
 /// Whether the client asked for a resumable session.
@@ -225,19 +266,19 @@ pub(crate) fn not_resumable(reason: &str, message: String, data: Value) -> Error
 }
 
 /// The error for a position the log cannot resume from.
-pub(crate) fn attach_error(error: AttachError, last_seq: u64) -> ErrorObject {
+pub(crate) fn attach_error(error: AttachError, last_seq: Position) -> ErrorObject {
     match error {
         AttachError::Truncated { oldest } => not_resumable(
             "truncated",
             format!(
                 "the messages after position {last_seq} are no longer kept (the oldest kept is {oldest})"
             ),
-            serde_json::json!({ "lastSeq": last_seq, "oldestSeq": oldest }),
+            serde_json::json!({ "lastSeq": last_seq.to_value(), "oldestSeq": oldest }),
         ),
         AttachError::Ahead { newest } => not_resumable(
             "ahead",
             format!("position {last_seq} was never sent (the newest is {newest})"),
-            serde_json::json!({ "lastSeq": last_seq, "newestSeq": newest }),
+            serde_json::json!({ "lastSeq": last_seq.to_value(), "newestSeq": newest }),
         ),
     }
 }

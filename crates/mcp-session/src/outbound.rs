@@ -117,6 +117,8 @@ struct State {
     handover: Option<OutboundReceiver>,
     /// Some entry is not in the store yet.
     unpersisted: bool,
+    /// The newest position handed to any connection.
+    delivered: u64,
 }
 
 impl State {
@@ -196,6 +198,7 @@ pub(crate) fn channel(capacity: usize, metrics: Metrics) -> (OutboundQueue, Outb
             ended: false,
             handover: None,
             unpersisted: false,
+            delivered: 0,
         }),
         capacity: capacity.max(1),
         readable: Notify::new(),
@@ -435,6 +438,9 @@ impl OutboundQueue {
             })
             .collect();
         state.next_seq = next_seq.max(state.entries.back().map_or(1, |e| e.seq + 1));
+        // Which of them reached a client before the restart is not known: count them as
+        // delivered rather than give them twice.
+        state.delivered = state.next_seq - 1;
         let unsent_messages = state.entries.iter().filter(|e| e.seq > after).count();
         if let Some(reader) = &mut state.reader {
             let mut queued: VecDeque<String> = reader.preamble.drain(..).collect();
@@ -448,15 +454,17 @@ impl OutboundQueue {
         self.shared.readable.notify_waiters();
     }
 
-    /// Attaches a new connection that has seen everything up to `after`; the previous one is
-    /// told it was replaced ([`CloseReason::Replaced`]). The connection gets `preamble`
-    /// first, then every message after `after`, then the live ones.
+    /// Attaches a new connection that has seen everything up to `after` (or, when `None`,
+    /// everything handed to a connection so far); the previous one is told it was replaced
+    /// ([`CloseReason::Replaced`]). The connection gets `preamble` first, then every message
+    /// after `after`, then the live ones.
     pub(crate) fn attach(
         &self,
-        after: u64,
+        after: Option<u64>,
         preamble: Vec<String>,
     ) -> Result<OutboundReceiver, AttachError> {
         let mut state = self.shared.lock();
+        let after = after.unwrap_or(state.delivered);
         let newest = state.next_seq - 1;
         if after > newest {
             return Err(AttachError::Ahead { newest });
@@ -583,6 +591,7 @@ impl OutboundReceiver {
             close,
             ended,
             handover,
+            delivered,
             ..
         } = state;
         let reader = reader.as_mut()?;
@@ -626,6 +635,7 @@ impl OutboundReceiver {
                 });
             }
             reader.cursor = entry.seq;
+            *delivered = (*delivered).max(entry.seq);
             if entry.key.is_none() {
                 reader.unsent_messages = reader.unsent_messages.saturating_sub(1);
             }

@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::durable::{
-    Attach, Control, Durable, OperationCheckpoint, Operations, ResumeRequest, attach_error,
-    last_seq, load_log, not_resumable, progress_sent, resume_request, wants_resume, with_member,
+    Attach, Control, Durable, OperationCheckpoint, Operations, Position, ResumeRequest,
+    attach_error, last_seq, load_log, not_resumable, progress_sent, resume_request, wants_resume,
+    with_member,
 };
 use crate::inflight::{BatchId, InFlight};
 use crate::metrics::Outcome;
@@ -470,10 +471,14 @@ impl Session {
             return;
         };
         let text = initialize_text(&self.server, version, &durable.id, request);
-        match self.outbound.attach(last_seq, vec![text]) {
+        let after = match last_seq {
+            Position::After(seq) => Some(seq),
+            Position::Delivered => None,
+        };
+        match self.outbound.attach(after, vec![text]) {
             Ok(receiver) => {
                 tracing::info!(
-                    last_seq,
+                    %last_seq,
                     client = %params.client_info.name,
                     "resumed on a new connection"
                 );
@@ -510,7 +515,7 @@ impl Session {
 
     async fn try_resume(&mut self, request: ResumeRequest) -> Result<(), ErrorObject> {
         let params: InitializeParams = decode_params(request.params)?;
-        let last_seq = last_seq(&params);
+        let last_seq = last_seq(&params)?;
         let session = match &request.session {
             Value::String(s) => SessionId::parse(s),
             _ => None,
@@ -609,7 +614,7 @@ impl Session {
         record: SessionRecord,
         request: RequestId,
         params: InitializeParams,
-        last_seq: u64,
+        last_seq: Position,
         control: mpsc::Receiver<Control>,
     ) -> Result<(), ErrorObject> {
         let store = Arc::clone(&self.server.inner.store);
@@ -618,13 +623,18 @@ impl Session {
             .map_err(|e| ErrorObject::internal(format_args!("the session store failed: {e}")))?;
         let newest = record.next_seq.saturating_sub(1);
         let oldest = entries.first().map_or(record.next_seq, |e| e.seq);
-        if last_seq > newest {
+        // The store does not know what reached a client: all of it counts as delivered.
+        let after = match last_seq {
+            Position::After(seq) => seq,
+            Position::Delivered => newest,
+        };
+        if after > newest {
             return Err(attach_error(
                 crate::outbound::AttachError::Ahead { newest },
                 last_seq,
             ));
         }
-        if last_seq + 1 < oldest {
+        if after + 1 < oldest {
             return Err(attach_error(
                 crate::outbound::AttachError::Truncated { oldest },
                 last_seq,
@@ -667,10 +677,10 @@ impl Session {
             })
             .collect();
         self.outbound
-            .restore(entries, record.next_seq, last_seq, vec![text]);
+            .restore(entries, record.next_seq, after, vec![text]);
         tracing::info!(
             session = %record.id,
-            last_seq,
+            %last_seq,
             newest,
             interrupted = record.operations.len(),
             "session restored from the store"

@@ -110,10 +110,10 @@ async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() 
     // Once read, the cap applies: a new connection can resume only from the last two.
     tx.push("m6".to_owned()).await.unwrap();
     assert!(matches!(
-        tx.attach(3, Vec::new()),
+        tx.attach(Some(3), Vec::new()),
         Err(AttachError::Truncated { oldest: 5 })
     ));
-    assert!(tx.attach(4, Vec::new()).is_ok());
+    assert!(tx.attach(Some(4), Vec::new()).is_ok());
 }
 
 #[tokio::test]
@@ -125,14 +125,37 @@ async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
         tx.push(format!("m{i}")).await.unwrap();
     }
     assert!(matches!(
-        tx.attach(6, Vec::new()),
+        tx.attach(Some(6), Vec::new()),
         Err(AttachError::Truncated { oldest: 8 })
     ));
     let written = tx.take_unpersisted();
     tx.mark_persisted(&written);
-    let mut rx = tx.attach(7, vec!["hello".to_owned()]).unwrap();
+    let mut rx = tx.attach(Some(7), vec!["hello".to_owned()]).unwrap();
     assert_eq!(text(rx.recv().await), "hello");
     for i in 8..=10 {
         assert_eq!(text(rx.recv().await), format!("m{i}"));
     }
+}
+
+#[tokio::test]
+async fn attaching_at_the_delivered_position_gets_only_what_no_connection_was_given() {
+    let (tx, mut rx, _) = queue(8);
+    tx.make_durable(16, false);
+    for i in 1..=4 {
+        tx.push(format!("m{i}")).await.unwrap();
+    }
+    let written = tx.take_unpersisted();
+    tx.mark_persisted(&written);
+    assert_eq!(text(rx.recv().await), "m1");
+    assert_eq!(text(rx.recv().await), "m2");
+    drop(rx);
+    let mut rx = tx.attach(None, Vec::new()).unwrap();
+    assert_eq!(text(rx.recv().await), "m3");
+    drop(rx);
+    // Re-reading from an older position does not move what counts as delivered back.
+    let mut rx = tx.attach(Some(0), Vec::new()).unwrap();
+    assert_eq!(text(rx.recv().await), "m1");
+    drop(rx);
+    let mut rx = tx.attach(None, Vec::new()).unwrap();
+    assert_eq!(text(rx.recv().await), "m4");
 }

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dialect;
 mod jsonrpc;
 pub mod methods;
 mod types;

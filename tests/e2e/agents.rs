@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestServer, http, post};
 
-async fn create(server: &TestServer) -> String {
+pub(crate) async fn create(server: &TestServer) -> String {
     let (status, body) = post(
         server,
         "/agent",

@@ -6,6 +6,7 @@
 
 mod agents;
 mod concurrency;
+mod dialects;
 mod errors;
 mod handshake;
 mod hostile;

@@ -145,6 +145,25 @@ async fn delete(id: &SessionId, server: &Server) -> Response<Body> {
     }
 }
 
+/// The agent id of a `/agent/{id}/websocket` path.
+pub(crate) fn websocket_agent(path: &str) -> Option<&str> {
+    path.strip_prefix("/agent/")?
+        .strip_suffix("/websocket")
+        .filter(|id| !id.contains('/'))
+}
+
+/// The id of the agent `agent` names; 404 unless it is in the store.
+pub(crate) async fn existing(agent: &str, server: &Server) -> Result<SessionId, Response<Body>> {
+    let Some(id) = SessionId::parse(agent) else {
+        return Err(error(StatusCode::NOT_FOUND, "no such agent"));
+    };
+    match server.store().load(&id).await {
+        Ok(Some(_)) => Ok(id),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such agent")),
+        Err(e) => Err(store_error(&e)),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Call {
@@ -173,14 +192,10 @@ pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
             );
         }
     };
-    let Some(id) = SessionId::parse(&call.agent_id) else {
-        return error(StatusCode::NOT_FOUND, "no such agent");
+    let id = match existing(&call.agent_id, server).await {
+        Ok(id) => id,
+        Err(response) => return response,
     };
-    match server.store().load(&id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no such agent"),
-        Err(e) => return store_error(&e),
-    }
     let params = call.request.params.unwrap_or_default();
     let (tool, arguments) = match call.request.method.as_str() {
         methods::TOOLS_LIST => {

@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use mcp_protocol::dialect::{Dialect, Envelope, Tutorial};
 use mcp_session::Server;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -97,8 +98,25 @@ async fn route(
 ) -> Response<Body> {
     let path = request.uri().path();
     let upgrade = mcp_ws::is_upgrade_request(&request);
+    if upgrade && let Some(agent) = agents::websocket_agent(path) {
+        let agent = agent.to_owned();
+        return agent_websocket(&agent, &mut request, remote, state).await;
+    }
     match (path, upgrade) {
-        (MCP_PATH, true) => upgrade_to_session(&mut request, remote, state),
+        (MCP_PATH, true) => match query_param(request.uri(), "dialect").as_deref() {
+            None | Some("mcp") => upgrade_to_session(&mut request, remote, state, None),
+            Some("tutorial") => {
+                let dialect = Dialect::Tutorial(Tutorial::new(mcp_ws::connection_id()));
+                upgrade_to_session(&mut request, remote, state, Some(dialect))
+            }
+            Some(other) => text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown dialect `{}`: use `tutorial`, or none for standard MCP\n",
+                    mcp_protocol::shorten(other, 40)
+                ),
+            ),
+        },
         (MCP_PATH, false) if request.method() == Method::POST => seed_post(request, state).await,
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
             agents::route(request, &state.0.server).await
@@ -202,10 +220,53 @@ async fn seed_post(request: Request<Incoming>, state: &State) -> Response<Body> 
     agents::call(value, &state.0.server).await
 }
 
+/// The value of the query parameter `name`, taken as it is (the values read here need no
+/// decoding).
+fn query_param(uri: &hyper::Uri, name: &str) -> Option<String> {
+    uri.query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// `GET /agent/{id}/websocket`: the agent's session over the seed's envelopes, resumed after
+/// `?lastSeq=N`, or after what was delivered when absent.
+async fn agent_websocket(
+    agent: &str,
+    request: &mut Request<Incoming>,
+    remote: SocketAddr,
+    state: &State,
+) -> Response<Body> {
+    let last_seq = match query_param(request.uri(), "lastSeq") {
+        None => None,
+        Some(seq) => match seq.parse::<u64>() {
+            Ok(seq) => Some(seq),
+            Err(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "lastSeq must be a non-negative integer: the `seq` of the last envelope received\n",
+                );
+            }
+        },
+    };
+    let agent = match agents::existing(agent, &state.0.server).await {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let dialect = Dialect::Envelope(Envelope::new(
+        mcp_ws::connection_id(),
+        agent.to_string(),
+        last_seq,
+    ));
+    upgrade_to_session(request, remote, state, Some(dialect))
+}
+
 fn upgrade_to_session(
     request: &mut Request<Incoming>,
     remote: SocketAddr,
     state: &State,
+    dialect: Option<Dialect>,
 ) -> Response<Body> {
     let place = state
         .0
@@ -243,6 +304,7 @@ fn upgrade_to_session(
                 state.0.config.ws.clone(),
                 remote,
                 place,
+                dialect,
             );
             state.0.tracker.spawn(connection.in_current_span());
             response

@@ -2,9 +2,9 @@
 //! the close handshake.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_tungstenite::HyperWebsocket;
@@ -13,6 +13,7 @@ use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use mcp_protocol::dialect::{Dialect, Translated};
 use mcp_session::{CloseReason, ConnectionGuard, Outbound, OutboundReceiver, Server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -96,17 +97,52 @@ impl WsConfig {
     }
 }
 
+/// A connection's dialect, shared by its reader and writer.
+#[derive(Clone)]
+struct SharedDialect(Arc<Mutex<Dialect>>);
+
+impl SharedDialect {
+    fn translate(&self, f: impl FnOnce(&mut Dialect, SystemTime) -> Translated) -> Translated {
+        let mut dialect = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut dialect, SystemTime::now())
+    }
+}
+
+/// A new random connection id (a UUID v4, as the tutorial's `connected` names it).
+pub fn connection_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Without randomness the id only needs to be unique here.
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        b[..8].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// Runs one WebSocket connection as an MCP session until either side closes it or the
 /// server shuts down.
 ///
 /// `websocket` is the future returned by [`crate::accept`]; it resolves once the 101 response
-/// has been sent. When this returns, the session and every request it started are gone.
+/// has been sent. With a `dialect`, every frame is translated by it on the way in and out,
+/// so the session sees standard MCP only. When this returns, the session and every request
+/// it started are gone, unless it is resumable.
 pub async fn serve_connection(
     websocket: HyperWebsocket,
     server: Server,
     config: WsConfig,
     remote: SocketAddr,
     place: ConnectionGuard,
+    dialect: Option<Dialect>,
 ) {
     let span = tracing::info_span!("connection", %remote);
     async move {
@@ -131,6 +167,25 @@ pub async fn serve_connection(
         // The session runs on its own: a resumable one outlives this connection, and a
         // connection that resumes another session hands its input and output over to it.
         tokio::spawn(session.run(in_rx).in_current_span());
+        let dialect = dialect.map(|d| SharedDialect(Arc::new(Mutex::new(d))));
+        let mut first = Vec::new();
+        if let Some(dialect) = &dialect {
+            let opened = dialect.translate(|d, now| d.open(now));
+            for text in opened.to_session {
+                // The session was just made: it reads these before anything from the client.
+                let _ = in_tx.send(text).await;
+            }
+            first = opened.to_client;
+        }
+        let writer = Writer {
+            out_rx,
+            control: control_rx,
+            closing: closing.clone(),
+            stall_timeout: config.stall_timeout,
+            dialect: dialect.clone(),
+            // Weak: the session's input must end when the reader does.
+            to_session: in_tx.downgrade(),
+        };
         let ((), code, ()) = tokio::join!(
             read(
                 stream,
@@ -139,14 +194,9 @@ pub async fn serve_connection(
                 closing.clone(),
                 config.close_timeout,
                 life.clone(),
+                dialect,
             ),
-            write(
-                sink,
-                out_rx,
-                control_rx,
-                closing.clone(),
-                config.stall_timeout
-            ),
+            writer.run(sink, first),
             heartbeat(peer, control_tx, closing, life, &config, &server),
         );
         server.record_close(code);
@@ -162,6 +212,8 @@ enum Control {
     Ping,
     /// Close with this frame; with `abandon`, do not wait for the client's reply.
     Close { frame: CloseFrame, abandon: bool },
+    /// Send this text frame: the dialect's own answer to a client's frame.
+    Send(String),
 }
 
 /// When the client last showed a sign of life: any frame at all.
@@ -263,6 +315,7 @@ async fn read(
     closing: Closing,
     close_timeout: Duration,
     life: Life,
+    dialect: Option<SharedDialect>,
 ) {
     let mut in_tx = Some(in_tx);
     let deadline = async {
@@ -289,14 +342,30 @@ async fn read(
         let refuse = match frame {
             None => break,
             Some(Ok(Frame::Text(text))) => {
-                match &in_tx {
-                    Some(tx) => {
-                        if tx.send(text.as_str().to_owned()).await.is_err() {
-                            // The session ended; it has asked the writer to close.
-                            in_tx = None;
-                        }
+                let Some(tx) = &in_tx else {
+                    tracing::debug!("text frame after close; discarded");
+                    continue;
+                };
+                let Some(dialect) = &dialect else {
+                    if tx.send(text.as_str().to_owned()).await.is_err() {
+                        // The session ended; it has asked the writer to close.
+                        in_tx = None;
                     }
-                    None => tracing::debug!("text frame after close; discarded"),
+                    continue;
+                };
+                let translated = dialect.translate(|d, now| d.on_client(text.as_str(), now));
+                for answer in translated.to_client {
+                    // Waits while the writer is busy: a client that does not read its
+                    // answers is not read either.
+                    if control.send(Control::Send(answer)).await.is_err() {
+                        break;
+                    }
+                }
+                for message in translated.to_session {
+                    if tx.send(message).await.is_err() {
+                        in_tx = None;
+                        break;
+                    }
                 }
                 continue;
             }
@@ -347,83 +416,141 @@ async fn read(
     });
 }
 
-/// Sends the session's output until it ends, then closes the connection.
-async fn write(
-    mut sink: Sink,
-    mut out_rx: OutboundReceiver,
-    mut control: mpsc::Receiver<Control>,
+/// The writing half of a connection.
+struct Writer {
+    out_rx: OutboundReceiver,
+    control: mpsc::Receiver<Control>,
     closing: Closing,
     stall_timeout: Duration,
-) -> u16 {
-    let mut stalled = false;
-    let close = loop {
-        // A close requested by the reader wins over queued output: the connection is unusable.
-        let item = tokio::select! {
-            biased;
-            Some(command) = control.recv() => match command {
-                Control::Close { frame, abandon } => {
-                    stalled |= abandon;
-                    break Some(frame);
-                }
-                Control::Ping => {
-                    let ping = tokio::time::timeout(stall_timeout, sink.send(Frame::Ping(Default::default())));
-                    match ping.await {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "write failed");
-                            break None;
-                        }
-                        // Not even a ping gets through: the client is not reading.
-                        Err(_) => {
-                            stalled = true;
-                            break Some(not_reading());
-                        }
-                    }
-                }
-            },
-            item = out_rx.recv() => item,
-        };
-        match item {
-            Some(Outbound::Text(text)) => {
-                match tokio::time::timeout(stall_timeout, sink.send(Frame::text(text))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "write failed");
-                        break None;
-                    }
-                    Err(_) => {
-                        stalled = true;
-                        tracing::info!(
-                            stall_ms = stall_timeout.as_millis(),
-                            queued = out_rx.len(),
-                            "the client stopped reading; disconnecting it"
-                        );
-                        break Some(not_reading());
-                    }
-                }
+    dialect: Option<SharedDialect>,
+    /// Where the dialect's answers to the session's own requests go.
+    to_session: mpsc::WeakSender<String>,
+}
+
+/// Why the writer stopped writing.
+enum Stop {
+    /// Writing failed: the connection is broken.
+    Broken,
+    /// One frame could not be written for `stall_timeout`: the client is not reading.
+    Stalled,
+}
+
+impl Writer {
+    async fn send(&self, sink: &mut Sink, frame: Frame) -> Result<(), Stop> {
+        match tokio::time::timeout(self.stall_timeout, sink.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                Err(Stop::Broken)
             }
-            Some(Outbound::Close(reason)) => break Some(close_frame(reason)),
-            None => break Some(normal_close()),
+            Err(_) => {
+                tracing::info!(
+                    stall_ms = self.stall_timeout.as_millis(),
+                    queued = self.out_rx.len(),
+                    "the client stopped reading; disconnecting it"
+                );
+                Err(Stop::Stalled)
+            }
         }
-    };
-    // From here on the reader waits at most `close_timeout` for the client, or not at all for
-    // a client that stopped reading: it will not answer a close either.
-    closing.started.cancel();
-    if stalled {
-        closing.abandoned.cancel();
     }
-    // 1006: closed without a close frame of ours (the connection broke).
-    let code = close.as_ref().map_or(1006, |f| u16::from(f.code));
-    if let Some(frame) = close {
-        // Fails harmlessly when the client closed first (tungstenite has replied already). A
-        // client that does not read may never take the frame, hence the bound.
-        let _ = tokio::time::timeout(stall_timeout, async {
-            let _ = sink.send(Frame::Close(Some(frame))).await;
-            let _ = sink.flush().await;
-        })
-        .await;
+
+    /// Sends one message of the session, through the dialect if there is one; a close
+    /// frame when the dialect ends the connection.
+    async fn send_session_text(
+        &self,
+        sink: &mut Sink,
+        text: String,
+    ) -> Result<Option<CloseFrame>, Stop> {
+        let Some(dialect) = &self.dialect else {
+            return self.send(sink, Frame::text(text)).await.map(|()| None);
+        };
+        let translated = dialect.translate(|d, now| d.on_session(&text, now));
+        for message in translated.to_session {
+            // Never waits: the session may itself be waiting for this writer. Only answers
+            // to the session's own requests go this way, and it gives up on those in time.
+            if let Some(tx) = self.to_session.upgrade()
+                && let Err(e) = tx.try_send(message)
+            {
+                tracing::warn!(error = %e, "the session's input is full; an answer to its request is lost");
+            }
+        }
+        for frame in translated.to_client {
+            self.send(sink, Frame::text(frame)).await?;
+        }
+        Ok(translated.close.map(|reason| CloseFrame {
+            code: CloseCode::from(close_codes::NORMAL),
+            reason: reason.into(),
+        }))
     }
-    code
+
+    /// Sends `first`, then the session's output until it ends, then closes the connection.
+    async fn run(mut self, mut sink: Sink, first: Vec<String>) -> u16 {
+        let mut result = Ok(());
+        for text in first {
+            result = self.send(&mut sink, Frame::text(text)).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        let (close, stalled) = match result {
+            Ok(()) => self.pump(&mut sink).await,
+            Err(stop) => stopped(stop),
+        };
+        // From here on the reader waits at most `close_timeout` for the client, or not at
+        // all for a client that stopped reading: it will not answer a close either.
+        self.closing.started.cancel();
+        if stalled {
+            self.closing.abandoned.cancel();
+        }
+        // 1006: closed without a close frame of ours (the connection broke).
+        let code = close.as_ref().map_or(1006, |f| u16::from(f.code));
+        if let Some(frame) = close {
+            // Fails harmlessly when the client closed first (tungstenite has replied
+            // already). A client that does not read may never take the frame, hence the
+            // bound.
+            let _ = tokio::time::timeout(self.stall_timeout, async {
+                let _ = sink.send(Frame::Close(Some(frame))).await;
+                let _ = sink.flush().await;
+            })
+            .await;
+        }
+        code
+    }
+
+    /// Writes until the output ends or the connection must close: the close frame to send
+    /// (none when the connection broke), and whether the client stopped reading.
+    async fn pump(&mut self, sink: &mut Sink) -> (Option<CloseFrame>, bool) {
+        loop {
+            // A close requested by the reader wins over queued output: the connection is
+            // unusable.
+            let sent = tokio::select! {
+                biased;
+                Some(command) = self.control.recv() => match command {
+                    Control::Close { frame, abandon } => return (Some(frame), abandon),
+                    Control::Ping => self.send(sink, Frame::Ping(Default::default())).await.map(|()| None),
+                    Control::Send(text) => self.send(sink, Frame::text(text)).await.map(|()| None),
+                },
+                item = self.out_rx.recv() => match item {
+                    Some(Outbound::Text(text)) => self.send_session_text(sink, text).await,
+                    Some(Outbound::Close(reason)) => return (Some(close_frame(reason)), false),
+                    None => return (Some(normal_close()), false),
+                },
+            };
+            match sent {
+                Ok(None) => {}
+                Ok(Some(frame)) => return (Some(frame), false),
+                Err(stop) => return stopped(stop),
+            }
+        }
+    }
+}
+
+/// The close frame and stall flag for a writer that had to stop.
+fn stopped(stop: Stop) -> (Option<CloseFrame>, bool) {
+    match stop {
+        Stop::Broken => (None, false),
+        Stop::Stalled => (Some(not_reading()), true),
+    }
 }
 
 /// The close frame of a connection that ended normally.

@@ -11,5 +11,5 @@
 mod connection;
 mod upgrade;
 
-pub use connection::{Heartbeat, WsConfig, close_codes, serve_connection};
+pub use connection::{Heartbeat, WsConfig, close_codes, connection_id, serve_connection};
 pub use upgrade::{SUBPROTOCOL, UpgradeError, accept, is_upgrade_request};

@@ -26,6 +26,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
     run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
     run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))?;
     python_sdk_tests()?;
+    js_tests()?;
     eprintln!("==> all checks passed");
     Ok(())
 }
@@ -99,6 +100,53 @@ fn python_sdk_tests() -> anyhow::Result<()> {
         ])
         .env("MCP_SERVER_BIN", &server)
         .env("PYTHONDONTWRITEBYTECODE", "1"))
+}
+
+/// Runs the JavaScript tests (the seeds' examples, unchanged) with Node's test runner
+/// against the real binary; their npm packages go to target/js, as locked in tests/js.
+fn js_tests() -> anyhow::Result<()> {
+    let has = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has("node") || !has("npm") {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    let deps = target_dir().join("js");
+    std::fs::create_dir_all(&deps).context("cannot create target/js")?;
+    let lock = std::fs::read_to_string(root().join("tests/js/package-lock.json"))
+        .context("cannot read tests/js/package-lock.json")?;
+    let stamp = deps.join("lock.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(lock.as_str()) {
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(root().join("tests/js").join(file), deps.join(file))
+                .with_context(|| format!("cannot copy tests/js/{file}"))?;
+        }
+        run(Command::new("npm")
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&deps))?;
+        std::fs::write(&stamp, &lock).context("cannot write the npm stamp")?;
+    }
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(root().join("tests/js"))
+        .context("cannot list tests/js")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+        .collect();
+    tests.sort();
+    let server = target_dir().join("debug").join("mcp-server");
+    run(Command::new("node")
+        .arg("--test")
+        .args(&tests)
+        .env("MCP_SERVER_BIN", &server)
+        .env("JS_DEPS", &deps))
 }
 
 fn apt_install(packages: &[&str]) -> anyhow::Result<()> {

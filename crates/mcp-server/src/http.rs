@@ -12,14 +12,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use mcp_protocol::dialect::{Dialect, Envelope, Tutorial};
 use mcp_session::Server;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::{Config, admin, agents};
+use crate::{Config, admin, agents, dialects};
 
 /// The path of the broadcast endpoint.
 const BROADCAST_PATH: &str = "/admin/broadcast";
@@ -106,8 +105,7 @@ async fn route(
         (MCP_PATH, true) => match query_param(request.uri(), "dialect").as_deref() {
             None | Some("mcp") => upgrade_to_session(&mut request, remote, state, None),
             Some("tutorial") => {
-                let dialect = Dialect::Tutorial(Tutorial::new(mcp_ws::connection_id()));
-                upgrade_to_session(&mut request, remote, state, Some(dialect))
+                upgrade_to_session(&mut request, remote, state, Some(dialects::tutorial()))
             }
             Some(other) => text(
                 StatusCode::BAD_REQUEST,
@@ -254,11 +252,7 @@ async fn agent_websocket(
         Ok(id) => id,
         Err(response) => return response,
     };
-    let dialect = Dialect::Envelope(Envelope::new(
-        mcp_ws::connection_id(),
-        agent.to_string(),
-        last_seq,
-    ));
+    let dialect = dialects::envelope(agent.to_string(), last_seq);
     upgrade_to_session(request, remote, state, Some(dialect))
 }
 
@@ -266,7 +260,7 @@ fn upgrade_to_session(
     request: &mut Request<Incoming>,
     remote: SocketAddr,
     state: &State,
-    dialect: Option<Dialect>,
+    dialect: Option<Box<dyn mcp_ws::Translate>>,
 ) -> Response<Body> {
     let place = state
         .0

@@ -9,6 +9,7 @@
 mod admin;
 mod agents;
 mod config;
+mod dialects;
 mod http;
 mod store;
 

@@ -214,7 +214,7 @@ impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::After(seq) => write!(f, "{seq}"),
-            Self::Delivered => write!(f, "\"{DELIVERED}\" (the last delivered)"),
+            Self::Delivered => write!(f, "\"{DELIVERED}\""),
         }
     }
 }

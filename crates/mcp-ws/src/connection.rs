@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_tungstenite::HyperWebsocket;
@@ -13,7 +13,6 @@ use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use mcp_protocol::dialect::{Dialect, Translated};
 use mcp_session::{CloseReason, ConnectionGuard, Outbound, OutboundReceiver, Server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -97,14 +96,36 @@ impl WsConfig {
     }
 }
 
-/// A connection's dialect, shared by its reader and writer.
+/// Translates a connection's frames to and from the session's messages: a wire dialect,
+/// supplied by whoever routes the connection. The transport only moves what it returns.
+pub trait Translate: Send + 'static {
+    /// What to send when the connection opens.
+    fn open(&mut self) -> Translation;
+    /// What one text frame of the client becomes.
+    fn on_client(&mut self, text: &str) -> Translation;
+    /// What one message of the session becomes.
+    fn on_session(&mut self, text: &str) -> Translation;
+}
+
+/// What one step of a [`Translate`] produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Translation {
+    /// Messages for the session, in order.
+    pub to_session: Vec<String>,
+    /// Text frames for the client, in order.
+    pub to_client: Vec<String>,
+    /// Close the connection normally (1000) with this reason, after `to_client`.
+    pub close: Option<String>,
+}
+
+/// A connection's translator, shared by its reader and writer.
 #[derive(Clone)]
-struct SharedDialect(Arc<Mutex<Dialect>>);
+struct SharedDialect(Arc<Mutex<Box<dyn Translate>>>);
 
 impl SharedDialect {
-    fn translate(&self, f: impl FnOnce(&mut Dialect, SystemTime) -> Translated) -> Translated {
+    fn translate(&self, f: impl FnOnce(&mut dyn Translate) -> Translation) -> Translation {
         let mut dialect = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut dialect, SystemTime::now())
+        f(dialect.as_mut())
     }
 }
 
@@ -134,7 +155,7 @@ pub fn connection_id() -> String {
 ///
 /// `websocket` is the future returned by [`crate::accept`]; it resolves once the 101 response
 /// has been sent. With a `dialect`, every frame is translated by it on the way in and out,
-/// so the session sees standard MCP only. When this returns, the session and every request
+/// so the session sees only what the translator makes of the client's frames. When this returns, the session and every request
 /// it started are gone, unless it is resumable.
 pub async fn serve_connection(
     websocket: HyperWebsocket,
@@ -142,7 +163,7 @@ pub async fn serve_connection(
     config: WsConfig,
     remote: SocketAddr,
     place: ConnectionGuard,
-    dialect: Option<Dialect>,
+    dialect: Option<Box<dyn Translate>>,
 ) {
     let span = tracing::info_span!("connection", %remote);
     async move {
@@ -170,7 +191,7 @@ pub async fn serve_connection(
         let dialect = dialect.map(|d| SharedDialect(Arc::new(Mutex::new(d))));
         let mut first = Vec::new();
         if let Some(dialect) = &dialect {
-            let opened = dialect.translate(|d, now| d.open(now));
+            let opened = dialect.translate(|d| d.open());
             for text in opened.to_session {
                 // The session was just made: it reads these before anything from the client.
                 let _ = in_tx.send(text).await;
@@ -353,7 +374,7 @@ async fn read(
                     }
                     continue;
                 };
-                let translated = dialect.translate(|d, now| d.on_client(text.as_str(), now));
+                let translated = dialect.translate(|d| d.on_client(text.as_str()));
                 for answer in translated.to_client {
                     // Waits while the writer is busy: a client that does not read its
                     // answers is not read either.
@@ -464,7 +485,7 @@ impl Writer {
         let Some(dialect) = &self.dialect else {
             return self.send(sink, Frame::text(text)).await.map(|()| None);
         };
-        let translated = dialect.translate(|d, now| d.on_session(&text, now));
+        let translated = dialect.translate(|d| d.on_session(&text));
         for message in translated.to_session {
             // Never waits: the session may itself be waiting for this writer. Only answers
             // to the session's own requests go this way, and it gives up on those in time.

@@ -11,5 +11,7 @@
 mod connection;
 mod upgrade;
 
-pub use connection::{Heartbeat, WsConfig, close_codes, connection_id, serve_connection};
+pub use connection::{
+    Heartbeat, Translate, Translation, WsConfig, close_codes, connection_id, serve_connection,
+};
 pub use upgrade::{SUBPROTOCOL, UpgradeError, accept, is_upgrade_request};

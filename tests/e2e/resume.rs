@@ -323,3 +323,37 @@ async fn a_call_without_a_progress_token_still_saves_checkpoints() {
         .send(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}))
         .await;
 }
+
+#[tokio::test]
+async fn json_rpc_heartbeats_follow_the_connection_to_the_session_it_resumed() {
+    let mut config = Config::default();
+    config.ws.heartbeat = mcp_ws::Heartbeat::JsonRpc;
+    config.ws.ping_interval = Duration::from_millis(50);
+    config.ws.ping_timeout = Duration::from_secs(2);
+    let server = TestServer::with_config(config).await;
+    let (client, id) = resumable(&server).await;
+    drop(client);
+    let mut client = Client::connect(&server).await;
+    let response = client
+        .request(
+            json!({"jsonrpc":"2.0","id":"again","method":"initialize","mcpSessionId":id,"params":{
+            "protocolVersion":"2025-11-25",
+            "capabilities":{"experimental":{"resume":{"lastSeq":"delivered"}}},
+            "clientInfo":{"name":"e2e","version":"1"}}}),
+        )
+        .await;
+    assert_eq!(response["mcpSessionId"], id.as_str(), "{response}");
+    // The first connection's heartbeat stopped with it, having left at most a ping or two
+    // undelivered; the rest come from this connection's heartbeat, through the resumed
+    // session. A connection whose pings went nowhere would be closed for silence instead.
+    for _ in 0..5 {
+        let ping = client.recv().await;
+        assert_eq!(ping["method"], "ping", "{ping}");
+        assert!(ping["seq"].as_u64().is_some(), "{ping}");
+        client
+            .send(json!({"jsonrpc":"2.0","id":ping["id"],"result":{}}))
+            .await;
+    }
+    drop(client);
+    server.shutdown().await;
+}

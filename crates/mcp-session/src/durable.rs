@@ -39,9 +39,10 @@ pub(crate) struct Attach {
     pub(crate) reply: oneshot::Sender<AttachReply>,
 }
 
-/// The resumed session's log as the connection will read it, or why not (with the input
-/// handed back).
-pub(crate) type AttachReply = Result<OutboundReceiver, (ErrorObject, mpsc::Receiver<String>)>;
+/// The resumed session's log as the connection will read it and the handle for requests to
+/// its client, or why not (with the input handed back).
+pub(crate) type AttachReply =
+    Result<(OutboundReceiver, crate::Peer), (ErrorObject, mpsc::Receiver<String>)>;
 
 /// A resumable session's own state, besides its log.
 pub(crate) struct Durable {

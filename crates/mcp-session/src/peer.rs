@@ -61,20 +61,46 @@ impl Drop for Forget<'_> {
     }
 }
 
-/// A handle for sending requests to the client of one session. Cheap to clone; it does not
-/// keep the session or its connection alive.
+/// Where a [`Peer`]'s requests go.
 #[derive(Clone)]
-pub struct Peer {
+struct Target {
     pending: PendingTable,
     outbound: WeakQueue,
 }
 
+/// A handle for sending requests to the client of one session. Cheap to clone; it does not
+/// keep the session or its connection alive.
+///
+/// When the connection resumes another session, the handles of the session it started with
+/// follow it there ([`Peer::follow`]), so that a transport's heartbeat keeps reaching the
+/// client.
+#[derive(Clone)]
+pub struct Peer {
+    target: Arc<Mutex<Target>>,
+}
+
 impl Peer {
     pub(crate) fn new(pending: PendingTable, outbound: &OutboundQueue) -> Self {
-        Self {
+        let target = Target {
             pending,
             outbound: outbound.downgrade(),
+        };
+        Self {
+            target: Arc::new(Mutex::new(target)),
         }
+    }
+
+    fn target(&self) -> Target {
+        self.target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// From now on, this handle and its clones send to `other`'s session.
+    pub(crate) fn follow(&self, other: &Peer) {
+        let target = other.target();
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
     }
 
     /// Sends a request to the client and waits for its response.
@@ -82,9 +108,10 @@ impl Peer {
     /// Dropping the returned future forgets the request; a late response is then logged and
     /// discarded by the session. Use a timeout around it where the client may never answer.
     pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, PeerError> {
+        let target = self.target();
         let (tx, rx) = oneshot::channel();
         let id = {
-            let mut pending = self.pending.lock();
+            let mut pending = target.pending.lock();
             if pending.closed {
                 return Err(PeerError::Closed);
             }
@@ -94,10 +121,10 @@ impl Peer {
             id
         };
         let _forget = Forget {
-            table: &self.pending,
+            table: &target.pending,
             id: id.clone(),
         };
-        let outbound = self.outbound.upgrade().ok_or(PeerError::Closed)?;
+        let outbound = target.outbound.upgrade().ok_or(PeerError::Closed)?;
         let text = Message::Request(Request {
             id,
             method: method.to_owned(),

@@ -145,6 +145,8 @@ pub struct Session {
     batches: HashMap<BatchId, Batch>,
     next_batch: BatchId,
     pending: PendingTable,
+    /// The handle the transport sends requests through (its heartbeat's pings).
+    peer: Peer,
     output_closed: bool,
     drain: Option<Drain>,
     last_activity: Instant,
@@ -186,6 +188,8 @@ impl Session {
     pub(crate) fn new(server: Server, id: u64, outbound: OutboundQueue) -> Self {
         let token = server.inner.shutdown.child_token();
         server.inner.metrics.session_started();
+        let pending = PendingTable::default();
+        let peer = Peer::new(pending.clone(), &outbound);
         Self {
             server,
             id,
@@ -198,7 +202,8 @@ impl Session {
             task_requests: HashMap::new(),
             batches: HashMap::new(),
             next_batch: 0,
-            pending: PendingTable::default(),
+            pending,
+            peer,
             output_closed: false,
             drain: None,
             last_activity: Instant::now(),
@@ -227,7 +232,7 @@ impl Session {
 
     /// A handle for sending requests to this session's client.
     pub fn peer(&self) -> Peer {
-        Peer::new(self.pending.clone(), &self.outbound)
+        self.peer.clone()
     }
 
     /// Runs the session until its input ends, its output is closed, or the server shuts down.
@@ -491,7 +496,7 @@ impl Session {
                     capabilities: params.capabilities,
                     info: params.client_info,
                 });
-                let _ = reply.send(Ok(receiver));
+                let _ = reply.send(Ok((receiver, self.peer())));
             }
             Err(e) => {
                 let _ = reply.send(Err((attach_error(e, last_seq), inbound)));
@@ -555,7 +560,9 @@ impl Session {
                         continue;
                     }
                     return match reply_rx.await {
-                        Ok(Ok(receiver)) => {
+                        Ok(Ok((receiver, peer))) => {
+                            // The transport's requests (heartbeat pings) follow the connection.
+                            self.peer.follow(&peer);
                             self.outbound.hand_over(receiver);
                             self.handed_over = true;
                             Ok(())

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::agents::create;
-use crate::support::{Client, TestServer, http, post};
+use crate::support::{Client, TestServer, broadcast, http};
 
 /// Connects to an agent's envelope WebSocket as the seed's client does (no subprotocol).
 async fn envelopes(server: &TestServer, agent: &str, query: &str) -> Client {
@@ -85,14 +85,7 @@ async fn the_seed_websocket_request_gets_the_seed_response_and_is_recorded() {
     let pong = ws.recv().await;
     assert_eq!(pong["type"], "pong");
     assert!(is_iso_timestamp(&pong["timestamp"]));
-    let (status, body) = post(
-        &server,
-        "/admin/broadcast",
-        "application/json",
-        r#"{"message":"maintenance at noon","level":"warning"}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    broadcast(&server, "maintenance at noon").await;
     let notice = ws.recv().await;
     assert_eq!(notice["type"], "notification", "{notice}");
     assert_eq!(notice["payload"]["method"], "notifications/message");
@@ -278,14 +271,7 @@ async fn tutorial_progress_carries_request_percentage_and_eta() {
         "{response}"
     );
     // Pushes arrive as `notification`, and a ping notification gets a pong.
-    let (status, body) = post(
-        &server,
-        "/admin/broadcast",
-        "application/json",
-        r#"{"message":"Server will restart in 5 minutes","level":"warning"}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    broadcast(&server, "Server will restart in 5 minutes").await;
     let notice = client.recv().await;
     assert_eq!(
         notice,

@@ -252,3 +252,10 @@ pub(crate) async fn post(
     let (status, _, body) = exchange(server, &head, body).await;
     (status, body)
 }
+
+/// Broadcasts `message` at level warning through the admin endpoint.
+pub(crate) async fn broadcast(server: &TestServer, message: &str) {
+    let body = json!({"message": message, "level": "warning"}).to_string();
+    let (status, answer) = post(server, "/admin/broadcast", "application/json", &body).await;
+    assert_eq!(status, 200, "{answer}");
+}

@@ -73,9 +73,7 @@ fn python_sdk_tests() -> anyhow::Result<()> {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
     let requirements = root().join("tests/python/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).context("cannot read requirements.txt")?;
-    let stamp = venv.join("requirements.installed");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+    install_once(&requirements, &venv.join("requirements.installed"), || {
         run(Command::new(&python)
             .args([
                 "-m",
@@ -85,9 +83,8 @@ fn python_sdk_tests() -> anyhow::Result<()> {
                 "--disable-pip-version-check",
                 "-r",
             ])
-            .arg(&requirements))?;
-        std::fs::write(&stamp, &wanted).context("cannot write the requirements stamp")?;
-    }
+            .arg(&requirements))
+    })?;
     let server = target_dir().join("debug").join("mcp-server");
     run(Command::new(&python)
         .args([
@@ -116,10 +113,8 @@ fn js_tests() -> anyhow::Result<()> {
     }
     let deps = target_dir().join("js");
     std::fs::create_dir_all(&deps).context("cannot create target/js")?;
-    let lock = std::fs::read_to_string(root().join("tests/js/package-lock.json"))
-        .context("cannot read tests/js/package-lock.json")?;
-    let stamp = deps.join("lock.installed");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(lock.as_str()) {
+    let lock = root().join("tests/js/package-lock.json");
+    install_once(&lock, &deps.join("lock.installed"), || {
         for file in ["package.json", "package-lock.json"] {
             std::fs::copy(root().join("tests/js").join(file), deps.join(file))
                 .with_context(|| format!("cannot copy tests/js/{file}"))?;
@@ -132,9 +127,8 @@ fn js_tests() -> anyhow::Result<()> {
                 "--loglevel=error",
                 "--prefix",
             ])
-            .arg(&deps))?;
-        std::fs::write(&stamp, &lock).context("cannot write the npm stamp")?;
-    }
+            .arg(&deps))
+    })?;
     let mut tests: Vec<PathBuf> = std::fs::read_dir(root().join("tests/js"))
         .context("cannot list tests/js")?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -147,6 +141,22 @@ fn js_tests() -> anyhow::Result<()> {
         .args(&tests)
         .env("MCP_SERVER_BIN", &server)
         .env("JS_DEPS", &deps))
+}
+
+/// Runs `install` unless it already ran for the present contents of `manifest`, which the
+/// `stamp` file keeps a copy of.
+fn install_once(
+    manifest: &Path,
+    stamp: &Path,
+    install: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let wanted = std::fs::read_to_string(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    if std::fs::read_to_string(stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    install()?;
+    std::fs::write(stamp, &wanted).with_context(|| format!("cannot write {}", stamp.display()))
 }
 
 fn apt_install(packages: &[&str]) -> anyhow::Result<()> {

@@ -137,8 +137,9 @@ async fn bad_requests_get_clear_errors() {
         r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
     )
     .await;
+    // A JSON-RPC body is Streamable HTTP: without a session it must be `initialize`.
     assert_eq!(status, 400);
-    assert!(body.contains("WebSocket"), "{body}");
+    assert!(body.contains("Mcp-Session-Id"), "{body}");
     assert_eq!(show(&server, "not-an-id").await.0, 404);
     let (status, _, _) = http(
         &server,

@@ -267,11 +267,7 @@ async fn an_agent_made_over_http_is_resumed_over_websocket_and_keeps_one_history
     // Calls over HTTP and over the socket land in one history, neither losing the other's.
     let (status, body) = post(&server, "/mcp", "application/json", &call).await;
     assert_eq!(status, 200, "{body}");
-    let (_, _, body) = http(
-        &server,
-        &format!("GET /agent/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
+    let (_, _, body) = http(&server, &format!("GET /agent/{id} HTTP/1.1")).await;
     let state: Value = serde_json::from_str(&body).unwrap();
     let tools: Vec<&str> = state["history"]
         .as_array()
@@ -282,11 +278,7 @@ async fn an_agent_made_over_http_is_resumed_over_websocket_and_keeps_one_history
     assert_eq!(tools, ["add", "multiply", "add"], "{state}");
 
     // Deleting the agent ends its live session.
-    let (status, _, _) = http(
-        &server,
-        &format!("DELETE /agent/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
+    let (status, _, _) = http(&server, &format!("DELETE /agent/{id} HTTP/1.1")).await;
     assert_eq!(status, 204);
     assert_eq!(
         client.expect_close().await,
@@ -305,7 +297,7 @@ async fn a_call_without_a_progress_token_still_saves_checkpoints() {
         )
         .await;
     // Polls the agent API for a condition the server reaches on its own timer.
-    let head = format!("GET /agent/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let head = format!("GET /agent/{id} HTTP/1.1");
     let processed = tokio::time::timeout(crate::support::HANG, async {
         loop {
             let (_, _, body) = http(&server, &head).await;

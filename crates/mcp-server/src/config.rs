@@ -199,6 +199,16 @@ pub struct Cli {
     )]
     pub idle_timeout: u64,
 
+    /// An origin (`scheme://host[:port]`) browsers may call the server from, besides its own
+    /// loopback origins; repeat for more. Requests with another `Origin` get 403.
+    #[arg(
+        long = "allowed-origin",
+        env = "MCP_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allowed_origins: Vec<String>,
+
     /// Log format on stderr: `text` or `json`. Filter with RUST_LOG (default `info`).
     #[arg(long, env = "MCP_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -223,6 +233,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// What the built-in tools need.
     pub tools: ToolsConfig,
+    /// Origins allowed besides the server's own loopback ones.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -236,6 +248,7 @@ impl Default for Config {
             data_dir: None,
             session_ttl: Duration::from_secs(86_400),
             tools: ToolsConfig::default(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -290,6 +303,7 @@ impl Cli {
             data_dir: self.data_dir.clone(),
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,
+            allowed_origins: self.allowed_origins.clone(),
         })
     }
 }

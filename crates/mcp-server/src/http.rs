@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue, UPGRADE};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN, UPGRADE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::streamable::{self, HttpSessions};
 use crate::{Config, admin, agents, dialects};
 
 /// The path of the broadcast endpoint.
@@ -36,15 +38,40 @@ struct StateInner {
     tracker: TaskTracker,
     /// False once shutdown begins: `/readyz` answers 503 and new sessions are refused.
     ready: AtomicBool,
+    /// The Streamable HTTP sessions.
+    http_sessions: Arc<HttpSessions>,
+    /// Origins a browser may call from (lowercase `scheme://host[:port]`).
+    allowed_origins: Vec<String>,
+    /// Whether the server listens on loopback only: then the Host must be a loopback name.
+    loopback: bool,
 }
 
 impl State {
-    pub(crate) fn new(server: Server, config: Config, tracker: TaskTracker) -> Self {
+    pub(crate) fn new(
+        server: Server,
+        config: Config,
+        tracker: TaskTracker,
+        local: SocketAddr,
+    ) -> Self {
+        let port = local.port();
+        let mut allowed_origins: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .flat_map(|host| ["http", "https"].map(|scheme| format!("{scheme}://{host}:{port}")))
+            .collect();
+        allowed_origins.extend(
+            config
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
+        );
         Self(Arc::new(StateInner {
             server,
             config,
             tracker,
             ready: AtomicBool::new(true),
+            http_sessions: Arc::default(),
+            allowed_origins,
+            loopback: local.ip().is_loopback(),
         }))
     }
 
@@ -55,9 +82,45 @@ impl State {
     fn is_ready(&self) -> bool {
         self.0.ready.load(Ordering::SeqCst)
     }
+
+    /// Refuses a request from a foreign origin, or (on a loopback listener) for a Host that
+    /// is not a loopback name: the defences against DNS rebinding.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), String> {
+        if let Some(origin) = headers.get(ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
+            if !self.0.allowed_origins.contains(&origin) {
+                return Err(format!(
+                    "origin `{}` is not allowed: start the server with --allowed-origin to allow it",
+                    mcp_protocol::shorten(&origin, 80)
+                ));
+            }
+        }
+        if self.0.loopback
+            && let Some(host) = headers.get(HOST)
+        {
+            let host = host.to_str().unwrap_or_default().to_ascii_lowercase();
+            let name = match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")),
+                None => host.split(':').next().map(str::to_owned),
+            }
+            .unwrap_or_default();
+            let configured = self.0.allowed_origins.iter().any(|o| {
+                o.split_once("://")
+                    .is_some_and(|(_, rest)| rest == host || rest.split(':').next() == Some(&name))
+            });
+            if !["localhost", "127.0.0.1", "[::1]"].contains(&name.as_str()) && !configured {
+                return Err(format!(
+                    "host `{}` is not this server's: it listens on loopback (DNS rebinding protection)",
+                    mcp_protocol::shorten(&host, 80)
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
-pub(crate) type Body = Full<Bytes>;
+/// Response bodies: whole (most) or streamed (SSE).
+pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Serves one TCP connection's HTTP requests until it closes or the server stops.
 pub(crate) async fn serve_http(
@@ -95,6 +158,10 @@ async fn route(
     remote: SocketAddr,
     state: &State,
 ) -> Response<Body> {
+    if let Err(why) = state.check_origin(request.headers()) {
+        tracing::info!(%remote, reason = %why, "request refused");
+        return text(StatusCode::FORBIDDEN, format!("{why}\n"));
+    }
     let path = request.uri().path();
     let upgrade = mcp_ws::is_upgrade_request(&request);
     if upgrade && let Some(agent) = agents::websocket_agent(path) {
@@ -115,7 +182,20 @@ async fn route(
                 ),
             ),
         },
-        (MCP_PATH, false) if request.method() == Method::POST => seed_post(request, state).await,
+        (MCP_PATH, false) if request.method() == Method::POST => mcp_post(request, state).await,
+        (MCP_PATH, false)
+            if request.method() == Method::GET
+                && request
+                    .headers()
+                    .get(ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| streamable::accepts(a, "text/event-stream")) =>
+        {
+            streamable::get(request.headers(), &state.0.http_sessions)
+        }
+        (MCP_PATH, false) if request.method() == Method::DELETE => {
+            streamable::delete(request.headers(), &state.0.http_sessions)
+        }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
             agents::route(request, &state.0.server).await
         }
@@ -171,9 +251,18 @@ pub(crate) async fn json_body(
     request: Request<Incoming>,
     limit: usize,
 ) -> Result<serde_json::Value, BodyError> {
+    let (parts, body) = request.into_parts();
+    read_json(&parts.headers, body, limit).await
+}
+
+/// [`json_body`] for a request already taken apart.
+async fn read_json(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<serde_json::Value, BodyError> {
     let refuse = |status, message: String| BodyError { status, message };
-    let is_json = request
-        .headers()
+    let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -184,7 +273,7 @@ pub(crate) async fn json_body(
             "send Content-Type: application/json".to_owned(),
         ));
     }
-    let body = http_body_util::Limited::new(request.into_body(), limit)
+    let body = http_body_util::Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| {
@@ -202,20 +291,26 @@ pub(crate) async fn json_body(
     })
 }
 
-/// `POST /mcp`: the math-mcp seed's `{"agentId", "request"}` body. JSON-RPC bodies
-/// (Streamable HTTP) are told apart by their `jsonrpc` member and are not served yet.
-async fn seed_post(request: Request<Incoming>, state: &State) -> Response<Body> {
-    let value = match json_body(request, state.0.config.ws.max_message_size).await {
+/// `POST /mcp`: Streamable HTTP, or the math-mcp seed's `{"agentId", "request"}` body (told
+/// apart by its `agentId` and the absence of `jsonrpc`).
+async fn mcp_post(request: Request<Incoming>, state: &State) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let value = match read_json(&parts.headers, body, state.0.config.ws.max_message_size).await {
         Ok(value) => value,
         Err(e) => return text(e.status, format!("{}\n", e.message)),
     };
-    if value.get("jsonrpc").is_some() {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "JSON-RPC over HTTP POST (Streamable HTTP) is not served yet: connect with a WebSocket upgrade\n",
-        );
+    let seed = value.get("agentId").is_some() && value.get("jsonrpc").is_none();
+    if seed && !parts.headers.contains_key(streamable::SESSION_HEADER) {
+        return agents::call(value, &state.0.server).await;
     }
-    agents::call(value, &state.0.server).await
+    streamable::post(
+        &parts.headers,
+        value,
+        &state.0.server,
+        &state.0.http_sessions,
+        state.0.config.ws.stall_timeout,
+    )
+    .await
 }
 
 /// The value of the query parameter `name`, taken as it is (the values read here need no
@@ -301,7 +396,7 @@ fn upgrade_to_session(
                 dialect,
             );
             state.0.tracker.spawn(connection.in_current_span());
-            response
+            response.map(BodyExt::boxed_unsync)
         }
         Err(e) => {
             tracing::debug!(%remote, error = %e, "upgrade refused");
@@ -311,7 +406,7 @@ fn upgrade_to_session(
 }
 
 pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(Full::new(body.into()).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -12,6 +12,7 @@ mod config;
 mod dialects;
 mod http;
 mod store;
+mod streamable;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,7 +60,12 @@ pub async fn serve(
     // upgraded or not, is tracked here to be waited for at shutdown.
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
-    let state = http::State::new(server.clone(), config.clone(), tracker.clone());
+    let state = http::State::new(
+        server.clone(),
+        config.clone(),
+        tracker.clone(),
+        listener.local_addr()?,
+    );
     tracker.spawn({
         let stopping = stopping.clone();
         async move {

@@ -1,0 +1,584 @@
+//! Streamable HTTP on `/mcp` (MCP revision 2025-11-25), over the same sessions as WebSocket.
+//!
+//! A POST carries one JSON-RPC message (or a batch). Notifications and responses are handed
+//! to the session and answered 202. Requests open a *stream*: their responses, and what the
+//! session sends while they run (their progress, log messages, the server's own requests),
+//! go back on that POST's response: plain `application/json` when the answer is all there
+//! is, `text/event-stream` as soon as something comes before it. A GET opens the standalone
+//! stream for what belongs to no request; DELETE ends the session.
+//!
+//! Each HTTP session is a session of the core, driven like a WebSocket connection's: its
+//! input is fed by POSTs, and one task (the demultiplexer) reads its output and routes every
+//! message to the stream it belongs to. What cannot be delivered (its stream was closed by
+//! the client) waits, bounded, for the next GET stream, which is how a client that lost a
+//! stream resumes (with `Last-Event-ID`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Bytes, Frame};
+use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+use mcp_protocol::ProtocolVersion;
+use mcp_session::{Outbound, OutboundReceiver, Server};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::http::{Body, text};
+
+/// The session header.
+pub(crate) const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+/// The protocol version header, sent by clients after `initialize`.
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+/// How many events one stream buffers before the session waits for its client.
+const STREAM_BUFFER: usize = 64;
+/// How many messages wait for a GET stream when none is open; beyond, the oldest go.
+const UNDELIVERED_CAP: usize = 1024;
+/// What SSE clients are told to wait before reconnecting.
+const RETRY_MS: u64 = 1000;
+/// How often an idle SSE stream gets a comment, so proxies do not cut it.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The HTTP sessions, by their `Mcp-Session-Id`.
+#[derive(Default)]
+pub(crate) struct HttpSessions {
+    map: Mutex<HashMap<String, Arc<HttpSession>>>,
+}
+
+impl HttpSessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<HttpSession>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<HttpSession>> {
+        self.lock().get(id).cloned()
+    }
+}
+
+/// One HTTP session: the input of its core session, and where its output goes.
+struct HttpSession {
+    /// `None` once the session was deleted.
+    inbound: Mutex<Option<mpsc::Sender<String>>>,
+    router: Mutex<Router>,
+}
+
+impl HttpSession {
+    fn router(&self) -> MutexGuard<'_, Router> {
+        self.router.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<String>> {
+        self.inbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// One SSE event, or the final JSON answer of a stream.
+struct Event {
+    id: u64,
+    data: String,
+    /// The last response the stream was waiting for.
+    completes: bool,
+}
+
+impl Event {
+    fn sse(&self) -> Bytes {
+        Bytes::from(format!(
+            "id: {}\nevent: message\ndata: {}\n\n",
+            self.id, self.data
+        ))
+    }
+}
+
+/// An open stream: a POST's (`owed` responses to go) or the standalone GET one.
+struct Stream {
+    tx: mpsc::Sender<Event>,
+    owed: usize,
+}
+
+/// Where each message of the session goes.
+#[derive(Default)]
+struct Router {
+    next_stream: u64,
+    next_event: u64,
+    /// The stream each running request's response goes to, by id (as JSON text).
+    requests: HashMap<String, u64>,
+    /// The stream each progress token's notifications go to, by token (as JSON text).
+    tokens: HashMap<String, u64>,
+    /// Open POST streams; the newest takes what belongs to no request.
+    streams: BTreeMap<u64, Stream>,
+    standalone: Option<mpsc::Sender<Event>>,
+    /// Messages for a stream that is gone, waiting for the next GET stream.
+    undelivered: VecDeque<Event>,
+}
+
+/// Where the router sends one message.
+enum Destination {
+    Stream(u64, mpsc::Sender<Event>),
+    Standalone(mpsc::Sender<Event>),
+    Nowhere,
+}
+
+impl Router {
+    fn open(&mut self, ids: &[String], tokens: &[String]) -> (u64, mpsc::Receiver<Event>) {
+        self.next_stream += 1;
+        let stream = self.next_stream;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        for id in ids {
+            self.requests.insert(id.clone(), stream);
+        }
+        for token in tokens {
+            self.tokens.insert(token.clone(), stream);
+        }
+        self.streams.insert(
+            stream,
+            Stream {
+                tx,
+                owed: ids.len(),
+            },
+        );
+        (stream, rx)
+    }
+
+    /// Decides where `text` goes and makes its event.
+    fn route(&mut self, text: String) -> (Destination, Event) {
+        self.next_event += 1;
+        let id = self.next_event;
+        let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let responses: Vec<String> = match &message {
+            Value::Array(batch) => batch.iter().filter_map(response_id).collect(),
+            single => response_id(single).into_iter().collect(),
+        };
+        let mut target = None;
+        let mut completes = false;
+        for response in &responses {
+            if let Some(stream) = self.requests.remove(response) {
+                target = Some(stream);
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    s.owed = s.owed.saturating_sub(1);
+                    completes = s.owed == 0;
+                }
+            }
+        }
+        if responses.is_empty()
+            && let Some(token) = progress_token(&message)
+        {
+            target = self.tokens.get(&token).copied();
+        }
+        let event = Event {
+            id,
+            data: text,
+            completes,
+        };
+        let target = target.or_else(|| self.streams.keys().next_back().copied());
+        let destination = match target.and_then(|t| self.streams.get(&t).map(|s| (t, s))) {
+            Some((t, s)) => Destination::Stream(t, s.tx.clone()),
+            None => match &self.standalone {
+                Some(tx) => Destination::Standalone(tx.clone()),
+                None => Destination::Nowhere,
+            },
+        };
+        if completes && let Destination::Stream(t, _) = &destination {
+            // Its last answer goes out now: the stream ends after it.
+            let t = *t;
+            self.streams.remove(&t);
+            self.tokens.retain(|_, s| *s != t);
+        }
+        (destination, event)
+    }
+
+    /// Keeps an event for the next GET stream, dropping the oldest beyond the cap.
+    fn keep(&mut self, event: Event) {
+        if self.undelivered.len() >= UNDELIVERED_CAP {
+            self.undelivered.pop_front();
+            tracing::warn!(
+                cap = UNDELIVERED_CAP,
+                "no stream takes this session's messages; dropping the oldest"
+            );
+        }
+        self.undelivered.push_back(event);
+    }
+
+    /// Forgets a stream the client went away from: what was owed to it is kept for a GET.
+    fn gone(&mut self, stream: u64) {
+        self.streams.remove(&stream);
+        self.tokens.retain(|_, s| *s != stream);
+        // Responses still owed will find no stream and wait for a GET.
+        self.requests.retain(|_, s| *s != stream);
+    }
+}
+
+fn response_id(message: &Value) -> Option<String> {
+    let is_response = message.get("method").is_none()
+        && (message.get("result").is_some() || message.get("error").is_some());
+    is_response.then(|| message.get("id").map(Value::to_string))?
+}
+
+fn progress_token(message: &Value) -> Option<String> {
+    (message.get("method")?.as_str()? == mcp_protocol::methods::PROGRESS).then(|| {
+        message
+            .get("params")?
+            .get("progressToken")
+            .map(Value::to_string)
+    })?
+}
+
+/// Reads the session's output and routes each message to its stream, until the session ends.
+async fn demultiplex(
+    sessions: Arc<HttpSessions>,
+    id: IdSlot,
+    session: Arc<HttpSession>,
+    mut output: OutboundReceiver,
+    stall: Duration,
+) {
+    while let Some(item) = output.recv().await {
+        let Outbound::Text(text) = item else {
+            // The session closes (idle, shutdown, replaced): its streams end with it.
+            break;
+        };
+        let (destination, event) = session.router().route(text);
+        let (stream, tx) = match destination {
+            Destination::Stream(stream, tx) => (Some(stream), tx),
+            Destination::Standalone(tx) => (None, tx),
+            Destination::Nowhere => {
+                session.router().keep(event);
+                continue;
+            }
+        };
+        // A client that does not read its stream loses the stream, not the messages.
+        if let Err(e) = tx.send_timeout(event, stall).await {
+            let event = match e {
+                mpsc::error::SendTimeoutError::Closed(event)
+                | mpsc::error::SendTimeoutError::Timeout(event) => event,
+            };
+            let mut router = session.router();
+            match stream {
+                Some(stream) => router.gone(stream),
+                None => router.standalone = None,
+            }
+            router.keep(event);
+        }
+    }
+    let mut router = session.router();
+    router.streams.clear();
+    router.standalone = None;
+    drop(router);
+    if let Some(id) = id.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        sessions.lock().remove(&id);
+        tracing::debug!(session = %id, "HTTP session ended");
+    }
+}
+
+/// A plain-text refusal.
+fn refuse(status: StatusCode, message: &str) -> Response<Body> {
+    text(status, format!("{message}\n"))
+}
+
+/// Why a request was refused before it reached its session.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn response(self) -> Response<Body> {
+        refuse(self.0, &self.1)
+    }
+}
+
+/// Whether `accept` allows `wanted` (`type/subtype`), wildcards included.
+pub(crate) fn accepts(accept: &str, wanted: &str) -> bool {
+    let (kind, _) = wanted.split_once('/').unwrap_or((wanted, ""));
+    accept.split(',').any(|item| {
+        let media = item.split(';').next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case(wanted) || media == "*/*" || media == format!("{kind}/*")
+    })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks `Mcp-Protocol-Version` when given: it must be a revision the server speaks.
+fn check_version(headers: &HeaderMap) -> Result<(), Refusal> {
+    match header(headers, &VERSION_HEADER) {
+        None => Ok(()),
+        Some(v) if ProtocolVersion::parse(v).is_some() => Ok(()),
+        Some(v) => Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unsupported MCP-Protocol-Version `{}`: this server speaks {}",
+                mcp_protocol::shorten(v, 40),
+                ProtocolVersion::SUPPORTED.map(|v| v.as_str()).join(", ")
+            ),
+        )),
+    }
+}
+
+/// The session a request names: 400 without the header, 404 for an unknown one.
+fn session_of(headers: &HeaderMap, sessions: &HttpSessions) -> Result<Arc<HttpSession>, Refusal> {
+    let Some(id) = header(headers, &SESSION_HEADER) else {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "missing Mcp-Session-Id: send initialize first, then the id it answers with".to_owned(),
+        ));
+    };
+    sessions.get(id).ok_or_else(|| {
+        Refusal(
+            StatusCode::NOT_FOUND,
+            "unknown or expired MCP session: initialize a new one".to_owned(),
+        )
+    })
+}
+
+/// `POST /mcp` with a JSON-RPC body (already read).
+pub(crate) async fn post(
+    headers: &HeaderMap,
+    body: Value,
+    server: &Server,
+    sessions: &Arc<HttpSessions>,
+    stall: Duration,
+) -> Response<Body> {
+    let accept = header(headers, &ACCEPT).unwrap_or("*/*");
+    if !(accepts(accept, "application/json") && accepts(accept, "text/event-stream")) {
+        return refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            "accept both application/json and text/event-stream",
+        );
+    }
+    if let Err(refusal) = check_version(headers) {
+        return refusal.response();
+    }
+    let existing = match header(headers, &SESSION_HEADER) {
+        Some(_) => match session_of(headers, sessions) {
+            Ok(session) => Some(session),
+            Err(refusal) => return refusal.response(),
+        },
+        None => None,
+    };
+    let messages: Vec<&Value> = match &body {
+        Value::Array(batch) => batch.iter().collect(),
+        single => vec![single],
+    };
+    let ids: Vec<String> = messages
+        .iter()
+        .filter(|m| m.get("method").is_some())
+        .filter_map(|m| m.get("id").filter(|id| !id.is_null()).map(Value::to_string))
+        .collect();
+    let tokens: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.get("params")?.get("_meta")?.get("progressToken"))
+        .map(Value::to_string)
+        .collect();
+    let initialize = messages.len() == 1
+        && messages[0].get("method").and_then(Value::as_str)
+            == Some(mcp_protocol::methods::INITIALIZE);
+    let (session, new_id) = match existing {
+        Some(session) => (session, None),
+        None if initialize && ids.len() == 1 => {
+            if !server.has_room() {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many sessions; retry later",
+                );
+            }
+            let (session, slot, id) = open(server, sessions, stall);
+            (session, Some((slot, id)))
+        }
+        None => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "missing Mcp-Session-Id: send initialize first, then the id it answers with",
+            );
+        }
+    };
+    let Some(inbound) = session.sender() else {
+        return refuse(StatusCode::NOT_FOUND, "the MCP session was deleted");
+    };
+    if ids.is_empty() {
+        // Notifications and responses: nothing to answer.
+        return match inbound.send(body.to_string()).await {
+            Ok(()) => {
+                let mut response = text(StatusCode::ACCEPTED, "");
+                response.headers_mut().remove(CONTENT_TYPE);
+                response
+            }
+            Err(_) => refuse(StatusCode::NOT_FOUND, "the MCP session has ended"),
+        };
+    }
+    let (stream, mut rx) = session.router().open(&ids, &tokens);
+    if inbound.send(body.to_string()).await.is_err() {
+        session.router().gone(stream);
+        return refuse(StatusCode::NOT_FOUND, "the MCP session has ended");
+    }
+    drop(inbound);
+    let Some(first) = rx.recv().await else {
+        session.router().gone(stream);
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "the MCP session ended before answering",
+        );
+    };
+    let answer: Value = match &new_id {
+        Some(_) => serde_json::from_str(&first.data).unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    let mut response = if first.completes {
+        json_answer(first.data)
+    } else {
+        sse(Some(first), rx)
+    };
+    if let Some((id_slot, session_id)) = new_id {
+        // The session's id: the resumable session's own when the client asked for one.
+        let value = answer;
+        let id = match value.get("mcpSessionId").and_then(Value::as_str) {
+            Some(durable) => durable.to_owned(),
+            None => session_id,
+        };
+        let answered = value.get("result").is_some();
+        if answered {
+            *id_slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
+            sessions.lock().insert(id.clone(), Arc::clone(&session));
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(SESSION_HEADER, v);
+            }
+        } else {
+            // A failed initialize leaves no session behind.
+            session
+                .inbound
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+    }
+    response
+}
+
+fn json_answer(data: String) -> Response<Body> {
+    let mut response = text(StatusCode::OK, data);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// An SSE response: a priming event (an id, no data, and `retry`), then `first` and the
+/// rest of the stream, with a comment every [`KEEPALIVE`] while nothing comes.
+fn sse(first: Option<Event>, rx: mpsc::Receiver<Event>) -> Response<Body> {
+    let priming = Bytes::from(format!("id: 0\nretry: {RETRY_MS}\ndata: \n\n"));
+    let mut head: VecDeque<Bytes> = VecDeque::from([priming]);
+    if let Some(first) = &first {
+        head.push_back(first.sse());
+    }
+    let ends_with_first = first.as_ref().is_some_and(|f| f.completes);
+    let state = (head, Some(rx).filter(|_| !ends_with_first));
+    let stream = futures_util::stream::unfold(state, |(mut head, mut rx)| async move {
+        if let Some(bytes) = head.pop_front() {
+            return Some((Ok::<_, Infallible>(Frame::data(bytes)), (head, rx)));
+        }
+        let receiver = rx.as_mut()?;
+        let bytes = match tokio::time::timeout(KEEPALIVE, receiver.recv()).await {
+            Ok(Some(event)) => {
+                let bytes = event.sse();
+                if event.completes {
+                    rx = None;
+                }
+                bytes
+            }
+            Ok(None) => return None,
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        Some((Ok(Frame::data(bytes)), (head, rx)))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The slot an HTTP session's id goes in once its `initialize` succeeded.
+type IdSlot = Arc<Mutex<Option<String>>>;
+
+/// A new HTTP session: its core session runs on its own task, and so does its
+/// demultiplexer. Returns it with its id slot and a fresh random id for it.
+fn open(
+    server: &Server,
+    sessions: &Arc<HttpSessions>,
+    stall: Duration,
+) -> (Arc<HttpSession>, IdSlot, String) {
+    let (core, output) = server.open_session();
+    let (in_tx, in_rx) = mpsc::channel(16);
+    let session = Arc::new(HttpSession {
+        inbound: Mutex::new(Some(in_tx)),
+        router: Mutex::new(Router::default()),
+    });
+    let span = tracing::info_span!("http_session");
+    tokio::spawn(core.run(in_rx).instrument(span.clone()));
+    let slot = Arc::new(Mutex::new(None));
+    tokio::spawn(
+        demultiplex(
+            Arc::clone(sessions),
+            Arc::clone(&slot),
+            Arc::clone(&session),
+            output,
+            stall,
+        )
+        .instrument(span),
+    );
+    (session, slot, mcp_ws::connection_id().replace('-', ""))
+}
+
+/// `GET /mcp` with `Accept: text/event-stream`: the session's standalone stream. It first
+/// gets what waited for a stream (after a client lost one; `Last-Event-ID` is accepted for
+/// that), then whatever the session sends that belongs to no request. A newer GET replaces
+/// it.
+pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions) -> Response<Body> {
+    if let Err(refusal) = check_version(headers) {
+        return refusal.response();
+    }
+    let session = match session_of(headers, sessions) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.response(),
+    };
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let mut router = session.router();
+    // What waited goes first; more than fits stays for the next stream.
+    while let Some(event) = router.undelivered.pop_front() {
+        if let Err(mpsc::error::TrySendError::Full(event)) = tx.try_send(event) {
+            router.undelivered.push_front(event);
+            break;
+        }
+    }
+    router.standalone = Some(tx);
+    drop(router);
+    sse(None, rx)
+}
+
+/// `DELETE /mcp`: ends the session; its running calls are cancelled.
+pub(crate) fn delete(headers: &HeaderMap, sessions: &HttpSessions) -> Response<Body> {
+    if let Err(refusal) = check_version(headers) {
+        return refusal.response();
+    }
+    let Some(id) = header(headers, &SESSION_HEADER) else {
+        return refuse(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id");
+    };
+    let Some(session) = sessions.lock().remove(id) else {
+        return refuse(StatusCode::NOT_FOUND, "unknown or expired MCP session");
+    };
+    // Without input the session ends, cancelling what runs (a resumable one waits for a
+    // resume first, as after a dropped connection).
+    session
+        .inbound
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    tracing::info!(session = %id, "HTTP session deleted by the client");
+    let mut response = text(StatusCode::NO_CONTENT, "");
+    response.headers_mut().remove(CONTENT_TYPE);
+    response
+}

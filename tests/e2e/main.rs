@@ -16,5 +16,6 @@ mod long_running;
 mod notices;
 mod resources;
 mod resume;
+mod streamable;
 mod support;
 mod tools;

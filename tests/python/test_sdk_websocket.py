@@ -1,36 +1,18 @@
 """The official MCP Python SDK's WebSocket client against the real server binary.
 
-The test starts `mcp-server --listen 127.0.0.1:0` (the binary named by MCP_SERVER_BIN),
-reads the port from its first stdout line, and drives it with
+The server comes from conftest.py; these tests drive it with
 `mcp.client.websocket.websocket_client` and `mcp.ClientSession`.
 """
 
 import asyncio
-import os
-import subprocess
-
 import pytest
 from mcp import ClientSession, types
 from mcp.client.websocket import websocket_client
 
 
 @pytest.fixture(scope="module")
-def server_url():
-    binary = os.environ["MCP_SERVER_BIN"]
-    proc = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=None,
-        text=True,
-    )
-    try:
-        first = proc.stdout.readline().strip()
-        assert first.startswith("listening on http://"), f"unexpected first line: {first!r}"
-        address = first.removeprefix("listening on http://")
-        yield f"ws://{address}/mcp"
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0, "the server did not exit cleanly on SIGTERM"
+def server_url(server_address):
+    return f"ws://{server_address}/mcp"
 
 
 def run(coro):

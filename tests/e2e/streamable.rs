@@ -1,0 +1,389 @@
+//! Streamable HTTP on `/mcp`, driven by hyper's HTTP/1.1 client: sessions by header, JSON
+//! and SSE answers, the standalone stream, deletion, and every refusal.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use mcp_server::Config;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+use crate::support::{HANG, TestServer, broadcast};
+
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// Sends one request on a new connection; `headers` are added to Host.
+async fn send(
+    server: &TestServer,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Response<Incoming> {
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method)
+        .uri("/mcp")
+        .header("Host", server.addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let request = request.body(Full::new(body)).unwrap();
+    tokio::time::timeout(HANG, sender.send_request(request))
+        .await
+        .expect("no answer")
+        .unwrap()
+}
+
+/// POSTs `body` in session `session` (none for initialize), accepting JSON and SSE.
+async fn post(server: &TestServer, session: Option<&str>, body: Value) -> Response<Incoming> {
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", ACCEPT_BOTH),
+    ];
+    if let Some(id) = session {
+        headers.push(("Mcp-Session-Id", id));
+        headers.push(("MCP-Protocol-Version", "2025-11-25"));
+    }
+    send(server, "POST", &headers, Some(body)).await
+}
+
+fn header(response: &Response<Incoming>, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+async fn json_of(response: Response<Incoming>) -> Value {
+    assert_eq!(header(&response, "content-type"), "application/json");
+    let bytes = tokio::time::timeout(HANG, response.into_body().collect())
+        .await
+        .expect("body hung")
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn text_of(response: Response<Incoming>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// One SSE event: its id, `retry`, and data.
+#[derive(Debug, Default)]
+struct Event {
+    id: Option<String>,
+    retry: Option<u64>,
+    data: String,
+}
+
+/// Reads an SSE body event by event.
+struct Sse {
+    body: Incoming,
+    buffer: String,
+}
+
+impl Sse {
+    fn new(response: Response<Incoming>) -> Self {
+        assert_eq!(header(&response, "content-type"), "text/event-stream");
+        Self {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` when the stream ended.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = Event::default();
+                let mut any = false;
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => event.id = Some(value.to_owned()),
+                        "retry" => event.retry = value.parse().ok(),
+                        "data" => event.data.push_str(value),
+                        _ => continue,
+                    }
+                    any = true;
+                }
+                if any {
+                    return Some(event);
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(HANG, self.body.frame())
+                .await
+                .expect("SSE stream hung")?
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+
+    /// The next message event, as JSON.
+    async fn message(&mut self) -> Value {
+        let event = self.next().await.expect("the stream ended");
+        serde_json::from_str(&event.data).unwrap_or_else(|e| panic!("{e}: {event:?}"))
+    }
+}
+
+/// Initializes a session; returns its id.
+async fn initialize(server: &TestServer) -> String {
+    let response = post(
+        server,
+        None,
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let id = header(&response, "mcp-session-id");
+    assert_eq!(id.len(), 32, "a 128-bit id: {id}");
+    let answer = json_of(response).await;
+    assert_eq!(
+        answer["result"]["protocolVersion"], "2025-11-25",
+        "{answer}"
+    );
+    let response = post(
+        server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    id
+}
+
+#[tokio::test]
+async fn a_session_over_http_answers_in_json_or_streams_progress() {
+    let server = TestServer::start().await;
+    let id = initialize(&server).await;
+    // An answer with nothing before it is plain JSON.
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":5,"b":3}}}),
+    )
+    .await;
+    let answer = json_of(response).await;
+    assert_eq!(
+        answer["result"]["structuredContent"]["result"], 8,
+        "{answer}"
+    );
+    // Progress before the answer: an SSE stream, primed first.
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":300},"_meta":{"progressToken":"p"}}}),
+    )
+    .await;
+    let mut sse = Sse::new(response);
+    let priming = sse.next().await.unwrap();
+    assert!(
+        priming.id.is_some() && priming.data.is_empty(),
+        "{priming:?}"
+    );
+    assert_eq!(priming.retry, Some(1000));
+    let mut progress = Vec::new();
+    let answer = loop {
+        let message = sse.message().await;
+        if message["id"] == 2 {
+            break message;
+        }
+        assert_eq!(message["method"], "notifications/progress", "{message}");
+        assert_eq!(message["params"]["progressToken"], "p");
+        progress.push(message["params"]["progress"].as_f64().unwrap());
+    };
+    assert_eq!(answer["result"]["structuredContent"]["sleptMs"], 300);
+    assert!(!progress.is_empty() && progress.windows(2).all(|w| w[0] < w[1]));
+    assert!(
+        sse.next().await.is_none(),
+        "the stream ends with its answer"
+    );
+    // Deleted, the session is gone.
+    let response = send(&server, "DELETE", &[("Mcp-Session-Id", &id)], None).await;
+    assert_eq!(response.status(), 204);
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":3,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_standalone_stream_gets_pushes_and_what_a_lost_stream_missed() {
+    let server = TestServer::start().await;
+    let id = initialize(&server).await;
+    let get = send(
+        &server,
+        "GET",
+        &[("Mcp-Session-Id", &id), ("Accept", "text/event-stream")],
+        None,
+    )
+    .await;
+    assert_eq!(get.status(), 200);
+    let mut standalone = Sse::new(get);
+    assert!(standalone.next().await.unwrap().data.is_empty(), "priming");
+    broadcast(&server, "maintenance at noon").await;
+    let notice = standalone.message().await;
+    assert_eq!(notice["method"], "notifications/message", "{notice}");
+    assert_eq!(notice["params"]["data"], "maintenance at noon");
+    drop(standalone);
+
+    // A client that drops a call's stream finds the answer on its next GET stream.
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":300},"_meta":{"progressToken":"t"}}}),
+    )
+    .await;
+    let mut call = Sse::new(response);
+    let priming = call.next().await.unwrap();
+    let first = call.message().await;
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    drop(call);
+    let last_event = priming.id.unwrap();
+    let get = send(
+        &server,
+        "GET",
+        &[
+            ("Mcp-Session-Id", &id),
+            ("Accept", "text/event-stream"),
+            ("Last-Event-ID", &last_event),
+        ],
+        None,
+    )
+    .await;
+    let mut resumed = Sse::new(get);
+    resumed.next().await.unwrap();
+    let answer = loop {
+        let message = resumed.message().await;
+        if message["id"] == 7 {
+            break message;
+        }
+    };
+    assert_eq!(
+        answer["result"]["structuredContent"]["sleptMs"], 300,
+        "{answer}"
+    );
+    drop(resumed);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_http_requests_get_clear_refusals() {
+    let mut config = Config::default();
+    config.allowed_origins = vec!["https://app.example.com".to_owned()];
+    let server = TestServer::with_config(config).await;
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
+    // No session: only initialize may start one.
+    let response = post(&server, None, ping.clone()).await;
+    assert_eq!(response.status(), 400);
+    assert!(text_of(response).await.contains("Mcp-Session-Id"));
+    let response = post(
+        &server,
+        Some("0123456789abcdef0123456789abcdef"),
+        ping.clone(),
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+    let id = initialize(&server).await;
+    let cases: [(&[(&str, &str)], u16); 6] = [
+        // A client must accept both JSON and SSE.
+        (
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json"),
+            ],
+            406,
+        ),
+        (
+            &[("Content-Type", "text/plain"), ("Accept", ACCEPT_BOTH)],
+            415,
+        ),
+        (
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", ACCEPT_BOTH),
+                ("MCP-Protocol-Version", "1999-01-01"),
+            ],
+            400,
+        ),
+        // DNS rebinding: a foreign origin, or a foreign host on a loopback server.
+        (
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", ACCEPT_BOTH),
+                ("Origin", "http://evil.example.com"),
+            ],
+            403,
+        ),
+        (
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", ACCEPT_BOTH),
+                ("Origin", "https://app.example.com"),
+            ],
+            200,
+        ),
+        (
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", ACCEPT_BOTH),
+                ("Origin", "http://localhost"),
+            ],
+            403,
+        ),
+    ];
+    for (headers, status) in cases {
+        let mut headers = headers.to_vec();
+        headers.push(("Mcp-Session-Id", &id));
+        let response = send(&server, "POST", &headers, Some(ping.clone())).await;
+        assert_eq!(response.status(), status, "{headers:?}");
+    }
+    // A foreign Host header is refused on a loopback server, WebSocket upgrades included.
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .method("GET")
+        .uri("/mcp")
+        .header("Host", "evil.example.com")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 403);
+    // GET needs a session; DELETE of an unknown one is 404.
+    let response = send(&server, "GET", &[("Accept", "text/event-stream")], None).await;
+    assert_eq!(response.status(), 400);
+    let response = send(
+        &server,
+        "DELETE",
+        &[("Mcp-Session-Id", "0123456789abcdef0123456789abcdef")],
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+    server.shutdown().await;
+}

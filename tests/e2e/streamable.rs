@@ -287,8 +287,10 @@ async fn the_standalone_stream_gets_pushes_and_what_a_lost_stream_missed() {
 
 #[tokio::test]
 async fn bad_http_requests_get_clear_refusals() {
-    let mut config = Config::default();
-    config.allowed_origins = vec!["https://app.example.com".to_owned()];
+    let config = Config {
+        allowed_origins: vec!["https://app.example.com".to_owned()],
+        ..Config::default()
+    };
     let server = TestServer::with_config(config).await;
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
     // No session: only initialize may start one.

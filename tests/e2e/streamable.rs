@@ -389,3 +389,54 @@ async fn bad_http_requests_get_clear_refusals() {
     assert_eq!(response.status(), 404);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_started_on_websocket_resumes_over_http() {
+    let server = TestServer::start().await;
+    let mut ws = crate::support::Client::connect(&server).await;
+    let answer = ws
+        .request(
+            json!({"jsonrpc":"2.0","id":"init","method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{}}},
+            "clientInfo":{"name":"e2e","version":"1"}}}),
+        )
+        .await;
+    let id = answer["mcpSessionId"].as_str().unwrap().to_owned();
+    ws.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    ws.send(json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":300}}}))
+        .await;
+    drop(ws);
+
+    let response = post(
+        &server,
+        None,
+        json!({"jsonrpc":"2.0","id":"again","method":"initialize","mcpSessionId":id,"params":{
+            "protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{"lastSeq":1}}},
+            "clientInfo":{"name":"e2e-http","version":"1"}}}),
+    )
+    .await;
+    assert_eq!(
+        header(&response, "mcp-session-id"),
+        id,
+        "the HTTP session is the resumed one"
+    );
+    let answer = json_of(response).await;
+    assert_eq!(answer["mcpSessionId"], id.as_str(), "{answer}");
+    // The call made over WebSocket is answered on the standalone stream, in its position.
+    let get = send(
+        &server,
+        "GET",
+        &[("Mcp-Session-Id", &id), ("Accept", "text/event-stream")],
+        None,
+    )
+    .await;
+    let mut stream = Sse::new(get);
+    stream.next().await.unwrap();
+    let result = stream.message().await;
+    assert_eq!(result["id"], 7, "{result}");
+    assert_eq!(result["seq"], 2, "{result}");
+    assert_eq!(result["result"]["structuredContent"]["sleptMs"], 300);
+    drop(stream);
+    server.shutdown().await;
+}

@@ -271,7 +271,11 @@ async fn demultiplex(
     router.standalone = None;
     drop(router);
     if let Some(id) = id.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        sessions.lock().remove(&id);
+        let mut map = sessions.lock();
+        // A resumed session's id may already name the HTTP session that took it over.
+        if map.get(&id).is_some_and(|s| Arc::ptr_eq(s, &session)) {
+            map.remove(&id);
+        }
         tracing::debug!(session = %id, "HTTP session ended");
     }
 }

@@ -246,9 +246,7 @@ pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
         let message = result
             .content
             .iter()
-            .map(|c| match c {
-                mcp_protocol::Content::Text { text } => text.as_str(),
-            })
+            .filter_map(mcp_protocol::Content::as_text)
             .collect::<Vec<_>>()
             .join("\n");
         return error(StatusCode::UNPROCESSABLE_ENTITY, message);

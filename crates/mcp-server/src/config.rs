@@ -199,6 +199,11 @@ pub struct Cli {
     )]
     pub idle_timeout: u64,
 
+    /// Also offer the official MCP conformance suite's fixture tools (`test_simple_text`,
+    /// `test_tool_with_progress`, ...), for running the suite against this server.
+    #[arg(long, env = "MCP_CONFORMANCE_FIXTURES")]
+    pub conformance_fixtures: bool,
+
     /// An origin (`scheme://host[:port]`) browsers may call the server from, besides its own
     /// loopback origins; repeat for more. Requests with another `Origin` get 403.
     #[arg(
@@ -269,6 +274,10 @@ impl Cli {
                 ToolsConfig::with_data_root(root, heavy)?
             }
             None => ToolsConfig::default(),
+        };
+        let tools = ToolsConfig {
+            conformance_fixtures: self.conformance_fixtures,
+            ..tools
         };
         Ok(Config {
             session: ServerConfig {

@@ -10,6 +10,7 @@
 
 mod batch;
 mod context;
+mod fixtures;
 mod images;
 mod math;
 mod paths;

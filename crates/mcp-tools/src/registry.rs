@@ -18,12 +18,15 @@ pub struct ToolsConfig {
     pub data_root: Option<DataRoot>,
     /// The worker threads image decoding runs on.
     pub image_pool: Option<Arc<rayon::ThreadPool>>,
+    /// Whether to offer the official conformance suite's fixture tools too.
+    pub conformance_fixtures: bool,
 }
 
 impl std::fmt::Debug for ToolsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ToolsConfig")
             .field("data_root", &self.data_root)
+            .field("conformance_fixtures", &self.conformance_fixtures)
             .field(
                 "image_workers",
                 &self.image_pool.as_ref().map(|p| p.current_num_threads()),
@@ -43,6 +46,7 @@ impl ToolsConfig {
         Ok(Self {
             data_root: Some(root),
             image_pool: Some(Arc::new(pool)),
+            conformance_fixtures: false,
         })
     }
 }
@@ -107,6 +111,9 @@ impl ToolRegistry {
                 registry.register(ProcessImages::new(root.clone(), Arc::clone(pool)))
             });
         }
+        if config.conformance_fixtures {
+            result = result.and_then(|()| crate::fixtures::register(&mut registry));
+        }
         if let Err(e) = result {
             unreachable!("the built-in tools have distinct names and object schemas: {e}");
         }
@@ -119,7 +126,7 @@ impl ToolRegistry {
         if self.by_name.contains_key(&name) {
             return Err(RegistryError::DuplicateName(name));
         }
-        let input_schema = schema_of::<T::Params>();
+        let input_schema = tool.input_schema().unwrap_or_else(schema_of::<T::Params>);
         if input_schema.get("type") != Some(&Value::from("object")) {
             return Err(RegistryError::InputNotObject(name));
         }
@@ -129,7 +136,7 @@ impl ToolRegistry {
             title: tool.title().map(str::to_owned),
             description: Some(tool.description().to_owned()),
             input_schema,
-            output_schema: Some(schema_of::<T::Output>()),
+            output_schema: tool.structured().then(schema_of::<T::Output>),
             annotations: (annotations != Default::default()).then_some(annotations),
         };
         self.by_name.insert(name, self.tools.len());

@@ -60,6 +60,24 @@ pub trait Tool: Send + Sync + 'static {
     fn render(&self, output: &Self::Output) -> String {
         serde_json::to_string(output).unwrap_or_else(|e| format!("unrenderable output: {e}"))
     }
+
+    /// Whether the output is structured: announced as `outputSchema` and sent as
+    /// `structuredContent`. A tool whose output is only content (images, embedded
+    /// resources) says no.
+    fn structured(&self) -> bool {
+        true
+    }
+
+    /// The content items of a result: by default the rendered text.
+    fn content(&self, output: &Self::Output) -> Vec<Content> {
+        vec![Content::text(self.render(output))]
+    }
+
+    /// An input schema written by hand, for a tool whose params type cannot say everything
+    /// (a `$schema`, `$defs`); by default the schema derived from the params type.
+    fn input_schema(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// Why a tool call did not produce an output. Each becomes a result with `isError: true`.
@@ -132,11 +150,16 @@ impl<T: Tool> ErasedTool for Erased<T> {
                 }
             };
             match tool.call(params, ctx).await {
+                Ok(output) if !tool.structured() => CallToolResult {
+                    content: tool.content(&output),
+                    structured_content: None,
+                    is_error: None,
+                },
                 Ok(output) => {
-                    let text = tool.render(&output);
+                    let content = tool.content(&output);
                     match serde_json::to_value(&output) {
                         Ok(structured) => CallToolResult {
-                            content: vec![Content::text(text)],
+                            content,
                             structured_content: Some(structured),
                             is_error: None,
                         },

@@ -1,0 +1,352 @@
+//! The official MCP conformance suite's fixture tools, offered only with
+//! `--conformance-fixtures`: each returns exactly what the suite's server scenario expects
+//! (its name, its content types, its log messages and progress), so the suite can check
+//! the protocol rather than this server's own tools.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use mcp_protocol::{Content, EmbeddedResource};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{ProgressUpdate, RegistryError, Tool, ToolContext, ToolError, ToolRegistry};
+
+/// Registers every fixture tool.
+pub(crate) fn register(registry: &mut ToolRegistry) -> Result<(), RegistryError> {
+    for fixed in FIXED {
+        registry.register(fixed)?;
+    }
+    registry.register(WithLogging)?;
+    registry.register(WithProgress)?;
+    registry.register(ErrorHandling)?;
+    registry.register(JsonSchema202012)
+}
+
+/// No arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoParams {}
+
+/// A tool that always returns the same content.
+#[derive(Clone, Copy)]
+struct Fixed {
+    name: &'static str,
+    description: &'static str,
+    content: fn() -> Vec<Content>,
+}
+
+const FIXED: [Fixed; 5] = [
+    Fixed {
+        name: "test_simple_text",
+        description: "Returns a simple text response (conformance fixture).",
+        content: || vec![Content::text("This is a simple text response for testing.")],
+    },
+    Fixed {
+        name: "test_image_content",
+        description: "Returns a 1x1 red PNG image (conformance fixture).",
+        content: || vec![red_pixel()],
+    },
+    Fixed {
+        name: "test_audio_content",
+        description: "Returns a short WAV sound (conformance fixture).",
+        content: || vec![silence()],
+    },
+    Fixed {
+        name: "test_embedded_resource",
+        description: "Returns an embedded text resource (conformance fixture).",
+        content: || {
+            vec![Content::Resource {
+                resource: EmbeddedResource {
+                    uri: "test://embedded-resource".to_owned(),
+                    mime_type: Some("text/plain".to_owned()),
+                    text: Some("This is an embedded resource content.".to_owned()),
+                    blob: None,
+                },
+            }]
+        },
+    },
+    Fixed {
+        name: "test_multiple_content_types",
+        description: "Returns text, an image and an embedded resource (conformance fixture).",
+        content: || {
+            vec![
+                Content::text("Multiple content types test:"),
+                red_pixel(),
+                Content::Resource {
+                    resource: EmbeddedResource {
+                        uri: "test://mixed-content-resource".to_owned(),
+                        mime_type: Some("application/json".to_owned()),
+                        text: Some(json!({"test": "data", "value": 123}).to_string()),
+                        blob: None,
+                    },
+                },
+            ]
+        },
+    },
+];
+
+/// A 1x1 red PNG.
+fn red_pixel() -> Content {
+    let image = image::RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 0]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    let data = match image.write_to(&mut png, image::ImageFormat::Png) {
+        Ok(()) => BASE64.encode(png.into_inner()),
+        Err(e) => return Content::text(format!("cannot encode the image: {e}")),
+    };
+    Content::Image {
+        data,
+        mime_type: "image/png".to_owned(),
+    }
+}
+
+/// One millisecond of 8 kHz, 8-bit mono silence as a WAV file.
+fn silence() -> Content {
+    let samples = [0x80u8; 8];
+    let mut wav = Vec::with_capacity(44 + samples.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + samples.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes()); // the fmt chunk's size
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes()); // samples per second
+    wav.extend_from_slice(&8000u32.to_le_bytes()); // bytes per second
+    wav.extend_from_slice(&1u16.to_le_bytes()); // bytes per frame
+    wav.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&samples);
+    Content::Audio {
+        data: BASE64.encode(wav),
+        mime_type: "audio/wav".to_owned(),
+    }
+}
+
+impl Tool for Fixed {
+    type Params = NoParams;
+    type Output = Vec<Content>;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn description(&self) -> &str {
+        self.description
+    }
+
+    fn structured(&self) -> bool {
+        false
+    }
+
+    fn content(&self, output: &Self::Output) -> Vec<Content> {
+        output.clone()
+    }
+
+    async fn call(&self, _: NoParams, _: ToolContext) -> Result<Vec<Content>, ToolError> {
+        Ok((self.content)())
+    }
+}
+
+/// Content-only output of the fixtures below.
+macro_rules! content_only {
+    () => {
+        type Params = NoParams;
+        type Output = Vec<Content>;
+
+        fn structured(&self) -> bool {
+            false
+        }
+
+        fn content(&self, output: &Self::Output) -> Vec<Content> {
+            output.clone()
+        }
+    };
+}
+
+/// Waits `duration`, or less when the call is cancelled; false when it was.
+async fn pause(ctx: &ToolContext, duration: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = ctx.cancel.cancelled() => false,
+    }
+}
+
+/// Sends three log messages at `info`, about 50 ms apart.
+struct WithLogging;
+
+impl Tool for WithLogging {
+    content_only!();
+
+    fn name(&self) -> &str {
+        "test_tool_with_logging"
+    }
+
+    fn description(&self) -> &str {
+        "Sends three log messages at info level while it runs (conformance fixture)."
+    }
+
+    async fn call(&self, _: NoParams, ctx: ToolContext) -> Result<Vec<Content>, ToolError> {
+        ctx.log.info("Tool execution started");
+        if !pause(&ctx, Duration::from_millis(50)).await {
+            return Err(ToolError::Cancelled);
+        }
+        ctx.log.info("Tool processing data");
+        if !pause(&ctx, Duration::from_millis(50)).await {
+            return Err(ToolError::Cancelled);
+        }
+        ctx.log.info("Tool execution completed");
+        Ok(vec![Content::text(
+            "Tool with logging executed successfully",
+        )])
+    }
+}
+
+/// Reports progress 0, 50 and 100 of 100.
+struct WithProgress;
+
+impl Tool for WithProgress {
+    content_only!();
+
+    fn name(&self) -> &str {
+        "test_tool_with_progress"
+    }
+
+    fn description(&self) -> &str {
+        "Reports progress 0, 50 and 100 of 100 about 50 ms apart (conformance fixture)."
+    }
+
+    async fn call(&self, _: NoParams, mut ctx: ToolContext) -> Result<Vec<Content>, ToolError> {
+        let mut progress = std::mem::replace(&mut ctx.progress, crate::Progress::none());
+        for step in [0.0, 50.0, 100.0] {
+            if step > 0.0 {
+                // About 50 ms, and at least the server's progress interval, so that no
+                // report is throttled away.
+                if !pause(&ctx, Duration::from_millis(50)).await {
+                    return Err(ToolError::Cancelled);
+                }
+                while progress.is_requested() && !progress.is_due() {
+                    if !pause(&ctx, Duration::from_millis(10)).await {
+                        return Err(ToolError::Cancelled);
+                    }
+                }
+            }
+            progress.report(ProgressUpdate {
+                progress: step,
+                total: Some(100.0),
+                message: None,
+            });
+        }
+        Ok(vec![Content::text(
+            "Tool with progress executed successfully",
+        )])
+    }
+}
+
+/// Always fails.
+struct ErrorHandling;
+
+impl Tool for ErrorHandling {
+    content_only!();
+
+    fn name(&self) -> &str {
+        "test_error_handling"
+    }
+
+    fn description(&self) -> &str {
+        "Always fails, with isError set (conformance fixture)."
+    }
+
+    async fn call(&self, _: NoParams, _: ToolContext) -> Result<Vec<Content>, ToolError> {
+        Err(ToolError::Failed(
+            "This tool intentionally returns an error for testing".to_owned(),
+        ))
+    }
+}
+
+/// Advertises a JSON Schema 2020-12 input schema with `$schema`, `$defs` and
+/// `additionalProperties`, which must reach the client unchanged.
+struct JsonSchema202012;
+
+impl Tool for JsonSchema202012 {
+    type Params = Map<String, Value>;
+    type Output = Vec<Content>;
+
+    fn name(&self) -> &str {
+        "json_schema_2020_12_tool"
+    }
+
+    fn description(&self) -> &str {
+        "Has a JSON Schema 2020-12 input schema with $defs (conformance fixture, SEP-1613)."
+    }
+
+    fn structured(&self) -> bool {
+        false
+    }
+
+    fn content(&self, output: &Self::Output) -> Vec<Content> {
+        output.clone()
+    }
+
+    fn input_schema(&self) -> Option<Value> {
+        Some(json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": {
+                "address": {
+                    "type": "object",
+                    "properties": {
+                        "street": {"type": "string"},
+                        "city": {"type": "string"}
+                    }
+                }
+            },
+            "properties": {
+                "name": {"type": "string"},
+                "address": {"$ref": "#/$defs/address"}
+            },
+            "additionalProperties": false
+        }))
+    }
+
+    async fn call(
+        &self,
+        arguments: Map<String, Value>,
+        _: ToolContext,
+    ) -> Result<Vec<Content>, ToolError> {
+        Ok(vec![Content::text(format!(
+            "Received: {}",
+            Value::Object(arguments)
+        ))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_is_one_red_pixel_and_the_sound_a_wav_file() {
+        let Content::Image { data, mime_type } = red_pixel() else {
+            panic!("not an image");
+        };
+        assert_eq!(mime_type, "image/png");
+        let png = BASE64.decode(data).unwrap();
+        let image = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(image.dimensions(), (1, 1));
+        assert_eq!(image.get_pixel(0, 0).0, [255, 0, 0]);
+        let Content::Audio { data, mime_type } = silence() else {
+            panic!("not audio");
+        };
+        assert_eq!(mime_type, "audio/wav");
+        let wav = BASE64.decode(data).unwrap();
+        assert_eq!(&wav[..4], b"RIFF");
+        assert_eq!(&wav[8..12], b"WAVE");
+        assert_eq!(
+            u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize,
+            wav.len() - 8
+        );
+    }
+}

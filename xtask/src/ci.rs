@@ -27,11 +27,12 @@ pub(crate) fn all() -> anyhow::Result<()> {
     run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))?;
     python_sdk_tests()?;
     js_tests()?;
+    crate::conformance::run_all()?;
     eprintln!("==> all checks passed");
     Ok(())
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
@@ -145,7 +146,7 @@ fn js_tests() -> anyhow::Result<()> {
 
 /// Runs `install` unless it already ran for the present contents of `manifest`, which the
 /// `stamp` file keeps a copy of.
-fn install_once(
+pub(crate) fn install_once(
     manifest: &Path,
     stamp: &Path,
     install: impl FnOnce() -> anyhow::Result<()>,

@@ -2,7 +2,9 @@
 //!
 //! - `ci`: everything CI checks, in order, installing what it needs: formatting, clippy with
 //!   warnings denied, cargo-deny, every Rust test, and the official MCP Python SDK client
-//!   against the real binary.
+//!   against the real binary, and the official conformance suite (`conformance`).
+//! - `conformance`: the official MCP conformance suite's server scenarios against the
+//!   release binary, scored against a committed baseline of expected failures.
 //! - `codegen`: regenerates committed artifacts (the CLI reference in README.md); a tidy test
 //!   fails when they are stale.
 
@@ -10,6 +12,7 @@
 
 mod ci;
 mod codegen;
+mod conformance;
 #[cfg(test)]
 mod tidy;
 
@@ -28,8 +31,10 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run every check CI runs (fmt, clippy, cargo-deny, tests, SDK tests).
+    /// Run every check CI runs (fmt, clippy, cargo-deny, tests, SDK tests, conformance).
     Ci,
+    /// Run the official MCP conformance suite against the release binary.
+    Conformance,
     /// Regenerate committed artifacts (README's CLI reference).
     Codegen {
         /// Fail instead of writing when an artifact is stale.
@@ -42,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.command {
         Cmd::Ci => ci::all(),
+        Cmd::Conformance => conformance::run_all(),
         Cmd::Codegen { check } => codegen::run(check),
     }
 }

@@ -34,3 +34,9 @@ pub const MESSAGE: &str = "notifications/message";
 pub const LOGGING_SET_LEVEL: &str = "logging/setLevel";
 /// Notification from the client: its roots changed.
 pub const ROOTS_LIST_CHANGED: &str = "notifications/roots/list_changed";
+/// Lists the prompts.
+pub const PROMPTS_LIST: &str = "prompts/list";
+/// Renders one prompt.
+pub const PROMPTS_GET: &str = "prompts/get";
+/// Suggests values for an argument.
+pub const COMPLETION_COMPLETE: &str = "completion/complete";

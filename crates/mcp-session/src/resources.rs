@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use mcp_protocol::{
     ErrorObject, ListResourceTemplatesResult, ListResourcesResult, ReadResourceResult, RequestId,
-    Resource, ResourceTemplate, TextResourceContents, error_codes,
+    Resource, ResourceContents, ResourceTemplate, error_codes,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -145,7 +145,9 @@ impl Resources {
         self.lock().subscriptions.contains(uri)
     }
 
-    pub(crate) fn list(&self) -> ListResourcesResult {
+    /// The resources: statistics, this session's calls, and the conformance fixtures when
+    /// `fixtures`.
+    pub(crate) fn list(&self, fixtures: bool) -> ListResourcesResult {
         let state = self.lock();
         let mut resources = vec![Resource {
             uri: STATS_URI.to_owned(),
@@ -167,15 +169,17 @@ impl Resources {
             )),
             mime_type: Some(JSON.to_owned()),
         }));
+        if fixtures {
+            resources.extend(mcp_tools::fixtures::resources());
+        }
         ListResourcesResult {
             resources,
             next_cursor: None,
         }
     }
 
-    pub(crate) fn templates() -> ListResourceTemplatesResult {
-        ListResourceTemplatesResult {
-            resource_templates: vec![ResourceTemplate {
+    pub(crate) fn templates(fixtures: bool) -> ListResourceTemplatesResult {
+        let mut resource_templates = vec![ResourceTemplate {
                 uri_template: format!("{OPERATIONS_PREFIX}{{requestId}}"),
                 name: "operation".to_owned(),
                 description: Some(
@@ -183,7 +187,12 @@ impl Resources {
                         .to_owned(),
                 ),
                 mime_type: Some(JSON.to_owned()),
-            }],
+        }];
+        if fixtures {
+            resource_templates.extend(mcp_tools::fixtures::templates());
+        }
+        ListResourceTemplatesResult {
+            resource_templates,
             next_cursor: None,
         }
     }
@@ -192,8 +201,14 @@ impl Resources {
     pub(crate) fn read(
         &self,
         uri: &str,
+        fixtures: bool,
         stats: impl FnOnce() -> Value,
     ) -> Result<ReadResourceResult, ErrorObject> {
+        if let Some(contents) = fixtures.then(|| mcp_tools::fixtures::read(uri)).flatten() {
+            return Ok(ReadResourceResult {
+                contents: vec![contents],
+            });
+        }
         let value = if uri == STATS_URI {
             stats()
         } else {
@@ -202,17 +217,19 @@ impl Resources {
             serde_json::to_value(op).map_err(ErrorObject::internal)?
         };
         Ok(ReadResourceResult {
-            contents: vec![TextResourceContents {
+            contents: vec![ResourceContents {
                 uri: uri.to_owned(),
                 mime_type: Some(JSON.to_owned()),
-                text: value.to_string(),
+                text: Some(value.to_string()),
+                blob: None,
             }],
         })
     }
 
     /// Subscribes to a resource that exists (or will: any operation URI of this session).
-    pub(crate) fn subscribe(&self, uri: &str) -> Result<(), ErrorObject> {
-        if uri != STATS_URI && !uri.starts_with(OPERATIONS_PREFIX) {
+    pub(crate) fn subscribe(&self, uri: &str, fixtures: bool) -> Result<(), ErrorObject> {
+        let fixture = fixtures && mcp_tools::fixtures::is_resource(uri);
+        if uri != STATS_URI && !uri.starts_with(OPERATIONS_PREFIX) && !fixture {
             return Err(not_found(uri));
         }
         let mut state = self.lock();

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use mcp_protocol::{
-    CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, ErrorObject,
+    CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, CompleteParams,
+    ErrorObject, GetPromptParams, ListPromptsResult,
     Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage, ListToolsResult,
     LoggingLevel, Message, Notification, PaginatedParams, ProgressParams, ProgressToken,
     ProtocolVersion, Request, RequestId, ResourceParams, ResourcesCapability, Response,
@@ -1000,6 +1001,7 @@ impl Session {
         if self.drain.is_some() && method != methods::PING {
             return Err(shutdown_error("new requests are refused"));
         }
+        let fixtures = self.server.inner.tools.has_conformance_fixtures();
         match (self.lifecycle, method.as_str()) {
             (_, methods::PING) => reply(Ok(Value::Object(Default::default()))),
             (Lifecycle::AwaitingInitialize, methods::INITIALIZE) => reply(self.initialize(params)),
@@ -1014,25 +1016,40 @@ impl Session {
             }
             (_, methods::RESOURCES_LIST) => {
                 let _: PaginatedParams = decode_params(params)?;
-                reply(to_value(self.resources.list()))
+                reply(to_value(self.resources.list(fixtures)))
             }
             (_, methods::RESOURCES_TEMPLATES_LIST) => {
                 let _: PaginatedParams = decode_params(params)?;
-                reply(to_value(Resources::templates()))
+                reply(to_value(Resources::templates(fixtures)))
             }
             (_, methods::RESOURCES_READ) => {
                 let p: ResourceParams = decode_params(params)?;
                 let server = self.server.clone();
                 reply(
                     self.resources
-                        .read(&p.uri, || server.stats())
+                        .read(&p.uri, fixtures, || server.stats())
                         .and_then(to_value),
                 )
             }
             (_, methods::RESOURCES_SUBSCRIBE) => {
                 let p: ResourceParams = decode_params(params)?;
-                self.resources.subscribe(&p.uri)?;
+                self.resources.subscribe(&p.uri, fixtures)?;
                 reply(Ok(Value::Object(Default::default())))
+            }
+            (_, methods::PROMPTS_LIST) if fixtures => {
+                let _: PaginatedParams = decode_params(params)?;
+                reply(to_value(ListPromptsResult {
+                    prompts: mcp_tools::fixtures::prompts(),
+                    next_cursor: None,
+                }))
+            }
+            (_, methods::PROMPTS_GET) if fixtures => {
+                let p: GetPromptParams = decode_params(params)?;
+                reply(mcp_tools::fixtures::get_prompt(&p).and_then(to_value))
+            }
+            (_, methods::COMPLETION_COMPLETE) if fixtures => {
+                let p: CompleteParams = decode_params(params)?;
+                reply(to_value(mcp_tools::fixtures::complete(&p)))
             }
             (_, methods::RESOURCES_UNSUBSCRIBE) => {
                 let p: ResourceParams = decode_params(params)?;
@@ -1586,6 +1603,7 @@ async fn recv_control(durable: &mut Option<Durable>) -> Option<Control> {
 /// What `initialize` answers.
 fn initialize_result(server: &Server, version: ProtocolVersion) -> InitializeResult {
     let config = &server.inner.config;
+    let fixtures = server.inner.tools.has_conformance_fixtures();
     InitializeResult {
         protocol_version: version.as_str().to_owned(),
         capabilities: ServerCapabilities {
@@ -1595,6 +1613,8 @@ fn initialize_result(server: &Server, version: ProtocolVersion) -> InitializeRes
                 subscribe: Some(true),
                 list_changed: None,
             }),
+            prompts: fixtures.then(serde_json::Map::new),
+            completions: fixtures.then(serde_json::Map::new),
             experimental: None,
         },
         server_info: config.server_info.clone(),

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use mcp_protocol::{Content, EmbeddedResource};
+use mcp_protocol::{
+    CompleteParams, CompleteResult, Completion, Content, ErrorObject, GetPromptParams,
+    GetPromptResult, Prompt, PromptArgument, PromptMessage, Resource, ResourceContents,
+    ResourceTemplate,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -23,6 +27,185 @@ pub(crate) fn register(registry: &mut ToolRegistry) -> Result<(), RegistryError>
     registry.register(WithProgress)?;
     registry.register(ErrorHandling)?;
     registry.register(JsonSchema202012)
+}
+
+/// The resource a client may subscribe to (it never changes).
+pub const WATCHED_RESOURCE: &str = "test://watched-resource";
+const STATIC_TEXT: &str = "test://static-text";
+const STATIC_BINARY: &str = "test://static-binary";
+const TEMPLATE_PREFIX: &str = "test://template/";
+const TEMPLATE_SUFFIX: &str = "/data";
+
+/// The suite's fixture resources.
+pub fn resources() -> Vec<Resource> {
+    let resource = |uri: &str, name: &str, description: &str, mime: &str| Resource {
+        uri: uri.to_owned(),
+        name: name.to_owned(),
+        title: None,
+        description: Some(description.to_owned()),
+        mime_type: Some(mime.to_owned()),
+    };
+    vec![
+        resource(STATIC_TEXT, "static-text", "A static text resource (conformance fixture).", "text/plain"),
+        resource(STATIC_BINARY, "static-binary", "A 1x1 red PNG (conformance fixture).", "image/png"),
+        resource(WATCHED_RESOURCE, "watched-resource", "A resource to subscribe to (conformance fixture).", "text/plain"),
+    ]
+}
+
+/// The suite's fixture resource template.
+pub fn templates() -> Vec<ResourceTemplate> {
+    vec![ResourceTemplate {
+        uri_template: format!("{TEMPLATE_PREFIX}{{id}}{TEMPLATE_SUFFIX}"),
+        name: "template-data".to_owned(),
+        description: Some("JSON data for any id (conformance fixture).".to_owned()),
+        mime_type: Some("application/json".to_owned()),
+    }]
+}
+
+/// Reads a fixture resource; `None` when `uri` names none.
+pub fn read(uri: &str) -> Option<ResourceContents> {
+    let text = |mime: &str, text: String| ResourceContents {
+        uri: uri.to_owned(),
+        mime_type: Some(mime.to_owned()),
+        text: Some(text),
+        blob: None,
+    };
+    match uri {
+        STATIC_TEXT => Some(text(
+            "text/plain",
+            "This is the content of the static text resource.".to_owned(),
+        )),
+        WATCHED_RESOURCE => Some(text("text/plain", "Watched resource content.".to_owned())),
+        STATIC_BINARY => {
+            let Content::Image { data, mime_type } = red_pixel() else {
+                return None;
+            };
+            Some(ResourceContents {
+                uri: uri.to_owned(),
+                mime_type: Some(mime_type),
+                text: None,
+                blob: Some(data),
+            })
+        }
+        _ => {
+            let id = uri.strip_prefix(TEMPLATE_PREFIX)?.strip_suffix(TEMPLATE_SUFFIX)?;
+            (!id.is_empty() && !id.contains('/')).then(|| {
+                text(
+                    "application/json",
+                    json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")})
+                        .to_string(),
+                )
+            })
+        }
+    }
+}
+
+/// Whether `uri` is a fixture resource one may subscribe to.
+pub fn is_resource(uri: &str) -> bool {
+    read(uri).is_some()
+}
+
+/// The suite's fixture prompts.
+pub fn prompts() -> Vec<Prompt> {
+    let argument = |name: &str, description: &str| PromptArgument {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required: Some(true),
+    };
+    let prompt = |name: &str, description: &str, arguments: Vec<PromptArgument>| Prompt {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        arguments,
+    };
+    vec![
+        prompt("test_simple_prompt", "A prompt without arguments (conformance fixture).", vec![]),
+        prompt(
+            "test_prompt_with_arguments",
+            "A prompt with two arguments (conformance fixture).",
+            vec![
+                argument("arg1", "First test argument"),
+                argument("arg2", "Second test argument"),
+            ],
+        ),
+        prompt(
+            "test_prompt_with_embedded_resource",
+            "A prompt that embeds a resource (conformance fixture).",
+            vec![argument("resourceUri", "URI of the resource to embed")],
+        ),
+        prompt("test_prompt_with_image", "A prompt with an image (conformance fixture).", vec![]),
+    ]
+}
+
+/// Renders a fixture prompt; an invalid-params error for an unknown prompt or a missing
+/// argument.
+pub fn get_prompt(params: &GetPromptParams) -> Result<GetPromptResult, ErrorObject> {
+    let argument = |name: &str| {
+        params
+            .arguments
+            .get(name)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                ErrorObject::invalid_params(format!(
+                    "prompt `{}` needs the string argument `{name}`",
+                    params.name
+                ))
+            })
+    };
+    let user = |content: Content| PromptMessage {
+        role: "user".to_owned(),
+        content,
+    };
+    let messages = match params.name.as_str() {
+        "test_simple_prompt" => vec![user(Content::text("This is a simple prompt for testing."))],
+        "test_prompt_with_arguments" => vec![user(Content::text(format!(
+            "Prompt with arguments: arg1='{}', arg2='{}'",
+            argument("arg1")?,
+            argument("arg2")?
+        )))],
+        "test_prompt_with_embedded_resource" => vec![
+            user(Content::Resource {
+                resource: ResourceContents {
+                    uri: argument("resourceUri")?.to_owned(),
+                    mime_type: Some("text/plain".to_owned()),
+                    text: Some("Embedded resource content for testing.".to_owned()),
+                    blob: None,
+                },
+            }),
+            user(Content::text("Please process the embedded resource above.")),
+        ],
+        "test_prompt_with_image" => vec![
+            user(red_pixel()),
+            user(Content::text("Please analyze the image above.")),
+        ],
+        other => {
+            return Err(ErrorObject::invalid_params(format!(
+                "unknown prompt `{}`: see prompts/list",
+                mcp_protocol::shorten(other, 80)
+            )));
+        }
+    };
+    Ok(GetPromptResult {
+        description: None,
+        messages,
+    })
+}
+
+/// Completes a fixture prompt's argument: the words that start with what was typed.
+pub fn complete(params: &CompleteParams) -> CompleteResult {
+    const WORDS: [&str; 6] = ["paris", "park", "party", "test", "testing", "tested"];
+    let typed = params.argument.value.to_lowercase();
+    let values: Vec<String> = WORDS
+        .iter()
+        .filter(|w| w.starts_with(&typed))
+        .map(|w| (*w).to_owned())
+        .collect();
+    CompleteResult {
+        completion: Completion {
+            total: Some(values.len() as u64),
+            has_more: Some(false),
+            values,
+        },
+    }
 }
 
 /// No arguments.
@@ -59,7 +242,7 @@ const FIXED: [Fixed; 5] = [
         description: "Returns an embedded text resource (conformance fixture).",
         content: || {
             vec![Content::Resource {
-                resource: EmbeddedResource {
+                resource: ResourceContents {
                     uri: "test://embedded-resource".to_owned(),
                     mime_type: Some("text/plain".to_owned()),
                     text: Some("This is an embedded resource content.".to_owned()),
@@ -76,7 +259,7 @@ const FIXED: [Fixed; 5] = [
                 Content::text("Multiple content types test:"),
                 red_pixel(),
                 Content::Resource {
-                    resource: EmbeddedResource {
+                    resource: ResourceContents {
                         uri: "test://mixed-content-resource".to_owned(),
                         mime_type: Some("application/json".to_owned()),
                         text: Some(json!({"test": "data", "value": 123}).to_string()),

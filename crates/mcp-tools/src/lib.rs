@@ -10,7 +10,7 @@
 
 mod batch;
 mod context;
-mod fixtures;
+pub mod fixtures;
 mod images;
 mod math;
 mod paths;

@@ -79,6 +79,8 @@ pub struct ToolRegistry {
     descriptors: Vec<ToolDescriptor>,
     tools: Vec<Arc<dyn ErasedTool>>,
     by_name: HashMap<String, usize>,
+    /// The conformance fixtures (resources, prompts, completion) are offered too.
+    conformance_fixtures: bool,
 }
 
 /// One page of `tools/list`.
@@ -113,6 +115,7 @@ impl ToolRegistry {
         }
         if config.conformance_fixtures {
             result = result.and_then(|()| crate::fixtures::register(&mut registry));
+            registry.conformance_fixtures = true;
         }
         if let Err(e) = result {
             unreachable!("the built-in tools have distinct names and object schemas: {e}");
@@ -143,6 +146,11 @@ impl ToolRegistry {
         self.descriptors.push(descriptor);
         self.tools.push(Arc::new(Erased(tool)));
         Ok(())
+    }
+
+    /// Whether the conformance suite's fixtures (tools, resources, prompts) are offered.
+    pub fn has_conformance_fixtures(&self) -> bool {
+        self.conformance_fixtures
     }
 
     /// How many tools there are.

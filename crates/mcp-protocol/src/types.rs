@@ -537,7 +537,6 @@ pub struct ResourceParams {
     pub uri: String,
 }
 
-
 /// Result of `resources/read`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReadResourceResult {

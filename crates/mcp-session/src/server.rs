@@ -317,6 +317,8 @@ impl Server {
             call_label: "http".to_owned(),
             log: Logger::none(),
             checkpoint: mcp_tools::Checkpoint::none(),
+            // The agent API has no client to ask.
+            client: mcp_tools::Client::none(),
         };
         let call = self.inner.tools.call(name, arguments, ctx)?;
         let config = &self.inner.config;

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use mcp_protocol::{
     CallToolParams, CallToolResult, CancelledParams, ClientCapabilities, CompleteParams,
-    ErrorObject, GetPromptParams, ListPromptsResult,
-    Implementation, Incoming, InitializeParams, InitializeResult, InvalidMessage, ListToolsResult,
-    LoggingLevel, Message, Notification, PaginatedParams, ProgressParams, ProgressToken,
-    ProtocolVersion, Request, RequestId, ResourceParams, ResourcesCapability, Response,
-    ServerCapabilities, SetLevelParams, ToolsCapability, decode_params, error_codes, methods,
+    ErrorObject, GetPromptParams, Implementation, Incoming, InitializeParams, InitializeResult,
+    InvalidMessage, ListPromptsResult, ListToolsResult, LoggingLevel, Message, Notification,
+    PaginatedParams, ProgressParams, ProgressToken, ProtocolVersion, Request, RequestId,
+    ResourceParams, ResourcesCapability, Response, ServerCapabilities, SetLevelParams,
+    ToolsCapability, decode_params, error_codes, methods,
 };
 use mcp_tools::{Checkpoint, LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext};
 use serde::Serialize;
@@ -1233,6 +1233,14 @@ impl Session {
             call_label: id.to_string(),
             log: Logger::new(Arc::new(self.notices()), name.clone()),
             checkpoint,
+            client: mcp_tools::Client::new(Arc::new(ToolClient {
+                peer: self.peer(),
+                capabilities: self
+                    .client
+                    .as_ref()
+                    .map(|c| c.capabilities.clone())
+                    .unwrap_or_default(),
+            })),
         };
         let (time_limit, grace) = (config.call_timeout, config.stop_grace);
         let history_arguments = durable.then(|| Value::Object(arguments.clone()));
@@ -1597,6 +1605,38 @@ async fn recv_control(durable: &mut Option<Durable>) -> Option<Control> {
     match durable {
         Some(d) => d.control.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A tool's requests to the session's client, through the session's `Peer`.
+struct ToolClient {
+    peer: Peer,
+    capabilities: ClientCapabilities,
+}
+
+impl mcp_tools::ClientSink for ToolClient {
+    fn supports(&self, capability: &str) -> bool {
+        let c = &self.capabilities;
+        match capability {
+            "sampling" => c.sampling.is_some(),
+            "elicitation" => c.elicitation.is_some(),
+            "roots" => c.roots.is_some(),
+            _ => false,
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {
+        let peer = self.peer.clone();
+        let method = method.to_owned();
+        Box::pin(async move {
+            peer.request(&method, Some(params))
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

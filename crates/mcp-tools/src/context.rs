@@ -32,6 +32,8 @@ pub struct ToolContext {
     /// Where a resumable tool saves how far it got, and what it saved before the call was
     /// interrupted (a server restart), so that it can carry on instead of starting over.
     pub checkpoint: Checkpoint,
+    /// Requests to the caller's client: sampling, elicitation, roots.
+    pub client: Client,
 }
 
 impl ToolContext {
@@ -45,6 +47,7 @@ impl ToolContext {
             call_label: String::new(),
             log: Logger::none(),
             checkpoint: Checkpoint::none(),
+            client: Client::none(),
         }
     }
 
@@ -56,6 +59,66 @@ impl ToolContext {
             permit = scheduler.acquire(self.session, &mut self.progress, label) => Some(permit),
             () = self.cancel.cancelled() => None,
         }
+    }
+}
+
+/// Sends requests to the client of a call's session; the session implements it with its
+/// `Peer`.
+pub trait ClientSink: Send + Sync {
+    /// Whether the client declared `capability` (`sampling`, `elicitation`, `roots`) in its
+    /// `initialize`.
+    fn supports(&self, capability: &str) -> bool;
+    /// Sends `method` with `params` and waits for the client's answer; the error says why
+    /// there is none (the client refused, or went away).
+    fn request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>>;
+}
+
+/// A tool's way to its caller's client.
+#[derive(Clone)]
+pub struct Client {
+    sink: Option<Arc<dyn ClientSink>>,
+}
+
+impl Client {
+    /// No client to ask (tests, the agent HTTP API): every request fails.
+    pub fn none() -> Self {
+        Self { sink: None }
+    }
+
+    /// Requests go to `sink`.
+    pub fn new(sink: Arc<dyn ClientSink>) -> Self {
+        Self { sink: Some(sink) }
+    }
+
+    /// Sends `method` to the client, which must have declared `capability`; a failure is a
+    /// [`crate::ToolError::Failed`] saying why.
+    pub async fn request(
+        &self,
+        capability: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, crate::ToolError> {
+        let sink = self.sink.as_ref().filter(|s| s.supports(capability));
+        let Some(sink) = sink else {
+            return Err(crate::ToolError::Failed(format!(
+                "the client does not support {capability}: it did not declare the `{capability}` capability"
+            )));
+        };
+        sink.request(method, params)
+            .await
+            .map_err(|e| crate::ToolError::Failed(format!("{method} failed: {e}")))
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("connected", &self.sink.is_some())
+            .finish()
     }
 }
 

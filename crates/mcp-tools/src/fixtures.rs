@@ -26,7 +26,12 @@ pub(crate) fn register(registry: &mut ToolRegistry) -> Result<(), RegistryError>
     registry.register(WithLogging)?;
     registry.register(WithProgress)?;
     registry.register(ErrorHandling)?;
-    registry.register(JsonSchema202012)
+    registry.register(JsonSchema202012)?;
+    registry.register(Sampling)?;
+    for elicit in ELICITATIONS {
+        registry.register(elicit)?;
+    }
+    Ok(())
 }
 
 /// The resource a client may subscribe to (it never changes).
@@ -46,9 +51,24 @@ pub fn resources() -> Vec<Resource> {
         mime_type: Some(mime.to_owned()),
     };
     vec![
-        resource(STATIC_TEXT, "static-text", "A static text resource (conformance fixture).", "text/plain"),
-        resource(STATIC_BINARY, "static-binary", "A 1x1 red PNG (conformance fixture).", "image/png"),
-        resource(WATCHED_RESOURCE, "watched-resource", "A resource to subscribe to (conformance fixture).", "text/plain"),
+        resource(
+            STATIC_TEXT,
+            "static-text",
+            "A static text resource (conformance fixture).",
+            "text/plain",
+        ),
+        resource(
+            STATIC_BINARY,
+            "static-binary",
+            "A 1x1 red PNG (conformance fixture).",
+            "image/png",
+        ),
+        resource(
+            WATCHED_RESOURCE,
+            "watched-resource",
+            "A resource to subscribe to (conformance fixture).",
+            "text/plain",
+        ),
     ]
 }
 
@@ -88,7 +108,9 @@ pub fn read(uri: &str) -> Option<ResourceContents> {
             })
         }
         _ => {
-            let id = uri.strip_prefix(TEMPLATE_PREFIX)?.strip_suffix(TEMPLATE_SUFFIX)?;
+            let id = uri
+                .strip_prefix(TEMPLATE_PREFIX)?
+                .strip_suffix(TEMPLATE_SUFFIX)?;
             (!id.is_empty() && !id.contains('/')).then(|| {
                 text(
                     "application/json",
@@ -118,7 +140,11 @@ pub fn prompts() -> Vec<Prompt> {
         arguments,
     };
     vec![
-        prompt("test_simple_prompt", "A prompt without arguments (conformance fixture).", vec![]),
+        prompt(
+            "test_simple_prompt",
+            "A prompt without arguments (conformance fixture).",
+            vec![],
+        ),
         prompt(
             "test_prompt_with_arguments",
             "A prompt with two arguments (conformance fixture).",
@@ -132,7 +158,11 @@ pub fn prompts() -> Vec<Prompt> {
             "A prompt that embeds a resource (conformance fixture).",
             vec![argument("resourceUri", "URI of the resource to embed")],
         ),
-        prompt("test_prompt_with_image", "A prompt with an image (conformance fixture).", vec![]),
+        prompt(
+            "test_prompt_with_image",
+            "A prompt with an image (conformance fixture).",
+            vec![],
+        ),
     ]
 }
 
@@ -502,6 +532,206 @@ impl Tool for JsonSchema202012 {
         Ok(vec![Content::text(format!(
             "Received: {}",
             Value::Object(arguments)
+        ))])
+    }
+}
+
+/// The argument of `test_sampling`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct SamplingParams {
+    /// The prompt to send to the client's language model.
+    prompt: String,
+}
+
+/// Asks the client's language model (`sampling/createMessage`).
+struct Sampling;
+
+impl Tool for Sampling {
+    type Params = SamplingParams;
+    type Output = Vec<Content>;
+
+    fn name(&self) -> &str {
+        "test_sampling"
+    }
+
+    fn description(&self) -> &str {
+        "Asks the client's language model to answer `prompt` (sampling; conformance fixture)."
+    }
+
+    fn structured(&self) -> bool {
+        false
+    }
+
+    fn content(&self, output: &Self::Output) -> Vec<Content> {
+        output.clone()
+    }
+
+    async fn call(&self, p: SamplingParams, ctx: ToolContext) -> Result<Vec<Content>, ToolError> {
+        let params = json!({
+            "messages": [{"role": "user", "content": {"type": "text", "text": p.prompt}}],
+            "maxTokens": 100,
+        });
+        let answer = ctx
+            .client
+            .request("sampling", "sampling/createMessage", params)
+            .await?;
+        let text = answer
+            .get("content")
+            .and_then(|c| c.get("text"))
+            .and_then(Value::as_str)
+            .map_or_else(|| answer.to_string(), str::to_owned);
+        Ok(vec![Content::text(format!("LLM response: {text}"))])
+    }
+}
+
+/// The argument of `test_elicitation`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct ElicitParams {
+    /// The message to show the user.
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// A tool that asks the client's user for input (`elicitation/create`) with a fixed schema.
+#[derive(Clone, Copy)]
+struct Elicit {
+    name: &'static str,
+    description: &'static str,
+    /// The message when the caller gives none.
+    message: &'static str,
+    schema: fn() -> Value,
+    /// How the answer is reported.
+    prefix: &'static str,
+}
+
+const ELICITATIONS: [Elicit; 3] = [
+    Elicit {
+        name: "test_elicitation",
+        description: "Asks the user for a username and an email (elicitation; conformance fixture).",
+        message: "Please provide your information",
+        schema: || {
+            json!({
+                "type": "object",
+                "properties": {
+                    "username": {"type": "string", "description": "User's response"},
+                    "email": {"type": "string", "description": "User's email address"}
+                },
+                "required": ["username", "email"]
+            })
+        },
+        prefix: "User response",
+    },
+    Elicit {
+        name: "test_elicitation_sep1034_defaults",
+        description: "Asks the user with a default for every primitive type (SEP-1034; conformance fixture).",
+        message: "Please review and update the form fields with defaults",
+        schema: || {
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                    "age": {"type": "integer", "description": "User age", "default": 30},
+                    "score": {"type": "number", "description": "User score", "default": 95.5},
+                    "status": {
+                        "type": "string",
+                        "description": "User status",
+                        "enum": ["active", "inactive", "pending"],
+                        "default": "active"
+                    },
+                    "verified": {"type": "boolean", "description": "Verification status", "default": true}
+                }
+            })
+        },
+        prefix: "Elicitation completed",
+    },
+    Elicit {
+        name: "test_elicitation_sep1330_enums",
+        description: "Asks the user with every kind of enum (SEP-1330; conformance fixture).",
+        message: "Please select options from the enum fields",
+        schema: || {
+            json!({
+                "type": "object",
+                "properties": {
+                    "untitledSingle": {
+                        "type": "string",
+                        "description": "Select one option",
+                        "enum": ["option1", "option2", "option3"]
+                    },
+                    "titledSingle": {
+                        "type": "string",
+                        "description": "Select one option with titles",
+                        "oneOf": [
+                            {"const": "value1", "title": "First Option"},
+                            {"const": "value2", "title": "Second Option"},
+                            {"const": "value3", "title": "Third Option"}
+                        ]
+                    },
+                    "legacyEnum": {
+                        "type": "string",
+                        "description": "Select one option (legacy)",
+                        "enum": ["opt1", "opt2", "opt3"],
+                        "enumNames": ["Option One", "Option Two", "Option Three"]
+                    },
+                    "untitledMulti": {
+                        "type": "array",
+                        "description": "Select multiple options",
+                        "items": {"type": "string", "enum": ["option1", "option2", "option3"]}
+                    },
+                    "titledMulti": {
+                        "type": "array",
+                        "description": "Select multiple options with titles",
+                        "items": {
+                            "anyOf": [
+                                {"const": "value1", "title": "First Choice"},
+                                {"const": "value2", "title": "Second Choice"},
+                                {"const": "value3", "title": "Third Choice"}
+                            ]
+                        }
+                    }
+                }
+            })
+        },
+        prefix: "Elicitation completed",
+    },
+];
+
+impl Tool for Elicit {
+    type Params = ElicitParams;
+    type Output = Vec<Content>;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn description(&self) -> &str {
+        self.description
+    }
+
+    fn structured(&self) -> bool {
+        false
+    }
+
+    fn content(&self, output: &Self::Output) -> Vec<Content> {
+        output.clone()
+    }
+
+    async fn call(&self, p: ElicitParams, ctx: ToolContext) -> Result<Vec<Content>, ToolError> {
+        let params = json!({
+            "message": p.message.as_deref().unwrap_or(self.message),
+            "requestedSchema": (self.schema)(),
+        });
+        let answer = ctx
+            .client
+            .request("elicitation", "elicitation/create", params)
+            .await?;
+        let action = answer
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let content = answer.get("content").cloned().unwrap_or(Value::Null);
+        Ok(vec![Content::text(format!(
+            "{}: action={action}, content={content}",
+            self.prefix
         ))])
     }
 }

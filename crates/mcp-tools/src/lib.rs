@@ -21,8 +21,8 @@ mod tool;
 
 pub use batch::{BatchParams, BatchSummary, ItemFailure, ProcessBatch};
 pub use context::{
-    Checkpoint, CheckpointSink, LogSink, Logger, Progress, ProgressSink, ProgressUpdate,
-    ToolContext, rate_message,
+    Checkpoint, CheckpointSink, Client, ClientSink, LogSink, Logger, Progress, ProgressSink,
+    ProgressUpdate, ToolContext, rate_message,
 };
 pub use images::{ERRORS_FILE, FileError, ImagesParams, ImagesSummary, ProcessImages};
 pub use math::{BinaryOp, BinaryParams, MathResult, MathTool, Sqrt, UnaryParams};

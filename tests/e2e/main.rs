@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agents;
+mod client_requests;
 mod concurrency;
 mod dialects;
 mod errors;

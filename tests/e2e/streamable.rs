@@ -440,3 +440,41 @@ async fn a_session_started_on_websocket_resumes_over_http() {
     drop(stream);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cancelled_call_s_stream_ends_without_an_answer() {
+    let server = TestServer::start().await;
+    let id = initialize(&server).await;
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"process_batch","arguments":{"count":100_000_000},"_meta":{"progressToken":"s"}}}),
+    )
+    .await;
+    let mut stream = Sse::new(response);
+    stream.next().await.unwrap();
+    let progress = stream.message().await;
+    assert_eq!(progress["method"], "notifications/progress", "{progress}");
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5,"reason":"test"}}),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    // Progress already sent may still come; the stream then ends, with no answer.
+    while let Some(event) = stream.next().await {
+        let message: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(message["method"], "notifications/progress", "{message}");
+    }
+    // The session carries on.
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":6,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(json_of(response).await["result"], json!({}));
+    drop(stream);
+    server.shutdown().await;
+}

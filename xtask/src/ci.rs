@@ -66,6 +66,24 @@ fn cargo_deny(cargo: &str) -> anyhow::Result<()> {
 /// Runs the official MCP Python SDK's client against the real binary, in a virtualenv under
 /// target/ so nothing is installed on the machine itself.
 fn python_sdk_tests() -> anyhow::Result<()> {
+    let python = python_venv()?;
+    let server = target_dir().join("debug").join("mcp-server");
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/python",
+        ])
+        .env("MCP_SERVER_BIN", &server)
+        .env("PYTHONDONTWRITEBYTECODE", "1"))
+}
+
+/// The virtualenv under target/ with the official MCP Python SDK (tests/python's
+/// requirements); returns its python.
+pub(crate) fn python_venv() -> anyhow::Result<PathBuf> {
     let venv = target_dir().join("py-venv");
     let python = venv.join("bin").join("python");
     if !python.exists() && run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).is_err() {
@@ -86,18 +104,7 @@ fn python_sdk_tests() -> anyhow::Result<()> {
             ])
             .arg(&requirements))
     })?;
-    let server = target_dir().join("debug").join("mcp-server");
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/python",
-        ])
-        .env("MCP_SERVER_BIN", &server)
-        .env("PYTHONDONTWRITEBYTECODE", "1"))
+    Ok(python)
 }
 
 /// Runs the JavaScript tests (the seeds' examples, unchanged) with Node's test runner

@@ -1,6 +1,9 @@
 //! `cargo xtask conformance`: the official MCP conformance suite's server scenarios against
 //! the real release binary, over Streamable HTTP, scored against
-//! `tests/conformance/expected-failures.yml`.
+//! `tests/conformance/expected-failures.yml`; then scripted clients on the official
+//! TypeScript and Python SDKs (`tests/conformance/sdk_client.*`) over WebSocket and
+//! Streamable HTTP: initialize, tools, progress, cancellation, logging, resources and
+//! subscriptions, prompts and completion, sampling and elicitation answered by the client.
 //!
 //! Everything it needs goes under `target/conformance`, installed from the lockfile in
 //! `tests/conformance`: the suite, and Node 22 (which the suite needs; the machine's Node may
@@ -56,10 +59,27 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run the conformance suite")?;
-    let stopped = server.stop();
     let report = String::from_utf8_lossy(&output.stdout);
     print!("{report}");
-    let rows = summary_rows(&report);
+    let mut rows = summary_rows(&report);
+    // The scripted clients of both official SDKs, over both transports.
+    let script = deps.join("sdk_client.mjs");
+    std::fs::copy(root().join("tests/conformance/sdk_client.mjs"), &script)
+        .context("cannot copy tests/conformance/sdk_client.mjs")?;
+    let python = crate::ci::python_venv()?;
+    for (transport, scheme) in [("websocket", "ws"), ("streamable-http", "http")] {
+        let url = format!("{scheme}://localhost:{}/mcp", server.port);
+        let mut typescript = Command::new(&node);
+        typescript.arg(&script).args([scheme, &url]);
+        rows.extend(sdk_rows("typescript sdk", transport, &mut typescript)?);
+        let mut py = Command::new(&python);
+        py.args(["-W", "ignore::DeprecationWarning"])
+            .arg(root().join("tests/conformance/sdk_client.py"))
+            .args([scheme, &url])
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        rows.extend(sdk_rows("python sdk", transport, &mut py)?);
+    }
+    let stopped = server.stop();
     let baseline = std::fs::read_to_string(root().join("tests/conformance/expected-failures.yml"))
         .context("cannot read tests/conformance/expected-failures.yml")?;
     let expected: Vec<&str> = baseline
@@ -76,6 +96,19 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     if rows.is_empty() {
         bail!("the conformance suite printed no summary");
     }
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.client != SUITE && !r.passed)
+        .map(|r| {
+            format!(
+                "{} over {}: {} ({})",
+                r.client, r.transport, r.scenario, r.counts
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("SDK scripts failed:\n  {}", failed.join("\n  "));
+    }
     if !output.status.success() {
         bail!(
             "the conformance suite failed ({}): a scenario failed that is not in tests/conformance/expected-failures.yml, or one listed there passes now",
@@ -86,11 +119,56 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line of the suite's summary: `✓ tools-list: 1 passed, 0 failed`.
+/// The official suite's name in the table.
+const SUITE: &str = "official suite";
+
+/// One result: a line of the suite's summary (`✓ tools-list: 1 passed, 0 failed`), or one
+/// script of an SDK client.
 struct Row {
+    client: &'static str,
+    transport: &'static str,
     scenario: String,
     passed: bool,
     counts: String,
+}
+
+/// Runs an SDK's scripted client and reads its lines (`{"script", "ok", "error"?}`).
+fn sdk_rows(
+    client: &'static str,
+    transport: &'static str,
+    command: &mut Command,
+) -> anyhow::Result<Vec<Row>> {
+    eprintln!("==> {client} scripts over {transport}");
+    let output = command
+        .current_dir(root())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run the {client} scripts"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<Row> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| {
+            let passed = line["ok"].as_bool()?;
+            Some(Row {
+                client,
+                transport,
+                scenario: line["script"].as_str()?.to_owned(),
+                passed,
+                counts: match line["error"].as_str() {
+                    Some(error) if !passed => error.to_owned(),
+                    _ => "ok".to_owned(),
+                },
+            })
+        })
+        .collect();
+    if rows.is_empty() || !output.status.success() {
+        bail!(
+            "the {client} scripts over {transport} reported nothing ({}):\n{stdout}",
+            output.status
+        );
+    }
+    Ok(rows)
 }
 
 fn summary_rows(report: &str) -> Vec<Row> {
@@ -105,6 +183,8 @@ fn summary_rows(report: &str) -> Vec<Row> {
             };
             let (scenario, counts) = rest.split_once(": ")?;
             Some(Row {
+                client: SUITE,
+                transport: "streamable-http",
                 scenario: scenario.to_owned(),
                 passed,
                 counts: counts.to_owned(),
@@ -123,10 +203,13 @@ fn print_table(rows: &[Row], expected: &[&str]) {
     for row in rows {
         println!(
             "{:<16} {:<16} {:<width$} {} ({})",
-            "official suite",
-            "streamable-http",
+            row.client,
+            row.transport,
             row.scenario,
-            match (row.passed, expected.contains(&row.scenario.as_str())) {
+            match (
+                row.passed,
+                row.client == SUITE && expected.contains(&row.scenario.as_str()),
+            ) {
                 (true, false) => "pass",
                 (true, true) => "PASS, but listed as an expected failure",
                 (false, true) => "expected failure",

@@ -89,6 +89,15 @@ struct Event {
 }
 
 impl Event {
+    /// The end of a stream whose requests were all cancelled: no answer comes.
+    fn end() -> Self {
+        Self {
+            id: 0,
+            data: String::new(),
+            completes: true,
+        }
+    }
+
     fn sse(&self) -> Bytes {
         Bytes::from(format!(
             "id: {}\nevent: message\ndata: {}\n\n",
@@ -204,6 +213,20 @@ impl Router {
             );
         }
         self.undelivered.push_back(event);
+    }
+
+    /// The client cancelled request `id`: it gets no answer. When nothing else is owed on its
+    /// stream, the stream ends; returns it, to be told so.
+    fn cancelled(&mut self, id: &str) -> Option<mpsc::Sender<Event>> {
+        let stream = self.requests.remove(id)?;
+        let s = self.streams.get_mut(&stream)?;
+        s.owed = s.owed.saturating_sub(1);
+        if s.owed > 0 {
+            return None;
+        }
+        let tx = self.streams.remove(&stream).map(|s| s.tx);
+        self.tokens.retain(|_, t| *t != stream);
+        tx
     }
 
     /// Forgets a stream the client went away from: what was owed to it is kept for a GET.
@@ -403,6 +426,15 @@ pub(crate) async fn post(
     let Some(inbound) = session.sender() else {
         return refuse(StatusCode::NOT_FOUND, "the MCP session was deleted");
     };
+    // Cancelled requests get no answer: their streams end once nothing else is owed.
+    for message in &messages {
+        if message.get("method").and_then(Value::as_str) == Some(mcp_protocol::methods::CANCELLED)
+            && let Some(id) = message.get("params").and_then(|p| p.get("requestId"))
+            && let Some(stream) = session.router().cancelled(&id.to_string())
+        {
+            let _ = stream.try_send(Event::end());
+        }
+    }
     if ids.is_empty() {
         // Notifications and responses: nothing to answer.
         return match inbound.send(body.to_string()).await {
@@ -431,10 +463,13 @@ pub(crate) async fn post(
         Some(_) => serde_json::from_str(&first.data).unwrap_or(Value::Null),
         None => Value::Null,
     };
-    let mut response = if first.completes {
+    let mut response = if first.data.is_empty() {
+        // Cancelled: the stream ends without an answer.
+        sse(None, None)
+    } else if first.completes {
         json_answer(first.data)
     } else {
-        sse(Some(first), rx)
+        sse(Some(first), Some(rx))
     };
     if let Some((id_slot, session_id)) = new_id {
         // The session's id: the resumable session's own when the client asked for one.
@@ -472,14 +507,14 @@ fn json_answer(data: String) -> Response<Body> {
 
 /// An SSE response: a priming event (an id, no data, and `retry`), then `first` and the
 /// rest of the stream, with a comment every [`KEEPALIVE`] while nothing comes.
-fn sse(first: Option<Event>, rx: mpsc::Receiver<Event>) -> Response<Body> {
+fn sse(first: Option<Event>, rx: Option<mpsc::Receiver<Event>>) -> Response<Body> {
     let priming = Bytes::from(format!("id: 0\nretry: {RETRY_MS}\ndata: \n\n"));
     let mut head: VecDeque<Bytes> = VecDeque::from([priming]);
     if let Some(first) = &first {
         head.push_back(first.sse());
     }
     let ends_with_first = first.as_ref().is_some_and(|f| f.completes);
-    let state = (head, Some(rx).filter(|_| !ends_with_first));
+    let state = (head, rx.filter(|_| !ends_with_first));
     let stream = futures_util::stream::unfold(state, |(mut head, mut rx)| async move {
         if let Some(bytes) = head.pop_front() {
             return Some((Ok::<_, Infallible>(Frame::data(bytes)), (head, rx)));
@@ -487,11 +522,14 @@ fn sse(first: Option<Event>, rx: mpsc::Receiver<Event>) -> Response<Body> {
         let receiver = rx.as_mut()?;
         let bytes = match tokio::time::timeout(KEEPALIVE, receiver.recv()).await {
             Ok(Some(event)) => {
-                let bytes = event.sse();
                 if event.completes {
                     rx = None;
                 }
-                bytes
+                if event.data.is_empty() {
+                    // The stream's requests were cancelled: it ends here.
+                    return None;
+                }
+                event.sse()
             }
             Ok(None) => return None,
             Err(_) => Bytes::from_static(b": keep-alive\n\n"),
@@ -560,7 +598,7 @@ pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions) -> Response<Body
     }
     router.standalone = Some(tx);
     drop(router);
-    sse(None, rx)
+    sse(None, Some(rx))
 }
 
 /// `DELETE /mcp`: ends the session; its running calls are cancelled.

@@ -225,7 +225,49 @@ fn schema_of<T: schemars::JsonSchema>() -> Value {
         obj.remove("$schema");
         obj.remove("title");
     }
+    drop_private_formats(&mut value);
     value
+}
+
+/// The formats JSON Schema 2020-12 defines; others (schemars' `uint64`, `double`) are
+/// warned about or refused by clients' validators, so they are left out.
+const STANDARD_FORMATS: [&str; 19] = [
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+fn drop_private_formats(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+            {
+                map.remove("format");
+            }
+            map.values_mut().for_each(drop_private_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_private_formats),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

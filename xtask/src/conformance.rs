@@ -3,7 +3,8 @@
 //! `tests/conformance/expected-failures.yml`; then scripted clients on the official
 //! TypeScript and Python SDKs (`tests/conformance/sdk_client.*`) over WebSocket and
 //! Streamable HTTP: initialize, tools, progress, cancellation, logging, resources and
-//! subscriptions, prompts and completion, sampling and elicitation answered by the client.
+//! subscriptions, prompts and completion, sampling and elicitation answered by the client;
+//! and the MCP Inspector's CLI (`--cli --method ...`) against the HTTP endpoint.
 //!
 //! Everything it needs goes under `target/conformance`, installed from the lockfile in
 //! `tests/conformance`: the suite, and Node 22 (which the suite needs; the machine's Node may
@@ -79,6 +80,9 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
             .env("PYTHONDONTWRITEBYTECODE", "1");
         rows.extend(sdk_rows("python sdk", transport, &mut py)?);
     }
+    let inspector = deps.join("node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");
+    let url = format!("http://localhost:{}/mcp", server.port);
+    rows.extend(inspector_rows(&node, &inspector, &url));
     let stopped = server.stop();
     let baseline = std::fs::read_to_string(root().join("tests/conformance/expected-failures.yml"))
         .context("cannot read tests/conformance/expected-failures.yml")?;
@@ -107,7 +111,7 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         })
         .collect();
     if !failed.is_empty() {
-        bail!("SDK scripts failed:\n  {}", failed.join("\n  "));
+        bail!("client scripts failed:\n  {}", failed.join("\n  "));
     }
     if !output.status.success() {
         bail!(
@@ -130,6 +134,76 @@ struct Row {
     scenario: String,
     passed: bool,
     counts: String,
+}
+
+/// What the MCP Inspector's CLI is asked, and what its JSON answer must show.
+const INSPECTOR_CHECKS: [(&str, &[&str], &str, &str); 4] = [
+    ("tools/list", &[], "/tools/0/name", "add"),
+    (
+        "tools/call",
+        &["--tool-name", "add", "--tool-arg", "a=5", "b=3"],
+        "/structuredContent/result",
+        "8",
+    ),
+    (
+        "resources/read",
+        &["--uri", "test://static-text"],
+        "/contents/0/text",
+        "This is the content of the static text resource.",
+    ),
+    (
+        "prompts/get",
+        &[
+            "--prompt-name",
+            "test_prompt_with_arguments",
+            "--prompt-args",
+            "arg1=x",
+            "arg2=y",
+        ],
+        "/messages/0/content/text",
+        "Prompt with arguments: arg1='x', arg2='y'",
+    ),
+];
+
+/// Runs the MCP Inspector's CLI (`--cli`) against the HTTP endpoint, one method at a time.
+fn inspector_rows(node: &Path, inspector: &Path, url: &str) -> Vec<Row> {
+    eprintln!("==> MCP Inspector CLI over streamable-http");
+    INSPECTOR_CHECKS
+        .iter()
+        .map(|(method, args, pointer, expected)| {
+            let output = Command::new(node)
+                .arg(inspector)
+                .args(["--cli", url, "--transport", "http", "--method", method])
+                .args(*args)
+                .current_dir(root())
+                .stderr(Stdio::inherit())
+                .output();
+            let outcome = match output {
+                Err(e) => Err(format!("cannot run it: {e}")),
+                Ok(o) if !o.status.success() => Err(format!("exited with {}", o.status)),
+                Ok(o) => match serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+                    Err(e) => Err(format!("not JSON: {e}")),
+                    Ok(answer) => {
+                        let got = answer.pointer(pointer).map(|v| match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        });
+                        match got {
+                            Some(got) if got == *expected => Ok(()),
+                            got => Err(format!("{pointer} is {got:?}, expected {expected:?}")),
+                        }
+                    }
+                },
+            };
+            Row {
+                client: "mcp inspector",
+                transport: "streamable-http",
+                scenario: (*method).to_owned(),
+                passed: outcome.is_ok(),
+                counts: outcome.err().unwrap_or_else(|| "ok".to_owned()),
+            }
+        })
+        .collect()
 }
 
 /// Runs an SDK's scripted client and reads its lines (`{"script", "ok", "error"?}`).

@@ -139,6 +139,24 @@ impl Sse {
     }
 }
 
+/// Opens session `id`'s standalone stream (resuming after `last_event`) and reads its
+/// priming event.
+async fn standalone_stream(server: &TestServer, id: &str, last_event: Option<&str>) -> Sse {
+    let mut headers = vec![("Mcp-Session-Id", id), ("Accept", "text/event-stream")];
+    if let Some(last) = last_event {
+        headers.push(("Last-Event-ID", last));
+    }
+    let response = send(server, "GET", &headers, None).await;
+    assert_eq!(response.status(), 200);
+    let mut stream = Sse::new(response);
+    let priming = stream.next().await.unwrap();
+    assert!(
+        priming.id.is_some() && priming.data.is_empty(),
+        "{priming:?}"
+    );
+    stream
+}
+
 /// Initializes a session; returns its id.
 async fn initialize(server: &TestServer) -> String {
     let response = post(
@@ -229,16 +247,7 @@ async fn a_session_over_http_answers_in_json_or_streams_progress() {
 async fn the_standalone_stream_gets_pushes_and_what_a_lost_stream_missed() {
     let server = TestServer::start().await;
     let id = initialize(&server).await;
-    let get = send(
-        &server,
-        "GET",
-        &[("Mcp-Session-Id", &id), ("Accept", "text/event-stream")],
-        None,
-    )
-    .await;
-    assert_eq!(get.status(), 200);
-    let mut standalone = Sse::new(get);
-    assert!(standalone.next().await.unwrap().data.is_empty(), "priming");
+    let mut standalone = standalone_stream(&server, &id, None).await;
     broadcast(&server, "maintenance at noon").await;
     let notice = standalone.message().await;
     assert_eq!(notice["method"], "notifications/message", "{notice}");
@@ -258,19 +267,7 @@ async fn the_standalone_stream_gets_pushes_and_what_a_lost_stream_missed() {
     assert_eq!(first["method"], "notifications/progress", "{first}");
     drop(call);
     let last_event = priming.id.unwrap();
-    let get = send(
-        &server,
-        "GET",
-        &[
-            ("Mcp-Session-Id", &id),
-            ("Accept", "text/event-stream"),
-            ("Last-Event-ID", &last_event),
-        ],
-        None,
-    )
-    .await;
-    let mut resumed = Sse::new(get);
-    resumed.next().await.unwrap();
+    let mut resumed = standalone_stream(&server, &id, Some(&last_event)).await;
     let answer = loop {
         let message = resumed.message().await;
         if message["id"] == 7 {
@@ -424,15 +421,7 @@ async fn a_session_started_on_websocket_resumes_over_http() {
     let answer = json_of(response).await;
     assert_eq!(answer["mcpSessionId"], id.as_str(), "{answer}");
     // The call made over WebSocket is answered on the standalone stream, in its position.
-    let get = send(
-        &server,
-        "GET",
-        &[("Mcp-Session-Id", &id), ("Accept", "text/event-stream")],
-        None,
-    )
-    .await;
-    let mut stream = Sse::new(get);
-    stream.next().await.unwrap();
+    let mut stream = standalone_stream(&server, &id, None).await;
     let result = stream.message().await;
     assert_eq!(result["id"], 7, "{result}");
     assert_eq!(result["seq"], 2, "{result}");

@@ -119,24 +119,7 @@ fn js_tests() -> anyhow::Result<()> {
     if !has("node") || !has("npm") {
         apt_install(&["nodejs", "npm"])?;
     }
-    let deps = target_dir().join("js");
-    std::fs::create_dir_all(&deps).context("cannot create target/js")?;
-    let lock = root().join("tests/js/package-lock.json");
-    install_once(&lock, &deps.join("lock.installed"), || {
-        for file in ["package.json", "package-lock.json"] {
-            std::fs::copy(root().join("tests/js").join(file), deps.join(file))
-                .with_context(|| format!("cannot copy tests/js/{file}"))?;
-        }
-        run(Command::new("npm")
-            .args([
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(&deps))
-    })?;
+    let deps = npm_install("tests/js", "js")?;
     let mut tests: Vec<PathBuf> = std::fs::read_dir(root().join("tests/js"))
         .context("cannot list tests/js")?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -149,6 +132,30 @@ fn js_tests() -> anyhow::Result<()> {
         .args(&tests)
         .env("MCP_SERVER_BIN", &server)
         .env("JS_DEPS", &deps))
+}
+
+/// Installs the npm packages locked in `source` (a folder of the repo with package.json and
+/// package-lock.json) into target/`name`, once per lockfile; returns that folder.
+pub(crate) fn npm_install(source: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let deps = target_dir().join(name);
+    std::fs::create_dir_all(&deps).with_context(|| format!("cannot create target/{name}"))?;
+    let lock = root().join(source).join("package-lock.json");
+    install_once(&lock, &deps.join("lock.installed"), || {
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(root().join(source).join(file), deps.join(file))
+                .with_context(|| format!("cannot copy {source}/{file}"))?;
+        }
+        run(Command::new("npm")
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&deps))
+    })?;
+    Ok(deps)
 }
 
 /// Runs `install` unless it already ran for the present contents of `manifest`, which the

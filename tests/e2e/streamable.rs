@@ -262,18 +262,27 @@ async fn the_standalone_stream_gets_pushes_and_what_a_lost_stream_missed() {
     )
     .await;
     let mut call = Sse::new(response);
-    let priming = call.next().await.unwrap();
-    let first = call.message().await;
+    call.next().await.unwrap();
+    let seen = call.next().await.unwrap();
+    let first: Value = serde_json::from_str(&seen.data).unwrap();
     assert_eq!(first["method"], "notifications/progress", "{first}");
     drop(call);
-    let last_event = priming.id.unwrap();
+    let last_event = seen.id.unwrap();
     let mut resumed = standalone_stream(&server, &id, Some(&last_event)).await;
+    // Everything after the last event seen, and nothing seen again.
+    let mut progress = vec![first["params"]["progress"].as_f64().unwrap()];
     let answer = loop {
         let message = resumed.message().await;
         if message["id"] == 7 {
             break message;
         }
+        assert_eq!(message["method"], "notifications/progress", "{message}");
+        progress.push(message["params"]["progress"].as_f64().unwrap());
     };
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "progress repeats or goes back: {progress:?}"
+    );
     assert_eq!(
         answer["result"]["structuredContent"]["sleptMs"], 300,
         "{answer}"

@@ -32,6 +32,8 @@ use crate::http::{Body, text};
 
 /// The session header.
 pub(crate) const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+/// The header of a client resuming an SSE stream.
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// The protocol version header, sent by clients after `initialize`.
 const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
@@ -39,6 +41,8 @@ const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version
 const STREAM_BUFFER: usize = 64;
 /// How many messages wait for a GET stream when none is open; beyond, the oldest go.
 const UNDELIVERED_CAP: usize = 1024;
+/// How many events handed to streams are kept for a resume with `Last-Event-ID`.
+const SENT_KEPT: usize = 256;
 /// What SSE clients are told to wait before reconnecting.
 const RETRY_MS: u64 = 1000;
 /// How often an idle SSE stream gets a comment, so proxies do not cut it.
@@ -81,8 +85,12 @@ impl HttpSession {
 }
 
 /// One SSE event, or the final JSON answer of a stream.
+#[derive(Clone)]
 struct Event {
-    id: u64,
+    /// The stream it was meant for, and its number in the session: its SSE id is
+    /// `{stream}-{n}`, so a `Last-Event-ID` names both.
+    stream: u64,
+    n: u64,
     data: String,
     /// The last response the stream was waiting for.
     completes: bool,
@@ -92,7 +100,8 @@ impl Event {
     /// The end of a stream whose requests were all cancelled: no answer comes.
     fn end() -> Self {
         Self {
-            id: 0,
+            stream: 0,
+            n: 0,
             data: String::new(),
             completes: true,
         }
@@ -100,10 +109,16 @@ impl Event {
 
     fn sse(&self) -> Bytes {
         Bytes::from(format!(
-            "id: {}\nevent: message\ndata: {}\n\n",
-            self.id, self.data
+            "id: {}-{}\nevent: message\ndata: {}\n\n",
+            self.stream, self.n, self.data
         ))
     }
+}
+
+/// Reads a `Last-Event-ID` made by [`Event::sse`].
+fn parse_event_id(id: &str) -> Option<(u64, u64)> {
+    let (stream, n) = id.trim().split_once('-')?;
+    Some((stream.parse().ok()?, n.parse().ok()?))
 }
 
 /// An open stream: a POST's (`owed` responses to go) or the standalone GET one.
@@ -123,22 +138,25 @@ struct Router {
     tokens: HashMap<String, u64>,
     /// Open POST streams; the newest takes what belongs to no request.
     streams: BTreeMap<u64, Stream>,
-    standalone: Option<mpsc::Sender<Event>>,
+    /// The standalone GET stream, by its number.
+    standalone: Option<(u64, mpsc::Sender<Event>)>,
     /// Messages for a stream that is gone, waiting for the next GET stream.
     undelivered: VecDeque<Event>,
+    /// The last events handed to streams, for a client that resumes one with
+    /// `Last-Event-ID` (they may have been lost on the way).
+    sent: VecDeque<Event>,
 }
 
 /// Where the router sends one message.
 enum Destination {
     Stream(u64, mpsc::Sender<Event>),
-    Standalone(mpsc::Sender<Event>),
+    Standalone(u64, mpsc::Sender<Event>),
     Nowhere,
 }
 
 impl Router {
     fn open(&mut self, ids: &[String], tokens: &[String]) -> (u64, mpsc::Receiver<Event>) {
-        self.next_stream += 1;
-        let stream = self.next_stream;
+        let stream = self.new_stream();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         for id in ids {
             self.requests.insert(id.clone(), stream);
@@ -156,10 +174,15 @@ impl Router {
         (stream, rx)
     }
 
+    fn new_stream(&mut self) -> u64 {
+        self.next_stream += 1;
+        self.next_stream
+    }
+
     /// Decides where `text` goes and makes its event.
     fn route(&mut self, text: String) -> (Destination, Event) {
         self.next_event += 1;
-        let id = self.next_event;
+        let n = self.next_event;
         let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let responses: Vec<String> = match &message {
             Value::Array(batch) => batch.iter().filter_map(response_id).collect(),
@@ -181,18 +204,24 @@ impl Router {
         {
             target = self.tokens.get(&token).copied();
         }
-        let event = Event {
-            id,
-            data: text,
-            completes,
-        };
         let target = target.or_else(|| self.streams.keys().next_back().copied());
         let destination = match target.and_then(|t| self.streams.get(&t).map(|s| (t, s))) {
             Some((t, s)) => Destination::Stream(t, s.tx.clone()),
             None => match &self.standalone {
-                Some(tx) => Destination::Standalone(tx.clone()),
+                Some((t, tx)) => Destination::Standalone(*t, tx.clone()),
                 None => Destination::Nowhere,
             },
+        };
+        let stream = match &destination {
+            Destination::Stream(t, _) | Destination::Standalone(t, _) => *t,
+            // Meant for the stream of its request, gone; 0 when it had none.
+            Destination::Nowhere => target.unwrap_or(0),
+        };
+        let event = Event {
+            stream,
+            n,
+            data: text,
+            completes,
         };
         if completes && let Destination::Stream(t, _) = &destination {
             // Its last answer goes out now: the stream ends after it.
@@ -201,6 +230,30 @@ impl Router {
             self.tokens.retain(|_, s| *s != t);
         }
         (destination, event)
+    }
+
+    /// Remembers an event handed to its stream, for a resume with `Last-Event-ID`.
+    fn remember(&mut self, event: Event) {
+        if self.sent.len() >= SENT_KEPT {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(event);
+    }
+
+    /// What a new GET stream gets first: the events handed to the stream `Last-Event-ID`
+    /// names after it (they may not have arrived), then what found no stream.
+    fn replay(&mut self, last_event: Option<(u64, u64)>) -> Vec<Event> {
+        let mut events: Vec<Event> = match last_event {
+            Some((stream, n)) => self
+                .sent
+                .iter()
+                .filter(|e| e.stream == stream && e.n > n)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        events.extend(self.undelivered.drain(..));
+        events
     }
 
     /// Keeps an event for the next GET stream, dropping the oldest beyond the cap.
@@ -267,26 +320,32 @@ async fn demultiplex(
             break;
         };
         let (destination, event) = session.router().route(text);
-        let (stream, tx) = match destination {
-            Destination::Stream(stream, tx) => (Some(stream), tx),
-            Destination::Standalone(tx) => (None, tx),
+        let (stream, tx, standalone) = match destination {
+            Destination::Stream(stream, tx) => (stream, tx, false),
+            Destination::Standalone(stream, tx) => (stream, tx, true),
             Destination::Nowhere => {
                 session.router().keep(event);
                 continue;
             }
         };
         // A client that does not read its stream loses the stream, not the messages.
-        if let Err(e) = tx.send_timeout(event, stall).await {
-            let event = match e {
-                mpsc::error::SendTimeoutError::Closed(event)
-                | mpsc::error::SendTimeoutError::Timeout(event) => event,
-            };
-            let mut router = session.router();
-            match stream {
-                Some(stream) => router.gone(stream),
-                None => router.standalone = None,
+        match tx.send_timeout(event.clone(), stall).await {
+            Ok(()) => session.router().remember(event),
+            Err(_) => {
+                let mut router = session.router();
+                if standalone {
+                    if router
+                        .standalone
+                        .as_ref()
+                        .is_some_and(|(s, _)| *s == stream)
+                    {
+                        router.standalone = None;
+                    }
+                } else {
+                    router.gone(stream);
+                }
+                router.keep(event);
             }
-            router.keep(event);
         }
     }
     let mut router = session.router();
@@ -465,11 +524,11 @@ pub(crate) async fn post(
     };
     let mut response = if first.data.is_empty() {
         // Cancelled: the stream ends without an answer.
-        sse(None, None)
+        sse(stream, Vec::new(), None)
     } else if first.completes {
         json_answer(first.data)
     } else {
-        sse(Some(first), Some(rx))
+        sse(stream, vec![first], Some(rx))
     };
     if let Some((id_slot, session_id)) = new_id {
         // The session's id: the resumable session's own when the client asked for one.
@@ -505,15 +564,14 @@ fn json_answer(data: String) -> Response<Body> {
     response
 }
 
-/// An SSE response: a priming event (an id, no data, and `retry`), then `first` and the
-/// rest of the stream, with a comment every [`KEEPALIVE`] while nothing comes.
-fn sse(first: Option<Event>, rx: Option<mpsc::Receiver<Event>>) -> Response<Body> {
-    let priming = Bytes::from(format!("id: 0\nretry: {RETRY_MS}\ndata: \n\n"));
+/// An SSE response for stream `stream`: a priming event (an id, no data, and `retry`),
+/// then `first` and the rest of the stream, with a comment every [`KEEPALIVE`] while
+/// nothing comes.
+fn sse(stream: u64, first: Vec<Event>, rx: Option<mpsc::Receiver<Event>>) -> Response<Body> {
+    let priming = Bytes::from(format!("id: {stream}-0\nretry: {RETRY_MS}\ndata: \n\n"));
     let mut head: VecDeque<Bytes> = VecDeque::from([priming]);
-    if let Some(first) = &first {
-        head.push_back(first.sse());
-    }
-    let ends_with_first = first.as_ref().is_some_and(|f| f.completes);
+    head.extend(first.iter().map(Event::sse));
+    let ends_with_first = first.last().is_some_and(|f| f.completes);
     let state = (head, rx.filter(|_| !ends_with_first));
     let stream = futures_util::stream::unfold(state, |(mut head, mut rx)| async move {
         if let Some(bytes) = head.pop_front() {
@@ -587,18 +645,23 @@ pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions) -> Response<Body
         Ok(session) => session,
         Err(refusal) => return refusal.response(),
     };
+    let last_event = header(headers, &LAST_EVENT_ID).and_then(parse_event_id);
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let mut router = session.router();
-    // What waited goes first; more than fits stays for the next stream.
-    while let Some(event) = router.undelivered.pop_front() {
-        if let Err(mpsc::error::TrySendError::Full(event)) = tx.try_send(event) {
-            router.undelivered.push_front(event);
-            break;
-        }
-    }
-    router.standalone = Some(tx);
+    let stream = router.new_stream();
+    // What the client may have missed goes first, then the live messages. A replayed
+    // answer does not end this stream, as it ended its own.
+    let first: Vec<Event> = router
+        .replay(last_event)
+        .into_iter()
+        .map(|e| Event {
+            completes: false,
+            ..e
+        })
+        .collect();
+    router.standalone = Some((stream, tx));
     drop(router);
-    sse(None, Some(rx))
+    sse(stream, first, Some(rx))
 }
 
 /// `DELETE /mcp`: ends the session; its running calls are cancelled.

@@ -476,3 +476,38 @@ async fn a_cancelled_call_s_stream_ends_without_an_answer() {
     drop(stream);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_request_id_still_running_is_refused_without_disturbing_it() {
+    let server = TestServer::start().await;
+    let id = initialize(&server).await;
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":300},"_meta":{"progressToken":"p"}}}),
+    )
+    .await;
+    let mut running = Sse::new(response);
+    running.next().await.unwrap();
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":9,"method":"ping"}),
+    )
+    .await;
+    let refusal = json_of(response).await;
+    assert_eq!(refusal["id"], 9, "{refusal}");
+    assert_eq!(refusal["error"]["code"], -32600, "{refusal}");
+    // The first request still gets its own answer.
+    let answer = loop {
+        let message = running.message().await;
+        if message["id"] == 9 {
+            break message;
+        }
+    };
+    assert_eq!(
+        answer["result"]["structuredContent"]["sleptMs"], 300,
+        "{answer}"
+    );
+    server.shutdown().await;
+}

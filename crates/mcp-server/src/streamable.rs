@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
-use mcp_protocol::ProtocolVersion;
+use mcp_protocol::{Message, ProtocolVersion, Response as RpcResponse};
 use mcp_session::{Outbound, OutboundReceiver, Server};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -155,7 +155,16 @@ enum Destination {
 }
 
 impl Router {
-    fn open(&mut self, ids: &[String], tokens: &[String]) -> (u64, mpsc::Receiver<Event>) {
+    /// Opens a stream for requests `ids`; the id of one that is still running (on another
+    /// stream) when there is one, since its answer could not tell the two apart.
+    fn open(
+        &mut self,
+        ids: &[String],
+        tokens: &[String],
+    ) -> Result<(u64, mpsc::Receiver<Event>), String> {
+        if let Some(running) = ids.iter().find(|id| self.requests.contains_key(*id)) {
+            return Err(running.clone());
+        }
         let stream = self.new_stream();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         for id in ids {
@@ -171,7 +180,7 @@ impl Router {
                 owed: ids.len(),
             },
         );
-        (stream, rx)
+        Ok((stream, rx))
     }
 
     fn new_stream(&mut self) -> u64 {
@@ -505,7 +514,17 @@ pub(crate) async fn post(
             Err(_) => refuse(StatusCode::NOT_FOUND, "the MCP session has ended"),
         };
     }
-    let (stream, mut rx) = session.router().open(&ids, &tokens);
+    let opened = session.router().open(&ids, &tokens);
+    let (stream, mut rx) = match opened {
+        Ok(opened) => opened,
+        Err(running) => {
+            let id = serde_json::from_str(&running).ok();
+            let error = mcp_protocol::ErrorObject::invalid_request(format_args!(
+                "duplicate request id {running}: a request with this id is still in flight"
+            ));
+            return json_answer(Message::Response(RpcResponse::error(id, error)).to_text());
+        }
+    };
     if inbound.send(body.to_string()).await.is_err() {
         session.router().gone(stream);
         return refuse(StatusCode::NOT_FOUND, "the MCP session has ended");

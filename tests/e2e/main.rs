@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agents;
+mod auth;
 mod client_requests;
 mod concurrency;
 mod dialects;

@@ -93,11 +93,27 @@ impl Client {
         path: &str,
         subprotocol: Option<&str>,
     ) -> Result<(Self, Response), tokio_tungstenite::tungstenite::Error> {
+        let headers: Vec<(&str, &str)> = subprotocol
+            .map(|p| ("Sec-WebSocket-Protocol", p))
+            .into_iter()
+            .collect();
+        Self::connect_with_headers(server, path, &headers).await
+    }
+
+    /// Connects to `path` with extra handshake headers.
+    pub(crate) async fn connect_with_headers(
+        server: &TestServer,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(Self, Response), tokio_tungstenite::tungstenite::Error> {
         let mut request = server.url(path).into_client_request().unwrap();
-        if let Some(p) = subprotocol {
+        for (name, value) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap();
             request
                 .headers_mut()
-                .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
+                .insert(name, HeaderValue::from_str(value).unwrap());
         }
         let (socket, response) =
             tokio::time::timeout(HANG, tokio_tungstenite::connect_async(request))
@@ -189,7 +205,7 @@ pub(crate) async fn http(server: &TestServer, request_head: &str) -> (u16, Strin
 
 /// Sends one request (`head` without Host and Connection, then `body`) on a new connection
 /// and reads the whole response.
-async fn exchange(server: &TestServer, head: &str, body: &str) -> (u16, String, String) {
+pub(crate) async fn exchange(server: &TestServer, head: &str, body: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let request = format!(
         "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n{body}",

@@ -11,7 +11,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use mcp_protocol::methods;
 use mcp_session::store::now_ms;
-use mcp_session::{ANONYMOUS, HistoryEntry, Server, SessionId, SessionRecord, StoreError, Update};
+use mcp_session::{HistoryEntry, Server, SessionId, SessionRecord, StoreError, Update};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -59,19 +59,29 @@ struct Create {
 }
 
 /// `POST /agent` and `/agent/{id}` (GET, DELETE).
-pub(crate) async fn route(request: Request<Incoming>, server: &Server) -> Response<Body> {
+///
+/// An agent belongs to the principal that created it; to anyone else it does not exist (404).
+pub(crate) async fn route(
+    request: Request<Incoming>,
+    server: &Server,
+    principal: &str,
+) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/agent").unwrap_or_default();
     match (request.method().clone(), rest) {
-        (Method::POST, "" | "/") => create(request, server).await,
+        (Method::POST, "" | "/") => create(request, server, principal).await,
         (method, id) if id.len() > 1 && !id[1..].contains('/') => {
-            let Some(id) = SessionId::parse(&id[1..]) else {
-                return error(StatusCode::NOT_FOUND, "no such agent");
+            if !matches!(method, Method::GET | Method::DELETE) {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE");
+            }
+            let record = match owned(&id[1..], server, principal).await {
+                Ok(record) => record,
+                Err(response) => return response,
             };
-            match method {
-                Method::GET => show(&id, server).await,
-                Method::DELETE => delete(&id, server).await,
-                _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE"),
+            if method == Method::GET {
+                show(record)
+            } else {
+                delete(&record.id, server).await
             }
         }
         _ => error(
@@ -81,7 +91,7 @@ pub(crate) async fn route(request: Request<Incoming>, server: &Server) -> Respon
     }
 }
 
-async fn create(request: Request<Incoming>, server: &Server) -> Response<Body> {
+async fn create(request: Request<Incoming>, server: &Server, principal: &str) -> Response<Body> {
     let body = match read_json(request).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -99,7 +109,7 @@ async fn create(request: Request<Incoming>, server: &Server) -> Response<Body> {
         Ok(id) => id,
         Err(e) => return store_error(&e),
     };
-    let record = SessionRecord::new(id.clone(), ANONYMOUS, create.name, now_ms());
+    let record = SessionRecord::new(id.clone(), principal, create.name, now_ms());
     if let Err(e) = server.store().create(&record).await {
         return store_error(&e);
     }
@@ -107,40 +117,30 @@ async fn create(request: Request<Incoming>, server: &Server) -> Response<Body> {
     json_response(StatusCode::CREATED, &json!({ "agentId": id }))
 }
 
-async fn show(id: &SessionId, server: &Server) -> Response<Body> {
-    match server.store().load(id).await {
-        Ok(Some(record)) => {
-            let last_result = record.history.last().map(|h| h.result.clone());
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "agentId": record.id,
-                    "name": record.name,
-                    "createdAt": record.created_ms,
-                    "lastActiveAt": record.last_active_ms,
-                    "history": record.history,
-                    "lastResult": last_result,
-                    "operations": record.operations,
-                }),
-            )
-        }
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such agent"),
-        Err(e) => store_error(&e),
-    }
+fn show(record: SessionRecord) -> Response<Body> {
+    let last_result = record.history.last().map(|h| h.result.clone());
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "agentId": record.id,
+            "name": record.name,
+            "createdAt": record.created_ms,
+            "lastActiveAt": record.last_active_ms,
+            "history": record.history,
+            "lastResult": last_result,
+            "operations": record.operations,
+        }),
+    )
 }
 
 async fn delete(id: &SessionId, server: &Server) -> Response<Body> {
-    match server.store().load(id).await {
-        Ok(Some(_)) => match server.store().delete(id).await {
-            Ok(()) => {
-                server.end_deleted(id).await;
-                let mut response = text(StatusCode::NO_CONTENT, "");
-                response.headers_mut().remove(CONTENT_TYPE);
-                response
-            }
-            Err(e) => store_error(&e),
-        },
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such agent"),
+    match server.store().delete(id).await {
+        Ok(()) => {
+            server.end_deleted(id).await;
+            let mut response = text(StatusCode::NO_CONTENT, "");
+            response.headers_mut().remove(CONTENT_TYPE);
+            response
+        }
         Err(e) => store_error(&e),
     }
 }
@@ -152,16 +152,30 @@ pub(crate) fn websocket_agent(path: &str) -> Option<&str> {
         .filter(|id| !id.contains('/'))
 }
 
-/// The id of the agent `agent` names; 404 unless it is in the store.
-pub(crate) async fn existing(agent: &str, server: &Server) -> Result<SessionId, Response<Body>> {
+/// The record of the agent `agent` names, if `principal` owns it; otherwise 404, the same
+/// as for an agent that does not exist.
+async fn owned(
+    agent: &str,
+    server: &Server,
+    principal: &str,
+) -> Result<SessionRecord, Response<Body>> {
     let Some(id) = SessionId::parse(agent) else {
         return Err(error(StatusCode::NOT_FOUND, "no such agent"));
     };
     match server.store().load(&id).await {
-        Ok(Some(_)) => Ok(id),
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such agent")),
+        Ok(Some(record)) if record.owner == principal => Ok(record),
+        Ok(_) => Err(error(StatusCode::NOT_FOUND, "no such agent")),
         Err(e) => Err(store_error(&e)),
     }
+}
+
+/// The id of the agent `agent` names, if `principal` owns it; otherwise 404.
+pub(crate) async fn existing(
+    agent: &str,
+    server: &Server,
+    principal: &str,
+) -> Result<SessionId, Response<Body>> {
+    owned(agent, server, principal).await.map(|r| r.id)
 }
 
 #[derive(Deserialize)]
@@ -180,7 +194,7 @@ struct SeedRequest {
 
 /// `POST /mcp` with the seed's body: runs the tool for the agent, records the call in its
 /// history (committed before the answer), and answers the tool's structured result.
-pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
+pub(crate) async fn call(body: Value, server: &Server, principal: &str) -> Response<Body> {
     let call: Call = match mcp_protocol::decode_value(body) {
         Ok(c) => c,
         Err(e) => {
@@ -192,7 +206,7 @@ pub(crate) async fn call(body: Value, server: &Server) -> Response<Body> {
             );
         }
     };
-    let id = match existing(&call.agent_id, server).await {
+    let id = match existing(&call.agent_id, server, principal).await {
         Ok(id) => id,
         Err(response) => return response,
     };

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::Auth;
 use clap::Parser;
 use mcp_session::ServerConfig;
 use mcp_tools::{DataRoot, ToolsConfig};
@@ -199,6 +200,27 @@ pub struct Cli {
     )]
     pub idle_timeout: u64,
 
+    /// A bearer token clients must present, as NAME=TOKEN (the name is the principal that
+    /// owns what the client creates); repeat for more. With any token configured, every
+    /// request but the health probes needs one.
+    #[arg(
+        long = "auth-token",
+        env = "MCP_AUTH_TOKENS",
+        value_delimiter = ',',
+        value_name = "NAME=TOKEN"
+    )]
+    pub auth_tokens: Vec<String>,
+
+    /// A file of tokens, one `NAME SHA256HEX` per line (the SHA-256 of the token, so the file
+    /// holds no secret); `#` starts a comment.
+    #[arg(long, env = "MCP_AUTH_TOKENS_FILE", value_name = "PATH")]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// Serve a non-loopback address without authentication. Without this, the server
+    /// refuses to start there unless tokens are configured.
+    #[arg(long, env = "MCP_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
     /// Also offer the official MCP conformance suite's fixture tools (`test_simple_text`,
     /// `test_tool_with_progress`, ...), for running the suite against this server.
     #[arg(long, env = "MCP_CONFORMANCE_FIXTURES")]
@@ -240,6 +262,8 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// Origins allowed besides the server's own loopback ones.
     pub allowed_origins: Vec<String>,
+    /// Who may call; empty means everyone (loopback only, unless told otherwise).
+    pub auth: Auth,
 }
 
 impl Default for Config {
@@ -254,6 +278,7 @@ impl Default for Config {
             session_ttl: Duration::from_secs(86_400),
             tools: ToolsConfig::default(),
             allowed_origins: Vec::new(),
+            auth: Auth::default(),
         }
     }
 }
@@ -313,6 +338,8 @@ impl Cli {
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,
             allowed_origins: self.allowed_origins.clone(),
+            auth: Auth::new(&self.auth_tokens, self.auth_tokens_file.as_deref())
+                .map_err(std::io::Error::other)?,
         })
     }
 }

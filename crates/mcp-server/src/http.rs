@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN, UPGRADE};
+use hyper::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN,
+    SEC_WEBSOCKET_PROTOCOL, UPGRADE, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::streamable::{self, HttpSessions};
-use crate::{Config, admin, agents, dialects};
+use crate::{Config, admin, agents, auth, dialects};
 
 /// The path of the broadcast endpoint.
 const BROADCAST_PATH: &str = "/admin/broadcast";
@@ -81,6 +84,41 @@ impl State {
 
     fn is_ready(&self) -> bool {
         self.0.ready.load(Ordering::SeqCst)
+    }
+
+    /// The principal a request authenticates as: its bearer token's name (from
+    /// `Authorization`, or for a WebSocket upgrade the `mcp.auth.<token>` subprotocol), or
+    /// anonymous when no token is configured. Otherwise why not, for a 401.
+    fn authenticate(&self, headers: &HeaderMap, upgrade: bool) -> Result<String, &'static str> {
+        let auth = &self.0.config.auth;
+        if !auth.is_enabled() {
+            return Ok(auth::ANONYMOUS.to_owned());
+        }
+        let bearer = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let offered = upgrade
+            .then(|| {
+                headers
+                    .get_all(SEC_WEBSOCKET_PROTOCOL)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .find_map(|p| p.trim().strip_prefix(auth::SUBPROTOCOL_PREFIX))
+            })
+            .flatten();
+        let principal = bearer.or(offered).and_then(|token| auth.principal(token));
+        match principal {
+            Some(name) => Ok(name.to_owned()),
+            None if bearer.or(offered).is_some() => Err("invalid token"),
+            None => Err(
+                "authentication required: send `Authorization: Bearer <token>` (browsers: the WebSocket subprotocol `mcp.auth.<token>` beside `mcp`)",
+            ),
+        }
     }
 
     /// Refuses a request from a foreign origin, or (on a loopback listener) for a Host that
@@ -164,16 +202,37 @@ async fn route(
     }
     let path = request.uri().path();
     let upgrade = mcp_ws::is_upgrade_request(&request);
+    let principal = if matches!(path, "/healthz" | "/readyz") {
+        // Probes stay open: they say nothing about sessions.
+        auth::ANONYMOUS.to_owned()
+    } else {
+        match state.authenticate(request.headers(), upgrade) {
+            Ok(principal) => principal,
+            Err(why) => {
+                tracing::info!(%remote, reason = why, "request refused: not authenticated");
+                let mut response = text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+                response.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"mcp\""),
+                );
+                return response;
+            }
+        }
+    };
     if upgrade && let Some(agent) = agents::websocket_agent(path) {
         let agent = agent.to_owned();
-        return agent_websocket(&agent, &mut request, remote, state).await;
+        return agent_websocket(&agent, &mut request, remote, state, principal).await;
     }
     match (path, upgrade) {
         (MCP_PATH, true) => match query_param(request.uri(), "dialect").as_deref() {
-            None | Some("mcp") => upgrade_to_session(&mut request, remote, state, None),
-            Some("tutorial") => {
-                upgrade_to_session(&mut request, remote, state, Some(dialects::tutorial()))
-            }
+            None | Some("mcp") => upgrade_to_session(&mut request, remote, state, None, principal),
+            Some("tutorial") => upgrade_to_session(
+                &mut request,
+                remote,
+                state,
+                Some(dialects::tutorial()),
+                principal,
+            ),
             Some(other) => text(
                 StatusCode::BAD_REQUEST,
                 format!(
@@ -182,7 +241,9 @@ async fn route(
                 ),
             ),
         },
-        (MCP_PATH, false) if request.method() == Method::POST => mcp_post(request, state).await,
+        (MCP_PATH, false) if request.method() == Method::POST => {
+            mcp_post(request, state, &principal).await
+        }
         (MCP_PATH, false)
             if request.method() == Method::GET
                 && request
@@ -191,13 +252,13 @@ async fn route(
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|a| streamable::accepts(a, "text/event-stream")) =>
         {
-            streamable::get(request.headers(), &state.0.http_sessions)
+            streamable::get(request.headers(), &state.0.http_sessions, &principal)
         }
         (MCP_PATH, false) if request.method() == Method::DELETE => {
-            streamable::delete(request.headers(), &state.0.http_sessions)
+            streamable::delete(request.headers(), &state.0.http_sessions, &principal)
         }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
-            agents::route(request, &state.0.server).await
+            agents::route(request, &state.0.server, &principal).await
         }
         (MCP_PATH, false) => {
             let mut response = text(
@@ -293,7 +354,7 @@ async fn read_json(
 
 /// `POST /mcp`: Streamable HTTP, or the math-mcp seed's `{"agentId", "request"}` body (told
 /// apart by its `agentId` and the absence of `jsonrpc`).
-async fn mcp_post(request: Request<Incoming>, state: &State) -> Response<Body> {
+async fn mcp_post(request: Request<Incoming>, state: &State, principal: &str) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let value = match read_json(&parts.headers, body, state.0.config.ws.max_message_size).await {
         Ok(value) => value,
@@ -301,7 +362,7 @@ async fn mcp_post(request: Request<Incoming>, state: &State) -> Response<Body> {
     };
     let seed = value.get("agentId").is_some() && value.get("jsonrpc").is_none();
     if seed && !parts.headers.contains_key(streamable::SESSION_HEADER) {
-        return agents::call(value, &state.0.server).await;
+        return agents::call(value, &state.0.server, principal).await;
     }
     streamable::post(
         &parts.headers,
@@ -309,6 +370,7 @@ async fn mcp_post(request: Request<Incoming>, state: &State) -> Response<Body> {
         &state.0.server,
         &state.0.http_sessions,
         state.0.config.ws.stall_timeout,
+        principal,
     )
     .await
 }
@@ -330,6 +392,7 @@ async fn agent_websocket(
     request: &mut Request<Incoming>,
     remote: SocketAddr,
     state: &State,
+    principal: String,
 ) -> Response<Body> {
     let last_seq = match query_param(request.uri(), "lastSeq") {
         None => None,
@@ -343,12 +406,12 @@ async fn agent_websocket(
             }
         },
     };
-    let agent = match agents::existing(agent, &state.0.server).await {
+    let agent = match agents::existing(agent, &state.0.server, &principal).await {
         Ok(id) => id,
         Err(response) => return response,
     };
     let dialect = dialects::envelope(agent.to_string(), last_seq);
-    upgrade_to_session(request, remote, state, Some(dialect))
+    upgrade_to_session(request, remote, state, Some(dialect), principal)
 }
 
 fn upgrade_to_session(
@@ -356,6 +419,7 @@ fn upgrade_to_session(
     remote: SocketAddr,
     state: &State,
     dialect: Option<Box<dyn mcp_ws::Translate>>,
+    principal: String,
 ) -> Response<Body> {
     let place = state
         .0
@@ -394,6 +458,7 @@ fn upgrade_to_session(
                 remote,
                 place,
                 dialect,
+                principal,
             );
             state.0.tracker.spawn(connection.in_current_span());
             response.map(BodyExt::boxed_unsync)

@@ -8,6 +8,7 @@
 
 mod admin;
 mod agents;
+pub mod auth;
 mod config;
 mod dialects;
 mod http;
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use auth::Auth;
 pub use config::{Cli, Config};
 pub use store::RedbStore;
 

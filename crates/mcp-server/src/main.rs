@@ -13,6 +13,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
     let config = cli.config().context("invalid configuration")?;
+    if !config.auth.is_enabled() && !cli.listen.ip().is_loopback() {
+        if !cli.insecure_no_auth {
+            anyhow::bail!(
+                "refusing to serve {} without authentication: anyone who can reach it could use it. \
+                 Configure --auth-token or --auth-tokens-file, listen on a loopback address, \
+                 or pass --insecure-no-auth",
+                cli.listen
+            );
+        }
+        tracing::warn!(
+            listen = %cli.listen,
+            "INSECURE: serving a non-loopback address without authentication (--insecure-no-auth); anyone who can reach it can use it"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;

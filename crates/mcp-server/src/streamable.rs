@@ -66,6 +66,8 @@ impl HttpSessions {
 
 /// One HTTP session: the input of its core session, and where its output goes.
 struct HttpSession {
+    /// The principal it belongs to: to anyone else it does not exist.
+    owner: String,
     /// `None` once the session was deleted.
     inbound: Mutex<Option<mpsc::Sender<String>>>,
     router: Mutex<Router>,
@@ -415,19 +417,26 @@ fn check_version(headers: &HeaderMap) -> Result<(), Refusal> {
 }
 
 /// The session a request names: 400 without the header, 404 for an unknown one.
-fn session_of(headers: &HeaderMap, sessions: &HttpSessions) -> Result<Arc<HttpSession>, Refusal> {
+fn session_of(
+    headers: &HeaderMap,
+    sessions: &HttpSessions,
+    principal: &str,
+) -> Result<Arc<HttpSession>, Refusal> {
     let Some(id) = header(headers, &SESSION_HEADER) else {
         return Err(Refusal(
             StatusCode::BAD_REQUEST,
             "missing Mcp-Session-Id: send initialize first, then the id it answers with".to_owned(),
         ));
     };
-    sessions.get(id).ok_or_else(|| {
-        Refusal(
-            StatusCode::NOT_FOUND,
-            "unknown or expired MCP session: initialize a new one".to_owned(),
-        )
-    })
+    sessions
+        .get(id)
+        .filter(|s| s.owner == principal)
+        .ok_or_else(|| {
+            Refusal(
+                StatusCode::NOT_FOUND,
+                "unknown or expired MCP session: initialize a new one".to_owned(),
+            )
+        })
 }
 
 /// `POST /mcp` with a JSON-RPC body (already read).
@@ -437,6 +446,7 @@ pub(crate) async fn post(
     server: &Server,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
+    principal: &str,
 ) -> Response<Body> {
     let accept = header(headers, &ACCEPT).unwrap_or("*/*");
     if !(accepts(accept, "application/json") && accepts(accept, "text/event-stream")) {
@@ -449,7 +459,7 @@ pub(crate) async fn post(
         return refusal.response();
     }
     let existing = match header(headers, &SESSION_HEADER) {
-        Some(_) => match session_of(headers, sessions) {
+        Some(_) => match session_of(headers, sessions, principal) {
             Ok(session) => Some(session),
             Err(refusal) => return refusal.response(),
         },
@@ -481,7 +491,7 @@ pub(crate) async fn post(
                     "too many sessions; retry later",
                 );
             }
-            let (session, slot, id) = open(server, sessions, stall);
+            let (session, slot, id) = open(server, sessions, stall, principal);
             (session, Some((slot, id)))
         }
         None => {
@@ -629,10 +639,13 @@ fn open(
     server: &Server,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
+    owner: &str,
 ) -> (Arc<HttpSession>, IdSlot, String) {
-    let (core, output) = server.open_session();
+    let (mut core, output) = server.open_session();
+    core.set_owner(owner);
     let (in_tx, in_rx) = mpsc::channel(16);
     let session = Arc::new(HttpSession {
+        owner: owner.to_owned(),
         inbound: Mutex::new(Some(in_tx)),
         router: Mutex::new(Router::default()),
     });
@@ -656,11 +669,11 @@ fn open(
 /// gets what waited for a stream (after a client lost one; `Last-Event-ID` is accepted for
 /// that), then whatever the session sends that belongs to no request. A newer GET replaces
 /// it.
-pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions) -> Response<Body> {
+pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> Response<Body> {
     if let Err(refusal) = check_version(headers) {
         return refusal.response();
     }
-    let session = match session_of(headers, sessions) {
+    let session = match session_of(headers, sessions, principal) {
         Ok(session) => session,
         Err(refusal) => return refusal.response(),
     };
@@ -684,14 +697,25 @@ pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions) -> Response<Body
 }
 
 /// `DELETE /mcp`: ends the session; its running calls are cancelled.
-pub(crate) fn delete(headers: &HeaderMap, sessions: &HttpSessions) -> Response<Body> {
+pub(crate) fn delete(
+    headers: &HeaderMap,
+    sessions: &HttpSessions,
+    principal: &str,
+) -> Response<Body> {
     if let Err(refusal) = check_version(headers) {
         return refusal.response();
     }
     let Some(id) = header(headers, &SESSION_HEADER) else {
         return refuse(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id");
     };
-    let Some(session) = sessions.lock().remove(id) else {
+    let session = {
+        let mut map = sessions.lock();
+        match map.get(id) {
+            Some(s) if s.owner == principal => map.remove(id),
+            _ => None,
+        }
+    };
+    let Some(session) = session else {
         return refuse(StatusCode::NOT_FOUND, "unknown or expired MCP session");
     };
     // Without input the session ends, cancelling what runs (a resumable one waits for a

@@ -34,6 +34,10 @@ pub(crate) struct Attach {
     pub(crate) request: RequestId,
     pub(crate) params: InitializeParams,
     pub(crate) last_seq: Position,
+    /// The principal of the connection: only the session's owner may resume it.
+    pub(crate) owner: String,
+    /// The answer for a connection that may not resume it: the same as for no session.
+    pub(crate) unknown: ErrorObject,
     /// The connection's input, handed to the session it resumes.
     pub(crate) inbound: mpsc::Receiver<String>,
     pub(crate) reply: oneshot::Sender<AttachReply>,

@@ -167,6 +167,8 @@ pub struct Session {
     handed_over: bool,
     /// The session was deleted: it ends.
     deleted: bool,
+    /// The principal the session belongs to: only it may resume it.
+    owner: String,
 }
 
 /// A running request, by its task.
@@ -186,6 +188,11 @@ struct Resume {
 }
 
 impl Session {
+    /// Makes `owner` the principal the session belongs to (before it runs).
+    pub fn set_owner(&mut self, owner: &str) {
+        owner.clone_into(&mut self.owner);
+    }
+
     pub(crate) fn new(server: Server, id: u64, outbound: OutboundQueue) -> Self {
         let token = server.inner.shutdown.child_token();
         server.inner.metrics.session_started();
@@ -216,6 +223,7 @@ impl Session {
             announce: None,
             handed_over: false,
             deleted: false,
+            owner: ANONYMOUS.to_owned(),
         }
     }
 
@@ -398,7 +406,7 @@ impl Session {
         if !durable.created {
             let record = SessionRecord::new(
                 durable.id.clone(),
-                ANONYMOUS,
+                &self.owner,
                 durable.client_name.clone(),
                 now_ms(),
             );
@@ -468,9 +476,16 @@ impl Session {
             request,
             params,
             last_seq,
+            owner,
+            unknown,
             inbound,
             reply,
         } = attach;
+        if owner != self.owner {
+            // Someone else's session is, to this client, no session at all.
+            let _ = reply.send(Err((unknown, inbound)));
+            return;
+        }
         let (Some(version), Some(durable)) = (self.lifecycle.version(), &mut self.durable) else {
             let error = ErrorObject::internal("the session is not resumable");
             let _ = reply.send(Err((error, inbound)));
@@ -549,6 +564,8 @@ impl Session {
                         request: request.id.clone(),
                         params: params.clone(),
                         last_seq,
+                        owner: self.owner.clone(),
+                        unknown: unknown(),
                         inbound,
                         reply: reply_tx,
                     };
@@ -584,8 +601,9 @@ impl Session {
                     let store = Arc::clone(&self.server.inner.store);
                     let loaded = store.load(&session).await;
                     let record = match loaded {
-                        Ok(Some(record)) => record,
-                        Ok(None) => {
+                        // Someone else's session is, to this client, no session at all.
+                        Ok(Some(record)) if record.owner == self.owner => record,
+                        Ok(_) => {
                             self.server.release(&session);
                             return Err(unknown());
                         }
@@ -646,13 +664,6 @@ impl Session {
             return Err(attach_error(
                 crate::outbound::AttachError::Truncated { oldest },
                 last_seq,
-            ));
-        }
-        if record.owner != ANONYMOUS {
-            return Err(not_resumable(
-                "forbidden",
-                "the session belongs to someone else".to_owned(),
-                serde_json::json!({}),
             ));
         }
         let version = match &record.protocol_version {

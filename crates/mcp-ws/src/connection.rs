@@ -155,8 +155,9 @@ pub fn connection_id() -> String {
 ///
 /// `websocket` is the future returned by [`crate::accept`]; it resolves once the 101 response
 /// has been sent. With a `dialect`, every frame is translated by it on the way in and out,
-/// so the session sees only what the translator makes of the client's frames. When this returns, the session and every request
-/// it started are gone, unless it is resumable.
+/// so the session sees only what the translator makes of the client's frames. `owner` is
+/// the authenticated principal: the session belongs to it. When this returns, the session
+/// and every request it started are gone, unless it is resumable.
 pub async fn serve_connection(
     websocket: HyperWebsocket,
     server: Server,
@@ -164,6 +165,7 @@ pub async fn serve_connection(
     remote: SocketAddr,
     place: ConnectionGuard,
     dialect: Option<Box<dyn Translate>>,
+    owner: String,
 ) {
     let span = tracing::info_span!("connection", %remote);
     async move {
@@ -183,7 +185,8 @@ pub async fn serve_connection(
         // waits at most `close_timeout` for the client.
         let closing = Closing::default();
         let life = Life::new();
-        let (session, out_rx) = server.open_session();
+        let (mut session, out_rx) = server.open_session();
+        session.set_owner(&owner);
         let peer = session.peer();
         // The session runs on its own: a resumable one outlives this connection, and a
         // connection that resumes another session hands its input and output over to it.

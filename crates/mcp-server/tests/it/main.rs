@@ -352,3 +352,58 @@ async fn a_session_survives_kill_9_and_its_batch_resumes_where_it_stopped() {
     assert_eq!(tools, ["add", "process_batch"], "{state}");
     assert_eq!(state["operations"], json!([]));
 }
+
+/// Starts the binary with `args` (which name the listen address); its first stdout line, or
+/// its exit status and stderr when it refused to start.
+async fn start_or_refuse(args: &[&str]) -> Result<(Child, String), String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-server"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    tokio::time::timeout(HANG, BufReader::new(stdout).read_line(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    if first.is_empty() {
+        let output = tokio::time::timeout(HANG, child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!output.status.success());
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok((child, first))
+}
+
+#[tokio::test]
+async fn a_non_loopback_address_needs_authentication_or_an_explicit_opt_out() {
+    let refusal = start_or_refuse(&["--listen", "0.0.0.0:0"])
+        .await
+        .unwrap_err();
+    assert!(
+        refusal.contains("refusing to serve 0.0.0.0:0 without authentication"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("--insecure-no-auth"), "{refusal}");
+    for args in [
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--auth-token",
+            "ops=some-long-token",
+        ][..],
+        &["--listen", "0.0.0.0:0", "--insecure-no-auth"][..],
+    ] {
+        let (child, first) = start_or_refuse(args)
+            .await
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(first.starts_with("listening on http://0.0.0.0:"), "{first}");
+        sigterm(&child);
+        drop(child);
+    }
+}

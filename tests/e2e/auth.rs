@@ -1,0 +1,203 @@
+//! Bearer tokens on every path and transport, and sessions bound to their owner: another
+//! principal finds nothing where the owner's sessions and agents are.
+
+use mcp_server::{Auth, Config};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+use crate::support::{Client, TestServer, exchange, http};
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-9876543210";
+
+async fn server() -> TestServer {
+    let auth = Auth::new(&[format!("alice={ALICE}"), format!("bob={BOB}")], None).unwrap();
+    TestServer::with_config(Config {
+        auth,
+        ..Config::default()
+    })
+    .await
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A plain HTTP request with a token; status and body.
+async fn request(
+    server: &TestServer,
+    line: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let mut head = line.to_owned();
+    if let Some(token) = token {
+        head.push_str(&format!("\r\nAuthorization: Bearer {token}"));
+    }
+    let body = body.map(Value::to_string).unwrap_or_default();
+    if !body.is_empty() {
+        head.push_str(&format!(
+            "\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}",
+            body.len()
+        ));
+    }
+    let (status, _, body) = exchange(server, &head, &body).await;
+    (status, body)
+}
+
+fn status_of(result: Result<(Client, impl Sized), WsError>) -> u16 {
+    match result {
+        Ok(_) => 101,
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn every_path_but_the_probes_needs_a_valid_token() {
+    let server = server().await;
+    let upgrade = |headers: Vec<(&'static str, String)>| {
+        let server = &server;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            status_of(Client::connect_with_headers(server, "/mcp", &headers).await)
+        }
+    };
+    assert_eq!(upgrade(vec![]).await, 401);
+    assert_eq!(upgrade(vec![("Authorization", bearer("wrong"))]).await, 401);
+    assert_eq!(upgrade(vec![("Authorization", bearer(ALICE))]).await, 101);
+    // A browser's way: the token as a subprotocol beside `mcp`, which is the one selected.
+    let (_, response) =
+        Client::connect_with(&server, "/mcp", Some(&format!("mcp, mcp.auth.{ALICE}")))
+            .await
+            .unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "mcp");
+    let refused = Client::connect_with(&server, "/mcp", Some("mcp, mcp.auth.nope")).await;
+    assert_eq!(status_of(refused), 401);
+
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}});
+    for (line, body) in [
+        ("POST /mcp HTTP/1.1", Some(&init)),
+        ("POST /agent HTTP/1.1", Some(&json!({"name": "MathAgent"}))),
+        ("GET /metrics HTTP/1.1", None),
+        (
+            "POST /admin/broadcast HTTP/1.1",
+            Some(&json!({"message": "hi"})),
+        ),
+    ] {
+        let (status, text) = request(&server, line, None, body).await;
+        assert_eq!(status, 401, "{line}: {text}");
+        let (status, _) = request(&server, line, Some("wrong"), body).await;
+        assert_eq!(status, 401, "{line}");
+        let (status, text) = request(&server, line, Some(ALICE), body).await;
+        assert!((200..300).contains(&status), "{line}: {status} {text}");
+    }
+    let (_, head, _) = http(&server, "GET /metrics HTTP/1.1").await;
+    assert!(head.contains("www-authenticate: Bearer"), "{head}");
+    // Probes stay open.
+    assert_eq!(http(&server, "GET /healthz HTTP/1.1").await.0, 200);
+    assert_eq!(http(&server, "GET /readyz HTTP/1.1").await.0, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn another_principal_finds_nothing_of_the_owner_s() {
+    let server = server().await;
+    // An agent of alice's.
+    let (status, body) = request(
+        &server,
+        "POST /agent HTTP/1.1",
+        Some(ALICE),
+        Some(&json!({"name": "MathAgent"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let agent = serde_json::from_str::<Value>(&body).unwrap()["agentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let call = json!({"agentId": agent, "request": {"method": "add", "params": {"a": 1, "b": 2}}});
+    for token in [ALICE, BOB] {
+        let expected = if token == ALICE { 200 } else { 404 };
+        let show = format!("GET /agent/{agent} HTTP/1.1");
+        assert_eq!(request(&server, &show, Some(token), None).await.0, expected);
+        let (status, _) = request(&server, "POST /mcp HTTP/1.1", Some(token), Some(&call)).await;
+        assert_eq!(status, expected);
+        let ws = Client::connect_with_headers(
+            &server,
+            &format!("/agent/{agent}/websocket"),
+            &[("Authorization", &bearer(token))],
+        )
+        .await;
+        assert_eq!(status_of(ws), if token == ALICE { 101 } else { 404 });
+    }
+    let delete = format!("DELETE /agent/{agent} HTTP/1.1");
+    assert_eq!(request(&server, &delete, Some(BOB), None).await.0, 404);
+
+    // A resumable WebSocket session of alice's: bob cannot resume it, alice can.
+    let mut alice =
+        Client::connect_with_headers(&server, "/mcp", &[("Authorization", &bearer(ALICE))])
+            .await
+            .unwrap()
+            .0;
+    let answer = alice
+        .request(
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{}}},
+            "clientInfo":{"name":"e2e","version":"1"}}}),
+        )
+        .await;
+    let session = answer["mcpSessionId"].as_str().unwrap().to_owned();
+    drop(alice);
+    let resume = |last_seq: u64| {
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","mcpSessionId":session,"params":{
+            "protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{"lastSeq":last_seq}}},
+            "clientInfo":{"name":"e2e","version":"1"}}})
+    };
+    let mut bob = Client::connect_with_headers(&server, "/mcp", &[("Authorization", &bearer(BOB))])
+        .await
+        .unwrap()
+        .0;
+    let refused = bob.request(resume(1)).await;
+    assert_eq!(refused["error"]["code"], -32003, "{refused}");
+    assert_eq!(refused["error"]["data"]["reason"], "unknown", "{refused}");
+    // Not even a position that was never sent tells bob the session exists.
+    let refused = bob.request(resume(99)).await;
+    assert_eq!(refused["error"]["data"]["reason"], "unknown", "{refused}");
+    drop(bob);
+    let mut alice =
+        Client::connect_with_headers(&server, "/mcp", &[("Authorization", &bearer(ALICE))])
+            .await
+            .unwrap()
+            .0;
+    let resumed = alice.request(resume(1)).await;
+    assert_eq!(resumed["mcpSessionId"], session.as_str(), "{resumed}");
+    drop(alice);
+
+    // An HTTP session of alice's is unknown to bob.
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}});
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}",
+        init.to_string().len()
+    );
+    let (status, head, _) = exchange(&server, &head, &init.to_string()).await;
+    assert_eq!(status, 200);
+    let http_session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ping = json!({"jsonrpc":"2.0","id":2,"method":"ping"}).to_string();
+    for (token, expected) in [(BOB, 404), (ALICE, 200)] {
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {http_session}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}",
+            ping.len()
+        );
+        assert_eq!(exchange(&server, &head, &ping).await.0, expected);
+    }
+    server.shutdown().await;
+}

@@ -19,20 +19,9 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// Starts the binary on port 0 and returns it with its address, read from its first line.
 async fn start(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-server"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    tokio::time::timeout(HANG, BufReader::new(stdout).read_line(&mut first))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let (child, first) = spawn(&all, Stdio::null()).await;
     let address = first
         .trim_end()
         .strip_prefix("listening on http://")
@@ -353,13 +342,13 @@ async fn a_session_survives_kill_9_and_its_batch_resumes_where_it_stopped() {
     assert_eq!(state["operations"], json!([]));
 }
 
-/// Starts the binary with `args` (which name the listen address); its first stdout line, or
-/// its exit status and stderr when it refused to start.
-async fn start_or_refuse(args: &[&str]) -> Result<(Child, String), String> {
+/// Starts the binary with `args`; returns it and its first stdout line (empty when it
+/// exited without one).
+async fn spawn(args: &[&str], stderr: Stdio) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-server"))
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -369,6 +358,13 @@ async fn start_or_refuse(args: &[&str]) -> Result<(Child, String), String> {
         .await
         .unwrap()
         .unwrap();
+    (child, first)
+}
+
+/// Starts the binary with `args` (which name the listen address); its first stdout line, or
+/// its stderr when it refused to start.
+async fn start_or_refuse(args: &[&str]) -> Result<(Child, String), String> {
+    let (child, first) = spawn(args, Stdio::piped()).await;
     if first.is_empty() {
         let output = tokio::time::timeout(HANG, child.wait_with_output())
             .await

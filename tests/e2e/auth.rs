@@ -14,6 +14,7 @@ async fn server() -> TestServer {
     let auth = Auth::new(&[format!("alice={ALICE}"), format!("bob={BOB}")], None).unwrap();
     TestServer::with_config(Config {
         auth,
+        admins: vec!["alice".to_owned()],
         ..Config::default()
     })
     .await
@@ -96,6 +97,17 @@ async fn every_path_but_the_probes_needs_a_valid_token() {
     }
     let (_, head, _) = http(&server, "GET /metrics HTTP/1.1").await;
     assert!(head.contains("www-authenticate: Bearer"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    // Admin endpoints need an admin principal, not just any valid token.
+    let (status, text) = request(
+        &server,
+        "POST /admin/broadcast HTTP/1.1",
+        Some(BOB),
+        Some(&json!({"message": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("--admin"), "{text}");
     // Probes stay open.
     assert_eq!(http(&server, "GET /healthz HTTP/1.1").await.0, 200);
     assert_eq!(http(&server, "GET /readyz HTTP/1.1").await.0, 200);

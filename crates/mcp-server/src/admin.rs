@@ -1,7 +1,5 @@
 //! Admin endpoints. Until authentication exists they answer only to loopback clients.
 
-use std::net::SocketAddr;
-
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -29,16 +27,16 @@ fn default_level() -> LoggingLevel {
 /// `POST /admin/broadcast` `{"message": "...", "level": "warning"}`: sends
 /// `notifications/message` to every session whose client wants that level; answers
 /// `{"delivered": N, "sessions": M}`.
+///
+/// Only an admin may call it: with tokens configured, a principal named by `--admin`;
+/// without, a client on loopback.
 pub(crate) async fn broadcast(
     request: Request<Incoming>,
-    remote: SocketAddr,
+    admin: Result<(), &'static str>,
     server: &Server,
 ) -> Response<Body> {
-    if !remote.ip().is_loopback() {
-        return text(
-            StatusCode::FORBIDDEN,
-            "admin endpoints answer only on loopback\n",
-        );
+    if let Err(why) = admin {
+        return text(StatusCode::FORBIDDEN, format!("{why}\n"));
     }
     if request.method() != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");

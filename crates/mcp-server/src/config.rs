@@ -216,6 +216,16 @@ pub struct Cli {
     #[arg(long, env = "MCP_AUTH_TOKENS_FILE", value_name = "PATH")]
     pub auth_tokens_file: Option<PathBuf>,
 
+    /// A principal (a token's NAME) that may call the admin endpoints (`/admin/*`); repeat
+    /// for more. Without tokens, admin endpoints answer loopback clients only.
+    #[arg(
+        long = "admin",
+        env = "MCP_ADMINS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub admins: Vec<String>,
+
     /// Serve a non-loopback address without authentication. Without this, the server
     /// refuses to start there unless tokens are configured.
     #[arg(long, env = "MCP_INSECURE_NO_AUTH")]
@@ -264,6 +274,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Who may call; empty means everyone (loopback only, unless told otherwise).
     pub auth: Auth,
+    /// The principals that may call the admin endpoints.
+    pub admins: Vec<String>,
 }
 
 impl Default for Config {
@@ -279,6 +291,7 @@ impl Default for Config {
             tools: ToolsConfig::default(),
             allowed_origins: Vec::new(),
             auth: Auth::default(),
+            admins: Vec::new(),
         }
     }
 }
@@ -340,6 +353,7 @@ impl Cli {
             allowed_origins: self.allowed_origins.clone(),
             auth: Auth::new(&self.auth_tokens, self.auth_tokens_file.as_deref())
                 .map_err(std::io::Error::other)?,
+            admins: self.admins.clone(),
         })
     }
 }

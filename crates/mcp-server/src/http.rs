@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN,
-    SEC_WEBSOCKET_PROTOCOL, UPGRADE, WWW_AUTHENTICATE,
+    SEC_WEBSOCKET_PROTOCOL, UPGRADE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -121,6 +121,25 @@ impl State {
         }
     }
 
+    /// Whether `principal` (from `remote`) may call the admin endpoints: with tokens, an
+    /// `--admin` principal; without, a client on loopback.
+    fn admin(&self, principal: &str, remote: SocketAddr) -> Result<(), &'static str> {
+        let config = &self.0.config;
+        if config.auth.is_enabled() {
+            if config.admins.iter().any(|a| a == principal) {
+                return Ok(());
+            }
+            return Err(
+                "admin endpoints need an admin token: one whose name is given with --admin",
+            );
+        }
+        if remote.ip().is_loopback() {
+            Ok(())
+        } else {
+            Err("admin endpoints answer only on loopback when no tokens are configured")
+        }
+    }
+
     /// Refuses a request from a foreign origin, or (on a loopback listener) for a Host that
     /// is not a loopback name: the defences against DNS rebinding.
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), String> {
@@ -169,7 +188,14 @@ pub(crate) async fn serve_http(
 ) {
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(request, remote, &state).await) }
+        async move {
+            let mut response = route(request, remote, &state).await;
+            // No response is to be sniffed into another type than it says.
+            response
+                .headers_mut()
+                .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            Ok::<_, Infallible>(response)
+        }
     });
     // The timer enables hyper's header read timeout, which ends connections that trickle
     // their request headers (slowloris).
@@ -295,7 +321,10 @@ async fn route(
         ("/healthz" | "/readyz" | "/metrics", false) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
-        (BROADCAST_PATH, false) => admin::broadcast(request, remote, &state.0.server).await,
+        (BROADCAST_PATH, false) => {
+            let admin = state.admin(&principal, remote);
+            admin::broadcast(request, admin, &state.0.server).await
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -199,3 +199,99 @@ fn params_are_objects_and_errors_stay_short() {
     assert!(err.message.len() < 200);
     assert_eq!(shorten("short", 10), "short");
 }
+
+mod properties {
+    //! Properties over generated input: what is written parses back to the same message,
+    //! and no text whatever makes the parser or a dialect panic.
+
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::super::*;
+    use crate::dialect::{Dialect, Envelope, Tutorial};
+
+    fn id() -> impl Strategy<Value = RequestId> {
+        prop_oneof![
+            any::<i64>().prop_map(RequestId::from),
+            ".{0,12}".prop_map(RequestId::from),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn params() -> impl Strategy<Value = Option<Value>> {
+        prop::option::of(
+            prop::collection::btree_map("[a-z]{1,6}", json(), 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        )
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            (id(), "[a-z/]{1,20}", params())
+                .prop_map(|(id, method, params)| Message::Request(Request { id, method, params })),
+            ("[a-z/]{1,20}", params()).prop_map(|(method, params)| Message::Notification(
+                Notification { method, params }
+            )),
+            (id(), json()).prop_map(|(id, result)| Message::Response(Response::ok(id, result))),
+            (id(), any::<i32>(), ".{0,20}").prop_map(|(id, code, text)| Message::Response(
+                Response::error(Some(id), ErrorObject::new(i64::from(code), text))
+            )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_written_message_parses_back_to_itself(message in message()) {
+            let text = message.to_text();
+            match parse(&text) {
+                Ok(Incoming::Single(Ok(parsed))) => prop_assert_eq!(parsed, message),
+                other => prop_assert!(false, "{text} parsed as {other:?}"),
+            }
+        }
+
+        #[test]
+        fn no_text_makes_the_parser_panic(text in ".{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn no_json_makes_the_parser_panic(value in json()) {
+            let _ = parse(&value.to_string());
+        }
+
+        #[test]
+        fn no_input_makes_a_dialect_panic(
+            from_client in prop::collection::vec(prop_oneof![".{0,80}", json().prop_map(|v| v.to_string())], 0..8),
+            from_session in prop::collection::vec(prop_oneof![".{0,80}", json().prop_map(|v| v.to_string())], 0..8),
+        ) {
+            let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            for mut dialect in [
+                Dialect::Envelope(Envelope::new("c", "0123456789abcdef0123456789abcdef", None)),
+                Dialect::Tutorial(Tutorial::new("c")),
+            ] {
+                dialect.open(now);
+                for (a, b) in from_client.iter().zip(from_session.iter()) {
+                    dialect.on_client(a, now);
+                    dialect.on_session(b, now);
+                }
+            }
+        }
+    }
+}

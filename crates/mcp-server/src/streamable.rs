@@ -147,6 +147,8 @@ struct Router {
     /// The last events handed to streams, for a client that resumes one with
     /// `Last-Event-ID` (they may have been lost on the way).
     sent: VecDeque<Event>,
+    /// How many waiting messages were dropped beyond the cap.
+    dropped: u64,
 }
 
 /// Where the router sends one message.
@@ -271,10 +273,16 @@ impl Router {
     fn keep(&mut self, event: Event) {
         if self.undelivered.len() >= UNDELIVERED_CAP {
             self.undelivered.pop_front();
-            tracing::warn!(
-                cap = UNDELIVERED_CAP,
-                "no stream takes this session's messages; dropping the oldest"
-            );
+            self.dropped += 1;
+            // Said at the 1st, 2nd, 4th, 8th... drop: a client that never opens a GET stream
+            // must not flood the log.
+            if self.dropped.is_power_of_two() {
+                tracing::warn!(
+                    cap = UNDELIVERED_CAP,
+                    dropped = self.dropped,
+                    "no stream takes this session's messages; dropping the oldest"
+                );
+            }
         }
         self.undelivered.push_back(event);
     }

@@ -511,3 +511,44 @@ async fn a_request_id_still_running_is_refused_without_disturbing_it() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_lost_stream_s_answer_waits_for_the_get_stream_not_another_request_s() {
+    let server = TestServer::start().await;
+    let id = initialize(&server).await;
+    let call = |request: i64, ms: u64| {
+        json!({"jsonrpc":"2.0","id":request,"method":"tools/call","params":{
+            "name":"sleep","arguments":{"ms":ms},"_meta":{"progressToken":request}}})
+    };
+    // Call 1's stream is dropped after its first progress; call 2 runs past call 1's end.
+    let mut first = Sse::new(post(&server, Some(&id), call(1, 300)).await);
+    first.next().await.unwrap();
+    first.message().await;
+    drop(first);
+    let mut second = Sse::new(post(&server, Some(&id), call(2, 900)).await);
+    second.next().await.unwrap();
+    loop {
+        let message = second.message().await;
+        assert_ne!(
+            message["id"], 1,
+            "call 1's answer on call 2's stream: {message}"
+        );
+        if message["id"] == 2 {
+            break;
+        }
+        assert_eq!(message["params"]["progressToken"], 2, "{message}");
+    }
+    let mut stream = standalone_stream(&server, &id, None).await;
+    let answer = loop {
+        let message = stream.message().await;
+        if message["id"] == 1 {
+            break message;
+        }
+    };
+    assert_eq!(
+        answer["result"]["structuredContent"]["sleptMs"], 300,
+        "{answer}"
+    );
+    drop(stream);
+    server.shutdown().await;
+}

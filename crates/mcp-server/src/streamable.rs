@@ -24,6 +24,7 @@ use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, 
 use hyper::{Response, StatusCode};
 use mcp_protocol::{Message, ProtocolVersion, Response as RpcResponse};
 use mcp_session::{Outbound, OutboundReceiver, Server};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -93,7 +94,8 @@ struct Event {
     /// `{stream}-{n}`, so a `Last-Event-ID` names both.
     stream: u64,
     n: u64,
-    data: String,
+    /// Shared: the same text may wait to be replayed while it is sent.
+    data: Arc<str>,
     /// The last response the stream was waiting for.
     completes: bool,
 }
@@ -104,7 +106,7 @@ impl Event {
         Self {
             stream: 0,
             n: 0,
-            data: String::new(),
+            data: Arc::from(""),
             completes: true,
         }
     }
@@ -196,11 +198,8 @@ impl Router {
     fn route(&mut self, text: String) -> (Destination, Event) {
         self.next_event += 1;
         let n = self.next_event;
-        let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let responses: Vec<String> = match &message {
-            Value::Array(batch) => batch.iter().filter_map(response_id).collect(),
-            single => response_id(single).into_iter().collect(),
-        };
+        let peeks = peek(&text);
+        let responses: Vec<String> = peeks.iter().filter_map(Peek::response_id).collect();
         let mut target = None;
         let mut completes = false;
         for response in &responses {
@@ -212,12 +211,17 @@ impl Router {
                 }
             }
         }
+        let token = peeks.first().and_then(Peek::progress_token);
         if responses.is_empty()
-            && let Some(token) = progress_token(&message)
+            && let Some(token) = &token
         {
-            target = self.tokens.get(&token).copied();
+            target = self.tokens.get(token).copied();
         }
-        let target = target.or_else(|| self.streams.keys().next_back().copied());
+        // What belongs to no request goes to the newest POST stream. An answer or progress
+        // whose stream is gone does not go to another request's: it waits for the GET stream.
+        if responses.is_empty() && token.is_none() {
+            target = target.or_else(|| self.streams.keys().next_back().copied());
+        }
         let destination = match target.and_then(|t| self.streams.get(&t).map(|s| (t, s))) {
             Some((t, s)) => Destination::Stream(t, s.tx.clone()),
             None => match &self.standalone {
@@ -233,7 +237,7 @@ impl Router {
         let event = Event {
             stream,
             n,
-            data: text,
+            data: Arc::from(text),
             completes,
         };
         if completes && let Destination::Stream(t, _) = &destination {
@@ -310,19 +314,65 @@ impl Router {
     }
 }
 
-fn response_id(message: &Value) -> Option<String> {
-    let is_response = message.get("method").is_none()
-        && (message.get("result").is_some() || message.get("error").is_some());
-    is_response.then(|| message.get("id").map(Value::to_string))?
+/// What routing needs of a message of the session; the rest (a result may be megabytes)
+/// is skipped, not built.
+#[derive(Deserialize)]
+struct Peek {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    result: Seen,
+    #[serde(default)]
+    error: Seen,
+    #[serde(default)]
+    params: Option<PeekParams>,
 }
 
-fn progress_token(message: &Value) -> Option<String> {
-    (message.get("method")?.as_str()? == mcp_protocol::methods::PROGRESS).then(|| {
-        message
-            .get("params")?
-            .get("progressToken")
-            .map(Value::to_string)
-    })?
+#[derive(Deserialize)]
+struct PeekParams {
+    #[serde(default, rename = "progressToken")]
+    progress_token: Option<Value>,
+}
+
+/// Whether a member is there, whatever its value (`null` included).
+#[derive(Default)]
+struct Seen(bool);
+
+impl<'de> Deserialize<'de> for Seen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Self(true))
+    }
+}
+
+/// The messages of one text: one, or a batch's.
+fn peek(text: &str) -> Vec<Peek> {
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).unwrap_or_default()
+    } else {
+        serde_json::from_str(text)
+            .map(|p| vec![p])
+            .unwrap_or_default()
+    }
+}
+
+impl Peek {
+    fn response_id(&self) -> Option<String> {
+        let is_response = self.method.is_none() && (self.result.0 || self.error.0);
+        is_response.then(|| self.id.as_ref().map(Value::to_string))?
+    }
+
+    fn progress_token(&self) -> Option<String> {
+        (self.method.as_deref()? == mcp_protocol::methods::PROGRESS).then(|| {
+            self.params
+                .as_ref()?
+                .progress_token
+                .as_ref()
+                .map(Value::to_string)
+        })?
+    }
 }
 
 /// Reads the session's output and routes each message to its stream, until the session ends.
@@ -563,7 +613,7 @@ pub(crate) async fn post(
         // Cancelled: the stream ends without an answer.
         sse(stream, Vec::new(), None)
     } else if first.completes {
-        json_answer(first.data)
+        json_answer(first.data.to_string())
     } else {
         sse(stream, vec![first], Some(rx))
     };

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::agents::create;
-use crate::support::{Client, TestServer, broadcast, http};
+use crate::support::{Client, TestServer, broadcast, history_tools, http};
 
 /// Connects to an agent's envelope WebSocket as the seed's client does (no subprotocol).
 async fn envelopes(server: &TestServer, agent: &str, query: &str) -> Client {
@@ -128,13 +128,7 @@ async fn envelope_progress_then_cancel_ends_the_call() {
     assert_eq!(after["result"]["result"], 2, "{after}");
     let (_, _, body) = http(&server, &format!("GET /agent/{agent} HTTP/1.1")).await;
     let state: Value = serde_json::from_str(&body).unwrap();
-    let tools: Vec<&Value> = state["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| &h["tool"])
-        .collect();
-    assert_eq!(tools, [&json!("add")], "{state}");
+    assert_eq!(history_tools(&state), ["add"], "{state}");
     drop(ws);
     server.shutdown().await;
 }

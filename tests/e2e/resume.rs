@@ -7,7 +7,9 @@ use std::time::Duration;
 use mcp_server::Config;
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestServer, http, metric, metrics, post, wait_for_metric};
+use crate::support::{
+    Client, TestServer, history_tools, http, metric, metrics, post, wait_for_metric,
+};
 
 /// Opens a resumable session; returns the client and the session id.
 async fn resumable(server: &TestServer) -> (Client, String) {
@@ -269,13 +271,7 @@ async fn an_agent_made_over_http_is_resumed_over_websocket_and_keeps_one_history
     assert_eq!(status, 200, "{body}");
     let (_, _, body) = http(&server, &format!("GET /agent/{id} HTTP/1.1")).await;
     let state: Value = serde_json::from_str(&body).unwrap();
-    let tools: Vec<&str> = state["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["tool"].as_str().unwrap())
-        .collect();
-    assert_eq!(tools, ["add", "multiply", "add"], "{state}");
+    assert_eq!(history_tools(&state), ["add", "multiply", "add"], "{state}");
 
     // Deleting the agent ends its live session.
     let (status, _, _) = http(&server, &format!("DELETE /agent/{id} HTTP/1.1")).await;

@@ -275,3 +275,13 @@ pub(crate) async fn broadcast(server: &TestServer, message: &str) {
     let (status, answer) = post(server, "/admin/broadcast", "application/json", &body).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// The tools of an agent's history (`GET /agent/{id}`), in order.
+pub(crate) fn history_tools(state: &Value) -> Vec<String> {
+    state["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no history: {state}"))
+        .iter()
+        .map(|h| h["tool"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}

@@ -20,12 +20,12 @@ async fn server() -> TestServer {
     .await
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
 /// A plain HTTP request with a token; status and body.
-async fn request(
+pub(crate) async fn request(
     server: &TestServer,
     line: &str,
     token: Option<&str>,
@@ -46,7 +46,7 @@ async fn request(
     (status, body)
 }
 
-fn status_of(result: Result<(Client, impl Sized), WsError>) -> u16 {
+pub(crate) fn status_of(result: Result<(Client, impl Sized), WsError>) -> u16 {
     match result {
         Ok(_) => 101,
         Err(WsError::Http(response)) => response.status().as_u16(),

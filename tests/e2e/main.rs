@@ -13,6 +13,7 @@ mod errors;
 mod handshake;
 mod hostile;
 mod images;
+mod jwt;
 mod lifecycle;
 mod long_running;
 mod notices;

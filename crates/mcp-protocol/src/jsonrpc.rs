@@ -39,6 +39,9 @@ pub mod error_codes {
     /// The request was running when the server stopped (a crash or a restart) and cannot
     /// be resumed; `data` says how far it got. The client may call it again.
     pub const INTERRUPTED: i64 = -32004;
+    /// This server: the caller's access token does not grant this (a JWT's scopes);
+    /// `data.scope` names a scope that would.
+    pub const FORBIDDEN: i64 = -32005;
 }
 
 /// A request id: a JSON number (an integer) or a string.

@@ -10,8 +10,9 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use mcp_protocol::methods;
+use mcp_protocol::{ErrorObject, error_codes};
 use mcp_session::store::now_ms;
-use mcp_session::{HistoryEntry, Server, SessionId, SessionRecord, StoreError, Update};
+use mcp_session::{HistoryEntry, Principal, Server, SessionId, SessionRecord, StoreError, Update};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -30,6 +31,28 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({ "error": message.into() }))
+}
+
+/// A call the principal's scopes (403) or limits (429, with `Retry-After`) refuse.
+fn refused_call(refused: &ErrorObject) -> Response<Body> {
+    if refused.code != error_codes::LIMIT_EXCEEDED {
+        return error(StatusCode::FORBIDDEN, refused.message.clone());
+    }
+    let retry_ms = refused
+        .data
+        .as_ref()
+        .and_then(|d| d.get("retryAfterMs"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1000);
+    let mut response = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({ "error": refused.message, "retryAfterMs": retry_ms }),
+    );
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        HeaderValue::from(retry_ms.div_ceil(1000)),
+    );
+    response
 }
 
 fn store_error(e: &StoreError) -> Response<Body> {
@@ -194,7 +217,7 @@ struct SeedRequest {
 
 /// `POST /mcp` with the seed's body: runs the tool for the agent, records the call in its
 /// history (committed before the answer), and answers the tool's structured result.
-pub(crate) async fn call(body: Value, server: &Server, principal: &str) -> Response<Body> {
+pub(crate) async fn call(body: Value, server: &Server, principal: &Principal) -> Response<Body> {
     let call: Call = match mcp_protocol::decode_value(body) {
         Ok(c) => c,
         Err(e) => {
@@ -206,14 +229,14 @@ pub(crate) async fn call(body: Value, server: &Server, principal: &str) -> Respo
             );
         }
     };
-    let id = match existing(&call.agent_id, server, principal).await {
+    let id = match existing(&call.agent_id, server, principal.name()).await {
         Ok(id) => id,
         Err(response) => return response,
     };
     let params = call.request.params.unwrap_or_default();
     let (tool, arguments) = match call.request.method.as_str() {
         methods::TOOLS_LIST => {
-            return json_response(StatusCode::OK, &json!({ "tools": server.tools() }));
+            return json_response(StatusCode::OK, &json!({ "tools": server.tools(principal) }));
         }
         // The MCP form, `{"method": "tools/call", "params": {"name", "arguments"}}`.
         methods::TOOLS_CALL => match (params.get("name"), params.get("arguments")) {
@@ -231,7 +254,11 @@ pub(crate) async fn call(body: Value, server: &Server, principal: &str) -> Respo
         // The seed's form: the tool's name is the method.
         tool => (tool.to_owned(), params),
     };
-    let Some(result) = server.call_tool(&tool, arguments.clone()).await else {
+    let result = match server.call_tool(principal, &tool, arguments.clone()).await {
+        Ok(result) => result,
+        Err(refused) => return refused_call(&refused),
+    };
+    let Some(result) = result else {
         return error(
             StatusCode::NOT_FOUND,
             format!(

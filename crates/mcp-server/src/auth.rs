@@ -1,5 +1,6 @@
-//! Authentication with static bearer tokens: who is calling (the principal), on every path
-//! but the health probes.
+//! Authentication: who is calling (the principal), on every path but the health probes and
+//! the protected-resource metadata. A bearer token is a static token or, when configured, a
+//! JWT access token (see [`crate::jwt`]).
 //!
 //! A token is given as `NAME=TOKEN` on the command line, or as `NAME SHA256HEX` in a tokens
 //! file (so the file holds no secret). Only SHA-256 digests are kept; a presented token is
@@ -8,8 +9,13 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+
+use mcp_session::Principal;
 
 use sha2::{Digest as _, Sha256};
+
+use crate::jwt::Jwt;
 
 /// The principal of requests when no authentication is configured.
 pub use mcp_session::ANONYMOUS;
@@ -22,12 +28,16 @@ pub const SUBPROTOCOL_PREFIX: &str = "mcp.auth.";
 #[derive(Clone, Default)]
 pub struct Auth {
     tokens: Vec<(String, [u8; 32])>,
+    jwt: Option<Arc<Jwt>>,
 }
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.tokens.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("Auth").field("token_names", &names).finish()
+        f.debug_struct("Auth")
+            .field("token_names", &names)
+            .field("jwt", &self.jwt)
+            .finish()
     }
 }
 
@@ -71,12 +81,36 @@ impl Auth {
                 tokens.push((name.to_owned(), hash));
             }
         }
-        Ok(Self { tokens })
+        Ok(Self { tokens, jwt: None })
     }
 
-    /// Whether any token is configured.
+    /// Accepts JWT access tokens too, verified by `jwt`.
+    pub fn with_jwt(mut self, jwt: Jwt) -> Self {
+        self.jwt = Some(Arc::new(jwt));
+        self
+    }
+
+    /// The JWT verifier, when JWTs are accepted.
+    pub fn jwt(&self) -> Option<&Arc<Jwt>> {
+        self.jwt.as_ref()
+    }
+
+    /// Whether any token (static or JWT) is required.
     pub fn is_enabled(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens.is_empty() || self.jwt.is_some()
+    }
+
+    /// The principal `presented` authenticates: a static token's name (unrestricted), or a
+    /// valid JWT's subject with its scopes. Otherwise why not.
+    pub async fn authenticate(&self, presented: &str) -> Result<Principal, String> {
+        if let Some(name) = self.principal(presented) {
+            return Ok(Principal::unrestricted(name));
+        }
+        match &self.jwt {
+            // A JWT is three base64url parts; anything else is no JWT at all.
+            Some(jwt) if presented.split('.').count() == 3 => jwt.verify(presented).await,
+            _ => Err("invalid token".to_owned()),
+        }
     }
 
     /// The name of the token `presented` is, if any.

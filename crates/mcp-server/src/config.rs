@@ -1,12 +1,16 @@
 //! Command line and environment configuration.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Auth;
+use crate::jwt::{Jwt, JwtConfig, KeySource};
+use crate::tls::Tls;
 use clap::Parser;
-use mcp_session::ServerConfig;
+use mcp_session::{RateLimit, ServerConfig};
 use mcp_tools::{DataRoot, ToolsConfig};
 use mcp_ws::{Heartbeat, WsConfig};
 
@@ -226,6 +230,88 @@ pub struct Cli {
     )]
     pub admins: Vec<String>,
 
+    /// Accept JWT access tokens signed with the keys of this JWKS file (RS256, ES256).
+    #[arg(
+        long,
+        env = "MCP_JWT_JWKS_FILE",
+        value_name = "PATH",
+        group = "jwt_keys"
+    )]
+    pub jwt_jwks_file: Option<PathBuf>,
+
+    /// Accept JWT access tokens signed with the keys of the JWKS at this URL (RS256, ES256),
+    /// fetched at start, every 10 minutes, and when a token names an unknown key.
+    #[arg(long, env = "MCP_JWT_JWKS_URL", value_name = "URL", group = "jwt_keys")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Accept JWT access tokens signed (HS256) with the secret in this file (at least 32
+    /// bytes; a trailing newline is ignored).
+    #[arg(
+        long,
+        env = "MCP_JWT_SECRET_FILE",
+        value_name = "PATH",
+        group = "jwt_keys"
+    )]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// The `iss` JWTs must have: the authorization server.
+    #[arg(long, env = "MCP_JWT_ISSUER", value_name = "URL")]
+    pub jwt_issuer: Option<String>,
+
+    /// An `aud` JWTs may have (one must match); repeat for more. Default: this server's
+    /// resource URL, `--public-url` followed by `/mcp`.
+    #[arg(
+        long = "jwt-audience",
+        env = "MCP_JWT_AUDIENCES",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
+    pub jwt_audiences: Vec<String>,
+
+    /// The URL clients reach this server at (`https://mcp.example.com`), for the
+    /// protected-resource metadata and the default JWT audience. Default: the scheme and
+    /// Host of each request.
+    #[arg(long, env = "MCP_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// An authorization server to name in the protected-resource metadata; repeat for
+    /// more. Default: the JWT issuer.
+    #[arg(
+        long = "authorization-server",
+        env = "MCP_AUTHORIZATION_SERVERS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub authorization_servers: Vec<String>,
+
+    /// Requests (pings aside) each principal may send per second, across its sessions and
+    /// the HTTP API; 0 turns the limit off. Bursts of twice as many pass.
+    #[arg(
+        long,
+        env = "MCP_RATE_LIMIT",
+        default_value_t = 1000,
+        value_name = "PER_SECOND"
+    )]
+    pub rate_limit: u32,
+
+    /// Tool calls each principal may have running at once, across its sessions.
+    #[arg(
+        long,
+        env = "MCP_MAX_CALLS_PER_PRINCIPAL",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub max_calls_per_principal: usize,
+
+    /// Serve https and wss with this certificate chain (PEM); needs --tls-key. SIGHUP
+    /// reloads both files without dropping connections.
+    #[arg(long, env = "MCP_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "MCP_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve a non-loopback address without authentication. Without this, the server
     /// refuses to start there unless tokens are configured.
     #[arg(long, env = "MCP_INSECURE_NO_AUTH")]
@@ -276,6 +362,13 @@ pub struct Config {
     pub auth: Auth,
     /// The principals that may call the admin endpoints.
     pub admins: Vec<String>,
+    /// The URL clients reach the server at, if configured.
+    pub public_url: Option<String>,
+    /// The authorization servers the protected-resource metadata names (default: the JWT
+    /// issuer).
+    pub authorization_servers: Vec<String>,
+    /// The certificate for https and wss; `None` serves plain http and ws.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for Config {
@@ -292,6 +385,9 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             auth: Auth::default(),
             admins: Vec::new(),
+            public_url: None,
+            authorization_servers: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -330,6 +426,11 @@ impl Cli {
                 idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
                 resume_grace: Duration::from_secs(self.resume_grace),
                 resume_log: self.resume_log.max(16),
+                rate_limit: NonZeroU32::new(self.rate_limit).map(|per_second| RateLimit {
+                    per_second,
+                    burst: per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
+                }),
+                max_calls_per_principal: self.max_calls_per_principal.max(1),
                 ..defaults.session
             },
             ws: WsConfig {
@@ -351,9 +452,48 @@ impl Cli {
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,
             allowed_origins: self.allowed_origins.clone(),
-            auth: Auth::new(&self.auth_tokens, self.auth_tokens_file.as_deref())
-                .map_err(std::io::Error::other)?,
+            auth: self.auth().map_err(std::io::Error::other)?,
             admins: self.admins.clone(),
+            public_url: self.public_url.clone(),
+            authorization_servers: self.authorization_servers.clone(),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(Arc::new(
+                    Tls::load(cert, key).map_err(std::io::Error::other)?,
+                )),
+                _ => None,
+            },
         })
+    }
+
+    /// Static tokens, and the JWT verifier when keys are configured.
+    fn auth(&self) -> Result<Auth, String> {
+        let auth = Auth::new(&self.auth_tokens, self.auth_tokens_file.as_deref())?;
+        let keys = if let Some(path) = &self.jwt_secret_file {
+            let secret = std::fs::read(path)
+                .map_err(|e| format!("--jwt-secret-file {}: {e}", path.display()))?;
+            let secret = secret.trim_ascii_end().to_vec();
+            KeySource::Secret(secret)
+        } else if let Some(path) = &self.jwt_jwks_file {
+            KeySource::JwksFile(path.clone())
+        } else if let Some(url) = &self.jwt_jwks_url {
+            KeySource::JwksUrl(url.clone())
+        } else {
+            if self.jwt_issuer.is_some() || !self.jwt_audiences.is_empty() {
+                return Err("--jwt-issuer and --jwt-audience need keys: --jwt-jwks-file, --jwt-jwks-url or --jwt-secret-file".to_owned());
+            }
+            return Ok(auth);
+        };
+        let mut audiences = self.jwt_audiences.clone();
+        if audiences.is_empty()
+            && let Some(url) = &self.public_url
+        {
+            audiences.push(format!("{}/mcp", url.trim_end_matches('/')));
+        }
+        let jwt = Jwt::new(JwtConfig {
+            keys,
+            issuer: self.jwt_issuer.clone(),
+            audiences,
+        })?;
+        Ok(auth.with_jwt(jwt))
     }
 }

@@ -4,26 +4,29 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, ORIGIN,
-    SEC_WEBSOCKET_PROTOCOL, UPGRADE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    ACCEPT, AUTHORIZATION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderMap, HeaderValue,
+    ORIGIN, SEC_WEBSOCKET_PROTOCOL, UPGRADE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mcp_session::Server;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::streamable::{self, HttpSessions};
-use crate::{Config, admin, agents, auth, dialects};
+use crate::{Config, admin, agents, dialects};
+use mcp_session::Principal;
 
 /// The path of the broadcast endpoint.
 const BROADCAST_PATH: &str = "/admin/broadcast";
@@ -86,13 +89,13 @@ impl State {
         self.0.ready.load(Ordering::SeqCst)
     }
 
-    /// The principal a request authenticates as: its bearer token's name (from
-    /// `Authorization`, or for a WebSocket upgrade the `mcp.auth.<token>` subprotocol), or
-    /// anonymous when no token is configured. Otherwise why not, for a 401.
-    fn authenticate(&self, headers: &HeaderMap, upgrade: bool) -> Result<String, &'static str> {
+    /// The principal a request authenticates as, by its bearer token (from `Authorization`,
+    /// or for a WebSocket upgrade the `mcp.auth.<token>` subprotocol), or anonymous when no
+    /// token is configured. Otherwise why not, for a 401.
+    async fn authenticate(&self, headers: &HeaderMap, upgrade: bool) -> Result<Principal, Refusal> {
         let auth = &self.0.config.auth;
         if !auth.is_enabled() {
-            return Ok(auth::ANONYMOUS.to_owned());
+            return Ok(Principal::anonymous());
         }
         let bearer = headers
             .get(AUTHORIZATION)
@@ -108,29 +111,26 @@ impl State {
                     .iter()
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(|v| v.split(','))
-                    .find_map(|p| p.trim().strip_prefix(auth::SUBPROTOCOL_PREFIX))
+                    .find_map(|p| p.trim().strip_prefix(crate::auth::SUBPROTOCOL_PREFIX))
             })
             .flatten();
-        let principal = bearer.or(offered).and_then(|token| auth.principal(token));
-        match principal {
-            Some(name) => Ok(name.to_owned()),
-            None if bearer.or(offered).is_some() => Err("invalid token"),
-            None => Err(
-                "authentication required: send `Authorization: Bearer <token>` (browsers: the WebSocket subprotocol `mcp.auth.<token>` beside `mcp`)",
-            ),
+        match bearer.or(offered) {
+            Some(token) => auth.authenticate(token).await.map_err(Refusal::Invalid),
+            None => Err(Refusal::Missing),
         }
     }
 
     /// Whether `principal` (from `remote`) may call the admin endpoints: with tokens, an
-    /// `--admin` principal; without, a client on loopback.
-    fn admin(&self, principal: &str, remote: SocketAddr) -> Result<(), &'static str> {
+    /// `--admin` principal or a JWT with the `mcp:admin` scope; without, a client on
+    /// loopback.
+    fn admin(&self, principal: &Principal, remote: SocketAddr) -> Result<(), &'static str> {
         let config = &self.0.config;
         if config.auth.is_enabled() {
-            if config.admins.iter().any(|a| a == principal) {
+            if principal.has_admin_scope() || config.admins.iter().any(|a| a == principal.name()) {
                 return Ok(());
             }
             return Err(
-                "admin endpoints need an admin token: one whose name is given with --admin",
+                "admin endpoints need an admin token: one whose name is given with --admin, or a JWT with the scope `mcp:admin`",
             );
         }
         if remote.ip().is_loopback() {
@@ -176,24 +176,65 @@ impl State {
     }
 }
 
-/// Response bodies: whole (most) or streamed (SSE).
-pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// The Content-Security-Policy of every response that sets none of its own: nothing may be
+/// loaded, run or framed.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// Serves one TCP connection's HTTP requests until it closes or the server stops.
-pub(crate) async fn serve_http(
+/// How long a client gets to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted TCP connection: over TLS when configured (after the handshake),
+/// plain otherwise.
+pub(crate) async fn serve_tcp(
     stream: TcpStream,
     remote: SocketAddr,
     state: State,
     stopping: CancellationToken,
 ) {
+    let Some(tls) = state.0.config.tls.clone() else {
+        return serve_http(stream, remote, state, stopping).await;
+    };
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
+    let stream = tokio::select! {
+        () = stopping.cancelled() => return,
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "TLS handshake timed out");
+                return;
+            }
+        },
+    };
+    serve_http(stream, remote, state, stopping).await;
+}
+
+/// Response bodies: whole (most) or streamed (SSE).
+pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Serves one TCP connection's HTTP requests until it closes or the server stops.
+pub(crate) async fn serve_http<S>(
+    stream: S,
+    remote: SocketAddr,
+    state: State,
+    stopping: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request| {
         let state = state.clone();
         async move {
             let mut response = route(request, remote, &state).await;
-            // No response is to be sniffed into another type than it says.
-            response
-                .headers_mut()
-                .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            // No response is to be sniffed into another type than it says, nor rendered
+            // with anything it could load or be framed by.
+            let headers = response.headers_mut();
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers
+                .entry(CONTENT_SECURITY_POLICY)
+                .or_insert(HeaderValue::from_static(API_CSP));
             Ok::<_, Infallible>(response)
         }
     });
@@ -228,21 +269,17 @@ async fn route(
     }
     let path = request.uri().path();
     let upgrade = mcp_ws::is_upgrade_request(&request);
+    if path == METADATA_PATH || path.strip_prefix(METADATA_PATH) == Some(MCP_PATH) {
+        // Open to all: it tells clients where to get a token.
+        return protected_resource_metadata(&request, state);
+    }
     let principal = if matches!(path, "/healthz" | "/readyz") {
         // Probes stay open: they say nothing about sessions.
-        auth::ANONYMOUS.to_owned()
+        Principal::anonymous()
     } else {
-        match state.authenticate(request.headers(), upgrade) {
+        match state.authenticate(request.headers(), upgrade).await {
             Ok(principal) => principal,
-            Err(why) => {
-                tracing::info!(%remote, reason = why, "request refused: not authenticated");
-                let mut response = text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
-                response.headers_mut().insert(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"mcp\""),
-                );
-                return response;
-            }
+            Err(refusal) => return unauthorized(&refusal, &request, remote, state),
         }
     };
     if upgrade && let Some(agent) = agents::websocket_agent(path) {
@@ -278,13 +315,13 @@ async fn route(
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|a| streamable::accepts(a, "text/event-stream")) =>
         {
-            streamable::get(request.headers(), &state.0.http_sessions, &principal)
+            streamable::get(request.headers(), &state.0.http_sessions, principal.name())
         }
         (MCP_PATH, false) if request.method() == Method::DELETE => {
-            streamable::delete(request.headers(), &state.0.http_sessions, &principal)
+            streamable::delete(request.headers(), &state.0.http_sessions, principal.name())
         }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
-            agents::route(request, &state.0.server, &principal).await
+            agents::route(request, &state.0.server, principal.name()).await
         }
         (MCP_PATH, false) => {
             let mut response = text(
@@ -327,6 +364,110 @@ async fn route(
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// Where the protected-resource metadata (RFC 9728) is served; also with `/mcp` appended,
+/// the resource's own path.
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Why a request is not authenticated.
+enum Refusal {
+    /// No token was presented.
+    Missing,
+    /// The token is not valid: why.
+    Invalid(String),
+}
+
+/// The address clients use to reach this server: `--public-url`, or the scheme and Host the
+/// request came with.
+fn public_base(request: &Request<Incoming>, state: &State) -> String {
+    if let Some(url) = &state.0.config.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let scheme = if state.0.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+/// 401, with a `WWW-Authenticate` challenge that says why and, when JWTs are accepted, where
+/// the protected-resource metadata is.
+fn unauthorized(
+    refusal: &Refusal,
+    request: &Request<Incoming>,
+    remote: SocketAddr,
+    state: &State,
+) -> Response<Body> {
+    let why = match refusal {
+        Refusal::Missing => "authentication required: send `Authorization: Bearer <token>` (browsers: the WebSocket subprotocol `mcp.auth.<token>` beside `mcp`)".to_owned(),
+        Refusal::Invalid(why) => why.clone(),
+    };
+    tracing::info!(%remote, reason = %why, "request refused: not authenticated");
+    let mut challenge = "Bearer realm=\"mcp\"".to_owned();
+    if state.0.config.auth.jwt().is_some() {
+        challenge.push_str(&format!(
+            ", resource_metadata=\"{}{METADATA_PATH}{MCP_PATH}\"",
+            public_base(request, state)
+        ));
+    }
+    if let Refusal::Invalid(why) = refusal {
+        // RFC 6750: quoted-string, so no quotes or backslashes inside.
+        let description: String = why
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\') && (' '..='~').contains(c))
+            .collect();
+        challenge.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{description}\""
+        ));
+    }
+    let mut response = text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// `GET /.well-known/oauth-protected-resource[/mcp]`: who issues tokens for this server and
+/// which scopes it knows (RFC 9728). 404 when JWTs are not accepted.
+fn protected_resource_metadata(request: &Request<Incoming>, state: &State) -> Response<Body> {
+    let config = &state.0.config;
+    let Some(jwt) = config.auth.jwt() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no authorization server is configured: this server takes static tokens only\n",
+        );
+    };
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    let servers: Vec<&str> = if config.authorization_servers.is_empty() {
+        jwt.issuer().into_iter().collect()
+    } else {
+        config
+            .authorization_servers
+            .iter()
+            .map(String::as_str)
+            .collect()
+    };
+    let document = serde_json::json!({
+        "resource": format!("{}{MCP_PATH}", public_base(request, state)),
+        "authorization_servers": servers,
+        "scopes_supported": [mcp_session::SCOPE_TOOLS, mcp_session::SCOPE_ADMIN],
+        "bearer_methods_supported": ["header"],
+        "resource_name": config.session.server_info.name,
+    });
+    let mut response = text(StatusCode::OK, document.to_string());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Why a JSON request body was refused.
@@ -383,7 +524,11 @@ async fn read_json(
 
 /// `POST /mcp`: Streamable HTTP, or the math-mcp seed's `{"agentId", "request"}` body (told
 /// apart by its `agentId` and the absence of `jsonrpc`).
-async fn mcp_post(request: Request<Incoming>, state: &State, principal: &str) -> Response<Body> {
+async fn mcp_post(
+    request: Request<Incoming>,
+    state: &State,
+    principal: &Principal,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let value = match read_json(&parts.headers, body, state.0.config.ws.max_message_size).await {
         Ok(value) => value,
@@ -421,7 +566,7 @@ async fn agent_websocket(
     request: &mut Request<Incoming>,
     remote: SocketAddr,
     state: &State,
-    principal: String,
+    principal: Principal,
 ) -> Response<Body> {
     let last_seq = match query_param(request.uri(), "lastSeq") {
         None => None,
@@ -435,7 +580,7 @@ async fn agent_websocket(
             }
         },
     };
-    let agent = match agents::existing(agent, &state.0.server, &principal).await {
+    let agent = match agents::existing(agent, &state.0.server, principal.name()).await {
         Ok(id) => id,
         Err(response) => return response,
     };
@@ -448,7 +593,7 @@ fn upgrade_to_session(
     remote: SocketAddr,
     state: &State,
     dialect: Option<Box<dyn mcp_ws::Translate>>,
-    principal: String,
+    principal: Principal,
 ) -> Response<Body> {
     let place = state
         .0

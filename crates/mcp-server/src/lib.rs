@@ -11,9 +11,12 @@ mod agents;
 pub mod auth;
 mod config;
 mod dialects;
+mod fetch;
 mod http;
+pub mod jwt;
 mod store;
 mod streamable;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +31,7 @@ use tokio_util::task::TaskTracker;
 pub use auth::Auth;
 pub use config::{Cli, Config};
 pub use store::RedbStore;
+pub use tls::Tls;
 
 /// Serves MCP on `listener` until `shutdown` completes, then shuts down gracefully.
 ///
@@ -77,6 +81,28 @@ pub async fn serve(
             }
         }
     });
+    // Keys from a JWKS URL: fetched before the first request is taken (for at most the
+    // fetch's time limit), then now and then, and when a token names an unknown key.
+    if let Some(jwt) = config.auth.jwt().filter(|jwt| jwt.is_remote()).cloned() {
+        if let Err(e) = jwt.refresh().await {
+            tracing::error!(error = %e, "cannot fetch the JWKS; JWTs are refused until it can be fetched");
+        }
+        let stopping = stopping.clone();
+        tracker.spawn(async move {
+            let first = tokio::time::Instant::now() + jwt::JWKS_REFRESH;
+            let mut ticks = tokio::time::interval_at(first, jwt::JWKS_REFRESH);
+            loop {
+                tokio::select! {
+                    () = stopping.cancelled() => return,
+                    _ = ticks.tick() => {
+                        if let Err(e) = jwt.refresh().await {
+                            tracing::warn!(error = %e, "cannot fetch the JWKS; keeping the keys known");
+                        }
+                    }
+                }
+            }
+        });
+    }
     // The statistics resource's subscribers hear of changes at most once per interval.
     tracker.spawn({
         let server = server.clone();
@@ -97,7 +123,7 @@ pub async fn serve(
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
-            tracker.spawn(http::serve_http(
+            tracker.spawn(http::serve_tcp(
                 stream,
                 remote,
                 state.clone(),

@@ -1,5 +1,5 @@
 //! The `mcp-server` binary: parses the command line, installs logging, binds, serves, and
-//! shuts down gracefully on SIGINT or SIGTERM.
+//! shuts down gracefully on SIGINT or SIGTERM. SIGHUP reloads the TLS certificate.
 
 use std::io::{IsTerminal as _, Write as _};
 
@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
         if !cli.insecure_no_auth {
             anyhow::bail!(
                 "refusing to serve {} without authentication: anyone who can reach it could use it. \
-                 Configure --auth-token or --auth-tokens-file, listen on a loopback address, \
+                 Configure --auth-token, --auth-tokens-file or JWT keys (--jwt-jwks-url, --jwt-jwks-file, --jwt-secret-file), listen on a loopback address, \
                  or pass --insecure-no-auth",
                 cli.listen
             );
@@ -34,14 +34,47 @@ async fn main() -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     // The first line on stdout is a contract: scripts and tests read the real port from it.
+    let (http, ws) = if config.tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{local}").context("cannot write to stdout")?;
+    writeln!(stdout, "listening on {http}://{local}").context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
-    tracing::info!(%local, version = env!("CARGO_PKG_VERSION"), "listening; MCP endpoint ws://{local}/mcp");
+    tracing::info!(%local, version = env!("CARGO_PKG_VERSION"), "listening; MCP endpoint {ws}://{local}/mcp");
+    if let Some(tls) = config.tls.clone() {
+        tokio::spawn(reload_on_hangup(tls));
+    }
     mcp_server::serve(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the certificate and key at every SIGHUP; a bad file leaves the old ones in use.
+async fn reload_on_hangup(tls: std::sync::Arc<mcp_server::Tls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; the certificate will not be reloaded");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: cannot reload the TLS certificate; keeping the one in use")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tls);
 }
 
 fn init_tracing(format: &str) {

@@ -23,7 +23,7 @@ use hyper::body::{Bytes, Frame};
 use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use mcp_protocol::{Message, ProtocolVersion, Response as RpcResponse};
-use mcp_session::{Outbound, OutboundReceiver, Server};
+use mcp_session::{Outbound, OutboundReceiver, Principal, Server};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -504,7 +504,7 @@ pub(crate) async fn post(
     server: &Server,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
-    principal: &str,
+    principal: &Principal,
 ) -> Response<Body> {
     let accept = header(headers, &ACCEPT).unwrap_or("*/*");
     if !(accepts(accept, "application/json") && accepts(accept, "text/event-stream")) {
@@ -517,7 +517,7 @@ pub(crate) async fn post(
         return refusal.response();
     }
     let existing = match header(headers, &SESSION_HEADER) {
-        Some(_) => match session_of(headers, sessions, principal) {
+        Some(_) => match session_of(headers, sessions, principal.name()) {
             Ok(session) => Some(session),
             Err(refusal) => return refusal.response(),
         },
@@ -697,13 +697,13 @@ fn open(
     server: &Server,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
-    owner: &str,
+    owner: &Principal,
 ) -> (Arc<HttpSession>, IdSlot, String) {
     let (mut core, output) = server.open_session();
-    core.set_owner(owner);
+    core.set_principal(owner.clone());
     let (in_tx, in_rx) = mpsc::channel(16);
     let session = Arc::new(HttpSession {
-        owner: owner.to_owned(),
+        owner: owner.name().to_owned(),
         inbound: Mutex::new(Some(in_tx)),
         router: Mutex::new(Router::default()),
     });

@@ -34,8 +34,9 @@ pub(crate) struct Attach {
     pub(crate) request: RequestId,
     pub(crate) params: InitializeParams,
     pub(crate) last_seq: Position,
-    /// The principal of the connection: only the session's owner may resume it.
-    pub(crate) owner: String,
+    /// The principal of the connection: only the session's owner may resume it, and the
+    /// session takes on its (possibly newer) scopes.
+    pub(crate) principal: crate::Principal,
     /// The answer for a connection that may not resume it: the same as for no session.
     pub(crate) unknown: ErrorObject,
     /// The connection's input, handed to the session it resumes.

@@ -12,17 +12,21 @@
 mod durable;
 mod error;
 mod inflight;
+mod limits;
 mod metrics;
 mod outbound;
 mod peer;
+mod principal;
 mod resources;
 mod server;
 mod session;
 pub mod store;
 
 pub use error::PeerError;
+pub use limits::RateLimit;
 pub use outbound::{Outbound, OutboundReceiver};
 pub use peer::Peer;
+pub use principal::{Principal, SCOPE_ADMIN, SCOPE_TOOL_PREFIX, SCOPE_TOOLS};
 pub use server::{ConnectionGuard, Server, ServerConfig};
 pub use session::{CloseReason, Session, SessionEnd};
 pub use store::{

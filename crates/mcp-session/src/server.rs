@@ -54,6 +54,10 @@ pub struct ServerConfig {
     /// How many messages a resumable session keeps for a client that resumes; resuming from
     /// before them is refused.
     pub resume_log: usize,
+    /// How many requests per second each principal may send (pings aside); `None`: no limit.
+    pub rate_limit: Option<crate::RateLimit>,
+    /// How many tool calls one principal may have running at once, across its sessions.
+    pub max_calls_per_principal: usize,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +87,11 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(3600),
             resume_grace: Duration::from_secs(300),
             resume_log: 4096,
+            rate_limit: Some(crate::RateLimit {
+                per_second: std::num::NonZeroU32::new(1000).unwrap_or(std::num::NonZeroU32::MIN),
+                burst: std::num::NonZeroU32::new(2000).unwrap_or(std::num::NonZeroU32::MIN),
+            }),
+            max_calls_per_principal: 256,
         }
     }
 }
@@ -102,6 +111,8 @@ pub(crate) struct ServerInner {
     pub(crate) metrics: Metrics,
     /// Where sessions (the seeds' agents) are kept.
     pub(crate) store: Arc<dyn SessionStore>,
+    /// Per-principal rate and concurrency limits.
+    pub(crate) limits: crate::limits::Limits,
     next_session: AtomicU64,
     open_connections: std::sync::atomic::AtomicUsize,
     /// Bumped when the server statistics change (at most once per `refresh_stats` call).
@@ -175,6 +186,7 @@ impl Server {
         store: Arc<dyn SessionStore>,
     ) -> Self {
         let scheduler = Scheduler::new(config.heavy_concurrency);
+        let limits = crate::limits::Limits::new(config.rate_limit, config.max_calls_per_principal);
         Self {
             inner: Arc::new(ServerInner {
                 config,
@@ -186,6 +198,7 @@ impl Server {
                 scheduler,
                 metrics: Metrics::new(),
                 store,
+                limits,
                 next_session: AtomicU64::new(1),
                 open_connections: std::sync::atomic::AtomicUsize::new(0),
                 sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -292,22 +305,34 @@ impl Server {
         &self.inner.store
     }
 
-    /// Every tool, as `tools/list` describes them.
-    pub fn tools(&self) -> Vec<mcp_protocol::Tool> {
+    /// Every tool `principal` may call, as `tools/list` describes them.
+    pub fn tools(&self, principal: &crate::Principal) -> Vec<mcp_protocol::Tool> {
         self.inner
             .tools
             .page(None, usize::MAX)
             .map(|page| page.tools.to_vec())
             .unwrap_or_default()
+            .into_iter()
+            .filter(|tool| principal.may_call(&tool.name))
+            .collect()
     }
 
-    /// Runs a tool outside any MCP session (the seeds' HTTP API): no progress reports, the
-    /// server's time limit and heavy-call scheduling. `None` when there is no such tool.
+    /// Runs a tool for `principal` outside any MCP session (the seeds' HTTP API): no progress
+    /// reports, the server's time limit and heavy-call scheduling. `Ok(None)` when there is
+    /// no such tool; an error (-32005 or -32001) when the principal's scopes or limits refuse
+    /// the call.
     pub async fn call_tool(
         &self,
+        principal: &crate::Principal,
         name: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
-    ) -> Option<mcp_protocol::CallToolResult> {
+    ) -> Result<Option<mcp_protocol::CallToolResult>, mcp_protocol::ErrorObject> {
+        if !principal.may_call(name) {
+            return Err(crate::session::forbidden_tool(name));
+        }
+        let limits = &self.inner.limits;
+        limits.check_rate(principal.name())?;
+        let _slot = limits.begin_call(principal.name())?;
         let token = self.inner.shutdown.child_token();
         let ctx = ToolContext {
             cancel: token.clone(),
@@ -320,12 +345,14 @@ impl Server {
             // The agent API has no client to ask.
             client: mcp_tools::Client::none(),
         };
-        let call = self.inner.tools.call(name, arguments, ctx)?;
+        let Some(call) = self.inner.tools.call(name, arguments, ctx) else {
+            return Ok(None);
+        };
         let config = &self.inner.config;
-        Some(
+        Ok(Some(
             crate::session::with_time_limit(call, token, config.call_timeout, config.stop_grace)
                 .await,
-        )
+        ))
     }
 
     /// Sends `notifications/message` from logger `server` to every session whose client wants

@@ -28,13 +28,15 @@ use crate::durable::{
     with_member,
 };
 use crate::inflight::{BatchId, InFlight};
+use crate::limits::CallSlot;
 use crate::metrics::Outcome;
 use crate::outbound::{Coalesce, OutboundQueue};
 use crate::peer::PendingTable;
+use crate::principal::{SCOPE_TOOL_PREFIX, SCOPE_TOOLS};
 use crate::resources::{Resources, STATS_URI, Status, operation_uri};
 use crate::server::{Claim, Notices};
-use crate::store::{ANONYMOUS, HistoryEntry, OperationRecord, SessionRecord, Update, now_ms};
-use crate::{Outbound, Peer, Server, SessionId, StoreError};
+use crate::store::{HistoryEntry, OperationRecord, SessionRecord, Update, now_ms};
+use crate::{Outbound, Peer, Principal, Server, SessionId, StoreError};
 
 type Reply = Result<Value, ErrorObject>;
 
@@ -167,8 +169,9 @@ pub struct Session {
     handed_over: bool,
     /// The session was deleted: it ends.
     deleted: bool,
-    /// The principal the session belongs to: only it may resume it.
-    owner: String,
+    /// The principal the session belongs to: only it may resume it, and its scopes say
+    /// which tools the session may see and call.
+    principal: Principal,
 }
 
 /// A running request, by its task.
@@ -188,9 +191,9 @@ struct Resume {
 }
 
 impl Session {
-    /// Makes `owner` the principal the session belongs to (before it runs).
-    pub fn set_owner(&mut self, owner: &str) {
-        owner.clone_into(&mut self.owner);
+    /// Makes `principal` the one the session belongs to (before it runs).
+    pub fn set_principal(&mut self, principal: Principal) {
+        self.principal = principal;
     }
 
     pub(crate) fn new(server: Server, id: u64, outbound: OutboundQueue) -> Self {
@@ -223,7 +226,7 @@ impl Session {
             announce: None,
             handed_over: false,
             deleted: false,
-            owner: ANONYMOUS.to_owned(),
+            principal: Principal::anonymous(),
         }
     }
 
@@ -406,7 +409,7 @@ impl Session {
         if !durable.created {
             let record = SessionRecord::new(
                 durable.id.clone(),
-                &self.owner,
+                self.principal.name(),
                 durable.client_name.clone(),
                 now_ms(),
             );
@@ -476,12 +479,12 @@ impl Session {
             request,
             params,
             last_seq,
-            owner,
+            principal,
             unknown,
             inbound,
             reply,
         } = attach;
-        if owner != self.owner {
+        if principal.name() != self.principal.name() {
             // Someone else's session is, to this client, no session at all.
             let _ = reply.send(Err((unknown, inbound)));
             return;
@@ -504,7 +507,9 @@ impl Session {
                     "resumed on a new connection"
                 );
                 // The previous connection's input goes; its output is told it was replaced.
+                // Its token may be a newer one, with other scopes.
                 self.inbound = Some(inbound);
+                self.principal = principal;
                 durable.detached_at = None;
                 durable.expired = false;
                 self.last_activity = Instant::now();
@@ -564,7 +569,7 @@ impl Session {
                         request: request.id.clone(),
                         params: params.clone(),
                         last_seq,
-                        owner: self.owner.clone(),
+                        principal: self.principal.clone(),
                         unknown: unknown(),
                         inbound,
                         reply: reply_tx,
@@ -602,7 +607,7 @@ impl Session {
                     let loaded = store.load(&session).await;
                     let record = match loaded {
                         // Someone else's session is, to this client, no session at all.
-                        Ok(Some(record)) if record.owner == self.owner => record,
+                        Ok(Some(record)) if record.owner == self.principal.name() => record,
                         Ok(_) => {
                             self.server.release(&session);
                             return Err(unknown());
@@ -765,6 +770,8 @@ impl Session {
                 version,
                 None,
                 Some(resume),
+                // It was admitted before the restart: it counts, but is not refused.
+                Some(self.server.inner.limits.count_call(self.principal.name())),
             );
             if let Err(error) = started {
                 self.send_message(Message::Response(Response::error(
@@ -1012,6 +1019,10 @@ impl Session {
         if self.drain.is_some() && method != methods::PING {
             return Err(shutdown_error("new requests are refused"));
         }
+        // Pings keep connections alive; they are not work to limit.
+        if method != methods::PING {
+            self.server.inner.limits.check_rate(self.principal.name())?;
+        }
         let fixtures = self.server.inner.tools.has_conformance_fixtures();
         match (self.lifecycle, method.as_str()) {
             (_, methods::PING) => reply(Ok(Value::Object(Default::default()))),
@@ -1134,6 +1145,7 @@ impl Session {
         let tools = page
             .tools
             .iter()
+            .filter(|tool| self.principal.may_call(&tool.name))
             .cloned()
             .map(|mut tool| {
                 // Fields a revision does not know are left out rather than sent to clients
@@ -1170,6 +1182,10 @@ impl Session {
             )
             .with_data(serde_json::json!({"limit": "max_inflight_per_session", "value": limit})));
         }
+        if !self.principal.may_call(&params.name) {
+            return Err(forbidden_tool(&params.name));
+        }
+        let slot = self.server.inner.limits.begin_call(self.principal.name())?;
         self.start_call(
             id,
             params.name,
@@ -1178,6 +1194,7 @@ impl Session {
             version,
             batch,
             None,
+            Some(slot),
         )
     }
 
@@ -1192,6 +1209,7 @@ impl Session {
         version: ProtocolVersion,
         batch: Option<BatchId>,
         resume: Option<Resume>,
+        slot: Option<CallSlot>,
     ) -> Result<Handled, ErrorObject> {
         let token = self.token.child_token();
         let config = &self.server.inner.config;
@@ -1269,6 +1287,8 @@ impl Session {
         let stop = token.clone();
         let handle = self.tasks.spawn(
             async move {
+                // The call counts against its principal until it ends.
+                let _slot = slot;
                 let started = std::time::Instant::now();
                 let mut result: CallToolResult =
                     with_time_limit(call, stop, time_limit, grace).await;
@@ -1588,6 +1608,19 @@ impl LogSink for Notices {
     fn log(&self, level: LoggingLevel, logger: &str, data: Value) {
         self.send(level, logger, data);
     }
+}
+
+/// The error of a call the principal's token does not grant.
+pub(crate) fn forbidden_tool(tool: &str) -> ErrorObject {
+    ErrorObject::new(
+        error_codes::FORBIDDEN,
+        format!(
+            "the access token does not grant calling `{}`: it needs the scope `{SCOPE_TOOLS}` or `{SCOPE_TOOL_PREFIX}{}`",
+            mcp_protocol::shorten(tool, 100),
+            mcp_protocol::shorten(tool, 100)
+        ),
+    )
+    .with_data(serde_json::json!({ "scope": format!("{SCOPE_TOOL_PREFIX}{tool}") }))
 }
 
 /// The -32000 error of a request the shutdown refused or stopped.

@@ -13,7 +13,7 @@ use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use mcp_session::{CloseReason, ConnectionGuard, Outbound, OutboundReceiver, Server};
+use mcp_session::{CloseReason, ConnectionGuard, Outbound, OutboundReceiver, Principal, Server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -155,8 +155,8 @@ pub fn connection_id() -> String {
 ///
 /// `websocket` is the future returned by [`crate::accept`]; it resolves once the 101 response
 /// has been sent. With a `dialect`, every frame is translated by it on the way in and out,
-/// so the session sees only what the translator makes of the client's frames. `owner` is
-/// the authenticated principal: the session belongs to it. When this returns, the session
+/// so the session sees only what the translator makes of the client's frames. `principal`
+/// is who authenticated: the session belongs to it, and its scopes bound what it may do. When this returns, the session
 /// and every request it started are gone, unless it is resumable.
 pub async fn serve_connection(
     websocket: HyperWebsocket,
@@ -165,9 +165,9 @@ pub async fn serve_connection(
     remote: SocketAddr,
     place: ConnectionGuard,
     dialect: Option<Box<dyn Translate>>,
-    owner: String,
+    principal: Principal,
 ) {
-    let span = tracing::info_span!("connection", %remote);
+    let span = tracing::info_span!("connection", %remote, principal = principal.name());
     async move {
         let socket = match websocket.await {
             Ok(socket) => socket,
@@ -186,7 +186,7 @@ pub async fn serve_connection(
         let closing = Closing::default();
         let life = Life::new();
         let (mut session, out_rx) = server.open_session();
-        session.set_owner(&owner);
+        session.set_principal(principal);
         let peer = session.peer();
         // The session runs on its own: a resumable one outlives this connection, and a
         // connection that resumes another session hands its input and output over to it.

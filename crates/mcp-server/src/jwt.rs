@@ -1,0 +1,304 @@
+//! JWT access tokens: this server as an OAuth 2.1 resource server.
+//!
+//! A token is accepted when its signature verifies with a configured key (RS256 or ES256
+//! from a JWKS, or HS256 with a shared secret), it has not expired (`exp`) and is already
+//! valid (`nbf`), its `iss` is the configured issuer and its `aud` names this server. Its
+//! `sub` is the principal; its `scope` (space-separated) or `scp` (a list) claim grants
+//! tools and admin (see [`mcp_session::Principal`]).
+//!
+//! A JWKS from a URL is fetched at start, every [`JWKS_REFRESH`], and again when a token
+//! names a key id the set lacks (at most once per [`JWKS_MIN_REFETCH`]), so the
+//! authorization server can rotate keys without a restart.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mcp_session::Principal;
+use serde::Deserialize;
+
+use crate::fetch;
+
+/// How often a JWKS URL is fetched again.
+pub const JWKS_REFRESH: Duration = Duration::from_secs(600);
+/// The shortest time between two fetches caused by unknown key ids.
+pub const JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
+/// How much clock skew `exp` and `nbf` tolerate.
+const LEEWAY_S: u64 = 30;
+
+/// Where the keys that sign tokens come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A shared secret: HS256.
+    Secret(Vec<u8>),
+    /// A JWKS document on disk: RS256 and ES256 keys.
+    JwksFile(PathBuf),
+    /// A JWKS document at a URL (`https://`, or `http://` for loopback tests).
+    JwksUrl(String),
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The keys.
+    pub keys: KeySource,
+    /// The required `iss`, if any.
+    pub issuer: Option<String>,
+    /// The accepted `aud` values; a token must name one of them.
+    pub audiences: Vec<String>,
+}
+
+/// A verifier of access tokens.
+pub struct Jwt {
+    config: JwtConfig,
+    keys: RwLock<Arc<Vec<Key>>>,
+    /// When a token with an unknown key id last caused a fetch, for the refetch limit.
+    refetched: Mutex<Option<Instant>>,
+    /// One fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwt")
+            .field("issuer", &self.config.issuer)
+            .field("audiences", &self.config.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Key {
+    id: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// The claims this server reads; the library checks `exp`, `nbf`, `iss` and `aud`.
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    scp: Option<Scp>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scp {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl Jwt {
+    /// A verifier; a secret or JWKS file is read now (a URL is fetched by [`Jwt::refresh`]).
+    pub fn new(config: JwtConfig) -> Result<Self, String> {
+        if config.audiences.is_empty() {
+            return Err(
+                "JWT verification needs an audience: give --jwt-audience or --public-url"
+                    .to_owned(),
+            );
+        }
+        let keys = match &config.keys {
+            KeySource::Secret(secret) => {
+                if secret.len() < 32 {
+                    return Err("the HS256 secret must be at least 32 bytes".to_owned());
+                }
+                vec![Key {
+                    id: None,
+                    algorithm: Algorithm::HS256,
+                    key: DecodingKey::from_secret(secret),
+                }]
+            }
+            KeySource::JwksFile(path) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| format!("cannot read the JWKS {}: {e}", path.display()))?;
+                parse_jwks(&text).map_err(|e| format!("JWKS {}: {e}", path.display()))?
+            }
+            KeySource::JwksUrl(url) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(format!(
+                        "--jwt-jwks-url must be an http(s) URL, not `{url}`"
+                    ));
+                }
+                Vec::new()
+            }
+        };
+        Ok(Self {
+            config,
+            keys: RwLock::new(Arc::new(keys)),
+            refetched: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The configured issuer: the authorization server the metadata names by default.
+    pub fn issuer(&self) -> Option<&str> {
+        self.config.issuer.as_deref()
+    }
+
+    /// Whether the keys come from a URL, to be fetched now and then.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.config.keys, KeySource::JwksUrl(_))
+    }
+
+    /// Fetches the JWKS URL again (nothing to do for other sources). On failure the keys
+    /// already known stay in use.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let KeySource::JwksUrl(url) = &self.config.keys else {
+            return Ok(self.current().len());
+        };
+        let _one = self.fetching.lock().await;
+        let body = fetch::get(url, 1 << 20, Duration::from_secs(10)).await?;
+        let keys = parse_jwks(&body).map_err(|e| format!("JWKS at {url}: {e}"))?;
+        let count = keys.len();
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        tracing::info!(%url, keys = count, "JWKS fetched");
+        Ok(count)
+    }
+
+    fn current(&self) -> Arc<Vec<Key>> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Verifies `token`; the principal it names, or why not (for the 401).
+    pub async fn verify(&self, token: &str) -> Result<Principal, String> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let mut keys = self.current();
+        let knows = |keys: &[Key]| match &header.kid {
+            Some(kid) => keys.iter().any(|k| k.id.as_deref() == Some(kid)),
+            None => !keys.is_empty(),
+        };
+        if !knows(&keys) && self.claim_refetch() {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "cannot fetch the JWKS");
+            }
+            keys = self.current();
+        }
+        let candidates: Vec<&Key> = keys
+            .iter()
+            .filter(|k| k.algorithm == header.alg)
+            .filter(|k| match (&header.kid, &k.id) {
+                (Some(kid), Some(id)) => kid == id,
+                (Some(_), None) => true,
+                (None, _) => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(match &header.kid {
+                Some(kid) => format!(
+                    "no {:?} key with id `{}` is configured",
+                    header.alg,
+                    mcp_protocol::shorten(kid, 64)
+                ),
+                None => format!("no {:?} key is configured", header.alg),
+            });
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_S;
+        validation.validate_nbf = true;
+        validation.set_audience(&self.config.audiences);
+        let mut required = vec!["exp", "aud", "sub"];
+        if let Some(issuer) = &self.config.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        let mut last = String::new();
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => return principal(data.claims),
+                Err(e) => last = describe(&e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether a token with an unknown key may cause a fetch now; if so, the next may not
+    /// for [`JWKS_MIN_REFETCH`], so that made-up key ids cannot make this server hammer the
+    /// authorization server.
+    fn claim_refetch(&self) -> bool {
+        if !self.is_remote() {
+            return false;
+        }
+        let mut last = self
+            .refetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < JWKS_MIN_REFETCH) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+}
+
+fn principal(claims: Claims) -> Result<Principal, String> {
+    if claims.sub.is_empty() {
+        return Err("the token's `sub` is empty".to_owned());
+    }
+    let mut scopes: Vec<String> = claims
+        .scope
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    match claims.scp {
+        Some(Scp::List(list)) => scopes.extend(list),
+        Some(Scp::Text(text)) => scopes.extend(text.split_whitespace().map(str::to_owned)),
+        None => {}
+    }
+    Ok(Principal::scoped(&claims.sub, scopes))
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)".to_owned(),
+        ErrorKind::InvalidAudience => "the token is for another audience (aud)".to_owned(),
+        ErrorKind::InvalidIssuer => "the token is from another issuer (iss)".to_owned(),
+        ErrorKind::InvalidSignature => "the token's signature does not verify".to_owned(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("the token has no `{claim}` claim"),
+        _ => format!("invalid token: {e}"),
+    }
+}
+
+/// The RS256 and ES256 (P-256) keys of a JWKS; others (and encryption keys) are skipped.
+fn parse_jwks(text: &[u8]) -> Result<Vec<Key>, String> {
+    let set: JwkSet = serde_json::from_slice(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    let keys: Vec<Key> = set.keys.iter().filter_map(key_of).collect();
+    if keys.is_empty() {
+        return Err("it holds no RS256 or ES256 (P-256) signing key".to_owned());
+    }
+    Ok(keys)
+}
+
+fn key_of(jwk: &Jwk) -> Option<Key> {
+    use jsonwebtoken::jwk::PublicKeyUse;
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let algorithm = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            Algorithm::ES256
+        }
+        _ => return None,
+    };
+    // A key that names another algorithm is not used for this one.
+    if let Some(named) = jwk.common.key_algorithm
+        && Algorithm::try_from(named).ok() != Some(algorithm)
+    {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(Key {
+        id: jwk.common.key_id.clone(),
+        algorithm,
+        key,
+    })
+}

@@ -1,0 +1,126 @@
+//! Per-principal limits: a token bucket of requests per second, and a cap on the tool calls
+//! a principal has running at once across all its sessions. Over either limit a request is
+//! refused at once with a -32001 error that says when to retry; other principals never wait
+//! for it.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use mcp_protocol::ErrorObject;
+use mcp_protocol::error_codes;
+
+/// How many requests per second a principal may send, with a burst allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The sustained rate.
+    pub per_second: NonZeroU32,
+    /// How many requests may come at once after a quiet period.
+    pub burst: NonZeroU32,
+}
+
+/// The limits of every principal, shared by all sessions.
+pub(crate) struct Limits {
+    rate: Option<(RateLimit, DefaultKeyedRateLimiter<Arc<str>>)>,
+    max_calls: usize,
+    calls: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    checks: AtomicU64,
+}
+
+/// A running tool call, counted against its principal until dropped.
+pub(crate) struct CallSlot {
+    calls: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    principal: Arc<str>,
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = calls.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                calls.remove(&self.principal);
+            }
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn new(rate: Option<RateLimit>, max_calls: usize) -> Self {
+        Self {
+            rate: rate.map(|r| {
+                let quota = Quota::per_second(r.per_second).allow_burst(r.burst);
+                (r, RateLimiter::keyed(quota))
+            }),
+            max_calls: max_calls.max(1),
+            calls: Arc::default(),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one request from `principal`'s bucket, or says when it may retry.
+    pub(crate) fn check_rate(&self, principal: &str) -> Result<(), ErrorObject> {
+        let Some((rate, limiter)) = &self.rate else {
+            return Ok(());
+        };
+        // Forget principals quiet long enough to have a full bucket again, now and then.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        let key: Arc<str> = principal.into();
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            refuse(
+                "rate",
+                format!("too many requests: the limit is {} per second per principal (--rate-limit); retry in {} ms",
+                    rate.per_second, wait.as_millis().max(1)),
+                wait,
+            )
+        })
+    }
+
+    /// Counts a tool call against `principal`, or refuses it when the principal already has
+    /// the most calls running.
+    pub(crate) fn begin_call(&self, principal: &str) -> Result<CallSlot, ErrorObject> {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = calls.entry(principal.into()).or_default();
+        if *running >= self.max_calls {
+            let limit = self.max_calls;
+            return Err(refuse(
+                "calls_per_principal",
+                format!(
+                    "too many tool calls running: this principal has {limit} running, the limit (--max-calls-per-principal); retry when one finishes"
+                ),
+                Duration::from_secs(1),
+            ));
+        }
+        *running += 1;
+        Ok(CallSlot {
+            calls: Arc::clone(&self.calls),
+            principal: principal.into(),
+        })
+    }
+
+    /// Counts a call that was admitted earlier (resumed after a restart), whatever the limit.
+    pub(crate) fn count_call(&self, principal: &str) -> CallSlot {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        *calls.entry(principal.into()).or_default() += 1;
+        CallSlot {
+            calls: Arc::clone(&self.calls),
+            principal: principal.into(),
+        }
+    }
+}
+
+/// The -32001 error of a refused request: `data` names the limit and the retry hint.
+fn refuse(limit: &str, message: String, retry_after: Duration) -> ErrorObject {
+    ErrorObject::new(error_codes::LIMIT_EXCEEDED, message).with_data(serde_json::json!({
+        "limit": limit,
+        "retryAfterMs": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1),
+    }))
+}

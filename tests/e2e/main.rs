@@ -15,6 +15,7 @@ mod hostile;
 mod images;
 mod jwt;
 mod lifecycle;
+mod limits;
 mod long_running;
 mod notices;
 mod resources;

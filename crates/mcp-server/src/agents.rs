@@ -33,7 +33,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({ "error": message.into() }))
 }
 
-/// A call the principal's scopes (403) or limits (429, with `Retry-After`) refuse.
+/// A request the principal's scopes (403) or limits (429, with `Retry-After`) refuse.
 fn refused_call(refused: &ErrorObject) -> Response<Body> {
     if refused.code != error_codes::LIMIT_EXCEEDED {
         return error(StatusCode::FORBIDDEN, refused.message.clone());
@@ -89,6 +89,9 @@ pub(crate) async fn route(
     server: &Server,
     principal: &str,
 ) -> Response<Body> {
+    if let Err(refused) = server.check_rate(principal) {
+        return refused_call(&refused);
+    }
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/agent").unwrap_or_default();
     match (request.method().clone(), rest) {

@@ -317,6 +317,11 @@ impl Server {
             .collect()
     }
 
+    /// Takes one request from `principal`'s rate limit, or says (-32001) when to retry.
+    pub fn check_rate(&self, principal: &str) -> Result<(), mcp_protocol::ErrorObject> {
+        self.inner.limits.check_rate(principal)
+    }
+
     /// Runs a tool for `principal` outside any MCP session (the seeds' HTTP API): no progress
     /// reports, the server's time limit and heavy-call scheduling. `Ok(None)` when there is
     /// no such tool; an error (-32005 or -32001) when the principal's scopes or limits refuse

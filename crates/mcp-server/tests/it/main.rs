@@ -1,4 +1,5 @@
-//! The real `mcp-server` binary: its stdout contract and its graceful shutdown on a signal.
+//! The real `mcp-server` binary: its stdout contract, its graceful shutdown on a signal, and
+//! TLS.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,6 +15,8 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 
 /// A guard against a hung test, never a synchronization device.
 const HANG: Duration = Duration::from_secs(30);
+
+mod tls;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 

@@ -10,37 +10,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { WebSocketImpl, startServer, stopServer } from './server.mjs';
+
 const here = dirname(fileURLToPath(import.meta.url));
-const WebSocketImpl =
-  globalThis.WebSocket ?? createRequire(join(resolve(process.env.JS_DEPS ?? here), 'index.js'))('ws').WebSocket;
-
-/** Starts the server on port 0; resolves to its address and process once it listens. */
-async function startServer() {
-  const binary = process.env.MCP_SERVER_BIN;
-  assert.ok(binary, 'MCP_SERVER_BIN names the server binary');
-  const child = spawn(binary, ['--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const [first] = await Promise.race([
-    new Promise((resolve) => lines.once('line', (line) => resolve([line]))),
-    new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`server exited with ${code}`)))),
-  ]);
-  const prefix = 'listening on http://';
-  assert.ok(first.startsWith(prefix), `unexpected first line: ${first}`);
-  return { address: first.slice(prefix.length), child };
-}
-
-async function stopServer(child) {
-  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  assert.equal(await exited, 0, 'the server exits cleanly on SIGTERM');
-}
 
 /** The seed's two examples as one async script, pointed at `address`. */
 function seedScript(address) {

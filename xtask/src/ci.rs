@@ -7,6 +7,9 @@ use anyhow::{Context as _, bail};
 
 use crate::{root, run};
 
+/// How long CI runs each fuzz target.
+const FUZZ_SECONDS: u64 = 15;
+
 /// The cargo-deny release the checks are written for.
 const CARGO_DENY_VERSION: &str = "0.20.2";
 
@@ -28,6 +31,9 @@ pub(crate) fn all() -> anyhow::Result<()> {
     python_sdk_tests()?;
     js_tests()?;
     crate::conformance::run_all()?;
+    // A short pass over every fuzz target: it keeps the targets building, and replays the
+    // committed corpus.
+    crate::fuzz::run_all(FUZZ_SECONDS, &[], false)?;
     eprintln!("==> all checks passed");
     Ok(())
 }

@@ -5,6 +5,7 @@
 //!   against the real binary, and the official conformance suite (`conformance`).
 //! - `conformance`: the official MCP conformance suite's server scenarios against the
 //!   release binary, scored against a committed baseline of expected failures.
+//! - `fuzz`: every fuzz target for a bounded time (CI runs a short pass).
 //! - `codegen`: regenerates committed artifacts (the CLI reference in README.md); a tidy test
 //!   fails when they are stale.
 
@@ -13,6 +14,7 @@
 mod ci;
 mod codegen;
 mod conformance;
+mod fuzz;
 #[cfg(test)]
 mod tidy;
 
@@ -35,6 +37,17 @@ enum Cmd {
     Ci,
     /// Run the official MCP conformance suite against the release binary.
     Conformance,
+    /// Run the fuzz targets (cargo-fuzz, stable toolchain) for a bounded time each.
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Merge the new inputs that reach new code into the committed corpus (fuzz/corpus).
+        #[arg(long)]
+        merge: bool,
+        /// Only these targets (default: all of jsonrpc, envelope, tutorial, http).
+        targets: Vec<String>,
+    },
     /// Regenerate committed artifacts (README's CLI reference).
     Codegen {
         /// Fail instead of writing when an artifact is stale.
@@ -48,6 +61,11 @@ fn main() -> anyhow::Result<()> {
     match args.command {
         Cmd::Ci => ci::all(),
         Cmd::Conformance => conformance::run_all(),
+        Cmd::Fuzz {
+            seconds,
+            merge,
+            targets,
+        } => fuzz::run_all(seconds, &targets, merge),
         Cmd::Codegen { check } => codegen::run(check),
     }
 }

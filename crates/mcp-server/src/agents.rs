@@ -87,11 +87,12 @@ struct Create {
 pub(crate) async fn route(
     request: Request<Incoming>,
     server: &Server,
-    principal: &str,
+    principal: &Principal,
 ) -> Response<Body> {
     if let Err(refused) = server.check_rate(principal) {
         return refused_call(&refused);
     }
+    let principal = principal.name();
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/agent").unwrap_or_default();
     match (request.method().clone(), rest) {

@@ -321,7 +321,7 @@ async fn route(
             streamable::delete(request.headers(), &state.0.http_sessions, principal.name())
         }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
-            agents::route(request, &state.0.server, principal.name()).await
+            agents::route(request, &state.0.server, &principal).await
         }
         (MCP_PATH, false) => {
             let mut response = text(
@@ -394,6 +394,8 @@ fn public_base(request: &Request<Incoming>, state: &State) -> String {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
+    // It is quoted in a challenge: nothing may end the quotes.
+    let host: String = host.chars().filter(|c| !matches!(c, '"' | '\\')).collect();
     format!("{scheme}://{host}")
 }
 

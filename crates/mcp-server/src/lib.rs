@@ -12,6 +12,9 @@ pub mod auth;
 mod config;
 mod dialects;
 mod fetch;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod jwt;
 mod store;

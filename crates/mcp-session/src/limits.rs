@@ -14,6 +14,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use mcp_protocol::ErrorObject;
 use mcp_protocol::error_codes;
 
+use crate::Principal;
+
 /// How many requests per second a principal may send, with a burst allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -63,7 +65,7 @@ impl Limits {
     }
 
     /// Takes one request from `principal`'s bucket, or says when it may retry.
-    pub(crate) fn check_rate(&self, principal: &str) -> Result<(), ErrorObject> {
+    pub(crate) fn check_rate(&self, principal: &Principal) -> Result<(), ErrorObject> {
         let Some((rate, limiter)) = &self.rate else {
             return Ok(());
         };
@@ -72,8 +74,7 @@ impl Limits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        let key: Arc<str> = principal.into();
-        limiter.check_key(&key).map_err(|not_until| {
+        limiter.check_key(principal.key()).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             refuse(
                 "rate",
@@ -86,9 +87,9 @@ impl Limits {
 
     /// Counts a tool call against `principal`, or refuses it when the principal already has
     /// the most calls running.
-    pub(crate) fn begin_call(&self, principal: &str) -> Result<CallSlot, ErrorObject> {
+    pub(crate) fn begin_call(&self, principal: &Principal) -> Result<CallSlot, ErrorObject> {
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        let running = calls.entry(principal.into()).or_default();
+        let running = calls.entry(Arc::clone(principal.key())).or_default();
         if *running >= self.max_calls {
             let limit = self.max_calls;
             return Err(refuse(
@@ -102,17 +103,17 @@ impl Limits {
         *running += 1;
         Ok(CallSlot {
             calls: Arc::clone(&self.calls),
-            principal: principal.into(),
+            principal: Arc::clone(principal.key()),
         })
     }
 
     /// Counts a call that was admitted earlier (resumed after a restart), whatever the limit.
-    pub(crate) fn count_call(&self, principal: &str) -> CallSlot {
+    pub(crate) fn count_call(&self, principal: &Principal) -> CallSlot {
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        *calls.entry(principal.into()).or_default() += 1;
+        *calls.entry(Arc::clone(principal.key())).or_default() += 1;
         CallSlot {
             calls: Arc::clone(&self.calls),
-            principal: principal.into(),
+            principal: Arc::clone(principal.key()),
         }
     }
 }

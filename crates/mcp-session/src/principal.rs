@@ -66,6 +66,11 @@ impl Principal {
         &self.name
     }
 
+    /// The name, shared: a key for per-principal tables that costs no allocation.
+    pub(crate) fn key(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// The scopes, when restricted.
     pub fn scopes(&self) -> Option<&[String]> {
         self.scopes.as_deref()

@@ -318,7 +318,10 @@ impl Server {
     }
 
     /// Takes one request from `principal`'s rate limit, or says (-32001) when to retry.
-    pub fn check_rate(&self, principal: &str) -> Result<(), mcp_protocol::ErrorObject> {
+    pub fn check_rate(
+        &self,
+        principal: &crate::Principal,
+    ) -> Result<(), mcp_protocol::ErrorObject> {
         self.inner.limits.check_rate(principal)
     }
 
@@ -336,8 +339,8 @@ impl Server {
             return Err(crate::session::forbidden_tool(name));
         }
         let limits = &self.inner.limits;
-        limits.check_rate(principal.name())?;
-        let _slot = limits.begin_call(principal.name())?;
+        limits.check_rate(principal)?;
+        let _slot = limits.begin_call(principal)?;
         let token = self.inner.shutdown.child_token();
         let ctx = ToolContext {
             cancel: token.clone(),

@@ -771,7 +771,7 @@ impl Session {
                 None,
                 Some(resume),
                 // It was admitted before the restart: it counts, but is not refused.
-                Some(self.server.inner.limits.count_call(self.principal.name())),
+                Some(self.server.inner.limits.count_call(&self.principal)),
             );
             if let Err(error) = started {
                 self.send_message(Message::Response(Response::error(
@@ -1021,7 +1021,7 @@ impl Session {
         }
         // Pings keep connections alive; they are not work to limit.
         if method != methods::PING {
-            self.server.inner.limits.check_rate(self.principal.name())?;
+            self.server.inner.limits.check_rate(&self.principal)?;
         }
         let fixtures = self.server.inner.tools.has_conformance_fixtures();
         match (self.lifecycle, method.as_str()) {
@@ -1185,7 +1185,7 @@ impl Session {
         if !self.principal.may_call(&params.name) {
             return Err(forbidden_tool(&params.name));
         }
-        let slot = self.server.inner.limits.begin_call(self.principal.name())?;
+        let slot = self.server.inner.limits.begin_call(&self.principal)?;
         self.start_call(
             id,
             params.name,

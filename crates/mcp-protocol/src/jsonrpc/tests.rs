@@ -167,6 +167,22 @@ fn round_trip() {
     }
 }
 
+/// Found by the `jsonrpc` fuzz target: without serde_json's correctly rounded float parsing,
+/// a number written back (shortest form) parsed to a different float, so a value passed
+/// through the server could change on the way.
+#[test]
+fn numbers_survive_being_written_and_read_again() {
+    let text = r#"{"jsonrpc":"2.0","id":8,"error":{"code":-32601,"message":"nope","data":{"x":[1,999999999999999999999999999999999999999999999999999999999999999999999999999999992.5,0.1,1e-320]}}}"#;
+    let Ok(Incoming::Single(Ok(message))) = parse(text) else {
+        panic!("{text} does not parse");
+    };
+    let written = message.to_text();
+    let Ok(Incoming::Single(Ok(again))) = parse(&written) else {
+        panic!("{written} does not parse");
+    };
+    assert_eq!(again, message, "{written}");
+}
+
 #[derive(Debug, serde::Deserialize)]
 #[allow(dead_code)]
 struct Nested {

@@ -1,0 +1,92 @@
+//! `cargo xtask fuzz`: every fuzz target in fuzz/ for a bounded time, with cargo-fuzz
+//! (installed into target/tools) on the stable toolchain, without a sanitizer (Rust code is
+//! memory-safe here: `unsafe` is forbidden, so what is sought is panics, overflows in debug
+//! assertions, and hangs).
+//!
+//! Each target starts from its committed corpus (fuzz/corpus/TARGET, read only) and writes
+//! what it finds to target/fuzz/corpus/TARGET; a crash leaves its input in
+//! target/fuzz/artifacts/TARGET and fails the run. `--merge` adds the new inputs that reach
+//! new code to the committed corpus, minimized, to be committed.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::ci::target_dir;
+use crate::{root, run};
+
+/// The cargo-fuzz release the targets are built with.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// The fuzz targets, as named in fuzz/Cargo.toml.
+pub(crate) const TARGETS: [&str; 4] = ["jsonrpc", "envelope", "tutorial", "http"];
+
+pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let fuzz = install(&cargo)?;
+    let out = target_dir().join("fuzz");
+    let targets: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| only.is_empty() || only.iter().any(|o| o == t))
+        .collect();
+    if targets.is_empty() {
+        anyhow::bail!("no such target; the targets are {}", TARGETS.join(", "));
+    }
+    for target in targets {
+        let committed = root().join("fuzz").join("corpus").join(target);
+        let found = out.join("corpus").join(target);
+        let artifacts = out.join("artifacts").join(target);
+        std::fs::create_dir_all(&found)?;
+        std::fs::create_dir_all(&artifacts)?;
+        let mut command = fuzz_command(&fuzz, &out, target);
+        command
+            .arg(&found)
+            .arg(&committed)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-timeout=10")
+            .arg("-rss_limit_mb=2048")
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg("-print_final_stats=1");
+        run(&mut command)?;
+        if merge {
+            let mut command = fuzz_command(&fuzz, &out, target);
+            command
+                .arg(&committed)
+                .arg(&found)
+                .arg("--")
+                .arg("-merge=1");
+            run(&mut command)?;
+        }
+    }
+    Ok(())
+}
+
+/// `cargo fuzz run TARGET` in fuzz/ (its own workspace and Cargo.lock), built into `out`.
+fn fuzz_command(fuzz: &Path, out: &Path, target: &str) -> Command {
+    let mut command = Command::new(fuzz);
+    command
+        .args(["fuzz", "run", "--sanitizer", "none", "--target-dir"])
+        .arg(out.join("build"))
+        .arg("--fuzz-dir")
+        .arg(root().join("fuzz"))
+        .arg(target);
+    command
+}
+
+/// Installs cargo-fuzz into target/tools (once); its path.
+fn install(cargo: &str) -> anyhow::Result<std::path::PathBuf> {
+    let tools = target_dir().join("tools");
+    let bin = tools.join("bin").join("cargo-fuzz");
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION));
+    if !installed {
+        run(Command::new(cargo)
+            .args(["install", "--locked", "--root"])
+            .arg(&tools)
+            .arg(format!("cargo-fuzz@{CARGO_FUZZ_VERSION}")))?;
+    }
+    Ok(bin)
+}

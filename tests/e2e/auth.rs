@@ -98,6 +98,11 @@ async fn every_path_but_the_probes_needs_a_valid_token() {
     let (_, head, _) = http(&server, "GET /metrics HTTP/1.1").await;
     assert!(head.contains("www-authenticate: Bearer"), "{head}");
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; frame-ancestors 'none'"),
+        "{head}"
+    );
+    assert!(!head.contains("server:"), "no version leaks: {head}");
     // Admin endpoints need an admin principal, not just any valid token.
     let (status, text) = request(
         &server,

@@ -47,18 +47,7 @@ pub(crate) fn target_dir() -> PathBuf {
 /// Advisories are not checked here: the advisory database is fetched from a git host this
 /// build machine cannot reach.
 fn cargo_deny(cargo: &str) -> anyhow::Result<()> {
-    let tools = target_dir().join("tools");
-    let bin = tools.join("bin").join("cargo-deny");
-    let installed = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DENY_VERSION));
-    if !installed {
-        run(Command::new(cargo)
-            .args(["install", "--locked", "--root"])
-            .arg(&tools)
-            .arg(format!("cargo-deny@{CARGO_DENY_VERSION}")))?;
-    }
+    let bin = install_tool(cargo, "cargo-deny", CARGO_DENY_VERSION)?;
     run(Command::new(&bin).args([
         "deny",
         "--all-features",
@@ -67,6 +56,24 @@ fn cargo_deny(cargo: &str) -> anyhow::Result<()> {
         "licenses",
         "sources",
     ]))
+}
+
+/// Installs the crates.io tool `name` at `version` into target/tools (once, or again when
+/// another version is there); the path of its binary.
+pub(crate) fn install_tool(cargo: &str, name: &str, version: &str) -> anyhow::Result<PathBuf> {
+    let tools = target_dir().join("tools");
+    let bin = tools.join("bin").join(name);
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version));
+    if !installed {
+        run(Command::new(cargo)
+            .args(["install", "--locked", "--root"])
+            .arg(&tools)
+            .arg(format!("{name}@{version}")))?;
+    }
+    Ok(bin)
 }
 
 /// Runs the official MCP Python SDK's client against the real binary, in a virtualenv under

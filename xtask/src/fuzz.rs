@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::ci::target_dir;
+use crate::ci::{install_tool, target_dir};
 use crate::{root, run};
 
 /// The cargo-fuzz release the targets are built with.
@@ -22,7 +22,7 @@ pub(crate) const TARGETS: [&str; 4] = ["jsonrpc", "envelope", "tutorial", "http"
 
 pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let fuzz = install(&cargo)?;
+    let fuzz = install_tool(&cargo, "cargo-fuzz", CARGO_FUZZ_VERSION)?;
     let out = target_dir().join("fuzz");
     let targets: Vec<&str> = TARGETS
         .iter()
@@ -72,21 +72,4 @@ fn fuzz_command(fuzz: &Path, out: &Path, target: &str) -> Command {
         .arg(root().join("fuzz"))
         .arg(target);
     command
-}
-
-/// Installs cargo-fuzz into target/tools (once); its path.
-fn install(cargo: &str) -> anyhow::Result<std::path::PathBuf> {
-    let tools = target_dir().join("tools");
-    let bin = tools.join("bin").join("cargo-fuzz");
-    let installed = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION));
-    if !installed {
-        run(Command::new(cargo)
-            .args(["install", "--locked", "--root"])
-            .arg(&tools)
-            .arg(format!("cargo-fuzz@{CARGO_FUZZ_VERSION}")))?;
-    }
-    Ok(bin)
 }

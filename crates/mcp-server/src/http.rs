@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use mcp_session::Server;
+use mcp_session::{Principal, Server};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,6 @@ use tracing::Instrument;
 
 use crate::streamable::{self, HttpSessions};
 use crate::{Config, admin, agents, dialects};
-use mcp_session::Principal;
 
 /// The path of the broadcast endpoint.
 const BROADCAST_PATH: &str = "/admin/broadcast";
@@ -215,7 +214,8 @@ pub(crate) async fn serve_tcp(
 /// Response bodies: whole (most) or streamed (SSE).
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// Serves one TCP connection's HTTP requests until it closes or the server stops.
+/// Serves one connection's HTTP requests (plain TCP, TLS, or in memory for the fuzz target)
+/// until it closes or the server stops.
 pub(crate) async fn serve_http<S>(
     stream: S,
     remote: SocketAddr,

@@ -6,10 +6,8 @@ use std::process::Stdio;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
-use crate::{HANG, get, sigterm, spawn, start, start_or_refuse};
+use crate::{HANG, exchange, get, sigterm, spawn, start, start_or_refuse};
 
 const SECRET: &str = "a-shared-secret-of-at-least-32-bytes!";
 
@@ -37,14 +35,7 @@ async fn initialize(address: &str, token: &str) -> u16 {
         "POST /mcp HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(HANG, stream.read_to_string(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    raw.split(' ').nth(1).unwrap().parse().unwrap()
+    exchange(address, &request).await.0
 }
 
 #[tokio::test]

@@ -36,8 +36,17 @@ async fn start(args: &[&str]) -> (Child, String) {
 
 /// `GET path`: the status code and the body.
 async fn get(address: &str, path: &str) -> (u16, String) {
+    exchange(
+        address,
+        &format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends `request` (whole, with `Connection: close`) on a new connection: the status code
+/// and the body.
+async fn exchange(address: &str, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = String::new();
     tokio::time::timeout(HANG, stream.read_to_string(&mut raw))

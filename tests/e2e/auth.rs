@@ -218,3 +218,22 @@ async fn another_principal_finds_nothing_of_the_owner_s() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_can_be_kept_for_admins() {
+    let auth = Auth::new(&[format!("alice={ALICE}"), format!("bob={BOB}")], None).unwrap();
+    let server = TestServer::with_config(Config {
+        auth,
+        admins: vec!["alice".to_owned()],
+        metrics_admin_only: true,
+        ..Config::default()
+    })
+    .await;
+    let (status, body) = request(&server, "GET /metrics HTTP/1.1", Some(BOB), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--metrics-admin-only"), "{body}");
+    let (status, body) = request(&server, "GET /metrics HTTP/1.1", Some(ALICE), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("mcp_sessions"), "{body}");
+    server.shutdown().await;
+}

@@ -312,6 +312,10 @@ pub struct Cli {
     #[arg(long, env = "MCP_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Serve `/metrics` to admins only (see --admin), not to every authenticated client.
+    #[arg(long, env = "MCP_METRICS_ADMIN_ONLY")]
+    pub metrics_admin_only: bool,
+
     /// Serve a non-loopback address without authentication. Without this, the server
     /// refuses to start there unless tokens are configured.
     #[arg(long, env = "MCP_INSECURE_NO_AUTH")]
@@ -362,6 +366,8 @@ pub struct Config {
     pub auth: Auth,
     /// The principals that may call the admin endpoints.
     pub admins: Vec<String>,
+    /// Whether `/metrics` needs an admin.
+    pub metrics_admin_only: bool,
     /// The URL clients reach the server at, if configured.
     pub public_url: Option<String>,
     /// The authorization servers the protected-resource metadata names (default: the JWT
@@ -385,6 +391,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             auth: Auth::default(),
             admins: Vec::new(),
+            metrics_admin_only: false,
             public_url: None,
             authorization_servers: Vec::new(),
             tls: None,
@@ -454,6 +461,7 @@ impl Cli {
             allowed_origins: self.allowed_origins.clone(),
             auth: self.auth().map_err(std::io::Error::other)?,
             admins: self.admins.clone(),
+            metrics_admin_only: self.metrics_admin_only,
             public_url: self.public_url.clone(),
             authorization_servers: self.authorization_servers.clone(),
             tls: match (&self.tls_cert, &self.tls_key) {

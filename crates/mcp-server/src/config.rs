@@ -285,14 +285,10 @@ pub struct Cli {
     pub authorization_servers: Vec<String>,
 
     /// Requests (pings aside) each principal may send per second, across its sessions and
-    /// the HTTP API; 0 turns the limit off. Bursts of twice as many pass.
-    #[arg(
-        long,
-        env = "MCP_RATE_LIMIT",
-        default_value_t = 1000,
-        value_name = "PER_SECOND"
-    )]
-    pub rate_limit: u32,
+    /// the HTTP API; 0 turns the limit off. Bursts of twice as many pass. Default: 1000 with
+    /// authentication configured; off without, where every client is the one local principal.
+    #[arg(long, env = "MCP_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub rate_limit: Option<u32>,
 
     /// Tool calls each principal may have running at once, across its sessions.
     #[arg(
@@ -399,6 +395,10 @@ impl Default for Config {
     }
 }
 
+/// Requests per second per principal when authentication is configured and `--rate-limit`
+/// is not given.
+const DEFAULT_RATE_LIMIT: u32 = 1000;
+
 impl Cli {
     /// The server configuration these options describe. Fails when the data root does not
     /// exist.
@@ -420,6 +420,12 @@ impl Cli {
             conformance_fixtures: self.conformance_fixtures,
             ..tools
         };
+        let auth = self.auth().map_err(std::io::Error::other)?;
+        let rate = self.rate_limit.unwrap_or(if auth.is_enabled() {
+            DEFAULT_RATE_LIMIT
+        } else {
+            0
+        });
         Ok(Config {
             session: ServerConfig {
                 page_size: self.page_size.max(1),
@@ -433,7 +439,7 @@ impl Cli {
                 idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
                 resume_grace: Duration::from_secs(self.resume_grace),
                 resume_log: self.resume_log.max(16),
-                rate_limit: NonZeroU32::new(self.rate_limit).map(|per_second| RateLimit {
+                rate_limit: NonZeroU32::new(rate).map(|per_second| RateLimit {
                     per_second,
                     burst: per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
                 }),
@@ -459,7 +465,7 @@ impl Cli {
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,
             allowed_origins: self.allowed_origins.clone(),
-            auth: self.auth().map_err(std::io::Error::other)?,
+            auth,
             admins: self.admins.clone(),
             metrics_admin_only: self.metrics_admin_only,
             public_url: self.public_url.clone(),
@@ -503,5 +509,26 @@ impl Cli {
             audiences,
         })?;
         Ok(auth.with_jwt(jwt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(args: &[&str]) -> Option<u32> {
+        let cli = Cli::try_parse_from(std::iter::once("mcp-server").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = cli.config().unwrap_or_else(|e| panic!("{e}"));
+        config.session.rate_limit.map(|r| r.per_second.get())
+    }
+
+    #[test]
+    fn the_rate_limit_defaults_on_with_authentication_and_off_without() {
+        let token = ["--auth-token", "ops=some-long-token"];
+        assert_eq!(rate(&[]), None);
+        assert_eq!(rate(&token), Some(DEFAULT_RATE_LIMIT));
+        assert_eq!(rate(&[&token[..], &["--rate-limit", "0"]].concat()), None);
+        assert_eq!(rate(&["--rate-limit", "5"]), Some(5));
     }
 }

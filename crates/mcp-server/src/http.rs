@@ -342,7 +342,10 @@ async fn route(
             if state.0.config.metrics_admin_only
                 && let Err(why) = state.admin(&principal, remote)
             {
-                return text(StatusCode::FORBIDDEN, format!("{why} (--metrics-admin-only)\n"));
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!("{why} (--metrics-admin-only)\n"),
+                );
             }
             let mut response = text(StatusCode::OK, state.0.server.render_metrics());
             response.headers_mut().insert(

@@ -54,7 +54,8 @@ pub struct ServerConfig {
     /// How many messages a resumable session keeps for a client that resumes; resuming from
     /// before them is refused.
     pub resume_log: usize,
-    /// How many requests per second each principal may send (pings aside); `None`: no limit.
+    /// How many requests per second each principal may send (pings aside); `None` (the
+    /// default): no limit.
     pub rate_limit: Option<crate::RateLimit>,
     /// How many tool calls one principal may have running at once, across its sessions.
     pub max_calls_per_principal: usize,
@@ -87,10 +88,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(3600),
             resume_grace: Duration::from_secs(300),
             resume_log: 4096,
-            rate_limit: Some(crate::RateLimit {
-                per_second: std::num::NonZeroU32::new(1000).unwrap_or(std::num::NonZeroU32::MIN),
-                burst: std::num::NonZeroU32::new(2000).unwrap_or(std::num::NonZeroU32::MIN),
-            }),
+            rate_limit: None,
             max_calls_per_principal: 256,
         }
     }

@@ -3,10 +3,12 @@
 //! memory-safe here: `unsafe` is forbidden, so what is sought is panics, overflows in debug
 //! assertions, and hangs).
 //!
-//! Each target starts from its committed corpus (fuzz/corpus/TARGET, read only) and writes
-//! what it finds to target/fuzz/corpus/TARGET; a crash leaves its input in
-//! target/fuzz/artifacts/TARGET and fails the run. `--merge` adds the new inputs that reach
-//! new code to the committed corpus, minimized, to be committed.
+//! Each target starts from its committed corpus (fuzz/corpus/TARGET) and the inputs of bugs it
+//! found before (fuzz/regressions/TARGET), both read only, and writes what it finds to
+//! target/fuzz/corpus/TARGET; a crash leaves its input in target/fuzz/artifacts/TARGET and
+//! fails the run. `--merge` replaces the committed corpus with the smallest set of inputs,
+//! old and new, that covers everything they cover (libFuzzer's set-cover merge), to be
+//! committed.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,14 +36,17 @@ pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Res
     }
     for target in targets {
         let committed = root().join("fuzz").join("corpus").join(target);
+        let regressions = root().join("fuzz").join("regressions").join(target);
         let found = out.join("corpus").join(target);
         let artifacts = out.join("artifacts").join(target);
         std::fs::create_dir_all(&found)?;
         std::fs::create_dir_all(&artifacts)?;
         let mut command = fuzz_command(&fuzz, &out, target);
+        command.arg(&found).arg(&committed);
+        if regressions.is_dir() {
+            command.arg(&regressions);
+        }
         command
-            .arg(&found)
-            .arg(&committed)
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg("-timeout=10")
@@ -50,13 +55,25 @@ pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Res
             .arg("-print_final_stats=1");
         run(&mut command)?;
         if merge {
+            let merged = out.join("merged").join(target);
+            if merged.exists() {
+                std::fs::remove_dir_all(&merged)?;
+            }
+            std::fs::create_dir_all(&merged)?;
             let mut command = fuzz_command(&fuzz, &out, target);
             command
+                .arg(&merged)
                 .arg(&committed)
                 .arg(&found)
                 .arg("--")
-                .arg("-merge=1");
+                .arg("-set_cover_merge=1");
             run(&mut command)?;
+            std::fs::remove_dir_all(&committed)?;
+            std::fs::create_dir_all(&committed)?;
+            for file in std::fs::read_dir(&merged)? {
+                let file = file?;
+                std::fs::copy(file.path(), committed.join(file.file_name()))?;
+            }
         }
     }
     Ok(())

@@ -83,6 +83,11 @@ fn layers_depend_downwards_only() {
         ),
         // The transport makes no protocol decisions and does not reach into tools.
         ("mcp-ws", &["mcp-tools", "mcp-protocol", "mcp-server"]),
+        // A client knows the protocol, nothing of the server's insides.
+        (
+            "mcp-client",
+            &["mcp-session", "mcp-tools", "mcp-ws", "mcp-server"],
+        ),
     ];
     for (krate, banned) in forbidden {
         let deps = dependencies(krate);

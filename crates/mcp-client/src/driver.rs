@@ -1,0 +1,448 @@
+//! The task that owns the connection: it reads and writes frames, answers server requests,
+//! and reconnects and resumes when the connection drops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use mcp_protocol::{
+    ErrorObject, InitializeResult, Message, ProgressParams, RequestId, Response, error_codes,
+    methods,
+};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The newest MCP revision this client speaks.
+const PROTOCOL_VERSION: &str = "2025-11-25";
+
+pub(crate) struct Driver {
+    options: Options,
+    shared: Arc<Shared>,
+    /// For the answers to server requests, which handlers produce on their own tasks.
+    out: mpsc::Sender<Outgoing>,
+    socket: Socket,
+    /// The resumable session's id.
+    session: Option<String>,
+    /// The highest `seq` received: what a resume starts after.
+    last_seq: u64,
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// The client was closed.
+    Closed,
+    /// The connection dropped (or the server closed it): reconnect.
+    Dropped(String),
+}
+
+impl Driver {
+    /// Connects and initializes a new session.
+    pub(crate) async fn start(
+        options: Options,
+        shared: Arc<Shared>,
+        out: mpsc::Sender<Outgoing>,
+    ) -> Result<Self, Error> {
+        let socket = open(&options).await?;
+        let mut driver = Self {
+            options,
+            shared,
+            out,
+            socket,
+            session: None,
+            last_seq: 0,
+        };
+        driver.initialize(false).await.map_err(|e| match e {
+            Attempt::Refused(error) => Error::Rpc(error),
+            Attempt::Failed(why) => Error::Connect(why),
+        })?;
+        Ok(driver)
+    }
+
+    /// Sends `initialize` (resuming the session when `resume`) and waits for its answer.
+    /// Messages of the session that come first (none should) are handled as usual.
+    async fn initialize(&mut self, resume: bool) -> Result<(), Attempt> {
+        let mut capabilities = self
+            .options
+            .handler
+            .as_ref()
+            .map(|h| h.capabilities())
+            .unwrap_or_default();
+        let mut resume_capability = json!({});
+        let mut message =
+            json!({"jsonrpc": "2.0", "id": "initialize", "method": methods::INITIALIZE});
+        if resume && let Some(session) = &self.session {
+            resume_capability = json!({"lastSeq": self.last_seq});
+            message["mcpSessionId"] = json!(session);
+        }
+        capabilities
+            .experimental
+            .get_or_insert_with(Default::default)
+            .insert("resume".to_owned(), resume_capability);
+        message["params"] = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": capabilities,
+            "clientInfo": self.options.client_info,
+        });
+        self.send(message.to_string())
+            .await
+            .map_err(Attempt::Failed)?;
+        let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                let Some(frame) = self.socket.next().await else {
+                    return Err(Attempt::Failed(
+                        "the server closed the connection".to_owned(),
+                    ));
+                };
+                let frame = frame.map_err(|e| Attempt::Failed(e.to_string()))?;
+                let Frame::Text(text) = frame else {
+                    if let Frame::Close(close) = frame {
+                        return Err(Attempt::Failed(close_reason(close.as_ref())));
+                    }
+                    continue;
+                };
+                let value: Value = serde_json::from_str(&text)
+                    .map_err(|e| Attempt::Failed(format!("not JSON: {e}")))?;
+                if value.get("id") == Some(&json!("initialize")) {
+                    return Ok(value);
+                }
+                self.handle(value).await;
+            }
+        })
+        .await
+        .map_err(|_| Attempt::Failed("no answer to initialize in time".to_owned()))??;
+        if let Some(error) = answer.get("error") {
+            let error: ErrorObject = serde_json::from_value(error.clone())
+                .map_err(|e| Attempt::Failed(format!("a malformed error: {e}")))?;
+            return Err(Attempt::Refused(error));
+        }
+        let result: InitializeResult = serde_json::from_value(answer["result"].clone())
+            .map_err(|e| Attempt::Failed(format!("a malformed initialize result: {e}")))?;
+        if !resume {
+            self.session = answer["mcpSessionId"].as_str().map(str::to_owned);
+            self.last_seq = 0;
+            if self.session.is_none() {
+                tracing::warn!(
+                    "the server does not offer resumable sessions: a dropped connection loses the calls in flight"
+                );
+            }
+        }
+        self.shared.set_initialized(result);
+        self.send(json!({"jsonrpc": "2.0", "method": methods::INITIALIZED}).to_string())
+            .await
+            .map_err(Attempt::Failed)?;
+        Ok(())
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), String> {
+        self.socket
+            .send(Frame::text(text))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut out: mpsc::Receiver<Outgoing>,
+        mut cancels: mpsc::UnboundedReceiver<RequestId>,
+    ) {
+        loop {
+            let reason = match self.serve(&mut out, &mut cancels).await {
+                Ended::Closed => {
+                    self.shared
+                        .set_status(Status::Closed("closed by the client".to_owned()));
+                    self.shared
+                        .fail_all(|| Error::Closed("closed by the client".to_owned()));
+                    return;
+                }
+                Ended::Dropped(reason) => reason,
+            };
+            tracing::info!(%reason, "connection lost; reconnecting");
+            if let Err(why) = self.reconnect(reason).await {
+                self.shared.set_status(Status::Closed(why.clone()));
+                self.shared.fail_all(|| Error::Closed(why.clone()));
+                return;
+            }
+        }
+    }
+
+    /// Moves messages both ways until the connection ends.
+    async fn serve(
+        &mut self,
+        out: &mut mpsc::Receiver<Outgoing>,
+        cancels: &mut mpsc::UnboundedReceiver<RequestId>,
+    ) -> Ended {
+        loop {
+            tokio::select! {
+                frame = self.socket.next() => match frame {
+                    Some(Ok(Frame::Text(text))) => match serde_json::from_str::<Value>(&text) {
+                        Ok(value) => self.handle(value).await,
+                        Err(e) => tracing::warn!(error = %e, "the server sent a frame that is not JSON"),
+                    },
+                    Some(Ok(Frame::Close(close))) => return Ended::Dropped(close_reason(close.as_ref())),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Ended::Dropped(e.to_string()),
+                    None => return Ended::Dropped("the connection ended".to_owned()),
+                },
+                message = out.recv() => match message {
+                    Some(Outgoing::Text(text)) => {
+                        if let Err(e) = self.send(text.clone()).await {
+                            // Sent again after the resume: the server never had it.
+                            self.requeue(text);
+                            return Ended::Dropped(e);
+                        }
+                    }
+                    Some(Outgoing::Close(done)) => {
+                        self.close().await;
+                        let _ = done.send(());
+                        return Ended::Closed;
+                    }
+                    // Every client handle is gone: nobody can use the session any more.
+                    None => {
+                        self.close().await;
+                        return Ended::Closed;
+                    }
+                },
+                Some(id) = cancels.recv() => {
+                    self.shared.answer(&id, Err(Error::Closed("cancelled".to_owned())));
+                    let cancel = json!({"jsonrpc": "2.0", "method": methods::CANCELLED,
+                        "params": {"requestId": id.to_value(), "reason": "the caller stopped waiting"}});
+                    if let Err(e) = self.send(cancel.to_string()).await {
+                        return Ended::Dropped(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message that could not be sent goes out first after the resume.
+    fn requeue(&mut self, text: String) {
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let _ = out.send(Outgoing::Text(text)).await;
+        });
+    }
+
+    async fn close(&mut self) {
+        let _ = self
+            .socket
+            .close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "client closed".into(),
+            }))
+            .await;
+    }
+
+    /// Reconnects with backoff and resumes the session; or starts a new one when the old
+    /// one is gone. Fails after the configured number of attempts.
+    async fn reconnect(&mut self, mut reason: String) -> Result<(), String> {
+        let policy = self.options.reconnect.clone();
+        let mut delay = policy.initial;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if policy.attempts.is_some_and(|max| attempt > max) {
+                return Err(format!(
+                    "gave up reconnecting after {} attempts: {reason}",
+                    attempt - 1
+                ));
+            }
+            self.shared.set_status(Status::Reconnecting {
+                attempt,
+                reason: reason.clone(),
+            });
+            tokio::time::sleep(jitter(delay)).await;
+            delay = (delay * 2).min(policy.max);
+            match self.attempt().await {
+                Ok(()) => {
+                    self.shared.set_status(Status::Connected);
+                    return Ok(());
+                }
+                Err(why) => {
+                    tracing::debug!(attempt, error = %why, "reconnect attempt failed");
+                    reason = why;
+                }
+            }
+        }
+    }
+
+    /// One reconnect attempt: connect, then resume (or start anew when the session is gone).
+    async fn attempt(&mut self) -> Result<(), String> {
+        self.socket = open(&self.options).await.map_err(|e| e.to_string())?;
+        if self.session.is_none() {
+            // Nothing to resume: the calls in flight died with the connection.
+            self.shared.fail_all(|| {
+                Error::SessionLost(ErrorObject::new(
+                    error_codes::SESSION_NOT_RESUMABLE,
+                    "the server's sessions are not resumable",
+                ))
+            });
+            return self.initialize(false).await.map_err(attempt_error);
+        }
+        match self.initialize(true).await {
+            Ok(()) => Ok(()),
+            Err(Attempt::Refused(error)) if error.code == error_codes::SESSION_NOT_RESUMABLE => {
+                tracing::warn!(%error, "the session cannot be resumed; starting a new one");
+                self.shared.fail_all(|| Error::SessionLost(error.clone()));
+                self.session = None;
+                self.initialize(false).await.map_err(attempt_error)
+            }
+            Err(e) => Err(attempt_error(e)),
+        }
+    }
+
+    /// Handles one message from the server.
+    async fn handle(&mut self, value: Value) {
+        if let Some(seq) = value.get("seq").and_then(Value::as_u64) {
+            if seq <= self.last_seq {
+                // Seen before the connection dropped: nothing twice.
+                return;
+            }
+            self.last_seq = seq;
+        }
+        let message = match Message::from_value(value) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(error = ?e, "the server sent a message that is not JSON-RPC");
+                return;
+            }
+        };
+        match message {
+            Message::Response(Response {
+                id: Some(id),
+                result,
+            }) => {
+                self.shared.answer(&id, result.map_err(Error::Rpc));
+            }
+            Message::Response(Response { id: None, result }) => {
+                tracing::warn!(?result, "the server answered a message it could not read");
+            }
+            Message::Notification(notification) if notification.method == methods::PROGRESS => {
+                match notification
+                    .params
+                    .map(serde_json::from_value::<ProgressParams>)
+                {
+                    Some(Ok(progress)) => self.shared.progress(progress),
+                    _ => tracing::warn!("a malformed progress notification"),
+                }
+            }
+            Message::Notification(notification) => self.shared.notify(notification),
+            Message::Request(request) => {
+                let id = request.id.clone();
+                if request.method == methods::PING {
+                    let pong = Message::Response(Response::ok(id, json!({}))).to_text();
+                    let _ = self.send(pong).await;
+                    return;
+                }
+                let Some(handler) = self.options.handler.clone() else {
+                    let error = ErrorObject::method_not_found(&request.method);
+                    let answer = Message::Response(Response::error(Some(id), error)).to_text();
+                    let _ = self.send(answer).await;
+                    return;
+                };
+                // Handlers may take long (a user answering): they run on their own.
+                let answer = handler.handle(&request.method, request.params);
+                let out = self.out.clone();
+                tokio::spawn(async move {
+                    let response = match answer.await {
+                        Ok(result) => Response::ok(id, result),
+                        Err(error) => Response::error(Some(id), error),
+                    };
+                    let text = Message::Response(response).to_text();
+                    let _ = out.send(Outgoing::Text(text)).await;
+                });
+            }
+        }
+    }
+}
+
+/// Why an attempt to initialize failed.
+enum Attempt {
+    /// The server answered with an error.
+    Refused(ErrorObject),
+    /// The connection failed.
+    Failed(String),
+}
+
+fn attempt_error(e: Attempt) -> String {
+    match e {
+        Attempt::Refused(error) => error.to_string(),
+        Attempt::Failed(why) => why,
+    }
+}
+
+fn close_reason(close: Option<&CloseFrame>) -> String {
+    match close {
+        Some(close) => format!(
+            "closed by the server ({}): {}",
+            u16::from(close.code),
+            close.reason
+        ),
+        None => "closed by the server".to_owned(),
+    }
+}
+
+/// `delay` plus up to 50% at random, so that many clients do not come back at once.
+fn jitter(delay: Duration) -> Duration {
+    let mut bytes = [0u8; 2];
+    let spread = match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX),
+        Err(_) => 0.5,
+    };
+    delay.mul_f64(1.0 + spread / 2.0)
+}
+
+/// Opens the WebSocket, with the token and the `mcp` subprotocol.
+async fn open(options: &Options) -> Result<Socket, Error> {
+    let mut request = options
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Error::Connect(format!("{}: {e}", options.url)))?;
+    let headers = request.headers_mut();
+    headers.insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mcp"));
+    if let Some(token) = &options.token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::Connect("the token is not a valid header value".to_owned()))?;
+        headers.insert("Authorization", value);
+    }
+    let connector = if options.url.starts_with("wss://") {
+        Some(tokio_tungstenite::Connector::Rustls(
+            crate::tls::client_config(&options.extra_roots)?,
+        ))
+    } else {
+        None
+    };
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+    let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| Error::Connect(format!("{}: no connection in time", options.url)))?
+        .map_err(|e| Error::Connect(describe(&options.url, &e)))?;
+    Ok(socket)
+}
+
+fn describe(url: &str, e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e {
+        WsError::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            format!("{url}: HTTP {}: {}", response.status(), body.trim())
+        }
+        other => format!("{url}: {other}"),
+    }
+}

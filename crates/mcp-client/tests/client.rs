@@ -1,0 +1,286 @@
+//! The client against the real server (`mcp_server::serve` on port 0): typed calls,
+//! progress, cancellation by dropping, server requests, and resuming after the network cut
+//! the connection (a TCP relay between the two that drops every connection on demand).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use mcp_client::{CallEvent, Client, Error, Handler, Options, Reconnect, Status};
+use mcp_protocol::{ClientCapabilities, ErrorObject};
+use mcp_server::Config;
+use serde_json::{Map, Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+
+/// A guard against a hung test, never a synchronization device.
+const HANG: Duration = Duration::from_secs(30);
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(mcp_server::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(HANG, self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+fn fast_reconnect(url: String) -> Options {
+    let mut options = Options::new(url);
+    options.reconnect = Reconnect {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(200),
+        attempts: Some(50),
+    };
+    options
+}
+
+#[tokio::test]
+async fn typed_calls_progress_and_tool_errors() {
+    let server = Server::start(Config::default()).await;
+    let client = Client::connect(Options::new(format!("ws://{}/mcp", server.addr)))
+        .await
+        .unwrap();
+    assert_eq!(client.server().server_info.name, "mcp-server");
+    let tools = client.list_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "add"), "{tools:?}");
+    let sum = client
+        .call_tool("add", args(json!({"a": 5, "b": 3})))
+        .await
+        .unwrap();
+    assert_eq!(sum.structured_content.unwrap()["result"], 8);
+    let failed = client
+        .call_tool("divide", args(json!({"a": 1, "b": 0})))
+        .await
+        .unwrap();
+    assert_eq!(failed.is_error, Some(true));
+    // A protocol error is an error.
+    match client.call_tool("no_such_tool", Map::new()).await {
+        Err(Error::Rpc(error)) => assert_eq!(error.code, -32602, "{error}"),
+        other => panic!("{other:?}"),
+    }
+    // Progress, then the result.
+    let mut call = client
+        .call("process_batch", args(json!({"count": 200_000})))
+        .await
+        .unwrap();
+    let mut reports = 0;
+    let result = loop {
+        match call.next().await {
+            CallEvent::Progress(p) => {
+                assert_eq!(p.total, Some(200_000.0));
+                reports += 1;
+            }
+            CallEvent::Done(result) => break result.unwrap(),
+        }
+    };
+    assert!(reports > 0);
+    assert_eq!(result.structured_content.unwrap()["processed"], 200_000);
+    let resources = client.list_resources().await.unwrap();
+    assert!(
+        resources.iter().any(|r| r.uri == "mcp://server/stats"),
+        "{resources:?}"
+    );
+    let stats = client.read_resource("mcp://server/stats").await.unwrap();
+    assert_eq!(stats.contents.len(), 1);
+    client.close().await;
+    assert!(matches!(*client.status().borrow(), Status::Closed(_)));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dropping_a_call_cancels_it_on_the_server() {
+    let server = Server::start(Config::default()).await;
+    let client = Client::connect(Options::new(format!("ws://{}/mcp", server.addr)))
+        .await
+        .unwrap();
+    let mut call = client
+        .call("sleep", args(json!({"ms": 60_000})))
+        .await
+        .unwrap();
+    // Running once its first progress is out.
+    assert!(matches!(call.next().await, CallEvent::Progress(_)));
+    drop(call);
+    // The server stops it: nothing is left running.
+    let metrics = format!("http://{}/metrics", server.addr);
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let answer = mcp_client::http::request(hyper::Method::GET, &metrics, None, None, &[])
+            .await
+            .unwrap();
+        let text = answer.body.as_str().unwrap().to_owned();
+        if text.lines().any(|l| l == "mcp_inflight_requests 0") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never cancelled:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.close().await;
+    server.stop().await;
+}
+
+/// Answers sampling requests with a fixed text.
+struct Model;
+
+impl Handler for Model {
+    fn capabilities(&self) -> ClientCapabilities {
+        ClientCapabilities {
+            sampling: Some(json!({})),
+            ..ClientCapabilities::default()
+        }
+    }
+
+    fn handle(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> BoxFuture<'static, Result<Value, ErrorObject>> {
+        let method = method.to_owned();
+        Box::pin(async move {
+            if method != "sampling/createMessage" {
+                return Err(ErrorObject::method_not_found(&method));
+            }
+            let prompt = params.unwrap()["messages"][0]["content"]["text"].clone();
+            Ok(json!({"role": "assistant", "model": "test",
+                "content": {"type": "text", "text": format!("you said {}", prompt.as_str().unwrap())}}))
+        })
+    }
+}
+
+#[tokio::test]
+async fn server_requests_go_to_the_handler() {
+    let mut config = Config::default();
+    config.tools.conformance_fixtures = true;
+    let server = Server::start(config).await;
+    let mut options = Options::new(format!("ws://{}/mcp", server.addr));
+    options.handler = Some(Arc::new(Model));
+    let client = Client::connect(options).await.unwrap();
+    let answer = client
+        .call_tool("test_sampling", args(json!({"prompt": "hello"})))
+        .await
+        .unwrap();
+    let text = serde_json::to_value(&answer.content).unwrap()[0]["text"].clone();
+    assert_eq!(text, "LLM response: you said hello", "{answer:?}");
+    client.close().await;
+    server.stop().await;
+}
+
+/// A TCP relay that can cut every connection through it, as a network failure would.
+struct Relay {
+    addr: SocketAddr,
+    cut: watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, _) = watch::channel(0u64);
+        let cuts = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                let mut cut = cuts.subscribe();
+                cut.mark_unchanged();
+                tokio::spawn(async move {
+                    let mut outbound = TcpStream::connect(upstream).await.unwrap();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test]
+async fn a_cut_connection_is_resumed_and_the_call_completes_with_nothing_missed_or_repeated() {
+    let server = Server::start(Config::default()).await;
+    let relay = Relay::start(server.addr).await;
+    let client = Client::connect(fast_reconnect(format!("ws://{}/mcp", relay.addr)))
+        .await
+        .unwrap();
+    let mut status = client.status();
+    let mut call = client
+        .call("process_batch", args(json!({"count": 300_000})))
+        .await
+        .unwrap();
+    let mut last = -1.0;
+    let mut cut = false;
+    let mut saw_reconnecting = false;
+    let result = loop {
+        match tokio::time::timeout(HANG, call.next()).await.unwrap() {
+            CallEvent::Progress(p) => {
+                assert!(
+                    p.progress > last,
+                    "progress went from {last} to {}",
+                    p.progress
+                );
+                last = p.progress;
+                if !cut {
+                    relay.cut();
+                    cut = true;
+                    // The client notices and reconnects.
+                    loop {
+                        status.changed().await.unwrap();
+                        if matches!(*status.borrow(), Status::Reconnecting { .. }) {
+                            saw_reconnecting = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            CallEvent::Done(result) => break result.unwrap(),
+        }
+    };
+    assert!(saw_reconnecting);
+    assert_eq!(*status.borrow(), Status::Connected);
+    let result = result.structured_content.unwrap();
+    assert_eq!(result["processed"], 300_000, "{result}");
+    // The session is the same one: it still answers.
+    let sum = client
+        .call_tool("add", args(json!({"a": 1, "b": 2})))
+        .await
+        .unwrap();
+    assert_eq!(sum.structured_content.unwrap()["result"], 3);
+    client.close().await;
+    server.stop().await;
+}

@@ -131,6 +131,7 @@ impl Driver {
         if !resume {
             self.session = answer["mcpSessionId"].as_str().map(str::to_owned);
             self.last_seq = 0;
+            self.shared.set_session(self.session.clone());
             if self.session.is_none() {
                 tracing::warn!(
                     "the server does not offer resumable sessions: a dropped connection loses the calls in flight"

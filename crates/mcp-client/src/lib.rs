@@ -173,6 +173,8 @@ pub(crate) struct Shared {
     notifications: broadcast::Sender<Notification>,
     status: watch::Sender<Status>,
     initialized: Mutex<Option<InitializeResult>>,
+    /// The resumable session's id (`mcpSessionId`), when the server offers resuming.
+    session: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -215,6 +217,10 @@ impl Shared {
         self.status.send_replace(status);
     }
 
+    pub(crate) fn set_session(&self, session: Option<String>) {
+        *self.session.lock().unwrap_or_else(PoisonError::into_inner) = session;
+    }
+
     pub(crate) fn set_initialized(&self, result: InitializeResult) {
         *self
             .initialized
@@ -251,6 +257,7 @@ impl Client {
             notifications: broadcast::channel(256).0,
             status,
             initialized: Mutex::new(None),
+            session: Mutex::new(None),
         });
         let (out, out_rx) = mpsc::channel(256);
         let (cancels, cancels_rx) = mpsc::unbounded_channel();
@@ -271,6 +278,17 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .expect("connect returns only after initialize succeeded, which sets it")
+    }
+
+    /// The session's id (`mcpSessionId`; on this server also its agent id), when the server
+    /// offers resumable sessions. It changes only when a session was lost and a new one
+    /// started.
+    pub fn session_id(&self) -> Option<String> {
+        self.shared
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The connection's state, now and as it changes.

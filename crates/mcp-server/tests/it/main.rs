@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 /// A guard against a hung test, never a synchronization device.
 const HANG: Duration = Duration::from_secs(30);
 
+mod client;
 mod jwt;
 mod tls;
 

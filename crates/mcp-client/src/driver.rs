@@ -204,21 +204,18 @@ impl Driver {
                         }
                     }
                     Some(Outgoing::Close(done)) => {
-                        self.close().await;
+                        self.close(cancels).await;
                         let _ = done.send(());
                         return Ended::Closed;
                     }
                     // Every client handle is gone: nobody can use the session any more.
                     None => {
-                        self.close().await;
+                        self.close(cancels).await;
                         return Ended::Closed;
                     }
                 },
                 Some(id) = cancels.recv() => {
-                    self.shared.answer(&id, Err(Error::Closed("cancelled".to_owned())));
-                    let cancel = json!({"jsonrpc": "2.0", "method": methods::CANCELLED,
-                        "params": {"requestId": id.to_value(), "reason": "the caller stopped waiting"}});
-                    if let Err(e) = self.send(cancel.to_string()).await {
+                    if let Err(e) = self.cancel(&id, "the caller stopped waiting").await {
                         return Ended::Dropped(e);
                     }
                 }
@@ -234,7 +231,30 @@ impl Driver {
         });
     }
 
-    async fn close(&mut self) {
+    /// Tells the server to stop the request `id`, and fails its wait.
+    async fn cancel(&mut self, id: &RequestId, reason: &str) -> Result<(), String> {
+        self.shared
+            .answer(id, Err(Error::Closed("cancelled".to_owned())));
+        let cancel = json!({"jsonrpc": "2.0", "method": methods::CANCELLED,
+            "params": {"requestId": id.to_value(), "reason": reason}});
+        self.send(cancel.to_string()).await
+    }
+
+    /// Closes for good. A resumable session outlives its connection, calls and all, so
+    /// every request still waiting (and every cancellation not yet sent) is cancelled on
+    /// the server first: a closed client leaves nothing running.
+    async fn close(&mut self, cancels: &mut mpsc::UnboundedReceiver<RequestId>) {
+        let mut ids: Vec<RequestId> = self.shared.waiting();
+        while let Ok(id) = cancels.try_recv() {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        for id in ids {
+            if self.cancel(&id, "the client closed").await.is_err() {
+                break;
+            }
+        }
         let _ = self
             .socket
             .close(Some(CloseFrame {

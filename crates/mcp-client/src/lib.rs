@@ -201,6 +201,11 @@ impl Shared {
         }
     }
 
+    /// The ids of the requests still waiting.
+    pub(crate) fn waiting(&self) -> Vec<RequestId> {
+        self.pending().keys().cloned().collect()
+    }
+
     /// Fails every waiting request with `error()`.
     pub(crate) fn fail_all(&self, error: impl Fn() -> Error) {
         for (_, pending) in self.pending().drain() {

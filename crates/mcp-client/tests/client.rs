@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,42 +14,8 @@ use mcp_client::{CallEvent, Client, Error, Handler, Options, Reconnect, Status};
 use mcp_protocol::{ClientCapabilities, ErrorObject};
 use mcp_server::Config;
 use serde_json::{Map, Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
 
-/// A guard against a hung test, never a synchronization device.
-const HANG: Duration = Duration::from_secs(30);
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(config: Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(mcp_server::serve(listener, config, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(HANG, self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-}
+use common::{HANG, Relay, Server};
 
 fn args(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
@@ -195,40 +162,6 @@ async fn server_requests_go_to_the_handler() {
     assert_eq!(text, "LLM response: you said hello", "{answer:?}");
     client.close().await;
     server.stop().await;
-}
-
-/// A TCP relay that can cut every connection through it, as a network failure would.
-struct Relay {
-    addr: SocketAddr,
-    cut: watch::Sender<u64>,
-}
-
-impl Relay {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (cut, _) = watch::channel(0u64);
-        let cuts = cut.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut inbound, _) = listener.accept().await.unwrap();
-                let mut cut = cuts.subscribe();
-                cut.mark_unchanged();
-                tokio::spawn(async move {
-                    let mut outbound = TcpStream::connect(upstream).await.unwrap();
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Self { addr, cut }
-    }
-
-    fn cut(&self) {
-        self.cut.send_modify(|n| *n += 1);
-    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod agents;
 mod auth;
 mod client_requests;
 mod concurrency;
+mod console;
 mod dialects;
 mod errors;
 mod handshake;

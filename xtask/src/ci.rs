@@ -31,6 +31,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
     python_sdk_tests()?;
     js_tests()?;
     crate::conformance::run_all()?;
+    crate::e2e::run_all()?;
     // A short pass over every fuzz target: it keeps the targets building, and replays the
     // committed corpus.
     crate::fuzz::run_all(FUZZ_SECONDS, &[], false)?;
@@ -123,15 +124,7 @@ pub(crate) fn python_venv() -> anyhow::Result<PathBuf> {
 /// Runs the JavaScript tests (the seeds' examples, unchanged) with Node's test runner
 /// against the real binary; their npm packages go to target/js, as locked in tests/js.
 fn js_tests() -> anyhow::Result<()> {
-    let has = |tool: &str| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !has("node") || !has("npm") {
-        apt_install(&["nodejs", "npm"])?;
-    }
+    ensure_node()?;
     let deps = npm_install("tests/js", "js")?;
     let mut tests: Vec<PathBuf> = std::fs::read_dir(root().join("tests/js"))
         .context("cannot list tests/js")?
@@ -145,6 +138,22 @@ fn js_tests() -> anyhow::Result<()> {
         .args(&tests)
         .env("MCP_SERVER_BIN", &server)
         .env("JS_DEPS", &deps))
+}
+
+/// Whether `tool --version` runs.
+pub(crate) fn has(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Node and npm, from apt-get when missing.
+pub(crate) fn ensure_node() -> anyhow::Result<()> {
+    if !has("node") || !has("npm") {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    Ok(())
 }
 
 /// Installs the npm packages locked in `source` (a folder of the repo with package.json and
@@ -187,7 +196,7 @@ pub(crate) fn install_once(
     std::fs::write(stamp, &wanted).with_context(|| format!("cannot write {}", stamp.display()))
 }
 
-fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !Path::new("/usr/bin/apt-get").exists() {
         bail!(
             "python3 cannot create a virtualenv and apt-get is not available to install {packages:?}"

@@ -5,6 +5,7 @@
 //!   against the real binary, and the official conformance suite (`conformance`).
 //! - `conformance`: the official MCP conformance suite's server scenarios against the
 //!   release binary, scored against a committed baseline of expected failures.
+//! - `e2e`: the web console in Debian's Chromium, driven by playwright-core.
 //! - `fuzz`: every fuzz target for a bounded time (CI runs a short pass).
 //! - `codegen`: regenerates committed artifacts (the CLI reference in README.md); a tidy test
 //!   fails when they are stale.
@@ -14,6 +15,7 @@
 mod ci;
 mod codegen;
 mod conformance;
+mod e2e;
 mod fuzz;
 #[cfg(test)]
 mod tidy;
@@ -37,6 +39,8 @@ enum Cmd {
     Ci,
     /// Run the official MCP conformance suite against the release binary.
     Conformance,
+    /// Drive the web console in a real browser (Debian's Chromium, installed when missing).
+    E2e,
     /// Run the fuzz targets (cargo-fuzz, stable toolchain) for a bounded time each.
     Fuzz {
         /// How long each target runs.
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     match args.command {
         Cmd::Ci => ci::all(),
         Cmd::Conformance => conformance::run_all(),
+        Cmd::E2e => e2e::run_all(),
         Cmd::Fuzz {
             seconds,
             merge,

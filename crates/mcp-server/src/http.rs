@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::streamable::{self, HttpSessions};
-use crate::{Config, admin, agents, dialects};
+use crate::{Config, admin, agents, console, dialects};
 
 /// The path of the broadcast endpoint.
 const BROADCAST_PATH: &str = "/admin/broadcast";
@@ -272,6 +272,10 @@ async fn route(
     if path == METADATA_PATH || path.strip_prefix(METADATA_PATH) == Some(MCP_PATH) {
         // Open to all: it tells clients where to get a token.
         return protected_resource_metadata(&request, state);
+    }
+    if !upgrade && console::serves(path) {
+        // Open to all: static files; the page asks for the token.
+        return console::file(request.method(), path);
     }
     let principal = if matches!(path, "/healthz" | "/readyz") {
         // Probes stay open: they say nothing about sessions.

@@ -10,6 +10,7 @@ mod admin;
 mod agents;
 pub mod auth;
 mod config;
+mod console;
 mod dialects;
 mod fetch;
 #[cfg(feature = "fuzzing")]

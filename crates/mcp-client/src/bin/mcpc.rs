@@ -429,7 +429,7 @@ impl Display {
                     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {per_sec} eta {eta} {msg}",
+                            "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} ({percent}%) {msg}",
                         )
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
@@ -440,8 +440,16 @@ impl Display {
                     bar.set_length(total as u64);
                 }
                 bar.set_position(p.progress as u64);
-                if let Some(message) = &p.message {
-                    bar.set_message(message.clone());
+                // The rate and ETA since the first report: a resumed call's do not restart.
+                if let Some(rate) = rate.filter(|r| *r > 0.0) {
+                    let mut message = format!("{}/s", group(rate.round() as u64));
+                    if let Some(total) = p.total {
+                        message.push_str(&format!(
+                            ", eta {:.0}s",
+                            (total - p.progress).max(0.0) / rate
+                        ));
+                    }
+                    bar.set_message(message);
                 }
             }
         }
@@ -475,6 +483,19 @@ impl Display {
             );
         }
     }
+}
+
+/// `1234567` as `1,234,567`.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 async fn resources(cli: &Cli, client: &Client) -> anyhow::Result<u8> {

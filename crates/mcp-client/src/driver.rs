@@ -5,10 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use mcp_protocol::{
-    ErrorObject, InitializeResult, Message, ProgressParams, RequestId, Response, error_codes,
-    methods,
-};
+use mcp_protocol::{ErrorObject, InitializeResult, RequestId, error_codes, methods};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -34,8 +31,6 @@ pub(crate) struct Driver {
     socket: Socket,
     /// The resumable session's id.
     session: Option<String>,
-    /// The highest `seq` received: what a resume starts after.
-    last_seq: u64,
 }
 
 /// Why a connection ended.
@@ -60,7 +55,6 @@ impl Driver {
             out,
             socket,
             session: None,
-            last_seq: 0,
         };
         driver.initialize(false).await.map_err(|e| match e {
             Attempt::Refused(error) => Error::Rpc(error),
@@ -82,7 +76,7 @@ impl Driver {
         let mut message =
             json!({"jsonrpc": "2.0", "id": "initialize", "method": methods::INITIALIZE});
         if resume && let Some(session) = &self.session {
-            resume_capability = json!({"lastSeq": self.last_seq});
+            resume_capability = json!({"lastSeq": self.shared.resume_after()});
             message["mcpSessionId"] = json!(session);
         }
         capabilities
@@ -130,7 +124,7 @@ impl Driver {
             .map_err(|e| Attempt::Failed(format!("a malformed initialize result: {e}")))?;
         if !resume {
             self.session = answer["mcpSessionId"].as_str().map(str::to_owned);
-            self.last_seq = 0;
+            self.shared.reset_seq();
             self.shared.set_session(self.session.clone());
             if self.session.is_none() {
                 tracing::warn!(
@@ -322,67 +316,11 @@ impl Driver {
         }
     }
 
-    /// Handles one message from the server.
+    /// Handles one message from the server; an immediate answer goes back on the socket.
     async fn handle(&mut self, value: Value) {
-        if let Some(seq) = value.get("seq").and_then(Value::as_u64) {
-            if seq <= self.last_seq {
-                // Seen before the connection dropped: nothing twice.
-                return;
-            }
-            self.last_seq = seq;
-        }
-        let message = match Message::from_value(value) {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(error = ?e, "the server sent a message that is not JSON-RPC");
-                return;
-            }
-        };
-        match message {
-            Message::Response(Response {
-                id: Some(id),
-                result,
-            }) => {
-                self.shared.answer(&id, result.map_err(Error::Rpc));
-            }
-            Message::Response(Response { id: None, result }) => {
-                tracing::warn!(?result, "the server answered a message it could not read");
-            }
-            Message::Notification(notification) if notification.method == methods::PROGRESS => {
-                match notification
-                    .params
-                    .map(serde_json::from_value::<ProgressParams>)
-                {
-                    Some(Ok(progress)) => self.shared.progress(progress),
-                    _ => tracing::warn!("a malformed progress notification"),
-                }
-            }
-            Message::Notification(notification) => self.shared.notify(notification),
-            Message::Request(request) => {
-                let id = request.id.clone();
-                if request.method == methods::PING {
-                    let pong = Message::Response(Response::ok(id, json!({}))).to_text();
-                    let _ = self.send(pong).await;
-                    return;
-                }
-                let Some(handler) = self.options.handler.clone() else {
-                    let error = ErrorObject::method_not_found(&request.method);
-                    let answer = Message::Response(Response::error(Some(id), error)).to_text();
-                    let _ = self.send(answer).await;
-                    return;
-                };
-                // Handlers may take long (a user answering): they run on their own.
-                let answer = handler.handle(&request.method, request.params);
-                let out = self.out.clone();
-                tokio::spawn(async move {
-                    let response = match answer.await {
-                        Ok(result) => Response::ok(id, result),
-                        Err(error) => Response::error(Some(id), error),
-                    };
-                    let text = Message::Response(response).to_text();
-                    let _ = out.send(Outgoing::Text(text)).await;
-                });
-            }
+        let handler = self.options.handler.clone();
+        if let Some(answer) = crate::dispatch::handle(&self.shared, handler, &self.out, value) {
+            let _ = self.send(answer).await;
         }
     }
 }
@@ -414,7 +352,7 @@ fn close_reason(close: Option<&CloseFrame>) -> String {
 }
 
 /// `delay` plus up to 50% at random, so that many clients do not come back at once.
-fn jitter(delay: Duration) -> Duration {
+pub(crate) fn jitter(delay: Duration) -> Duration {
     let mut bytes = [0u8; 2];
     let spread = match getrandom::fill(&mut bytes) {
         Ok(()) => f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX),

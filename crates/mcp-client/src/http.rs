@@ -95,6 +95,57 @@ async fn send(
     }
 }
 
+/// Sends `request` to `endpoint` over a new connection (TLS for `https://`); the response,
+/// its body still to read. The connection lives as long as the body is read.
+pub(crate) async fn open(
+    endpoint: &Uri,
+    request: Request<Full<Bytes>>,
+    extra_roots: &[Vec<u8>],
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let https = match endpoint.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err("use an http:// or https:// URL".to_owned()),
+    };
+    let host = endpoint.host().ok_or("no host")?.to_owned();
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = endpoint.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tcp = TcpStream::connect((bare.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    if https {
+        let name = ServerName::try_from(bare).map_err(|e| e.to_string())?;
+        let config = crate::tls::client_config(extra_roots).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        send_on(tls, request).await
+    } else {
+        send_on(tcp, request).await
+    }
+}
+
+async fn send_on<S>(
+    stream: S,
+    request: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<Answer, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

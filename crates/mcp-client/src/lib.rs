@@ -1,7 +1,8 @@
-//! An MCP client over WebSocket that survives dropped connections and server restarts.
+//! An MCP client over WebSocket or Streamable HTTP that survives dropped connections and
+//! server restarts.
 //!
-//! [`Client::connect`] opens a WebSocket (`ws://` or `wss://`, with a bearer token when
-//! given), initializes a resumable session (the server's `resume` capability), and runs a
+//! [`Client::connect`] opens a WebSocket (`ws://` or `wss://`), or speaks Streamable HTTP
+//! (`http://` or `https://`), with a bearer token when given, initializes a resumable session (the server's `resume` capability), and runs a
 //! driver task that owns the socket. When the connection drops, the driver reconnects with
 //! exponential backoff and jitter and resumes the session after the last message it
 //! received (`lastSeq`), so calls in flight complete as if nothing happened: nothing is
@@ -15,8 +16,10 @@
 
 #![warn(missing_docs)]
 
+mod dispatch;
 mod driver;
 pub mod http;
+mod streamable;
 mod tls;
 
 use std::collections::HashMap;
@@ -95,7 +98,8 @@ pub trait Handler: Send + Sync + 'static {
 /// How to connect.
 #[derive(Clone)]
 pub struct Options {
-    /// `ws://host:port/mcp` or `wss://...`.
+    /// `ws://host:port/mcp` or `wss://...` for WebSocket; `http://...` or `https://...` for
+    /// Streamable HTTP.
     pub url: String,
     /// A bearer token, sent as `Authorization: Bearer`.
     pub token: Option<String>,
@@ -175,6 +179,29 @@ pub(crate) struct Shared {
     initialized: Mutex<Option<InitializeResult>>,
     /// The resumable session's id (`mcpSessionId`), when the server offers resuming.
     session: Mutex<Option<String>>,
+    /// The positions (`seq`) received.
+    seen: Mutex<Seen>,
+}
+
+/// The positions received: everything up to `contiguous`, and some above it (over HTTP,
+/// messages of one session come on several streams, so out of order).
+#[derive(Default)]
+pub(crate) struct Seen {
+    contiguous: u64,
+    above: std::collections::BTreeSet<u64>,
+}
+
+impl Seen {
+    /// Whether `seq` is new; it counts as received from now on.
+    fn accept(&mut self, seq: u64) -> bool {
+        if seq <= self.contiguous || !self.above.insert(seq) {
+            return false;
+        }
+        while self.above.remove(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+        }
+        true
+    }
 }
 
 impl Shared {
@@ -222,6 +249,27 @@ impl Shared {
         self.status.send_replace(status);
     }
 
+    /// Whether the message at `seq` is new (not seen before a resume): nothing twice.
+    pub(crate) fn accept_seq(&self, seq: u64) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .accept(seq)
+    }
+
+    /// Where a resume starts: after every position up to this one was received.
+    pub(crate) fn resume_after(&self) -> u64 {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contiguous
+    }
+
+    /// A new session: positions start again.
+    pub(crate) fn reset_seq(&self) {
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Seen::default();
+    }
+
     pub(crate) fn set_session(&self, session: Option<String>) {
         *self.session.lock().unwrap_or_else(PoisonError::into_inner) = session;
     }
@@ -263,11 +311,23 @@ impl Client {
             status,
             initialized: Mutex::new(None),
             session: Mutex::new(None),
+            seen: Mutex::new(Seen::default()),
         });
         let (out, out_rx) = mpsc::channel(256);
         let (cancels, cancels_rx) = mpsc::unbounded_channel();
-        let driver = driver::Driver::start(options, Arc::clone(&shared), out.clone()).await?;
-        tokio::spawn(driver.run(out_rx, cancels_rx));
+        if options.url.starts_with("http://") || options.url.starts_with("https://") {
+            streamable::start(
+                options,
+                Arc::clone(&shared),
+                out.clone(),
+                out_rx,
+                cancels_rx,
+            )
+            .await?;
+        } else {
+            let driver = driver::Driver::start(options, Arc::clone(&shared), out.clone()).await?;
+            tokio::spawn(driver.run(out_rx, cancels_rx));
+        }
         Ok(Self {
             shared,
             out,

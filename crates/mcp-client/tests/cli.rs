@@ -94,11 +94,14 @@ async fn tools_and_calls_with_their_exit_codes() {
             .any(|t| t["name"] == "sqrt")
     );
 
-    // Arguments are parsed by the schema: numbers are numbers.
-    let (code, out, err) = run(&url, &["call", "add", "a=5", "b=3"]).await;
-    assert_eq!(code, 0, "{err}");
-    let result: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(result["result"], 8, "{out}");
+    // Arguments are parsed by the schema: numbers are numbers. Over Streamable HTTP too.
+    let http_url = format!("http://{}/mcp", server.addr);
+    for url in [&url, &http_url] {
+        let (code, out, err) = run(url, &["call", "add", "a=5", "b=3"]).await;
+        assert_eq!(code, 0, "{url}: {err}");
+        let result: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(result["result"], 8, "{out}");
+    }
     let (code, out, _) = run(
         &url,
         &["--json", "call", "add", "--input", r#"{"a": 1.5, "b": 2}"#],
@@ -249,14 +252,20 @@ async fn resources_watch_and_agents() {
     let stats: Value = serde_json::from_str(&out).unwrap();
     assert!(stats["sessions"].as_u64().is_some(), "{out}");
 
-    // Watch: the resource now, then again when it changes (another session opens).
+    // Watch: the resource now, then again when it changes (another connection opens).
     let mut child = spawn(&url, &["--json", "watch", "mcp://server/stats"]);
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = until(&mut out, "contents").await;
-    let (code, _, _) = run(&url, &["tools"]).await;
-    assert_eq!(code, 0);
-    let second = until(&mut out, "contents").await;
-    assert_ne!(first.last(), second.last());
+    assert!(
+        first.last().unwrap().contains("mcp://server/stats"),
+        "{first:?}"
+    );
+    // A second connection is a change the watch prints.
+    let other = mcp_client::Client::connect(mcp_client::Options::new(url.clone()))
+        .await
+        .unwrap();
+    until(&mut out, r#"\"connections\":2"#).await;
+    other.close().await;
     interrupt(&child);
     let status = tokio::time::timeout(HANG, child.wait())
         .await

@@ -217,3 +217,85 @@ async fn a_cut_connection_is_resumed_and_the_call_completes_with_nothing_missed_
     client.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn over_streamable_http_too_calls_progress_and_server_requests() {
+    let mut config = Config::default();
+    config.tools.conformance_fixtures = true;
+    let server = Server::start(config).await;
+    let mut options = Options::new(format!("http://{}/mcp", server.addr));
+    options.handler = Some(Arc::new(Model));
+    let client = Client::connect(options).await.unwrap();
+    assert_eq!(client.server().server_info.name, "mcp-server");
+    assert!(client.session_id().is_some());
+    assert!(
+        client
+            .list_tools()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == "add")
+    );
+    let sum = client
+        .call_tool("add", args(json!({"a": 5, "b": 3})))
+        .await
+        .unwrap();
+    assert_eq!(sum.structured_content.unwrap()["result"], 8);
+    let mut call = client
+        .call("process_batch", args(json!({"count": 200_000})))
+        .await
+        .unwrap();
+    let mut reports = 0;
+    let result = loop {
+        match tokio::time::timeout(HANG, call.next()).await.unwrap() {
+            CallEvent::Progress(_) => reports += 1,
+            CallEvent::Done(result) => break result.unwrap(),
+        }
+    };
+    assert!(reports > 0);
+    assert_eq!(result.structured_content.unwrap()["processed"], 200_000);
+    let answer = client
+        .call_tool("test_sampling", args(json!({"prompt": "hi"})))
+        .await
+        .unwrap();
+    let text = serde_json::to_value(&answer.content).unwrap()[0]["text"].clone();
+    assert_eq!(text, "LLM response: you said hi");
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cut_http_stream_is_continued_and_the_call_completes() {
+    let server = Server::start(Config::default()).await;
+    let relay = Relay::start(server.addr).await;
+    let client = Client::connect(fast_reconnect(format!("http://{}/mcp", relay.addr)))
+        .await
+        .unwrap();
+    let mut call = client
+        .call("process_batch", args(json!({"count": 300_000})))
+        .await
+        .unwrap();
+    let mut last = -1.0;
+    let mut cut = false;
+    let result = loop {
+        match tokio::time::timeout(HANG, call.next()).await.unwrap() {
+            CallEvent::Progress(p) => {
+                assert!(
+                    p.progress > last,
+                    "progress went from {last} to {}",
+                    p.progress
+                );
+                last = p.progress;
+                if !cut {
+                    relay.cut();
+                    cut = true;
+                }
+            }
+            CallEvent::Done(result) => break result.unwrap(),
+        }
+    };
+    assert!(cut);
+    assert_eq!(result.structured_content.unwrap()["processed"], 300_000);
+    client.close().await;
+    server.stop().await;
+}

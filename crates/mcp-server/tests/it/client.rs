@@ -1,6 +1,6 @@
-//! The Rust client (`mcp-client`) against the real binary killed with SIGKILL mid-batch and
-//! restarted on the same address: it reconnects, resumes its session, and the batch's
-//! result arrives as if nothing had happened.
+//! The Rust client (`mcp-client`), over WebSocket and over Streamable HTTP, against the real
+//! binary killed with SIGKILL mid-batch and restarted on the same address: it reconnects,
+//! resumes its session, and the batch's result arrives as if nothing had happened.
 
 use std::time::Duration;
 
@@ -19,10 +19,19 @@ fn args(value: Value) -> Map<String, Value> {
 
 #[tokio::test]
 async fn the_client_resumes_across_a_kill_9_restart_and_the_batch_completes() {
+    across_a_restart("ws").await;
+}
+
+#[tokio::test]
+async fn over_streamable_http_the_client_resumes_across_a_kill_9_restart() {
+    across_a_restart("http").await;
+}
+
+async fn across_a_restart(scheme: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
     let (mut child, address) = start(&["--data-dir", &data]).await;
-    let mut options = Options::new(format!("ws://{address}/mcp"));
+    let mut options = Options::new(format!("{scheme}://{address}/mcp"));
     options.reconnect = Reconnect {
         initial: Duration::from_millis(20),
         max: Duration::from_millis(200),

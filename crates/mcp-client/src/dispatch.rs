@@ -4,11 +4,73 @@
 
 use std::sync::Arc;
 
-use mcp_protocol::{ErrorObject, Message, ProgressParams, Response, methods};
+use mcp_protocol::{ErrorObject, InitializeResult, Message, ProgressParams, Response, methods};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::{Error, Handler, Outgoing, Shared};
+use crate::{Error, Handler, Options, Outgoing, Shared};
+
+/// The newest MCP revision this client speaks.
+const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// The id of the `initialize` request, told apart from the session's own ids.
+pub(crate) const INITIALIZE_ID: &str = "initialize";
+
+/// The `initialize` request: a new resumable session, or with `resume` the session `id`
+/// after position `after`. The handler's capabilities are declared.
+pub(crate) fn initialize_request(options: &Options, resume: Option<(&str, u64)>) -> String {
+    let mut capabilities = options
+        .handler
+        .as_ref()
+        .map(|h| h.capabilities())
+        .unwrap_or_default();
+    let resume_capability = match resume {
+        Some((_, after)) => json!({"lastSeq": after}),
+        None => json!({}),
+    };
+    capabilities
+        .experimental
+        .get_or_insert_with(Default::default)
+        .insert("resume".to_owned(), resume_capability);
+    let mut message = json!({"jsonrpc": "2.0", "id": INITIALIZE_ID, "method": methods::INITIALIZE,
+    "params": {
+        "protocolVersion": PROTOCOL_VERSION,
+        "capabilities": capabilities,
+        "clientInfo": options.client_info,
+    }});
+    if let Some((id, _)) = resume {
+        message["mcpSessionId"] = json!(id);
+    }
+    message.to_string()
+}
+
+/// Why `initialize` did not succeed.
+pub(crate) enum Refused {
+    /// The server's error.
+    Error(ErrorObject),
+    /// An answer of the wrong shape.
+    Malformed(String),
+}
+
+/// The answer to `initialize`: its result and the session's `mcpSessionId`.
+pub(crate) fn initialize_answer(
+    answer: &Value,
+) -> Result<(InitializeResult, Option<String>), Refused> {
+    if let Some(error) = answer.get("error") {
+        return Err(serde_json::from_value(error.clone()).map_or_else(
+            |e| Refused::Malformed(format!("a malformed error: {e}")),
+            Refused::Error,
+        ));
+    }
+    let result = serde_json::from_value(answer["result"].clone())
+        .map_err(|e| Refused::Malformed(format!("a malformed initialize result: {e}")))?;
+    Ok((result, answer["mcpSessionId"].as_str().map(str::to_owned)))
+}
+
+/// The notification that follows a successful `initialize`.
+pub(crate) fn initialized() -> String {
+    json!({"jsonrpc": "2.0", "method": methods::INITIALIZED}).to_string()
+}
 
 /// Handles `value`; returns an answer to send back at once, if any. A handler's answer is
 /// sent through `out` when it is ready.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use mcp_protocol::{ErrorObject, InitializeResult, RequestId, error_codes, methods};
+use mcp_protocol::{ErrorObject, RequestId, error_codes, methods};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -16,12 +16,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status};
+use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status, dispatch};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// The newest MCP revision this client speaks.
-const PROTOCOL_VERSION: &str = "2025-11-25";
 
 pub(crate) struct Driver {
     options: Options,
@@ -66,31 +63,14 @@ impl Driver {
     /// Sends `initialize` (resuming the session when `resume`) and waits for its answer.
     /// Messages of the session that come first (none should) are handled as usual.
     async fn initialize(&mut self, resume: bool) -> Result<(), Attempt> {
-        let mut capabilities = self
-            .options
-            .handler
-            .as_ref()
-            .map(|h| h.capabilities())
-            .unwrap_or_default();
-        let mut resume_capability = json!({});
-        let mut message =
-            json!({"jsonrpc": "2.0", "id": "initialize", "method": methods::INITIALIZE});
-        if resume && let Some(session) = &self.session {
-            resume_capability = json!({"lastSeq": self.shared.resume_after()});
-            message["mcpSessionId"] = json!(session);
-        }
-        capabilities
-            .experimental
-            .get_or_insert_with(Default::default)
-            .insert("resume".to_owned(), resume_capability);
-        message["params"] = json!({
-            "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": capabilities,
-            "clientInfo": self.options.client_info,
-        });
-        self.send(message.to_string())
-            .await
-            .map_err(Attempt::Failed)?;
+        let after = self.shared.resume_after();
+        let resume_from = self
+            .session
+            .as_deref()
+            .filter(|_| resume)
+            .map(|id| (id, after));
+        let message = dispatch::initialize_request(&self.options, resume_from);
+        self.send(message).await.map_err(Attempt::Failed)?;
         let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
             loop {
                 let Some(frame) = self.socket.next().await else {
@@ -107,7 +87,7 @@ impl Driver {
                 };
                 let value: Value = serde_json::from_str(&text)
                     .map_err(|e| Attempt::Failed(format!("not JSON: {e}")))?;
-                if value.get("id") == Some(&json!("initialize")) {
+                if value.get("id") == Some(&json!(dispatch::INITIALIZE_ID)) {
                     return Ok(value);
                 }
                 self.handle(value).await;
@@ -115,15 +95,12 @@ impl Driver {
         })
         .await
         .map_err(|_| Attempt::Failed("no answer to initialize in time".to_owned()))??;
-        if let Some(error) = answer.get("error") {
-            let error: ErrorObject = serde_json::from_value(error.clone())
-                .map_err(|e| Attempt::Failed(format!("a malformed error: {e}")))?;
-            return Err(Attempt::Refused(error));
-        }
-        let result: InitializeResult = serde_json::from_value(answer["result"].clone())
-            .map_err(|e| Attempt::Failed(format!("a malformed initialize result: {e}")))?;
+        let (result, session) = dispatch::initialize_answer(&answer).map_err(|e| match e {
+            dispatch::Refused::Error(error) => Attempt::Refused(error),
+            dispatch::Refused::Malformed(why) => Attempt::Failed(why),
+        })?;
         if !resume {
-            self.session = answer["mcpSessionId"].as_str().map(str::to_owned);
+            self.session = session;
             self.shared.reset_seq();
             self.shared.set_session(self.session.clone());
             if self.session.is_none() {
@@ -133,7 +110,7 @@ impl Driver {
             }
         }
         self.shared.set_initialized(result);
-        self.send(json!({"jsonrpc": "2.0", "method": methods::INITIALIZED}).to_string())
+        self.send(dispatch::initialized())
             .await
             .map_err(Attempt::Failed)?;
         Ok(())
@@ -319,7 +296,7 @@ impl Driver {
     /// Handles one message from the server; an immediate answer goes back on the socket.
     async fn handle(&mut self, value: Value) {
         let handler = self.options.handler.clone();
-        if let Some(answer) = crate::dispatch::handle(&self.shared, handler, &self.out, value) {
+        if let Some(answer) = dispatch::handle(&self.shared, handler, &self.out, value) {
             let _ = self.send(answer).await;
         }
     }

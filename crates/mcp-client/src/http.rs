@@ -1,8 +1,6 @@
 //! Plain HTTP calls to the server's other endpoints (the agent API): one JSON request per
 //! connection, over `http://` or `https://`.
 
-use std::sync::Arc;
-
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, Uri};
@@ -49,20 +47,7 @@ async fn send(
 ) -> Result<Answer, Error> {
     let fail = |e: &dyn std::fmt::Display| Error::Connect(format!("{url}: {e}"));
     let uri: Uri = url.parse().map_err(|e| fail(&e))?;
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(fail(&"use an http:// or https:// URL")),
-    };
-    let host = uri.host().ok_or_else(|| fail(&"no host"))?.to_owned();
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let authority = uri
-        .authority()
-        .map_or(host.clone(), |a| a.as_str().to_owned());
+    let authority = uri.authority().map_or("", |a| a.as_str()).to_owned();
     let mut builder = Request::builder()
         .method(method)
         .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
@@ -79,20 +64,18 @@ async fn send(
         None => Bytes::new(),
     };
     let request = builder.body(Full::new(payload)).map_err(|e| fail(&e))?;
-    let tcp = TcpStream::connect((bare.as_str(), port))
+    let response = open(&uri, request, extra_roots)
         .await
         .map_err(|e| fail(&e))?;
-    if https {
-        let name = ServerName::try_from(bare).map_err(|e| fail(&e))?;
-        let config = crate::tls::client_config(extra_roots)?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::clone(&config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| fail(&e))?;
-        exchange(tls, request).await.map_err(|e| fail(&e))
-    } else {
-        exchange(tcp, request).await.map_err(|e| fail(&e))
-    }
+    let status = response.status().as_u16();
+    let bytes = Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| fail(&format!("cannot read the answer: {e}")))?
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok(Answer { status, body })
 }
 
 /// Sends `request` to `endpoint` over a new connection (TLS for `https://`); the response,
@@ -144,28 +127,4 @@ where
         .send_request(request)
         .await
         .map_err(|e| e.to_string())
-}
-
-async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<Answer, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let bytes = Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("cannot read the answer: {e}"))?
-        .to_bytes();
-    driver.abort();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok(Answer { status, body })
 }

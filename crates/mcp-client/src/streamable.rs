@@ -12,15 +12,13 @@ use std::time::Duration;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use mcp_protocol::{ErrorObject, InitializeResult, RequestId, error_codes, methods};
+use mcp_protocol::{ErrorObject, RequestId, error_codes, methods};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status};
+use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status, dispatch};
 
-/// The newest MCP revision this client speaks.
-const PROTOCOL_VERSION: &str = "2025-11-25";
 /// The largest SSE event or JSON answer read.
 const MAX_EVENT: usize = 16 << 20;
 
@@ -30,8 +28,9 @@ struct Core {
     shared: Arc<Shared>,
     out: mpsc::Sender<Outgoing>,
     endpoint: Uri,
-    /// The HTTP session (`Mcp-Session-Id`), and the resumable session's id.
-    session: Mutex<Option<String>>,
+    /// The HTTP session (`Mcp-Session-Id`) and its negotiated revision (sent as
+    /// `MCP-Protocol-Version`), and the resumable session's id.
+    session: Mutex<Option<(String, String)>>,
     resumable: Mutex<Option<String>>,
     /// The last event id seen on the GET stream.
     last_event: Mutex<Option<String>>,
@@ -118,10 +117,10 @@ impl Core {
         if let Some(token) = &self.options.token {
             builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        if let Some(session) = lock(&self.session).clone() {
+        if let Some((session, version)) = lock(&self.session).clone() {
             builder = builder
                 .header("Mcp-Session-Id", session)
-                .header("MCP-Protocol-Version", PROTOCOL_VERSION);
+                .header("MCP-Protocol-Version", version);
         }
         for (name, value) in extra {
             builder = builder.header(*name, value);
@@ -158,33 +157,15 @@ impl Core {
 
     /// Initializes a session (resuming the last one when `resume`).
     async fn initialize(&self, resume: bool) -> Result<(), Failure> {
-        let mut capabilities = self
-            .options
-            .handler
-            .as_ref()
-            .map(|h| h.capabilities())
-            .unwrap_or_default();
         let resumable = lock(&self.resumable).clone();
-        let mut message =
-            json!({"jsonrpc": "2.0", "id": "initialize", "method": methods::INITIALIZE});
-        let mut resume_capability = json!({});
-        if resume && let Some(id) = &resumable {
-            resume_capability = json!({"lastSeq": self.shared.resume_after()});
-            message["mcpSessionId"] = json!(id);
-        }
-        capabilities
-            .experimental
-            .get_or_insert_with(Default::default)
-            .insert("resume".to_owned(), resume_capability);
-        message["params"] = json!({
-            "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": capabilities,
-            "clientInfo": self.options.client_info,
-        });
+        let after = self.shared.resume_after();
+        let resume_from = resumable
+            .as_deref()
+            .filter(|_| resume)
+            .map(|id| (id, after));
+        let message = dispatch::initialize_request(&self.options, resume_from);
         *lock(&self.session) = None;
-        let response = self
-            .exchange(Method::POST, &[], Some(message.to_string()))
-            .await?;
+        let response = self.exchange(Method::POST, &[], Some(message)).await?;
         let session = response
             .headers()
             .get("mcp-session-id")
@@ -192,7 +173,7 @@ impl Core {
             .map(str::to_owned);
         let mut answer = None;
         self.read_body(response, |value| {
-            if value.get("id") == Some(&json!("initialize")) {
+            if value.get("id") == Some(&json!(dispatch::INITIALIZE_ID)) {
                 answer = Some(value);
                 None
             } else {
@@ -202,16 +183,12 @@ impl Core {
         .await;
         let answer =
             answer.ok_or_else(|| Failure::Network("no answer to initialize".to_owned()))?;
-        if let Some(error) = answer.get("error") {
-            let error: ErrorObject = serde_json::from_value(error.clone())
-                .map_err(|e| Failure::Network(format!("a malformed error: {e}")))?;
-            return Err(Failure::Refused(error));
-        }
-        let result: InitializeResult = serde_json::from_value(answer["result"].clone())
-            .map_err(|e| Failure::Network(format!("a malformed initialize result: {e}")))?;
-        *lock(&self.session) = session;
+        let (result, id) = dispatch::initialize_answer(&answer).map_err(|e| match e {
+            dispatch::Refused::Error(error) => Failure::Refused(error),
+            dispatch::Refused::Malformed(why) => Failure::Network(why),
+        })?;
+        *lock(&self.session) = session.map(|s| (s, result.protocol_version.clone()));
         if !resume {
-            let id = answer["mcpSessionId"].as_str().map(str::to_owned);
             *lock(&self.resumable) = id.clone();
             self.shared.set_session(id);
             self.shared.reset_seq();
@@ -219,8 +196,8 @@ impl Core {
         *lock(&self.last_event) = None;
         self.shared.set_initialized(result);
         *lock(&self.generation) += 1;
-        let initialized = json!({"jsonrpc": "2.0", "method": methods::INITIALIZED}).to_string();
-        self.exchange(Method::POST, &[], Some(initialized)).await?;
+        self.exchange(Method::POST, &[], Some(dispatch::initialized()))
+            .await?;
         Ok(())
     }
 
@@ -288,7 +265,7 @@ impl Core {
 
     async fn handle(&self, value: Value) {
         let handler = self.options.handler.clone();
-        if let Some(answer) = crate::dispatch::handle(&self.shared, handler, &self.out, value) {
+        if let Some(answer) = dispatch::handle(&self.shared, handler, &self.out, value) {
             let _ = self.out.send(Outgoing::Text(answer)).await;
         }
     }

@@ -181,27 +181,7 @@ async fn ctrl_c_cancels_the_call_on_the_server_and_exits_130() {
         "{rest:?}"
     );
     // The server stopped the call.
-    let metrics = format!("http://{}/metrics", server.addr);
-    let deadline = tokio::time::Instant::now() + HANG;
-    loop {
-        let answer = mcp_client::http::request(hyper::Method::GET, &metrics, None, None, &[])
-            .await
-            .unwrap();
-        if answer
-            .body
-            .as_str()
-            .unwrap()
-            .lines()
-            .any(|l| l == "mcp_inflight_requests 0")
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the call still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_until_idle().await;
     server.stop().await;
 }
 

@@ -34,6 +34,27 @@ impl Server {
         }
     }
 
+    /// Polls the metrics until no request runs: the server reaches that by itself once
+    /// the calls it was told to cancel have stopped.
+    pub(crate) async fn wait_until_idle(&self) {
+        let metrics = format!("http://{}/metrics", self.addr);
+        let deadline = tokio::time::Instant::now() + HANG;
+        loop {
+            let answer = mcp_client::http::request(hyper::Method::GET, &metrics, None, None, &[])
+                .await
+                .unwrap();
+            let text = answer.body.as_str().unwrap().to_owned();
+            if text.lines().any(|l| l == "mcp_inflight_requests 0") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "calls still run:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(HANG, self.task)

@@ -118,7 +118,7 @@ async fn a_principal_over_its_request_rate_is_told_when_to_retry_and_others_are_
 #[tokio::test]
 async fn a_principal_may_run_only_so_many_calls_at_once_across_its_sessions() {
     let mut config = config();
-    config.session.max_calls_per_principal = 1;
+    config.session.max_calls_per_principal = Some(1);
     let server = TestServer::with_config(config).await;
     let mut first = connect(&server, ALICE).await;
     first

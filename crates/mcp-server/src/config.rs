@@ -290,14 +290,11 @@ pub struct Cli {
     #[arg(long, env = "MCP_RATE_LIMIT", value_name = "PER_SECOND")]
     pub rate_limit: Option<u32>,
 
-    /// Tool calls each principal may have running at once, across its sessions.
-    #[arg(
-        long,
-        env = "MCP_MAX_CALLS_PER_PRINCIPAL",
-        default_value_t = 256,
-        value_name = "N"
-    )]
-    pub max_calls_per_principal: usize,
+    /// Tool calls each principal may have running at once, across its sessions; 0 turns the
+    /// limit off. Default: 256 with authentication configured; off without, where every
+    /// client is the one local principal (each session still has --max-inflight).
+    #[arg(long, env = "MCP_MAX_CALLS_PER_PRINCIPAL", value_name = "N")]
+    pub max_calls_per_principal: Option<usize>,
 
     /// Serve https and wss with this certificate chain (PEM); needs --tls-key. SIGHUP
     /// reloads both files without dropping connections.
@@ -399,6 +396,10 @@ impl Default for Config {
 /// is not given.
 const DEFAULT_RATE_LIMIT: u32 = 1000;
 
+/// Tool calls per principal at once when authentication is configured and
+/// `--max-calls-per-principal` is not given.
+const DEFAULT_CALLS_PER_PRINCIPAL: usize = 256;
+
 impl Cli {
     /// The server configuration these options describe. Fails when the data root does not
     /// exist.
@@ -421,11 +422,10 @@ impl Cli {
             ..tools
         };
         let auth = self.auth().map_err(std::io::Error::other)?;
-        let rate = self.rate_limit.unwrap_or(if auth.is_enabled() {
-            DEFAULT_RATE_LIMIT
-        } else {
-            0
-        });
+        let auth_enabled = auth.is_enabled();
+        let rate = self
+            .rate_limit
+            .unwrap_or(if auth_enabled { DEFAULT_RATE_LIMIT } else { 0 });
         Ok(Config {
             session: ServerConfig {
                 page_size: self.page_size.max(1),
@@ -443,7 +443,14 @@ impl Cli {
                     per_second,
                     burst: per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
                 }),
-                max_calls_per_principal: self.max_calls_per_principal.max(1),
+                max_calls_per_principal: Some(self.max_calls_per_principal.unwrap_or(
+                    if auth_enabled {
+                        DEFAULT_CALLS_PER_PRINCIPAL
+                    } else {
+                        0
+                    },
+                ))
+                .filter(|n| *n > 0),
                 ..defaults.session
             },
             ws: WsConfig {
@@ -521,6 +528,30 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let config = cli.config().unwrap_or_else(|e| panic!("{e}"));
         config.session.rate_limit.map(|r| r.per_second.get())
+    }
+
+    fn calls(args: &[&str]) -> Option<usize> {
+        let cli = Cli::try_parse_from(std::iter::once("mcp-server").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        cli.config()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .session
+            .max_calls_per_principal
+    }
+
+    /// Found by the benchmark: without authentication every local client is the one
+    /// anonymous principal, so a per-principal cap of 256 refused the 1,024 calls that 64
+    /// connections with 16 in flight each had running.
+    #[test]
+    fn the_calls_limit_defaults_on_with_authentication_and_off_without() {
+        let token = ["--auth-token", "ops=some-long-token"];
+        assert_eq!(calls(&[]), None);
+        assert_eq!(calls(&token), Some(DEFAULT_CALLS_PER_PRINCIPAL));
+        assert_eq!(
+            calls(&[&token[..], &["--max-calls-per-principal", "0"]].concat()),
+            None
+        );
+        assert_eq!(calls(&["--max-calls-per-principal", "8"]), Some(8));
     }
 
     #[test]

@@ -28,37 +28,42 @@ pub struct RateLimit {
 /// The limits of every principal, shared by all sessions.
 pub(crate) struct Limits {
     rate: Option<(RateLimit, DefaultKeyedRateLimiter<Arc<str>>)>,
-    max_calls: usize,
-    calls: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    /// `None`: calls are not limited, nor counted.
+    max_calls: Option<usize>,
+    calls: Counts,
     checks: AtomicU64,
 }
 
-/// A running tool call, counted against its principal until dropped.
-pub(crate) struct CallSlot {
-    calls: Arc<Mutex<HashMap<Arc<str>, usize>>>,
-    principal: Arc<str>,
-}
+/// A running tool call, counted against its principal until dropped (when calls are
+/// limited).
+pub(crate) struct CallSlot(Option<(Counts, Arc<str>)>);
+
+/// Running calls by principal.
+type Counts = Arc<Mutex<HashMap<Arc<str>, usize>>>;
 
 impl Drop for CallSlot {
     fn drop(&mut self) {
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = calls.get_mut(&self.principal) {
+        let Some((calls, principal)) = &self.0 else {
+            return;
+        };
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = calls.get_mut(principal) {
             *n -= 1;
             if *n == 0 {
-                calls.remove(&self.principal);
+                calls.remove(principal);
             }
         }
     }
 }
 
 impl Limits {
-    pub(crate) fn new(rate: Option<RateLimit>, max_calls: usize) -> Self {
+    pub(crate) fn new(rate: Option<RateLimit>, max_calls: Option<usize>) -> Self {
         Self {
             rate: rate.map(|r| {
                 let quota = Quota::per_second(r.per_second).allow_burst(r.burst);
                 (r, RateLimiter::keyed(quota))
             }),
-            max_calls: max_calls.max(1),
+            max_calls: max_calls.map(|n| n.max(1)),
             calls: Arc::default(),
             checks: AtomicU64::new(0),
         }
@@ -88,10 +93,12 @@ impl Limits {
     /// Counts a tool call against `principal`, or refuses it when the principal already has
     /// the most calls running.
     pub(crate) fn begin_call(&self, principal: &Principal) -> Result<CallSlot, ErrorObject> {
+        let Some(limit) = self.max_calls else {
+            return Ok(CallSlot(None));
+        };
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         let running = calls.entry(Arc::clone(principal.key())).or_default();
-        if *running >= self.max_calls {
-            let limit = self.max_calls;
+        if *running >= limit {
             return Err(refuse(
                 "calls_per_principal",
                 format!(
@@ -101,20 +108,20 @@ impl Limits {
             ));
         }
         *running += 1;
-        Ok(CallSlot {
-            calls: Arc::clone(&self.calls),
-            principal: Arc::clone(principal.key()),
-        })
+        Ok(CallSlot(Some((
+            Arc::clone(&self.calls),
+            Arc::clone(principal.key()),
+        ))))
     }
 
     /// Counts a call that was admitted earlier (resumed after a restart), whatever the limit.
     pub(crate) fn count_call(&self, principal: &Principal) -> CallSlot {
+        if self.max_calls.is_none() {
+            return CallSlot(None);
+        }
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         *calls.entry(Arc::clone(principal.key())).or_default() += 1;
-        CallSlot {
-            calls: Arc::clone(&self.calls),
-            principal: Arc::clone(principal.key()),
-        }
+        CallSlot(Some((Arc::clone(&self.calls), Arc::clone(principal.key()))))
     }
 }
 

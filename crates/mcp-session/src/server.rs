@@ -57,8 +57,9 @@ pub struct ServerConfig {
     /// How many requests per second each principal may send (pings aside); `None` (the
     /// default): no limit.
     pub rate_limit: Option<crate::RateLimit>,
-    /// How many tool calls one principal may have running at once, across its sessions.
-    pub max_calls_per_principal: usize,
+    /// How many tool calls one principal may have running at once, across its sessions;
+    /// `None` (the default): no limit.
+    pub max_calls_per_principal: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -89,7 +90,7 @@ impl Default for ServerConfig {
             resume_grace: Duration::from_secs(300),
             resume_log: 4096,
             rate_limit: None,
-            max_calls_per_principal: 256,
+            max_calls_per_principal: None,
         }
     }
 }

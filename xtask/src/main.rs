@@ -5,6 +5,7 @@
 //!   against the real binary, and the official conformance suite (`conformance`).
 //! - `conformance`: the official MCP conformance suite's server scenarios against the
 //!   release binary, scored against a committed baseline of expected failures.
+//! - `bench`: the load generator against the server and its ceiling; `--smoke` in CI.
 //! - `e2e`: the web console in Debian's Chromium, driven by playwright-core.
 //! - `fuzz`: every fuzz target for a bounded time (CI runs a short pass).
 //! - `codegen`: regenerates committed artifacts (the CLI reference in README.md); a tidy test
@@ -12,6 +13,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod codegen;
 mod conformance;
@@ -39,6 +41,12 @@ enum Cmd {
     Ci,
     /// Run the official MCP conformance suite against the release binary.
     Conformance,
+    /// Benchmark the server against its ceiling (target/bench/report.md).
+    Bench {
+        /// A few seconds per scenario: checks the harness, measures nothing.
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Drive the web console in a real browser (Debian's Chromium, installed when missing).
     E2e,
     /// Run the fuzz targets (cargo-fuzz, stable toolchain) for a bounded time each.
@@ -66,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ci => ci::all(),
         Cmd::Conformance => conformance::run_all(),
         Cmd::E2e => e2e::run_all(),
+        Cmd::Bench { smoke } => bench::run_all(smoke),
         Cmd::Fuzz {
             seconds,
             merge,

@@ -1,0 +1,379 @@
+//! `mcp-bench`: the load generator of `cargo xtask bench`, and the ceiling it is measured
+//! against.
+//!
+//! - `mcp-bench load`: `tools/call add` over WebSocket (`ws://`) or Streamable HTTP
+//!   (`http://`), closed loop (N connections, M requests in flight on each) or open loop (a
+//!   fixed offered rate, latency measured from when each call was due, so a stalled server
+//!   cannot hide its queue: no coordinated omission). Latencies go into an HDR histogram;
+//!   the summary is one JSON object on stdout.
+//! - `mcp-bench echo`: a WebSocket echo server on the same stack as the product (hyper +
+//!   hyper-tungstenite) that returns every text frame unparsed: what the product would
+//!   reach if MCP cost nothing.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt as _, StreamExt as _};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+#[derive(Parser)]
+#[command(name = "mcp-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive a server with `tools/call add` and print a JSON summary.
+    Load(Load),
+    /// Serve a raw WebSocket echo on the product's stack; prints `listening on ADDR`.
+    Echo {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct Load {
+    /// `ws://host:port/path` or `http://host:port/path`.
+    #[arg(long)]
+    url: String,
+    /// Connections.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Requests in flight per connection (WebSocket; HTTP/1.1 has one per connection).
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
+    /// How long to measure, after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// How long to run before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Offer this many calls per second in all (open loop); without it, closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skip `initialize` (for the echo server, which speaks no MCP).
+    #[arg(long)]
+    raw: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Load(load) => {
+            let summary = run(load).await?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Echo { listen } => echo(listen).await,
+    }
+}
+
+/// What every connection records.
+struct Shared {
+    histogram: Mutex<Histogram<u64>>,
+    errors: std::sync::atomic::AtomicU64,
+    /// When measuring starts and ends.
+    start: Instant,
+    end: Instant,
+}
+
+impl Shared {
+    async fn record(&self, due: Instant, done: Instant) {
+        if due < self.start || due >= self.end {
+            return;
+        }
+        let micros = u64::try_from(done.duration_since(due).as_micros()).unwrap_or(u64::MAX);
+        let _ = self.histogram.lock().await.record(micros.max(1));
+    }
+}
+
+async fn run(load: Load) -> anyhow::Result<Value> {
+    let start = Instant::now() + Duration::from_secs_f64(load.warmup);
+    let end = start + Duration::from_secs_f64(load.seconds);
+    let shared = Arc::new(Shared {
+        histogram: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        errors: Default::default(),
+        start,
+        end,
+    });
+    let http = load.url.starts_with("http://");
+    let mut tasks = Vec::new();
+    for index in 0..load.connections {
+        let load = load.clone();
+        let shared = Arc::clone(&shared);
+        // Open loop: each connection offers its share, staggered.
+        let interval = load
+            .rate
+            .map(|rate| Duration::from_secs_f64(load.connections as f64 / rate.max(0.001)));
+        let offset = interval.map(|i| i.mul_f64(index as f64 / load.connections as f64));
+        tasks.push(tokio::spawn(async move {
+            if http {
+                http_connection(&load, &shared, interval, offset).await
+            } else {
+                ws_connection(&load, &shared, interval, offset).await
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("a connection task panicked")??;
+    }
+    let histogram = shared.histogram.lock().await;
+    let calls = histogram.len();
+    let errors = shared.errors.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(json!({
+        "calls": calls,
+        "errors": errors,
+        "seconds": load.seconds,
+        "callsPerSecond": calls as f64 / load.seconds,
+        "p50Us": histogram.value_at_quantile(0.5),
+        "p99Us": histogram.value_at_quantile(0.99),
+        "p999Us": histogram.value_at_quantile(0.999),
+        "maxUs": histogram.max(),
+        "connections": load.connections,
+        "inflight": load.inflight,
+        "offeredRate": load.rate,
+    }))
+}
+
+fn call(id: u64) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "add", "arguments": {"a": id % 1000, "b": 3}}})
+    .to_string()
+}
+
+fn initialize() -> String {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "mcp-bench", "version": "1"}}})
+    .to_string()
+}
+
+/// The id of an answer, and whether it is a result (not an error).
+fn answer(text: &str) -> Option<(u64, bool)> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let id = value.get("id")?.as_u64()?;
+    let ok = value.get("error").is_none() && value["result"]["isError"] != json!(true);
+    Some((id, ok))
+}
+
+async fn ws_connection(
+    load: &Load,
+    shared: &Shared,
+    interval: Option<Duration>,
+    offset: Option<Duration>,
+) -> anyhow::Result<()> {
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            load.url.as_str(),
+        )?;
+    if !load.raw {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mcp".parse()?);
+    }
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .with_context(|| format!("cannot connect to {}", load.url))?;
+    let (mut sink, mut stream) = socket.split();
+    if !load.raw {
+        sink.send(Frame::text(initialize())).await?;
+        loop {
+            let Some(frame) = stream.next().await else {
+                bail!("closed during initialize")
+            };
+            if let Frame::Text(text) = frame?
+                && answer(&text).is_some_and(|(id, _)| id == 0)
+            {
+                break;
+            }
+        }
+        sink.send(Frame::text(
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        ))
+        .await?;
+    }
+    // Sent times by id (ids are sequential per connection, so a ring indexed by id works).
+    let capacity = (load.inflight.max(1) * 4).next_power_of_two().max(1024);
+    let mut due_at: Vec<Option<Instant>> = vec![None; capacity];
+    let mut next_id: u64 = 1;
+    let mut outstanding = 0usize;
+    let mut next_due = offset.map(|o| Instant::now() + o);
+    loop {
+        let now = Instant::now();
+        if now >= shared.end && outstanding == 0 {
+            break;
+        }
+        // Closed loop: keep `inflight` outstanding. Open loop: send what is due.
+        let can_send = now < shared.end && outstanding < capacity / 2;
+        match (interval, next_due) {
+            (None, _) => {
+                while can_send && outstanding < load.inflight {
+                    due_at[(next_id as usize) % capacity] = Some(Instant::now());
+                    sink.feed(Frame::text(call(next_id))).await?;
+                    next_id += 1;
+                    outstanding += 1;
+                }
+                sink.flush().await?;
+            }
+            (Some(every), Some(due)) if can_send && due <= now => {
+                due_at[(next_id as usize) % capacity] = Some(due);
+                sink.send(Frame::text(call(next_id))).await?;
+                next_id += 1;
+                outstanding += 1;
+                next_due = Some(due + every);
+                continue;
+            }
+            _ => {}
+        }
+        let wait = match (interval, next_due) {
+            (Some(_), Some(due)) if now < shared.end => due.saturating_duration_since(now),
+            _ => Duration::from_secs(30),
+        };
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            () = tokio::time::sleep(wait) => continue,
+        };
+        let Some(frame) = frame else {
+            bail!("the server closed the connection")
+        };
+        let Frame::Text(text) = frame? else { continue };
+        let done = Instant::now();
+        if let Some((id, ok)) = answer(&text)
+            && let Some(due) = due_at[(id as usize) % capacity].take()
+        {
+            outstanding -= 1;
+            if ok {
+                shared.record(due, done).await;
+            } else if shared
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                == 0
+            {
+                eprintln!("mcp-bench: first error: {}", &text[..text.len().min(300)]);
+            }
+        }
+    }
+    let _ = sink.close().await;
+    Ok(())
+}
+
+async fn http_connection(
+    load: &Load,
+    shared: &Shared,
+    interval: Option<Duration>,
+    offset: Option<Duration>,
+) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::body::Bytes;
+    let uri: hyper::Uri = load.url.parse()?;
+    let authority = uri.authority().context("no host")?.to_string();
+    let path = uri.path().to_owned();
+    let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+    tcp.set_nodelay(true)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(connection);
+    let mut post = async |body: String,
+                          session: &Option<String>|
+           -> anyhow::Result<(Option<String>, String)> {
+        let mut request = hyper::Request::post(path.as_str())
+            .header("host", authority.as_str())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(id) = session {
+            request = request
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        let response = sender
+            .send_request(request.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let id = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((id, String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    let (session, _) = post(initialize(), &None).await?;
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        &session,
+    )
+    .await?;
+    let mut next_id = 1u64;
+    let mut next_due = offset.map(|o| Instant::now() + o);
+    while Instant::now() < shared.end {
+        let due = match (interval, next_due) {
+            (Some(every), Some(due)) => {
+                tokio::time::sleep_until(due.into()).await;
+                next_due = Some(due + every);
+                due
+            }
+            _ => Instant::now(),
+        };
+        let (_, text) = post(call(next_id), &session).await?;
+        next_id += 1;
+        // An SSE answer carries the JSON after `data:`.
+        let json = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .find(|d| !d.is_empty())
+            .map_or(text.as_str(), |d| d);
+        match answer(json) {
+            Some((_, true)) => shared.record(due, Instant::now()).await,
+            _ => {
+                shared
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ceiling: a WebSocket echo on hyper + hyper-tungstenite, frames returned unparsed.
+async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let service = service_fn(
+                |mut request: hyper::Request<hyper::body::Incoming>| async move {
+                    let (response, websocket) = hyper_tungstenite::upgrade(&mut request, None)?;
+                    tokio::spawn(async move {
+                        let Ok(socket) = websocket.await else { return };
+                        let (mut sink, mut stream) = socket.split();
+                        while let Some(Ok(frame)) = stream.next().await {
+                            if frame.is_text() && sink.send(frame).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    Ok::<_, hyper_tungstenite::tungstenite::Error>(response)
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+}

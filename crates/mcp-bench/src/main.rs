@@ -80,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How long answers may come after the measurement ends.
+const DRAIN: Duration = Duration::from_secs(10);
+
 /// What every connection records.
 struct Shared {
     histogram: Mutex<Histogram<u64>>,
@@ -215,6 +218,13 @@ async fn ws_connection(
         if now >= shared.end && outstanding == 0 {
             break;
         }
+        if now >= shared.end + DRAIN {
+            // Answers that never came are errors, not a hang.
+            shared
+                .errors
+                .fetch_add(outstanding as u64, std::sync::atomic::Ordering::Relaxed);
+            break;
+        }
         // Closed loop: keep `inflight` outstanding. Open loop: send what is due.
         let can_send = now < shared.end && outstanding < capacity / 2;
         match (interval, next_due) {
@@ -239,7 +249,7 @@ async fn ws_connection(
         }
         let wait = match (interval, next_due) {
             (Some(_), Some(due)) if now < shared.end => due.saturating_duration_since(now),
-            _ => Duration::from_secs(30),
+            _ => (shared.end + DRAIN).saturating_duration_since(now),
         };
         let frame = tokio::select! {
             frame = stream.next() => frame,

@@ -33,18 +33,6 @@ pub async fn request(
     body: Option<&Value>,
     extra_roots: &[Vec<u8>],
 ) -> Result<Answer, Error> {
-    tokio::time::timeout(CONNECT_TIMEOUT, send(method, url, token, body, extra_roots))
-        .await
-        .map_err(|_| Error::Connect(format!("{url}: no answer in time")))?
-}
-
-async fn send(
-    method: Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-    extra_roots: &[Vec<u8>],
-) -> Result<Answer, Error> {
     let fail = |e: &dyn std::fmt::Display| Error::Connect(format!("{url}: {e}"));
     let uri: Uri = url.parse().map_err(|e| fail(&e))?;
     let authority = uri.authority().map_or("", |a| a.as_str()).to_owned();
@@ -64,15 +52,20 @@ async fn send(
         None => Bytes::new(),
     };
     let request = builder.body(Full::new(payload)).map_err(|e| fail(&e))?;
-    let response = open(&uri, request, extra_roots)
+    let exchange = async {
+        let response = open(&uri, request, extra_roots).await?;
+        let status = response.status().as_u16();
+        let bytes = Limited::new(response.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("cannot read the answer: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, bytes))
+    };
+    let (status, bytes) = tokio::time::timeout(CONNECT_TIMEOUT, exchange)
         .await
+        .map_err(|_| fail(&"no answer in time"))?
         .map_err(|e| fail(&e))?;
-    let status = response.status().as_u16();
-    let bytes = Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| fail(&format!("cannot read the answer: {e}")))?
-        .to_bytes();
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     Ok(Answer { status, body })

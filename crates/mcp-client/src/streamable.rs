@@ -85,8 +85,10 @@ enum Failure {
     SessionGone,
     /// The server answered `initialize` with an error.
     Refused(ErrorObject),
-    /// The request did not get through (connection, TLS, a 5xx...).
+    /// The request did not get through (connection, TLS).
     Network(String),
+    /// The server refused the request with this status and text.
+    Status(StatusCode, String),
 }
 
 impl std::fmt::Display for Failure {
@@ -95,6 +97,7 @@ impl std::fmt::Display for Failure {
             Self::SessionGone => write!(f, "the server no longer knows the session"),
             Self::Refused(error) => write!(f, "{error}"),
             Self::Network(why) => write!(f, "{why}"),
+            Self::Status(status, body) => write!(f, "HTTP {status}: {body}"),
         }
     }
 }
@@ -150,7 +153,7 @@ impl Core {
                     .await
                     .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
                     .unwrap_or_default();
-                Err(Failure::Network(format!("HTTP {status}: {body}")))
+                Err(Failure::Status(status, body))
             }
         }
     }
@@ -420,7 +423,7 @@ impl Core {
                     }
                 }
                 // A server without the standing stream: nothing to wait for.
-                Err(Failure::Network(why)) if why.starts_with("HTTP 405") => return,
+                Err(Failure::Status(StatusCode::METHOD_NOT_ALLOWED, _)) => return,
                 Err(failure) => self.reconnect_or_close(generation, failure).await,
             }
         }

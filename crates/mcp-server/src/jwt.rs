@@ -19,8 +19,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mcp_session::Principal;
 use serde::Deserialize;
 
-use crate::fetch;
-
 /// How often a JWKS URL is fetched again.
 pub const JWKS_REFRESH: Duration = Duration::from_secs(600);
 /// The shortest time between two fetches caused by unknown key ids.
@@ -115,7 +113,10 @@ impl Jwt {
             KeySource::JwksFile(path) => {
                 let text = std::fs::read(path)
                     .map_err(|e| format!("cannot read the JWKS {}: {e}", path.display()))?;
-                parse_jwks(&text).map_err(|e| format!("JWKS {}: {e}", path.display()))?
+                serde_json::from_slice(&text)
+                    .map_err(|e| format!("not a JWKS: {e}"))
+                    .and_then(signing_keys)
+                    .map_err(|e| format!("JWKS {}: {e}", path.display()))?
             }
             KeySource::JwksUrl(url) => {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -151,8 +152,16 @@ impl Jwt {
             return Ok(self.current().len());
         };
         let _one = self.fetching.lock().await;
-        let body = fetch::get(url, 1 << 20, Duration::from_secs(10)).await?;
-        let keys = parse_jwks(&body).map_err(|e| format!("JWKS at {url}: {e}"))?;
+        let answer = mcp_client::http::request(hyper::Method::GET, url, None, None, &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        if !(200..300).contains(&answer.status) {
+            return Err(format!("GET {url}: status {}", answer.status));
+        }
+        let keys = serde_json::from_value(answer.body)
+            .map_err(|e| format!("not a JWKS: {e}"))
+            .and_then(signing_keys)
+            .map_err(|e| format!("JWKS at {url}: {e}"))?;
         let count = keys.len();
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
         tracing::info!(%url, keys = count, "JWKS fetched");
@@ -268,8 +277,7 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
 }
 
 /// The RS256 and ES256 (P-256) keys of a JWKS; others (and encryption keys) are skipped.
-fn parse_jwks(text: &[u8]) -> Result<Vec<Key>, String> {
-    let set: JwkSet = serde_json::from_slice(text).map_err(|e| format!("not a JWKS: {e}"))?;
+fn signing_keys(set: JwkSet) -> Result<Vec<Key>, String> {
     let keys: Vec<Key> = set.keys.iter().filter_map(key_of).collect();
     if keys.is_empty() {
         return Err("it holds no RS256 or ES256 (P-256) signing key".to_owned());

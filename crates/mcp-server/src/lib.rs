@@ -12,7 +12,6 @@ pub mod auth;
 mod config;
 mod console;
 mod dialects;
-mod fetch;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

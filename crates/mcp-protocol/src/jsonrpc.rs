@@ -405,6 +405,23 @@ impl Message {
     }
 }
 
+/// The text of a successful response whose result is already JSON text: what a result
+/// serialized once, for the response and for keeping, is sent as.
+pub fn response_text(id: &RequestId, result: &serde_json::value::RawValue) -> String {
+    struct Text<'a>(&'a RequestId, &'a serde_json::value::RawValue);
+    impl Serialize for Text<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(3))?;
+            map.serialize_entry("jsonrpc", "2.0")?;
+            map.serialize_entry("id", self.0)?;
+            map.serialize_entry("result", self.1)?;
+            map.end()
+        }
+    }
+    serde_json::to_string(&Text(id, result))
+        .unwrap_or_else(|e| unreachable!("serializing a JSON-RPC response failed: {e}"))
+}
+
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;

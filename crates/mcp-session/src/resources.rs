@@ -10,6 +10,7 @@ use mcp_protocol::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The server's statistics: connections, sessions, running requests, heavy calls, uptime.
 pub(crate) const STATS_URI: &str = "mcp://server/stats";
@@ -44,8 +45,9 @@ struct Operation {
     total: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
+    /// Kept as the JSON text it was sent as: serialized once, never copied as a tree.
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<Value>,
+    result: Option<Box<RawValue>>,
 }
 
 #[derive(Default)]
@@ -126,7 +128,7 @@ impl Resources {
 
     /// Records how a call ended; returns whether a subscriber wants to hear of it. The oldest
     /// finished calls are forgotten beyond the last hundred.
-    pub(crate) fn finish(&self, uri: &str, status: Status, result: Option<Value>) -> bool {
+    pub(crate) fn finish(&self, uri: &str, status: Status, result: Option<Box<RawValue>>) -> bool {
         let mut state = self.lock();
         if let Some(op) = state.operations.get_mut(uri) {
             op.status = status;
@@ -209,18 +211,18 @@ impl Resources {
                 contents: vec![contents],
             });
         }
-        let value = if uri == STATS_URI {
-            stats()
+        let text = if uri == STATS_URI {
+            stats().to_string()
         } else {
             let state = self.lock();
             let op = state.operations.get(uri).ok_or_else(|| not_found(uri))?;
-            serde_json::to_value(op).map_err(ErrorObject::internal)?
+            serde_json::to_string(op).map_err(ErrorObject::internal)?
         };
         Ok(ReadResourceResult {
             contents: vec![ResourceContents {
                 uri: uri.to_owned(),
                 mime_type: Some(JSON.to_owned()),
-                text: Some(value.to_string()),
+                text: Some(text),
                 blob: None,
             }],
         })

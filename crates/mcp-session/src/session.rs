@@ -16,6 +16,7 @@ use mcp_protocol::{
 use mcp_tools::{Checkpoint, LogSink, Logger, Progress, ProgressSink, ProgressUpdate, ToolContext};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
@@ -33,12 +34,19 @@ use crate::metrics::Outcome;
 use crate::outbound::{Coalesce, OutboundQueue};
 use crate::peer::PendingTable;
 use crate::principal::{SCOPE_TOOL_PREFIX, SCOPE_TOOLS};
-use crate::resources::{Resources, STATS_URI, Status, operation_uri};
+use crate::resources::{Resources, STATS_URI, Status};
 use crate::server::{Claim, Notices};
 use crate::store::{HistoryEntry, OperationRecord, SessionRecord, Update, now_ms};
 use crate::{Outbound, Peer, Principal, Server, SessionId, StoreError};
 
-type Reply = Result<Value, ErrorObject>;
+/// What a tool call's task gives back: its result serialized once, as JSON text, and whether
+/// it is a tool error.
+type Reply = Result<CallReply, ErrorObject>;
+
+struct CallReply {
+    body: Box<RawValue>,
+    is_error: bool,
+}
 
 /// Why the session asks its transport to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +118,8 @@ impl Lifecycle {
 /// What the client told the server about itself in `initialize`.
 #[derive(Debug, Clone)]
 struct ClientInfo {
-    #[allow(dead_code)] // Read by server-initiated features (sampling, elicitation, roots).
-    capabilities: ClientCapabilities,
+    /// Shared with every call's client handle, so that a call does not copy it.
+    capabilities: Arc<ClientCapabilities>,
     info: Implementation,
 }
 
@@ -156,6 +164,8 @@ pub struct Session {
     /// The lowest `notifications/message` level the client wants, as an index into
     /// [`LoggingLevel::ALL`]; shared with broadcasts.
     log_level: Arc<AtomicU8>,
+    /// Where the calls' loggers send: one for the session, shared by its calls.
+    log_sink: Arc<Notices>,
     resources: Arc<Resources>,
     /// The attached connection's input; `None` while a resumable session has none.
     inbound: Option<mpsc::Receiver<String>>,
@@ -179,6 +189,8 @@ struct TaskRequest {
     id: RequestId,
     method: &'static str,
     started: Instant,
+    /// The call's resource.
+    uri: String,
     /// A tool call's tool and arguments, for the history.
     call: Option<(String, Value)>,
 }
@@ -201,6 +213,11 @@ impl Session {
         server.inner.metrics.session_started();
         let pending = PendingTable::default();
         let peer = Peer::new(pending.clone(), &outbound);
+        let log_level = Arc::new(AtomicU8::new(DEFAULT_LOG_LEVEL as u8));
+        let log_sink = Arc::new(Notices {
+            queue: outbound.downgrade(),
+            level: Arc::clone(&log_level),
+        });
         Self {
             server,
             id,
@@ -218,7 +235,8 @@ impl Session {
             output_closed: false,
             drain: None,
             last_activity: Instant::now(),
-            log_level: Arc::new(AtomicU8::new(DEFAULT_LOG_LEVEL as u8)),
+            log_level,
+            log_sink,
             resources: Arc::default(),
             inbound: None,
             durable: None,
@@ -253,7 +271,15 @@ impl Session {
     /// drops its sender when the client is gone. When this returns, every request the session
     /// started has been cancelled and aborted, and every server-initiated request has failed
     /// with [`crate::PeerError::Closed`].
-    pub async fn run(mut self, inbound: mpsc::Receiver<String>) -> SessionEnd {
+    ///
+    /// A plain function returning the future, not an `async fn`: an `async fn` would keep
+    /// `self` in its frame beside the inner future that took it, and every open session pays
+    /// for its task's frame. For the same reason the loop boxes the futures of what is rare
+    /// (resuming, batches, store writes, draining, closing): only the hot paths stay inline.
+    pub fn run(
+        mut self,
+        inbound: mpsc::Receiver<String>,
+    ) -> impl Future<Output = SessionEnd> + Send + 'static {
         let span = tracing::info_span!("session", id = self.id);
         async move {
             tracing::debug!("session started");
@@ -264,10 +290,18 @@ impl Session {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(self.id, self.notices());
-            let config = self.server.inner.config.clone();
+            // Only what the loop reads: an idle session's task is mostly this frame.
+            let (init_timeout, idle_timeout, resume_grace) = {
+                let config = &self.server.inner.config;
+                (config.init_timeout, config.idle_timeout, config.resume_grace)
+            };
             let draining = self.server.inner.draining.clone();
-            let init_deadline = Instant::now() + config.init_timeout;
+            let init_deadline = Instant::now() + init_timeout;
             let mut stats = self.server.inner.stats_version.subscribe();
+            // One timer for every deadline, armed for the earliest and re-armed only when an
+            // earlier one appears or it fired: not a timer registered and dropped for each
+            // message, and one timer's worth of memory in every session's frame.
+            let mut timer = Box::pin(tokio::time::sleep_until(init_deadline));
             let end = loop {
                 if self.output_closed {
                     break SessionEnd::OutputClosed;
@@ -276,11 +310,11 @@ impl Session {
                     break SessionEnd::Resumed;
                 }
                 if self.deleted {
-                    self.send(Outbound::Close(CloseReason::Deleted)).await;
+                    Box::pin(self.send(Outbound::Close(CloseReason::Deleted))).await;
                     break SessionEnd::Deleted;
                 }
                 if self.drain.is_some() && self.inflight.is_empty() {
-                    self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
+                    Box::pin(self.send(Outbound::Close(CloseReason::ShuttingDown))).await;
                     break SessionEnd::ShuttingDown;
                 }
                 if self.durable.as_ref().is_some_and(|d| d.expired) && self.inflight.is_empty() {
@@ -289,7 +323,7 @@ impl Session {
                 let awaiting_init = self.lifecycle == Lifecycle::AwaitingInitialize;
                 let attached = self.inbound.is_some();
                 let idle = self.inflight.is_empty() && self.drain.is_none() && attached;
-                let idle_deadline = self.last_activity + config.idle_timeout;
+                let idle_deadline = self.last_activity + idle_timeout;
                 let drain_deadline = self.drain.map(|d| d.abandon_at.unwrap_or(d.deadline));
                 let durable = self.durable.is_some();
                 let retry_at = self.durable.as_ref().and_then(|d| d.retry_at);
@@ -306,7 +340,18 @@ impl Session {
                     .as_ref()
                     .filter(|d| !d.expired)
                     .and_then(|d| d.detached_at)
-                    .map(|at| at + config.resume_grace);
+                    .map(|at| at + resume_grace);
+                let init_due = awaiting_init.then_some(init_deadline);
+                let idle_due = (idle && !awaiting_init).then_some(idle_deadline);
+                let next_due = [retry_at, operations_due, drain_deadline, grace_over, init_due, idle_due]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                if let Some(due) = next_due
+                    && (due < timer.deadline() || timer.is_elapsed())
+                {
+                    timer.as_mut().reset(due);
+                }
                 // Priority: shutdown, then finished requests (their responses go out), then
                 // store writes (what is written can be sent), then timers and control
                 // messages, then new input. Output before input is what gives backpressure:
@@ -314,33 +359,47 @@ impl Session {
                 tokio::select! {
                     biased;
                     () = self.token.cancelled() => {
-                        self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
+                        Box::pin(self.send(Outbound::Close(CloseReason::ShuttingDown))).await;
                         break SessionEnd::ShuttingDown;
                     }
                     Some(done) = self.tasks.join_next_with_id() => self.finished(done).await,
                     () = self.outbound.unpersisted(), if durable && retry_at.is_none() => {
-                        self.flush(false).await;
+                        Box::pin(self.flush(false)).await;
                     }
-                    () = sleep_until_opt(retry_at), if retry_at.is_some() => {
-                        if let Some(d) = &mut self.durable {
-                            d.retry_at = None;
+                    // What is due, one at a time, in this order; another that is due too
+                    // fires at once on the next turn.
+                    () = &mut timer, if next_due.is_some() => {
+                        let now = Instant::now();
+                        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+                        if due(retry_at) {
+                            if let Some(d) = &mut self.durable {
+                                d.retry_at = None;
+                            }
+                            Box::pin(self.flush(false)).await;
+                        } else if due(operations_due) {
+                            if self.operations.has_moved() {
+                                Box::pin(self.flush(true)).await;
+                            } else if let Some(d) = &mut self.durable {
+                                d.operations_written = Instant::now();
+                            }
+                        } else if due(drain_deadline) {
+                            if Box::pin(self.advance_drain()).await {
+                                Box::pin(self.send(Outbound::Close(CloseReason::ShuttingDown))).await;
+                                break SessionEnd::ShuttingDown;
+                            }
+                        } else if due(grace_over) {
+                            self.expire();
+                        } else if due(init_due) {
+                            tracing::info!(timeout_ms = init_timeout.as_millis(), "no initialize in time; closing");
+                            Box::pin(self.send(Outbound::Close(CloseReason::InitTimeout))).await;
+                            break SessionEnd::TimedOut;
+                        } else if due(idle_due) {
+                            tracing::info!(timeout_ms = idle_timeout.as_millis(), "idle; closing");
+                            Box::pin(self.send(Outbound::Close(CloseReason::Idle))).await;
+                            break SessionEnd::TimedOut;
                         }
-                        self.flush(false).await;
                     }
-                    () = sleep_until_opt(operations_due), if operations_due.is_some() => {
-                        if self.operations.has_moved() {
-                            self.flush(true).await;
-                        } else if let Some(d) = &mut self.durable {
-                            d.operations_written = Instant::now();
-                        }
-                    }
-                    () = draining.cancelled(), if self.drain.is_none() => self.begin_drain().await,
-                    () = sleep_until_opt(drain_deadline), if drain_deadline.is_some() => {
-                        if self.advance_drain().await {
-                            self.send(Outbound::Close(CloseReason::ShuttingDown)).await;
-                            break SessionEnd::ShuttingDown;
-                        }
-                    }
+                    () = draining.cancelled(), if self.drain.is_none() => Box::pin(self.begin_drain()).await,
                     Some(control) = recv_control(&mut self.durable), if durable => match control {
                         Control::Attach(attach) => self.attach(*attach),
                         Control::Delete => {
@@ -348,19 +407,8 @@ impl Session {
                             self.deleted = true;
                         }
                     },
-                    () = sleep_until_opt(grace_over), if grace_over.is_some() => self.expire(),
                     Ok(()) = stats.changed(), if self.resources.is_subscribed(STATS_URI) => {
                         self.resource_updated(STATS_URI);
-                    }
-                    () = tokio::time::sleep_until(init_deadline), if awaiting_init => {
-                        tracing::info!(timeout_ms = config.init_timeout.as_millis(), "no initialize in time; closing");
-                        self.send(Outbound::Close(CloseReason::InitTimeout)).await;
-                        break SessionEnd::TimedOut;
-                    }
-                    () = tokio::time::sleep_until(idle_deadline), if idle && !awaiting_init => {
-                        tracing::info!(timeout_ms = config.idle_timeout.as_millis(), "idle; closing");
-                        self.send(Outbound::Close(CloseReason::Idle)).await;
-                        break SessionEnd::TimedOut;
                     }
                     text = recv_opt(&mut self.inbound), if attached => match text {
                         Some(text) => {
@@ -372,7 +420,7 @@ impl Session {
                             match &mut self.durable {
                                 Some(d) => {
                                     tracing::info!(
-                                        grace_s = config.resume_grace.as_secs(),
+                                        grace_s = resume_grace.as_secs(),
                                         running = self.inflight.len(),
                                         "connection lost; the session waits to be resumed"
                                     );
@@ -387,14 +435,13 @@ impl Session {
             if self.durable.is_some() && !self.deleted {
                 // What the session produced last (cancellations, a shutdown's errors) is
                 // kept for the client's next resume.
-                self.flush(true).await;
+                Box::pin(self.flush(true)).await;
             }
             tracing::debug!(?end, cancelled = self.inflight.len(), "session ended");
             // Dropping the session (here, or wherever `run` is abandoned) releases everything.
             end
         }
         .instrument(span)
-        .await
     }
 
     /// Writes what changed to the store: new messages, completed calls, and the running
@@ -514,7 +561,7 @@ impl Session {
                 durable.expired = false;
                 self.last_activity = Instant::now();
                 self.client = Some(ClientInfo {
-                    capabilities: params.capabilities,
+                    capabilities: Arc::new(params.capabilities),
                     info: params.client_info,
                 });
                 let _ = reply.send(Ok((receiver, self.peer())));
@@ -682,7 +729,7 @@ impl Session {
         durable.client_name = Some(params.client_info.name.clone());
         self.durable = Some(durable);
         self.client = Some(ClientInfo {
-            capabilities: params.capabilities,
+            capabilities: Arc::new(params.capabilities),
             info: params.client_info,
         });
         self.lifecycle = Lifecycle::Operating(version);
@@ -897,7 +944,7 @@ impl Session {
         if self.lifecycle == Lifecycle::AwaitingInitialize
             && let Some(request) = resume_request(text)
         {
-            self.resume(request).await;
+            Box::pin(self.resume(request)).await;
             return;
         }
         match mcp_protocol::parse(text) {
@@ -916,7 +963,7 @@ impl Session {
                     self.send(Outbound::Text(text)).await;
                 }
             }
-            Ok(Incoming::Batch(messages)) => self.handle_batch(messages).await,
+            Ok(Incoming::Batch(messages)) => Box::pin(self.handle_batch(messages)).await,
         }
     }
 
@@ -1105,7 +1152,7 @@ impl Session {
             "initialize"
         );
         self.client = Some(ClientInfo {
-            capabilities: params.capabilities,
+            capabilities: Arc::new(params.capabilities),
             info: params.client_info,
         });
         self.lifecycle = Lifecycle::Initializing(version);
@@ -1235,7 +1282,7 @@ impl Session {
                 outbound: self.outbound.clone(),
                 call: token.clone(),
                 resources: Arc::clone(&self.resources),
-                operation,
+                operation: operation.clone(),
                 operations: durable.then(|| (Arc::clone(&self.operations), id.clone())),
             }),
             config.progress_interval,
@@ -1260,14 +1307,14 @@ impl Session {
             scheduler: self.server.inner.scheduler.clone(),
             session: self.id,
             call_label: id.to_string(),
-            log: Logger::new(Arc::new(self.notices()), name.clone()),
+            log: Logger::new(self.log_sink.clone(), name.clone()),
             checkpoint,
             client: mcp_tools::Client::new(Arc::new(ToolClient {
                 peer: self.peer(),
                 capabilities: self
                     .client
                     .as_ref()
-                    .map(|c| c.capabilities.clone())
+                    .map(|c| Arc::clone(&c.capabilities))
                     .unwrap_or_default(),
             })),
         };
@@ -1283,7 +1330,10 @@ impl Session {
                 ErrorObject::invalid_params(format_args!("unknown tool: `{name}`"))
                     .with_data(serde_json::json!({ "name": name }))
             })?;
-        let span = tracing::info_span!("request", %id, method = methods::TOOLS_CALL, tool = %name);
+        // Debug, like tower-http's request spans: formatting an info span's fields for every
+        // call was 7% of a small call's cost. The session's span carries the context of
+        // what is logged at info.
+        let span = tracing::debug_span!("request", %id, method = methods::TOOLS_CALL, tool = %name);
         let stop = token.clone();
         let handle = self.tasks.spawn(
             async move {
@@ -1295,12 +1345,15 @@ impl Session {
                 if !version.has_structured_output() {
                     result.structured_content = None;
                 }
+                let is_error = result.is_error.unwrap_or(false);
                 tracing::debug!(
                     elapsed_ms = started.elapsed().as_millis(),
-                    is_error = result.is_error.unwrap_or(false),
+                    is_error,
                     "tool finished"
                 );
-                to_value(result)
+                serde_json::value::to_raw_value(&result)
+                    .map(|body| CallReply { body, is_error })
+                    .map_err(ErrorObject::internal)
             }
             .instrument(span),
         );
@@ -1310,6 +1363,7 @@ impl Session {
                 id: id.clone(),
                 method: methods::TOOLS_CALL,
                 started: Instant::now(),
+                uri: operation,
                 call: history_arguments.map(|arguments| (name, arguments)),
             },
         );
@@ -1337,6 +1391,7 @@ impl Session {
             id,
             method,
             started,
+            uri,
             call,
         }) = self.task_requests.remove(&task_id)
         else {
@@ -1353,7 +1408,7 @@ impl Session {
         };
         let outcome = match &reply {
             _ if !finished.respond => Outcome::cancelled,
-            Ok(value) if value.get("isError") == Some(&Value::Bool(true)) => Outcome::tool_error,
+            Ok(reply) if reply.is_error => Outcome::tool_error,
             Ok(_) => Outcome::ok,
             Err(_) => Outcome::error,
         };
@@ -1371,10 +1426,9 @@ impl Session {
             _ if finished.shutdown => Status::Cancelled,
             Outcome::error | Outcome::tool_error => Status::Failed,
         };
-        let uri = operation_uri(&id);
         if self
             .resources
-            .finish(&uri, status, reply.as_ref().ok().cloned())
+            .finish(&uri, status, reply.as_ref().ok().map(|r| r.body.clone()))
         {
             self.resource_updated(&uri);
         }
@@ -1387,7 +1441,7 @@ impl Session {
             durable.history.push(HistoryEntry {
                 tool,
                 arguments,
-                result: result.clone(),
+                result: serde_json::from_str(result.body.get()).unwrap_or(Value::Null),
                 at_ms: now_ms(),
             });
         }
@@ -1406,27 +1460,36 @@ impl Session {
         } else {
             reply
         };
-        let response = if finished.respond {
-            Some(Response {
-                id: Some(id),
-                result: reply,
-            })
-        } else {
+        if !finished.respond {
             tracing::debug!(%id, "cancelled by the client; no response");
-            None
-        };
+        }
         match finished.batch {
-            None => {
-                if let Some(response) = response {
-                    self.send_message(Message::Response(response)).await;
+            None if !finished.respond => {}
+            // The result's text goes out as it is: no tree is built or copied again.
+            None => match reply {
+                Ok(reply) => {
+                    let text = mcp_protocol::response_text(&id, &reply.body);
+                    self.send(Outbound::Text(text)).await;
                 }
-            }
+                Err(error) => {
+                    self.send_message(Message::Response(Response::error(Some(id), error)))
+                        .await;
+                }
+            },
             Some(batch_id) => {
                 let Some(batch) = self.batches.get_mut(&batch_id) else {
                     tracing::error!(batch_id, "a request finished for an unknown batch");
                     return;
                 };
-                batch.responses.extend(response);
+                if finished.respond {
+                    // Batches (protocol 2025-03-26 only) are answered as one array of trees.
+                    let result = reply
+                        .map(|reply| serde_json::from_str(reply.body.get()).unwrap_or(Value::Null));
+                    batch.responses.push(Response {
+                        id: Some(id),
+                        result,
+                    });
+                }
                 batch.running -= 1;
                 if batch.running == 0
                     && let Some(batch) = self.batches.remove(&batch_id)
@@ -1655,7 +1718,7 @@ async fn recv_control(durable: &mut Option<Durable>) -> Option<Control> {
 /// A tool's requests to the session's client, through the session's `Peer`.
 struct ToolClient {
     peer: Peer,
-    capabilities: ClientCapabilities,
+    capabilities: Arc<ClientCapabilities>,
 }
 
 impl mcp_tools::ClientSink for ToolClient {
@@ -1716,14 +1779,6 @@ fn initialize_text(
     let result = to_value(initialize_result(server, version)).unwrap_or_default();
     let text = Message::Response(Response::ok(id, result)).to_text();
     with_member(&text, "mcpSessionId", &Value::from(session.as_str()))
-}
-
-/// Sleeps until `deadline`; forever without one (the branch is then disabled anyway).
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// A duration for people: `600 s`, `1.5 s`, `250 ms`.

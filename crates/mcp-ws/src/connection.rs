@@ -85,11 +85,17 @@ impl Default for WsConfig {
     }
 }
 
+/// The WebSocket read buffer of each connection.
+const READ_BUFFER: usize = 4 * 1024;
+
 impl WsConfig {
     pub(crate) fn tungstenite(&self) -> WebSocketConfig {
         // The write buffer holds at most the frame being written, so a client that does not
-        // read cannot make it grow.
+        // read cannot make it grow. The read buffer is allocated whole for every connection
+        // (tungstenite's default is 128 KiB): 4 KiB holds any ordinary request, and a larger
+        // frame reserves its own length when its header arrives.
         WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
             .max_write_buffer_size(self.max_message_size.saturating_mul(2).max(256 * 1024))
@@ -158,7 +164,11 @@ pub fn connection_id() -> String {
 /// so the session sees only what the translator makes of the client's frames. `principal`
 /// is who authenticated: the session belongs to it, and its scopes bound what it may do. When this returns, the session
 /// and every request it started are gone, unless it is resumable.
-pub async fn serve_connection(
+///
+/// A plain function returning the future, not an `async fn`: an `async fn` would keep its
+/// arguments in its frame beside the inner future that took them, and every open connection
+/// pays for its task's frame.
+pub fn serve_connection(
     websocket: HyperWebsocket,
     server: Server,
     config: WsConfig,
@@ -166,7 +176,7 @@ pub async fn serve_connection(
     place: ConnectionGuard,
     dialect: Option<Box<dyn Translate>>,
     principal: Principal,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let span = tracing::info_span!("connection", %remote, principal = principal.name());
     async move {
         let socket = match websocket.await {
@@ -192,15 +202,10 @@ pub async fn serve_connection(
         // connection that resumes another session hands its input and output over to it.
         tokio::spawn(session.run(in_rx).in_current_span());
         let dialect = dialect.map(|d| SharedDialect(Arc::new(Mutex::new(d))));
-        let mut first = Vec::new();
-        if let Some(dialect) = &dialect {
-            let opened = dialect.translate(|d| d.open());
-            for text in opened.to_session {
-                // The session was just made: it reads these before anything from the client.
-                let _ = in_tx.send(text).await;
-            }
-            first = opened.to_client;
-        }
+        let first = match &dialect {
+            Some(dialect) => Box::pin(open_dialect(dialect, &in_tx)).await,
+            None => Vec::new(),
+        };
         let writer = Writer {
             out_rx,
             control: control_rx,
@@ -227,15 +232,18 @@ pub async fn serve_connection(
         tracing::debug!(code, "disconnected");
     }
     .instrument(span)
-    .await
 }
 
 /// What the reader and the heartbeat ask of the writer.
 enum Control {
     /// Send a ping frame.
     Ping,
-    /// Close with this frame; with `abandon`, do not wait for the client's reply.
-    Close { frame: CloseFrame, abandon: bool },
+    /// Close with this frame; with `abandon`, do not wait for the client's reply. Boxed: it
+    /// is rare, and every connection's channel holds a block of 32 of these.
+    Close {
+        frame: Box<CloseFrame>,
+        abandon: bool,
+    },
     /// Send this text frame: the dialect's own answer to a client's frame.
     Send(String),
 }
@@ -296,7 +304,7 @@ async fn heartbeat(
             };
             let _ = control
                 .send(Control::Close {
-                    frame,
+                    frame: Box::new(frame),
                     abandon: true,
                 })
                 .await;
@@ -377,19 +385,10 @@ async fn read(
                     }
                     continue;
                 };
-                let translated = dialect.translate(|d| d.on_client(text.as_str()));
-                for answer in translated.to_client {
-                    // Waits while the writer is busy: a client that does not read its
-                    // answers is not read either.
-                    if control.send(Control::Send(answer)).await.is_err() {
-                        break;
-                    }
-                }
-                for message in translated.to_session {
-                    if tx.send(message).await.is_err() {
-                        in_tx = None;
-                        break;
-                    }
+                // Boxed, like every rare path here: what is inline is in every connection's
+                // frame for as long as it is open.
+                if !Box::pin(forward_translated(dialect, text.as_str(), &control, tx)).await {
+                    in_tx = None;
                 }
                 continue;
             }
@@ -428,16 +427,51 @@ async fn read(
             reason: reason.into(),
         };
         let _ = control.try_send(Control::Close {
-            frame,
+            frame: Box::new(frame),
             abandon: false,
         });
     }
     // The input ended (the client closed, or the connection broke): the output ends too,
     // even for a session that carries on waiting to be resumed.
     let _ = control.try_send(Control::Close {
-        frame: normal_close(),
+        frame: Box::new(normal_close()),
         abandon: false,
     });
+}
+
+/// Gives the session what the dialect sends when the connection opens; returns what it
+/// sends the client.
+async fn open_dialect(dialect: &SharedDialect, to_session: &mpsc::Sender<String>) -> Vec<String> {
+    let opened = dialect.translate(|d| d.open());
+    for text in opened.to_session {
+        // The session was just made: it reads these before anything from the client.
+        let _ = to_session.send(text).await;
+    }
+    opened.to_client
+}
+
+/// Forwards what the dialect makes of one client frame: its own answers to the writer, the
+/// rest to the session. False when the session is gone.
+async fn forward_translated(
+    dialect: &SharedDialect,
+    text: &str,
+    control: &mpsc::Sender<Control>,
+    to_session: &mpsc::Sender<String>,
+) -> bool {
+    let translated = dialect.translate(|d| d.on_client(text));
+    for answer in translated.to_client {
+        // Waits while the writer is busy: a client that does not read its answers is not
+        // read either.
+        if control.send(Control::Send(answer)).await.is_err() {
+            break;
+        }
+    }
+    for message in translated.to_session {
+        if to_session.send(message).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The writing half of a connection.
@@ -488,6 +522,16 @@ impl Writer {
         let Some(dialect) = &self.dialect else {
             return self.send(sink, Frame::text(text)).await.map(|()| None);
         };
+        Box::pin(self.send_translated(sink, dialect, text)).await
+    }
+
+    /// Sends what the dialect makes of one message of the session.
+    async fn send_translated(
+        &self,
+        sink: &mut Sink,
+        dialect: &SharedDialect,
+        text: String,
+    ) -> Result<Option<CloseFrame>, Stop> {
         let translated = dialect.translate(|d| d.on_session(&text));
         for message in translated.to_session {
             // Never waits: the session may itself be waiting for this writer. Only answers
@@ -532,10 +576,10 @@ impl Writer {
             // Fails harmlessly when the client closed first (tungstenite has replied
             // already). A client that does not read may never take the frame, hence the
             // bound.
-            let _ = tokio::time::timeout(self.stall_timeout, async {
+            let _ = Box::pin(tokio::time::timeout(self.stall_timeout, async {
                 let _ = sink.send(Frame::Close(Some(frame))).await;
                 let _ = sink.flush().await;
-            })
+            }))
             .await;
         }
         code
@@ -550,7 +594,7 @@ impl Writer {
             let sent = tokio::select! {
                 biased;
                 Some(command) = self.control.recv() => match command {
-                    Control::Close { frame, abandon } => return (Some(frame), abandon),
+                    Control::Close { frame, abandon } => return (Some(*frame), abandon),
                     Control::Ping => self.send(sink, Frame::Ping(Default::default())).await.map(|()| None),
                     Control::Send(text) => self.send(sink, Frame::text(text)).await.map(|()| None),
                 },

@@ -1,8 +1,11 @@
-//! `cargo xtask bench`: builds the server and the load generator (`mcp-bench`) in release
-//! mode, starts each server on loopback, runs each scenario, and writes
-//! `target/bench/report.json` and `report.md` (machine, versions, every figure and ratio).
-//! `--smoke` runs each scenario for two seconds, so the harness never rots (CI runs it);
-//! the full run is manual. Timings are reported, never asserted.
+//! `cargo xtask bench`: builds the server, the load generator (`mcp-bench`) and the peers
+//! (bench/, their own workspace) in release mode, starts each server on loopback, runs each
+//! scenario, and writes `target/bench/report.json` and `report.md`: the machine, every
+//! figure, every ratio, and where each target of docs/performance.md stands.
+//!
+//! `--smoke` runs every scenario briefly so the harness never rots (CI runs it); the full run
+//! is manual. `--full` holds 100,000 sessions instead of 10,000 in the capacity scenario.
+//! Timings are reported, never asserted.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -11,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::ci::target_dir;
-use crate::run;
+use crate::ci::{python_venv, target_dir};
+use crate::{root, run};
 
 /// A server under test, running until dropped.
 struct Running {
@@ -28,10 +31,21 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.address)
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
 /// Starts `program args` and reads the address from its first line (`listening on ...`).
 fn start(name: &'static str, program: &Path, args: &[&str]) -> anyhow::Result<Running> {
     let mut child = Command::new(program)
         .args(args)
+        .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -56,14 +70,76 @@ fn start(name: &'static str, program: &Path, args: &[&str]) -> anyhow::Result<Ru
     })
 }
 
-/// One measurement: a server, a scenario, the load generator's summary.
+/// One measurement: a scenario, a server, the load generator's summary.
 struct Row {
     scenario: &'static str,
     server: &'static str,
     summary: Value,
 }
 
-pub(crate) fn run_all(smoke: bool) -> anyhow::Result<()> {
+/// How long and how big each scenario is.
+struct Plan {
+    smoke: bool,
+    seconds: &'static str,
+    warmup: &'static str,
+    sessions: usize,
+    fanout_runs: usize,
+    batch_items: u64,
+    batch_runs: usize,
+    images: usize,
+}
+
+impl Plan {
+    fn new(smoke: bool, full: bool) -> Self {
+        if smoke {
+            Self {
+                smoke,
+                seconds: "2",
+                warmup: "0.5",
+                sessions: 1_000,
+                fanout_runs: 5,
+                batch_items: 200_000,
+                batch_runs: 1,
+                images: 200,
+            }
+        } else {
+            Self {
+                smoke,
+                seconds: "10",
+                warmup: "2",
+                sessions: if full { 100_000 } else { 10_000 },
+                fanout_runs: 20,
+                batch_items: 1_000_000,
+                batch_runs: 3,
+                images: 2_000,
+            }
+        }
+    }
+}
+
+/// Runs `mcp-bench ARGS` and parses its summary.
+fn bench(bench: &Path, args: &[&str]) -> anyhow::Result<Value> {
+    eprintln!("==> mcp-bench {}", args.join(" "));
+    let output = Command::new(bench)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run mcp-bench")?;
+    if !output.status.success() {
+        bail!("mcp-bench {} failed", args.join(" "));
+    }
+    serde_json::from_slice(&output.stdout).context("the load generator's summary")
+}
+
+/// The hard limit on open files of this process, which its children inherit (Linux).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
+pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
+    let plan = Plan::new(smoke, full);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     run(Command::new(&cargo).args([
         "build",
@@ -74,44 +150,73 @@ pub(crate) fn run_all(smoke: bool) -> anyhow::Result<()> {
         "-p",
         "mcp-bench",
     ]))?;
+    let peers_target = target_dir().join("bench-peers");
+    run(Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--manifest-path",
+            "bench/Cargo.toml",
+            "--target-dir",
+        ])
+        .arg(&peers_target))?;
+    let python = python_venv()?;
     let release = target_dir().join("release");
-    let bench = release.join("mcp-bench");
-    let (seconds, warmup) = if smoke { ("2", "0.5") } else { ("10", "2") };
+    let peers = peers_target.join("release");
+    let mcp_bench = release.join("mcp-bench");
+    let data = target_dir().join("bench").join("data");
+    std::fs::create_dir_all(&data)?;
+    let data_arg = data.to_string_lossy().into_owned();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores_arg = cores.to_string();
+
+    // Capacity is bounded by open files: one per session in the server, and in the client.
+    let limit = open_files_limit();
+    let sessions = match limit {
+        Some(limit) if limit < plan.sessions + 1_000 => limit.saturating_sub(1_000),
+        _ => plan.sessions,
+    };
+    let room = (sessions + 1_000).to_string();
     let ours = start(
         "ours",
         &release.join("mcp-server"),
-        &["--listen", "127.0.0.1:0"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-root",
+            &data_arg,
+            "--heavy-concurrency",
+            &cores_arg,
+            "--max-connections",
+            &room,
+            "--max-sessions",
+            &room,
+        ],
     )?;
-    let echo = start("echo", &bench, &["echo", "--listen", "127.0.0.1:0"])?;
+    let echo = start("echo", &mcp_bench, &["echo", "--listen", "127.0.0.1:0"])?;
+    let tower = start("tower-mcp", &peers.join("peer-tower-mcp"), &[])?;
+    let rmcp = start("rmcp", &peers.join("peer-rmcp"), &[])?;
+    let python_peer = start("python-sdk", &python, &["bench/python/peer_websocket.py"])?;
+
     let mut rows = Vec::new();
-    let mut measure = |scenario: &'static str,
-                       server: &Running,
-                       url: String,
-                       extra: &[&str]|
+    let mut load = |scenario: &'static str,
+                    server: &Running,
+                    url: String,
+                    extra: &[&str]|
      -> anyhow::Result<()> {
-        let mut command = Command::new(&bench);
-        command
-            .args([
-                "load",
-                "--url",
-                &url,
-                "--seconds",
-                seconds,
-                "--warmup",
-                warmup,
-            ])
-            .args(extra);
-        eprintln!("==> {scenario}: {} {}", server.name, extra.join(" "));
-        let output = command.output().context("cannot run mcp-bench")?;
-        if !output.status.success() {
-            bail!(
-                "{scenario} on {}: {}",
-                server.name,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let summary: Value = serde_json::from_slice(&output.stdout)
-            .with_context(|| format!("{scenario}: the load generator's summary"))?;
+        let mut args = vec![
+            "load",
+            "--url",
+            &url,
+            "--seconds",
+            plan.seconds,
+            "--warmup",
+            plan.warmup,
+        ];
+        args.extend_from_slice(extra);
+        let summary =
+            bench(&mcp_bench, &args).with_context(|| format!("{scenario} on {}", server.name))?;
         rows.push(Row {
             scenario,
             server: server.name,
@@ -119,44 +224,166 @@ pub(crate) fn run_all(smoke: bool) -> anyhow::Result<()> {
         });
         Ok(())
     };
-    let ws = |s: &Running| format!("ws://{}/mcp", s.address);
+
+    // 1. Throughput, closed loop; 2. latency at a fixed offered load, open loop.
     for (scenario, connections, inflight) in [("1x64", "1", "64"), ("64x16", "64", "16")] {
-        measure(
-            scenario,
-            &ours,
-            ws(&ours),
-            &["--connections", connections, "--inflight", inflight],
-        )?;
-        measure(
+        let shape = ["--connections", connections, "--inflight", inflight];
+        load(scenario, &ours, ours.ws("/mcp"), &shape)?;
+        load(
             scenario,
             &echo,
-            format!("ws://{}/", echo.address),
+            echo.ws("/"),
+            &[&shape[..], &["--raw"]].concat(),
+        )?;
+        // tower-mcp does not select the `mcp` subprotocol, which a client asking for it
+        // must then refuse.
+        load(
+            scenario,
+            &tower,
+            tower.ws("/"),
+            &[&shape[..], &["--subprotocol", "none"]].concat(),
+        )?;
+        load(scenario, &python_peer, python_peer.ws("/"), &shape)?;
+    }
+    // Streamable HTTP: HTTP/1.1 carries one request per connection at a time.
+    load(
+        "http-64",
+        &ours,
+        ours.http("/mcp"),
+        &["--connections", "64"],
+    )?;
+    load(
+        "http-64",
+        &rmcp,
+        rmcp.http("/mcp"),
+        &["--connections", "64"],
+    )?;
+    for server in [&ours, &tower] {
+        let subprotocol = if server.name == "ours" { "mcp" } else { "none" };
+        let path = if server.name == "ours" { "/mcp" } else { "/" };
+        load(
+            "open-10k",
+            server,
+            server.ws(path),
             &[
                 "--connections",
-                connections,
-                "--inflight",
-                inflight,
-                "--raw",
+                "16",
+                "--rate",
+                "10000",
+                "--subprotocol",
+                subprotocol,
             ],
         )?;
     }
-    // Streamable HTTP: HTTP/1.1 carries one request per connection at a time.
-    measure(
-        "http-64",
-        &ours,
-        format!("http://{}/mcp", ours.address),
-        &["--connections", "64"],
+    drop((echo, tower, rmcp, python_peer));
+
+    // 3. Capacity and 5. fan-out: the same held sessions.
+    let pid = ours.child.id().to_string();
+    let sessions_arg = sessions.to_string();
+    let runs = plan.fanout_runs.to_string();
+    let mut held = bench(
+        &mcp_bench,
+        &[
+            "sessions",
+            "--url",
+            &ours.ws("/mcp"),
+            "--sessions",
+            &sessions_arg,
+            "--server-pid",
+            &pid,
+            "--broadcast-url",
+            &ours.http("/admin/broadcast"),
+            "--runs",
+            &runs,
+        ],
     )?;
-    measure(
-        "open-10k",
-        &ours,
-        ws(&ours),
-        &["--connections", "16", "--rate", "10000"],
+    let fanout = held["fanout"].take();
+    held["asked"] = json!(plan.sessions);
+    held["openFilesLimit"] = json!(limit);
+    rows.push(Row {
+        scenario: "capacity",
+        server: "ours",
+        summary: held,
+    });
+    rows.push(Row {
+        scenario: "fanout",
+        server: "ours",
+        summary: fanout,
+    });
+
+    // 4. Progress: the batch with and without a progress token, at the default interval.
+    let items = plan.batch_items.to_string();
+    let batch_runs = plan.batch_runs.to_string();
+    let url = ours.ws("/mcp");
+    for (scenario, progress) in [("batch", false), ("batch-progress", true)] {
+        let mut args = vec![
+            "batch",
+            "--url",
+            &url,
+            "--count",
+            &items,
+            "--runs",
+            &batch_runs,
+        ];
+        if progress {
+            args.push("--progress");
+        }
+        rows.push(Row {
+            scenario,
+            server: "ours",
+            summary: bench(&mcp_bench, &args)?,
+        });
+    }
+
+    // 6. Images: the tool against a bare loop over the `image` crate.
+    let count = plan.images.to_string();
+    rows.push(Row {
+        scenario: "images",
+        server: "ours",
+        summary: bench(
+            &mcp_bench,
+            &[
+                "images",
+                "--url",
+                &ours.ws("/mcp"),
+                "--data-root",
+                &data_arg,
+                "--count",
+                &count,
+                "--threads",
+                &cores_arg,
+            ],
+        )?,
+    });
+    drop(ours);
+
+    // 4b. Notifications per second to a fast client: progress not rate-limited at all.
+    let unthrottled = start(
+        "ours-unthrottled",
+        &release.join("mcp-server"),
+        &["--listen", "127.0.0.1:0", "--progress-interval-ms", "0"],
     )?;
-    drop((ours, echo));
-    let report = report(&rows, smoke)?;
+    rows.push(Row {
+        scenario: "progress-stream",
+        server: "ours",
+        summary: bench(
+            &mcp_bench,
+            &[
+                "batch",
+                "--url",
+                &unthrottled.ws("/mcp"),
+                "--count",
+                &items,
+                "--runs",
+                "1",
+                "--progress",
+            ],
+        )?,
+    });
+    drop(unthrottled);
+
+    let report = report(&rows, &plan)?;
     let out = target_dir().join("bench");
-    std::fs::create_dir_all(&out)?;
     std::fs::write(
         out.join("report.json"),
         serde_json::to_string_pretty(&report)?,
@@ -172,29 +399,121 @@ fn figure(rows: &[Row], scenario: &str, server: &str, key: &str) -> Option<f64> 
         .and_then(|r| r.summary[key].as_f64())
 }
 
-fn report(rows: &[Row], smoke: bool) -> anyhow::Result<Value> {
-    let ratio = |scenario: &str| -> Option<f64> {
-        Some(
-            figure(rows, scenario, "ours", "callsPerSecond")?
-                / figure(rows, scenario, "echo", "callsPerSecond")?,
-        )
+fn rate(rows: &[Row], scenario: &str, server: &str) -> Option<f64> {
+    figure(rows, scenario, server, "callsPerSecond")
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+/// A target: the figure, the bound, and whether it is met.
+fn target(what: &str, value: Option<f64>, bound: f64, at_least: bool) -> Value {
+    json!({
+        "target": what,
+        "value": value,
+        "bound": bound,
+        "met": value.map(|v| if at_least { v >= bound } else { v < bound }),
+    })
+}
+
+fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
+    let ours = |s| rate(rows, s, "ours");
+    let over = |s, peer| ratio(ours(s), rate(rows, s, peer));
+    let progress_cost = ratio(
+        figure(rows, "batch-progress", "ours", "itemsPerSecond"),
+        figure(rows, "batch", "ours", "itemsPerSecond"),
+    )
+    .map(|r| 1.0 - r);
+    let ws_over_rmcp = ratio(ours("64x16"), rate(rows, "http-64", "rmcp"));
+    let ratios = json!({
+        "oursOverEcho1x64": over("1x64", "echo"),
+        "oursOverEcho64x16": over("64x16", "echo"),
+        "oursOverTowerMcp1x64": over("1x64", "tower-mcp"),
+        "oursOverTowerMcp64x16": over("64x16", "tower-mcp"),
+        "oursOverPythonSdk1x64": over("1x64", "python-sdk"),
+        "oursOverPythonSdk64x16": over("64x16", "python-sdk"),
+        "oursWsOverRmcpHttp": ws_over_rmcp,
+        "oursHttpOverRmcpHttp": over("http-64", "rmcp"),
+        "progressCost": progress_cost,
+        "imagesOverBareLoop": figure(rows, "images", "ours", "ratio"),
+    });
+    let best = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     };
+    let targets = vec![
+        target(
+            "WebSocket throughput >= 60% of the echo ceiling (worse of 1x64, 64x16)",
+            best(over("1x64", "echo"), over("64x16", "echo")),
+            0.6,
+            true,
+        ),
+        target(
+            ">= 3x tower-mcp's WebSocket (worse of 1x64, 64x16)",
+            best(over("1x64", "tower-mcp"), over("64x16", "tower-mcp")),
+            3.0,
+            true,
+        ),
+        target(
+            ">= 20x the Python SDK's WebSocket server (worse of 1x64, 64x16)",
+            best(over("1x64", "python-sdk"), over("64x16", "python-sdk")),
+            20.0,
+            true,
+        ),
+        target(
+            ">= 2x rmcp's Streamable HTTP (our WebSocket 64x16 / rmcp http-64)",
+            ws_over_rmcp,
+            2.0,
+            true,
+        ),
+        target(
+            "p99 < 1 ms at 10,000 calls/s over WebSocket (µs)",
+            figure(rows, "open-10k", "ours", "p99Us"),
+            1000.0,
+            false,
+        ),
+        target(
+            "<= 16 KiB of server memory per idle session (bytes)",
+            figure(rows, "capacity", "ours", "serverBytesPerSession"),
+            16384.0,
+            false,
+        ),
+        target(
+            "sessions held (asked for in this run)",
+            figure(rows, "capacity", "ours", "sessions"),
+            plan.sessions as f64,
+            true,
+        ),
+        target(
+            "progress costs < 2% of the batch's throughput",
+            progress_cost,
+            0.02,
+            false,
+        ),
+        target(
+            "fan-out to every session, p99 < 100 ms (µs)",
+            figure(rows, "fanout", "ours", "lastP99Us"),
+            100_000.0,
+            false,
+        ),
+        target(
+            "process_images >= 95% of the bare loop",
+            figure(rows, "images", "ours", "ratio"),
+            0.95,
+            true,
+        ),
+    ];
     Ok(json!({
-        "smoke": smoke,
+        "smoke": plan.smoke,
         "machine": machine(),
         "results": rows.iter().map(|r| json!({"scenario": r.scenario, "server": r.server, "summary": r.summary})).collect::<Vec<_>>(),
-        "ratios": {
-            "oursOverEcho1x64": ratio("1x64"),
-            "oursOverEcho64x16": ratio("64x16"),
-        },
-        "targets": {
-            "throughputAtLeast60PercentOfEcho": ratio("64x16").map(|r| r >= 0.6),
-            "p99Under1msAt10k": figure(rows, "open-10k", "ours", "p99Us").map(|p| p < 1000.0),
-        },
+        "ratios": ratios,
+        "targets": targets,
     }))
 }
 
-/// What the machine is: cores, CPU model, kernel, compiler.
+/// What the machine is: cores, CPU model, kernel, compiler, and the peers' versions.
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -205,56 +524,161 @@ fn machine() -> Value {
             })
         })
         .unwrap_or_default();
-    let output = |program: &str, args: &[&str]| {
+    let output = |program: &Path, args: &[&str]| {
         Command::new(program)
             .args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default()
     };
+    let python_sdk = python_venv().ok().map(|python| {
+        output(
+            &python,
+            &[
+                "-c",
+                "from importlib.metadata import version as v; print('mcp', v('mcp'), 'uvicorn', v('uvicorn'))",
+            ],
+        )
+    });
     json!({
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "cpu": cpu,
-        "kernel": output("uname", &["-sr"]),
-        "rustc": output("rustc", &["--version"]),
+        "kernel": output(Path::new("uname"), &["-sr"]),
+        "rustc": output(Path::new("rustc"), &["--version"]),
         "server": env!("CARGO_PKG_VERSION"),
+        "peers": {
+            "tower-mcp": locked_version("tower-mcp"),
+            "rmcp": locked_version("rmcp"),
+            "python": python_sdk,
+        },
     })
+}
+
+/// A package's version in bench/Cargo.lock.
+fn locked_version(name: &str) -> Option<String> {
+    let lock = std::fs::read_to_string(root().join("bench/Cargo.lock")).ok()?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{name}\"") {
+            return lines
+                .next()?
+                .strip_prefix("version = \"")?
+                .strip_suffix('"')
+                .map(str::to_owned);
+        }
+    }
+    None
+}
+
+fn fmt_number(value: &Value) -> String {
+    match value.as_f64() {
+        Some(v) if v.fract() == 0.0 || v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.2}"),
+        None => "–".to_owned(),
+    }
 }
 
 fn markdown(report: &Value) -> String {
     let mut text = String::from("# Benchmark report\n\n");
     let machine = &report["machine"];
     text.push_str(&format!(
-        "{} cores, {}; {}; {}.{}\n\n",
+        "{} cores, {}; {}; {}. Peers: tower-mcp {}, rmcp {}, {}.{}\n\n",
         machine["cores"],
         machine["cpu"].as_str().unwrap_or(""),
         machine["kernel"].as_str().unwrap_or(""),
         machine["rustc"].as_str().unwrap_or(""),
+        machine["peers"]["tower-mcp"].as_str().unwrap_or("?"),
+        machine["peers"]["rmcp"].as_str().unwrap_or("?"),
+        machine["peers"]["python"].as_str().unwrap_or("?"),
         if report["smoke"] == json!(true) {
-            " Smoke run: 2 s per scenario, not a measurement."
+            " **Smoke run**: a few seconds per scenario, not a measurement."
         } else {
             ""
         }
     ));
-    text.push_str("| scenario | server | calls/s | p50 µs | p99 µs | p99.9 µs | errors |\n|---|---|---|---|---|---|---|\n");
-    for row in report["results"].as_array().into_iter().flatten() {
+    let results: Vec<&Value> = report["results"].as_array().into_iter().flatten().collect();
+    let in_scenarios = |names: &[&str]| {
+        results
+            .iter()
+            .filter(|r| names.contains(&r["scenario"].as_str().unwrap_or("")))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    text.push_str("## Throughput and latency (`tools/call add`)\n\n| scenario | server | calls/s | p50 µs | p99 µs | p99.9 µs | errors |\n|---|---|---|---|---|---|---|\n");
+    for row in in_scenarios(&["1x64", "64x16", "http-64", "open-10k"]) {
         let s = &row["summary"];
         text.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             row["scenario"].as_str().unwrap_or(""),
             row["server"].as_str().unwrap_or(""),
-            s["callsPerSecond"].as_f64().unwrap_or(0.0),
+            fmt_number(&s["callsPerSecond"]),
             s["p50Us"],
             s["p99Us"],
             s["p999Us"],
             s["errors"],
         ));
     }
-    text.push_str("\n| ratio | value |\n|---|---|\n");
-    for (name, value) in report["ratios"].as_object().into_iter().flatten() {
+    for row in in_scenarios(&["capacity"]) {
+        let s = &row["summary"];
         text.push_str(&format!(
-            "| {name} | {:.2} |\n",
-            value.as_f64().unwrap_or(0.0)
+            "\n## Capacity\n\n{} idle initialized sessions (asked for {}; open files limit {}): established in {:.2} s ({} sessions/s); server memory {} bytes per session (RSS {} → {} KiB); `ping` round trip while all are open p50 {} µs, p99 {} µs.\n",
+            s["sessions"],
+            s["asked"],
+            s["openFilesLimit"],
+            s["establishSeconds"].as_f64().unwrap_or(0.0),
+            fmt_number(&s["sessionsPerSecond"]),
+            fmt_number(&s["serverBytesPerSession"]),
+            s["serverRssBeforeKiB"],
+            s["serverRssAfterKiB"],
+            s["pingP50Us"],
+            s["pingP99Us"],
+        ));
+    }
+    for row in in_scenarios(&["fanout"]) {
+        let s = &row["summary"];
+        text.push_str(&format!(
+            "\n## Broadcast fan-out\n\nTime until the last session has the notification, over {} broadcasts: p50 {} µs, p99 {} µs (each session: p50 {} µs, p99 {} µs); {} deliveries missing.\n",
+            s["runs"], s["lastP50Us"], s["lastP99Us"], s["eachP50Us"], s["eachP99Us"], s["missing"],
+        ));
+    }
+    text.push_str("\n## Progress (`process_batch`)\n\n| scenario | items | items/s | notifications | notifications/s |\n|---|---|---|---|---|\n");
+    for row in in_scenarios(&["batch", "batch-progress", "progress-stream"]) {
+        let s = &row["summary"];
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            row["scenario"].as_str().unwrap_or(""),
+            s["count"],
+            fmt_number(&s["itemsPerSecond"]),
+            fmt_number(&s["notifications"]),
+            fmt_number(&s["notificationsPerSecond"]),
+        ));
+    }
+    for row in in_scenarios(&["images"]) {
+        let s = &row["summary"];
+        text.push_str(&format!(
+            "\n## Images\n\n{} generated {}×{} PNGs, {} threads: `process_images` {} images/s, the bare loop {} images/s (ratio {:.3}).\n",
+            s["images"], s["size"], s["size"], s["threads"],
+            fmt_number(&s["toolImagesPerSecond"]),
+            fmt_number(&s["bareImagesPerSecond"]),
+            s["ratio"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    text.push_str("\n## Ratios\n\n| ratio | value |\n|---|---|\n");
+    for (name, value) in report["ratios"].as_object().into_iter().flatten() {
+        text.push_str(&format!("| {name} | {} |\n", fmt_number(value)));
+    }
+    text.push_str("\n## Targets\n\n| target | value | bound | met |\n|---|---|---|---|\n");
+    for t in report["targets"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            t["target"].as_str().unwrap_or(""),
+            fmt_number(&t["value"]),
+            fmt_number(&t["bound"]),
+            match t["met"].as_bool() {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "–",
+            }
         ));
     }
     text

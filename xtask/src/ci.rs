@@ -32,7 +32,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
     js_tests()?;
     crate::conformance::run_all()?;
     crate::e2e::run_all()?;
-    crate::bench::run_all(true)?;
+    crate::bench::run_all(true, false)?;
     // A short pass over every fuzz target: it keeps the targets building, and replays the
     // committed corpus.
     crate::fuzz::run_all(FUZZ_SECONDS, &[], false)?;

@@ -5,7 +5,8 @@
 //!   against the real binary, and the official conformance suite (`conformance`).
 //! - `conformance`: the official MCP conformance suite's server scenarios against the
 //!   release binary, scored against a committed baseline of expected failures.
-//! - `bench`: the load generator against the server and its ceiling; `--smoke` in CI.
+//! - `bench`: the load generator against the server, its ceiling and its peers; `--smoke` in
+//!   CI.
 //! - `e2e`: the web console in Debian's Chromium, driven by playwright-core.
 //! - `fuzz`: every fuzz target for a bounded time (CI runs a short pass).
 //! - `codegen`: regenerates committed artifacts (the CLI reference in README.md); a tidy test
@@ -41,11 +42,15 @@ enum Cmd {
     Ci,
     /// Run the official MCP conformance suite against the release binary.
     Conformance,
-    /// Benchmark the server against its ceiling (target/bench/report.md).
+    /// Benchmark the server against its ceiling and its peers (target/bench/report.md).
     Bench {
         /// A few seconds per scenario: checks the harness, measures nothing.
         #[arg(long)]
         smoke: bool,
+        /// Hold 100,000 sessions in the capacity scenario instead of 10,000 (as many as the
+        /// open files limit allows).
+        #[arg(long)]
+        full: bool,
     },
     /// Drive the web console in a real browser (Debian's Chromium, installed when missing).
     E2e,
@@ -74,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ci => ci::all(),
         Cmd::Conformance => conformance::run_all(),
         Cmd::E2e => e2e::run_all(),
-        Cmd::Bench { smoke } => bench::run_all(smoke),
+        Cmd::Bench { smoke, full } => bench::run_all(smoke, full),
         Cmd::Fuzz {
             seconds,
             merge,

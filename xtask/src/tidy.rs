@@ -21,7 +21,7 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 #[test]
 fn every_module_says_what_it_is_for() {
     let mut files = Vec::new();
-    for dir in ["crates", "xtask", "tests"] {
+    for dir in ["crates", "xtask", "tests", "bench", "fuzz"] {
         rust_files(&root().join(dir), &mut files);
     }
     assert!(files.len() > 20, "found only {} Rust files", files.len());
@@ -34,6 +34,21 @@ fn every_module_says_what_it_is_for() {
         missing.is_empty(),
         "files without a leading `//!` line: {missing:#?}"
     );
+}
+
+#[test]
+fn the_benchmark_peers_stay_out_of_the_product() {
+    // bench/ is a workspace of its own: the peers are measured, never linked or audited with
+    // the product.
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    for peer in ["rmcp", "tower-mcp", "mcp-peers"] {
+        assert!(
+            !lock.contains(&format!("name = \"{peer}\"\n")),
+            "{peer} is in the product's Cargo.lock"
+        );
+    }
+    let peers = std::fs::read_to_string(root().join("bench/Cargo.lock")).unwrap();
+    assert!(peers.contains("name = \"rmcp\"\n") && peers.contains("name = \"tower-mcp\"\n"));
 }
 
 /// The normal dependencies named in a crate's Cargo.toml.

@@ -9,6 +9,10 @@
 //! - `mcp-bench echo`: a WebSocket echo server on the same stack as the product (hyper +
 //!   hyper-tungstenite) that returns every text frame unparsed: what the product would
 //!   reach if MCP cost nothing.
+//! - `mcp-bench sessions`: capacity (N idle initialized sessions: server memory per session,
+//!   time to establish, `ping` round trips) and broadcast fan-out to all of them.
+//! - `mcp-bench batch`: `process_batch` with and without progress.
+//! - `mcp-bench images`: `process_images` against a bare loop over the `image` crate.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -23,6 +27,9 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as Frame;
+
+mod sessions;
+mod tools;
 
 #[derive(Parser)]
 #[command(name = "mcp-bench")]
@@ -41,6 +48,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+    /// Hold N idle sessions (capacity), then time broadcasts to all of them (fan-out).
+    Sessions(sessions::Sessions),
+    /// Run `process_batch`, with or without progress, and count the notifications.
+    Batch(tools::Batch),
+    /// Run `process_images` on generated images, then the same work as a bare loop.
+    Images(tools::Images),
 }
 
 #[derive(clap::Args, Clone)]
@@ -66,6 +79,10 @@ struct Load {
     /// Skip `initialize` (for the echo server, which speaks no MCP).
     #[arg(long)]
     raw: bool,
+    /// The WebSocket subprotocol to ask for; `none` asks for none (servers that do not
+    /// select one, which a client asking for one must refuse).
+    #[arg(long, default_value = "mcp")]
+    subprotocol: String,
 }
 
 #[tokio::main]
@@ -77,6 +94,39 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Echo { listen } => echo(listen).await,
+        Command::Sessions(args) => print(sessions::run(args).await),
+        Command::Batch(args) => print(tools::batch(args).await),
+        Command::Images(args) => print(tools::images(args).await),
+    }
+}
+
+fn print(summary: anyhow::Result<Value>) -> anyhow::Result<()> {
+    println!("{}", summary?);
+    Ok(())
+}
+
+/// Calls due that a connection has not sent yet (open loop); a connection this far behind
+/// is held back by its server, and the pacer waits for it.
+const PACE_QUEUE: usize = 4096;
+
+/// Open loop: the times calls are due, `rate` a second until `end`, dealt to the connections
+/// in turn. A thread of its own, sleeping with the operating system's timers: tokio's
+/// timers round up to the millisecond, which would make every call late by up to 1 ms
+/// before it was sent (and latency is counted from when a call was due).
+fn pace(rate: f64, end: Instant, connections: Vec<tokio::sync::mpsc::Sender<Instant>>) {
+    let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let mut due = Instant::now();
+    let mut next = 0usize;
+    while due < end && !connections.is_empty() {
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if connections[next].blocking_send(due).is_err() {
+            return;
+        }
+        next = (next + 1) % connections.len();
+        due += every;
     }
 }
 
@@ -113,21 +163,26 @@ async fn run(load: Load) -> anyhow::Result<Value> {
     });
     let http = load.url.starts_with("http://");
     let mut tasks = Vec::new();
-    for index in 0..load.connections {
+    let mut pace_senders = Vec::new();
+    for _ in 0..load.connections {
         let load = load.clone();
         let shared = Arc::clone(&shared);
-        // Open loop: each connection offers its share, staggered.
-        let interval = load
-            .rate
-            .map(|rate| Duration::from_secs_f64(load.connections as f64 / rate.max(0.001)));
-        let offset = interval.map(|i| i.mul_f64(index as f64 / load.connections as f64));
+        let pace = load.rate.map(|_| {
+            let (tx, rx) = tokio::sync::mpsc::channel(PACE_QUEUE);
+            pace_senders.push(tx);
+            rx
+        });
         tasks.push(tokio::spawn(async move {
             if http {
-                http_connection(&load, &shared, interval, offset).await
+                http_connection(&load, &shared, pace).await
             } else {
-                ws_connection(&load, &shared, interval, offset).await
+                ws_connection(&load, &shared, pace).await
             }
         }));
+    }
+    if let Some(rate) = load.rate {
+        let end = shared.end;
+        std::thread::spawn(move || pace(rate, end, pace_senders));
     }
     for task in tasks {
         task.await.context("a connection task panicked")??;
@@ -156,6 +211,10 @@ fn call(id: u64) -> String {
     .to_string()
 }
 
+fn initialized() -> String {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string()
+}
+
 fn initialize() -> String {
     json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
@@ -174,17 +233,16 @@ fn answer(text: &str) -> Option<(u64, bool)> {
 async fn ws_connection(
     load: &Load,
     shared: &Shared,
-    interval: Option<Duration>,
-    offset: Option<Duration>,
+    mut pace: Option<tokio::sync::mpsc::Receiver<Instant>>,
 ) -> anyhow::Result<()> {
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
             load.url.as_str(),
         )?;
-    if !load.raw {
+    if !load.raw && load.subprotocol != "none" {
         request
             .headers_mut()
-            .insert("Sec-WebSocket-Protocol", "mcp".parse()?);
+            .insert("Sec-WebSocket-Protocol", load.subprotocol.parse()?);
     }
     let (socket, _) = tokio_tungstenite::connect_async(request)
         .await
@@ -202,17 +260,14 @@ async fn ws_connection(
                 break;
             }
         }
-        sink.send(Frame::text(
-            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
-        ))
-        .await?;
+        sink.send(Frame::text(initialized())).await?;
     }
     // Sent times by id (ids are sequential per connection, so a ring indexed by id works).
     let capacity = (load.inflight.max(1) * 4).next_power_of_two().max(1024);
     let mut due_at: Vec<Option<Instant>> = vec![None; capacity];
     let mut next_id: u64 = 1;
     let mut outstanding = 0usize;
-    let mut next_due = offset.map(|o| Instant::now() + o);
+    let open_loop = pace.is_some();
     loop {
         let now = Instant::now();
         if now >= shared.end && outstanding == 0 {
@@ -225,34 +280,36 @@ async fn ws_connection(
                 .fetch_add(outstanding as u64, std::sync::atomic::Ordering::Relaxed);
             break;
         }
-        // Closed loop: keep `inflight` outstanding. Open loop: send what is due.
+        // Closed loop: keep `inflight` outstanding. Open loop: send each call when due.
         let can_send = now < shared.end && outstanding < capacity / 2;
-        match (interval, next_due) {
-            (None, _) => {
-                while can_send && outstanding < load.inflight {
-                    due_at[(next_id as usize) % capacity] = Some(Instant::now());
-                    sink.feed(Frame::text(call(next_id))).await?;
-                    next_id += 1;
-                    outstanding += 1;
-                }
-                sink.flush().await?;
-            }
-            (Some(every), Some(due)) if can_send && due <= now => {
-                due_at[(next_id as usize) % capacity] = Some(due);
-                sink.send(Frame::text(call(next_id))).await?;
+        if !open_loop {
+            while can_send && outstanding < load.inflight {
+                due_at[(next_id as usize) % capacity] = Some(Instant::now());
+                sink.feed(Frame::text(call(next_id))).await?;
                 next_id += 1;
                 outstanding += 1;
-                next_due = Some(due + every);
-                continue;
             }
-            _ => {}
+            sink.flush().await?;
         }
-        let wait = match (interval, next_due) {
-            (Some(_), Some(due)) if now < shared.end => due.saturating_duration_since(now),
-            _ => (shared.end + DRAIN).saturating_duration_since(now),
-        };
+        let wait = (shared.end + DRAIN).saturating_duration_since(now);
         let frame = tokio::select! {
             frame = stream.next() => frame,
+            due = async { pace.as_mut()?.recv().await }, if pace.is_some() => {
+                match due {
+                    Some(due) if outstanding < capacity / 2 => {
+                        due_at[(next_id as usize) % capacity] = Some(due);
+                        sink.send(Frame::text(call(next_id))).await?;
+                        next_id += 1;
+                        outstanding += 1;
+                    }
+                    // More unanswered calls than the ring tracks: the server is far behind.
+                    Some(_) => {
+                        shared.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    None => pace = None,
+                }
+                continue;
+            }
             () = tokio::time::sleep(wait) => continue,
         };
         let Some(frame) = frame else {
@@ -282,8 +339,7 @@ async fn ws_connection(
 async fn http_connection(
     load: &Load,
     shared: &Shared,
-    interval: Option<Duration>,
-    offset: Option<Duration>,
+    mut pace: Option<tokio::sync::mpsc::Receiver<Instant>>,
 ) -> anyhow::Result<()> {
     use http_body_util::{BodyExt as _, Full};
     use hyper::body::Bytes;
@@ -319,21 +375,15 @@ async fn http_connection(
         Ok((id, String::from_utf8_lossy(&bytes).into_owned()))
     };
     let (session, _) = post(initialize(), &None).await?;
-    post(
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
-        &session,
-    )
-    .await?;
+    post(initialized(), &session).await?;
     let mut next_id = 1u64;
-    let mut next_due = offset.map(|o| Instant::now() + o);
     while Instant::now() < shared.end {
-        let due = match (interval, next_due) {
-            (Some(every), Some(due)) => {
-                tokio::time::sleep_until(due.into()).await;
-                next_due = Some(due + every);
-                due
-            }
-            _ => Instant::now(),
+        let due = match &mut pace {
+            Some(pace) => match pace.recv().await {
+                Some(due) => due,
+                None => break,
+            },
+            None => Instant::now(),
         };
         let (_, text) = post(call(next_id), &session).await?;
         next_id += 1;
@@ -386,4 +436,24 @@ async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
                 .await;
         });
     }
+}
+
+/// POSTs `body` to `url` (plain HTTP/1.1) and returns the status and the answer's text.
+async fn post_json(url: &str, body: &Value) -> anyhow::Result<(u16, String)> {
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::body::Bytes;
+    let uri: hyper::Uri = url.parse()?;
+    let authority = uri.authority().context("no host")?.to_string();
+    let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(connection);
+    let request = hyper::Request::post(uri.path())
+        .header("host", authority.as_str())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }

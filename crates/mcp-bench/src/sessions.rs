@@ -1,6 +1,7 @@
 //! `mcp-bench sessions`: capacity and broadcast fan-out. Opens N initialized WebSocket
 //! sessions and holds them open (each read by its own task, so heartbeats are answered as a
-//! real client would), reads the server's resident memory before and after, measures `ping`
+//! real client would), reads the server's resident memory before, half way and after (the
+//! second half's growth is the marginal cost of a session), measures `ping`
 //! round trips while they are all open, and then, given the admin URL, times broadcasts
 //! until the last session has each one.
 
@@ -67,7 +68,17 @@ pub(crate) async fn run(args: Sessions) -> anyhow::Result<Value> {
     let mut handles = Vec::with_capacity(args.sessions);
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
     let mut opening = tokio::task::JoinSet::new();
+    let half = args.sessions / 2;
+    let mut rss_half = None;
     for index in 0..args.sessions {
+        if index == half && half > 0 {
+            // The first half open: memory from here on is what each further session costs,
+            // without what establishing the first ones left behind in the allocator.
+            while let Some(done) = opening.join_next().await {
+                handles.push(done??);
+            }
+            rss_half = args.server_pid.and_then(rss_kib);
+        }
         let permit = Arc::clone(&semaphore).acquire_owned().await?;
         let url = args.url.clone();
         let seen = seen_tx.clone();
@@ -112,6 +123,11 @@ pub(crate) async fn run(args: Sessions) -> anyhow::Result<Value> {
         "serverRssAfterKiB": rss_after,
         "serverBytesPerSession": match (rss_before, rss_after) {
             (Some(b), Some(a)) => json!((a.saturating_sub(b) * 1024) as f64 / handles.len().max(1) as f64),
+            _ => Value::Null,
+        },
+        "serverRssHalfKiB": rss_half,
+        "serverBytesPerSessionMarginal": match (rss_half, rss_after) {
+            (Some(h), Some(a)) => json!((a.saturating_sub(h) * 1024) as f64 / (handles.len() - half).max(1) as f64),
             _ => Value::Null,
         },
         "pingP50Us": pings.value_at_quantile(0.5),

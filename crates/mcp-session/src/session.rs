@@ -182,6 +182,8 @@ pub struct Session {
     /// The principal the session belongs to: only it may resume it, and its scopes say
     /// which tools the session may see and call.
     principal: Principal,
+    /// The span to run in, when the transport gives one.
+    span: Option<tracing::Span>,
 }
 
 /// A running request, by its task.
@@ -206,6 +208,13 @@ impl Session {
     /// Makes `principal` the one the session belongs to (before it runs).
     pub fn set_principal(&mut self, principal: Principal) {
         self.principal = principal;
+    }
+
+    /// Runs the session's task in `span` instead of a `session` span of its own: a transport
+    /// that has a span for the connection already records the session's id in it, and every
+    /// open span costs memory for as long as it is open (about 900 bytes with the fmt layer).
+    pub fn set_span(&mut self, span: tracing::Span) {
+        self.span = Some(span);
     }
 
     pub(crate) fn new(server: Server, id: u64, outbound: OutboundQueue) -> Self {
@@ -245,6 +254,7 @@ impl Session {
             handed_over: false,
             deleted: false,
             principal: Principal::anonymous(),
+            span: None,
         }
     }
 
@@ -280,7 +290,10 @@ impl Session {
         mut self,
         inbound: mpsc::Receiver<String>,
     ) -> impl Future<Output = SessionEnd> + Send + 'static {
-        let span = tracing::info_span!("session", id = self.id);
+        let span = self
+            .span
+            .take()
+            .unwrap_or_else(|| tracing::info_span!("session", id = self.id));
         async move {
             tracing::debug!("session started");
             self.inbound = Some(inbound);

@@ -177,7 +177,13 @@ pub fn serve_connection(
     dialect: Option<Box<dyn Translate>>,
     principal: Principal,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let span = tracing::info_span!("connection", %remote, principal = principal.name());
+    // One span for the connection and its session: each open span costs memory.
+    let span = tracing::info_span!(
+        "connection",
+        %remote,
+        principal = principal.name(),
+        session = tracing::field::Empty
+    );
     async move {
         let socket = match websocket.await {
             Ok(socket) => socket,
@@ -190,7 +196,7 @@ pub fn serve_connection(
         let _place = place;
         let (sink, stream) = socket.split();
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue.max(1));
-        let (control_tx, control_rx) = mpsc::channel(4);
+        let controls = Arc::new(Controls::default());
         // Fires once a close frame was sent or the writer stopped: from then on the reader
         // waits at most `close_timeout` for the client.
         let closing = Closing::default();
@@ -200,7 +206,10 @@ pub fn serve_connection(
         let peer = session.peer();
         // The session runs on its own: a resumable one outlives this connection, and a
         // connection that resumes another session hands its input and output over to it.
-        tokio::spawn(session.run(in_rx).in_current_span());
+        let span = tracing::Span::current();
+        span.record("session", session.id());
+        session.set_span(span);
+        tokio::spawn(session.run(in_rx));
         let dialect = dialect.map(|d| SharedDialect(Arc::new(Mutex::new(d))));
         let first = match &dialect {
             Some(dialect) => Box::pin(open_dialect(dialect, &in_tx)).await,
@@ -208,7 +217,7 @@ pub fn serve_connection(
         };
         let writer = Writer {
             out_rx,
-            control: control_rx,
+            controls: Arc::clone(&controls),
             closing: closing.clone(),
             stall_timeout: config.stall_timeout,
             dialect: dialect.clone(),
@@ -219,14 +228,14 @@ pub fn serve_connection(
             read(
                 stream,
                 in_tx,
-                control_tx.clone(),
+                &controls,
                 closing.clone(),
                 config.close_timeout,
                 life.clone(),
                 dialect,
             ),
             writer.run(sink, first),
-            heartbeat(peer, control_tx, closing, life, &config, &server),
+            heartbeat(peer, &controls, closing, life, &config, &server),
         );
         server.record_close(code);
         tracing::debug!(code, "disconnected");
@@ -234,18 +243,119 @@ pub fn serve_connection(
     .instrument(span)
 }
 
-/// What the reader and the heartbeat ask of the writer.
+/// What the reader and the heartbeat ask of the writer: a few fields behind a lock and a
+/// wake-up, not a channel. A tokio channel allocates a block of 32 slots and a
+/// cache-padded header up front, over a kilobyte for every open connection, for messages
+/// that come every 20 seconds.
+#[derive(Default)]
+struct Controls {
+    state: Mutex<ControlState>,
+    /// Wakes the writer.
+    wake: tokio::sync::Notify,
+    /// Wakes a dialect answer waiting for room.
+    room: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct ControlState {
+    /// The first close asked for, and whether to skip waiting for the client's reply.
+    close: Option<(CloseFrame, bool)>,
+    ping: bool,
+    /// The dialect's own answers to the client's frames, in order.
+    sends: std::collections::VecDeque<String>,
+    /// The writer stopped: nothing more will be sent.
+    writer_gone: bool,
+}
+
+/// What the writer is asked to do next.
 enum Control {
     /// Send a ping frame.
     Ping,
-    /// Close with this frame; with `abandon`, do not wait for the client's reply. Boxed: it
-    /// is rare, and every connection's channel holds a block of 32 of these.
-    Close {
-        frame: Box<CloseFrame>,
-        abandon: bool,
-    },
+    /// Close with this frame; with `abandon`, do not wait for the client's reply.
+    Close { frame: CloseFrame, abandon: bool },
     /// Send this text frame: the dialect's own answer to a client's frame.
     Send(String),
+}
+
+/// How many dialect answers may wait for the writer; more wait for room.
+const CONTROL_SENDS: usize = 4;
+
+impl Controls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        // Every critical section leaves the state consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks for a ping frame; false once the writer is gone.
+    fn ping(&self) -> bool {
+        let mut state = self.lock();
+        if state.writer_gone {
+            return false;
+        }
+        state.ping = true;
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Asks for the connection to close with `frame`; the first close asked for wins.
+    fn close(&self, frame: CloseFrame, abandon: bool) {
+        let mut state = self.lock();
+        if state.close.is_none() {
+            state.close = Some((frame, abandon));
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Queues a text frame, waiting while the writer has `CONTROL_SENDS` of them; false
+    /// once the writer is gone.
+    async fn send(&self, text: String) -> bool {
+        loop {
+            {
+                let mut state = self.lock();
+                if state.writer_gone {
+                    return false;
+                }
+                if state.sends.len() < CONTROL_SENDS {
+                    state.sends.push_back(text);
+                    drop(state);
+                    self.wake.notify_one();
+                    return true;
+                }
+            }
+            // A permit stored by the writer since the check is not lost: `notify_one`
+            // keeps one for the next waiter.
+            self.room.notified().await;
+        }
+    }
+
+    /// The next thing to do: queued answers first, in order, then a close, then a ping.
+    async fn next(&self) -> Control {
+        loop {
+            {
+                let mut state = self.lock();
+                if let Some(text) = state.sends.pop_front() {
+                    drop(state);
+                    self.room.notify_one();
+                    return Control::Send(text);
+                }
+                if let Some((frame, abandon)) = state.close.take() {
+                    return Control::Close { frame, abandon };
+                }
+                if std::mem::take(&mut state.ping) {
+                    return Control::Ping;
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    /// The writer stopped: senders stop waiting.
+    fn writer_gone(&self) {
+        self.lock().writer_gone = true;
+        self.room.notify_one();
+    }
 }
 
 /// When the client last showed a sign of life: any frame at all.
@@ -278,7 +388,7 @@ impl Life {
 /// for `ping_timeout`.
 async fn heartbeat(
     peer: mcp_session::Peer,
-    control: mpsc::Sender<Control>,
+    controls: &Controls,
     closing: Closing,
     life: Life,
     config: &WsConfig,
@@ -302,16 +412,11 @@ async fn heartbeat(
                 code: CloseCode::from(close_codes::GOING_AWAY),
                 reason: "heartbeat timeout".into(),
             };
-            let _ = control
-                .send(Control::Close {
-                    frame: Box::new(frame),
-                    abandon: true,
-                })
-                .await;
+            controls.close(frame, true);
             return;
         }
         if matches!(config.heartbeat, Heartbeat::Frames | Heartbeat::Both)
-            && control.send(Control::Ping).await.is_err()
+            && !controls.ping()
         {
             return;
         }
@@ -343,7 +448,7 @@ type Sink = futures_util::stream::SplitSink<hyper_tungstenite::HyperWebsocketStr
 async fn read(
     mut stream: Stream,
     in_tx: mpsc::Sender<String>,
-    control: mpsc::Sender<Control>,
+    controls: &Controls,
     closing: Closing,
     close_timeout: Duration,
     life: Life,
@@ -387,7 +492,7 @@ async fn read(
                 };
                 // Boxed, like every rare path here: what is inline is in every connection's
                 // frame for as long as it is open.
-                if !Box::pin(forward_translated(dialect, text.as_str(), &control, tx)).await {
+                if !Box::pin(forward_translated(dialect, text.as_str(), controls, tx)).await {
                     in_tx = None;
                 }
                 continue;
@@ -426,17 +531,11 @@ async fn read(
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        let _ = control.try_send(Control::Close {
-            frame: Box::new(frame),
-            abandon: false,
-        });
+        controls.close(frame, false);
     }
     // The input ended (the client closed, or the connection broke): the output ends too,
     // even for a session that carries on waiting to be resumed.
-    let _ = control.try_send(Control::Close {
-        frame: Box::new(normal_close()),
-        abandon: false,
-    });
+    controls.close(normal_close(), false);
 }
 
 /// Gives the session what the dialect sends when the connection opens; returns what it
@@ -455,14 +554,14 @@ async fn open_dialect(dialect: &SharedDialect, to_session: &mpsc::Sender<String>
 async fn forward_translated(
     dialect: &SharedDialect,
     text: &str,
-    control: &mpsc::Sender<Control>,
+    controls: &Controls,
     to_session: &mpsc::Sender<String>,
 ) -> bool {
     let translated = dialect.translate(|d| d.on_client(text));
     for answer in translated.to_client {
         // Waits while the writer is busy: a client that does not read its answers is not
         // read either.
-        if control.send(Control::Send(answer)).await.is_err() {
+        if !controls.send(answer).await {
             break;
         }
     }
@@ -477,7 +576,7 @@ async fn forward_translated(
 /// The writing half of a connection.
 struct Writer {
     out_rx: OutboundReceiver,
-    control: mpsc::Receiver<Control>,
+    controls: Arc<Controls>,
     closing: Closing,
     stall_timeout: Duration,
     dialect: Option<SharedDialect>,
@@ -564,6 +663,7 @@ impl Writer {
             Ok(()) => self.pump(&mut sink).await,
             Err(stop) => stopped(stop),
         };
+        self.controls.writer_gone();
         // From here on the reader waits at most `close_timeout` for the client, or not at
         // all for a client that stopped reading: it will not answer a close either.
         self.closing.started.cancel();
@@ -593,8 +693,8 @@ impl Writer {
             // unusable.
             let sent = tokio::select! {
                 biased;
-                Some(command) = self.control.recv() => match command {
-                    Control::Close { frame, abandon } => return (Some(*frame), abandon),
+                command = self.controls.next() => match command {
+                    Control::Close { frame, abandon } => return (Some(frame), abandon),
                     Control::Ping => self.send(sink, Frame::Ping(Default::default())).await.map(|()| None),
                     Control::Send(text) => self.send(sink, Frame::text(text)).await.map(|()| None),
                 },

@@ -478,7 +478,13 @@ pub fn decode_params<T: serde::de::DeserializeOwned>(
 
 /// Deserializes `T` from a JSON value; the error names the path of the offending field
 /// (`arguments.a: invalid type: ...`) and stays under about 500 bytes.
+///
+/// Values that fit are read without tracking the path, which costs an allocation per map
+/// key; only a value that does not fit is read again to say where.
 pub fn decode_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
+    if let Ok(decoded) = T::deserialize(&value) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         // serde quotes the offending value, which may be huge: the message stays short.

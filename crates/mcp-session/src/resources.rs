@@ -66,12 +66,22 @@ pub(crate) struct Resources {
 /// The resource URI of the call with `id`: the id's JSON text, percent-encoded, so that `7`
 /// and `"7"` stay apart.
 pub(crate) fn operation_uri(id: &RequestId) -> String {
-    let mut uri = OPERATIONS_PREFIX.to_owned();
-    for byte in id.to_string().bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
+    use std::fmt::Write as _;
+    let mut uri = String::with_capacity(OPERATIONS_PREFIX.len() + 24);
+    uri.push_str(OPERATIONS_PREFIX);
+    match id {
+        // Digits and `-` need no escaping: written straight in (every call has a URI).
+        RequestId::Number(n) => {
+            let _ = write!(uri, "{n}");
+        }
+        RequestId::String(_) => {
+            for byte in id.to_string().bytes() {
+                if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+                    uri.push(char::from(byte));
+                } else {
+                    let _ = write!(uri, "%{byte:02X}");
+                }
+            }
         }
     }
     uri

@@ -1233,7 +1233,28 @@ impl Session {
         version: ProtocolVersion,
         batch: Option<BatchId>,
     ) -> Result<Handled, ErrorObject> {
-        let params: CallToolParams = decode_params(params)?;
+        // The arguments are taken out before the params are read: they are the tool's to
+        // check, and reading them here would copy them.
+        let mut params = params;
+        let arguments = params
+            .as_mut()
+            .and_then(Value::as_object_mut)
+            .and_then(|p| p.remove("arguments"));
+        let mut params: CallToolParams = decode_params(params)?;
+        params.arguments = match arguments {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(arguments)) => Some(arguments),
+            // Not an object: read it in place to say so in serde's words.
+            Some(other) => {
+                let mut whole = serde_json::to_value(&params).unwrap_or_default();
+                whole["arguments"] = other;
+                return Err(decode_params::<CallToolParams>(Some(whole))
+                    .err()
+                    .unwrap_or_else(|| {
+                        ErrorObject::invalid_params("`arguments` must be an object")
+                    }));
+            }
+        };
         let limit = self.server.inner.config.max_inflight_per_session;
         if self.inflight.len() >= limit {
             return Err(ErrorObject::new(

@@ -415,9 +415,7 @@ async fn heartbeat(
             controls.close(frame, true);
             return;
         }
-        if matches!(config.heartbeat, Heartbeat::Frames | Heartbeat::Both)
-            && !controls.ping()
-        {
+        if matches!(config.heartbeat, Heartbeat::Frames | Heartbeat::Both) && !controls.ping() {
             return;
         }
         if matches!(config.heartbeat, Heartbeat::JsonRpc | Heartbeat::Both) {

@@ -135,7 +135,18 @@ pub(crate) async fn run(args: Sessions) -> anyhow::Result<Value> {
         "pingMaxUs": pings.max(),
     });
     if let Some(url) = &args.broadcast_url {
-        summary["fanout"] = fanout(url, args.runs, handles.len(), &mut seen_rx).await?;
+        let server_cpu = args.server_pid.and_then(cpu_seconds);
+        let client_cpu = cpu_seconds(std::process::id());
+        let mut result = fanout(url, args.runs, handles.len(), &mut seen_rx).await?;
+        // Where the time goes: CPU per notification delivered, in the server and here.
+        let deliveries = (args.runs * handles.len()).max(1) as f64;
+        let per_delivery = |before: Option<f64>, pid: Option<u32>| {
+            Some((cpu_seconds(pid?)? - before?) * 1e6 / deliveries)
+        };
+        result["serverCpuUsPerDelivery"] = json!(per_delivery(server_cpu, args.server_pid));
+        result["clientCpuUsPerDelivery"] =
+            json!(per_delivery(client_cpu, Some(std::process::id())));
+        summary["fanout"] = result;
     }
     drop(handles);
     Ok(summary)
@@ -288,6 +299,16 @@ fn hold(socket: WebSocketStream<TcpStream>, seen: mpsc::Sender<Seen>) -> mpsc::S
         }
     });
     tx
+}
+
+/// The CPU time a process has used (user and system), in seconds, from /proc (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in clock ticks of 1/100 s (USER_HZ) on every common architecture.
+    Some(ticks as f64 / 100.0)
 }
 
 /// A process's resident memory in KiB, from /proc (Linux).

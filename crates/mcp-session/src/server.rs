@@ -142,28 +142,42 @@ pub(crate) struct Notices {
 impl Notices {
     /// Queues `notifications/message` if the session wants `level`; whether it was queued.
     pub(crate) fn send(&self, level: LoggingLevel, logger: &str, data: serde_json::Value) -> bool {
-        let wanted = LoggingLevel::ALL[usize::from(self.level.load(Ordering::Relaxed))];
-        if level < wanted {
+        self.wants(level)
+            && notice_text(level, logger, data).is_some_and(|text| self.send_text(level, &text))
+    }
+
+    /// Whether the session's client wants messages of `level`.
+    fn wants(&self, level: LoggingLevel) -> bool {
+        level >= LoggingLevel::ALL[usize::from(self.level.load(Ordering::Relaxed))]
+    }
+
+    /// Queues a notice already written (`notice_text`) if the session wants `level`.
+    fn send_text(&self, level: LoggingLevel, text: &str) -> bool {
+        if !self.wants(level) {
             return false;
         }
         let Some(queue) = self.queue.upgrade() else {
             return false;
         };
-        let params = LoggingMessageParams {
-            level,
-            logger: Some(logger.to_owned()),
-            data,
-        };
-        let Ok(params) = serde_json::to_value(params) else {
-            return false;
-        };
-        let text = Message::Notification(Notification {
+        queue.try_push_notice(text.to_owned()) == Ok(true)
+    }
+}
+
+/// The text of a `notifications/message`.
+fn notice_text(level: LoggingLevel, logger: &str, data: serde_json::Value) -> Option<String> {
+    let params = LoggingMessageParams {
+        level,
+        logger: Some(logger.to_owned()),
+        data,
+    };
+    let params = serde_json::to_value(params).ok()?;
+    Some(
+        Message::Notification(Notification {
             method: methods::MESSAGE.to_owned(),
             params: Some(params),
         })
-        .to_text();
-        queue.try_push_notice(text) == Ok(true)
-    }
+        .to_text(),
+    )
 }
 
 /// A server: the state that every session shares. Cheap to clone.
@@ -373,9 +387,13 @@ impl Server {
             .values()
             .cloned()
             .collect();
+        // Written once for all: a broadcast to 10,000 sessions serialized it 10,000 times.
+        let Some(text) = notice_text(level, "server", serde_json::Value::from(message)) else {
+            return 0;
+        };
         let reached = sessions
             .iter()
-            .filter(|s| s.send(level, "server", serde_json::Value::from(message)))
+            .filter(|s| s.send_text(level, &text))
             .count();
         tracing::info!(%level, reached, sessions = sessions.len(), "broadcast");
         reached

@@ -16,6 +16,7 @@ use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use mcp_session::{CloseReason, ConnectionGuard, Outbound, OutboundReceiver, Principal, Server};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 /// The close codes this transport sends, and when.
@@ -224,16 +225,24 @@ pub fn serve_connection(
             // Weak: the session's input must end when the reader does.
             to_session: in_tx.downgrade(),
         };
-        let ((), code, ()) = tokio::join!(
+        // The reader runs on a task of its own: `join!` polls every branch whenever any is
+        // woken, and every poll of the reader without data zero-fills its read buffer
+        // (tungstenite), which made each message the writer sent cost 4 KiB of memset.
+        // Aborted if this connection's task is dropped first.
+        let reader = AbortOnDropHandle::new(tokio::spawn(
             read(
                 stream,
                 in_tx,
-                &controls,
+                Arc::clone(&controls),
                 closing.clone(),
                 config.close_timeout,
                 life.clone(),
                 dialect,
-            ),
+            )
+            .in_current_span(),
+        ));
+        let (_, code, ()) = tokio::join!(
+            reader,
             writer.run(sink, first),
             heartbeat(peer, &controls, closing, life, &config, &server),
         );
@@ -446,7 +455,7 @@ type Sink = futures_util::stream::SplitSink<hyper_tungstenite::HyperWebsocketStr
 async fn read(
     mut stream: Stream,
     in_tx: mpsc::Sender<String>,
-    controls: &Controls,
+    controls: Arc<Controls>,
     closing: Closing,
     close_timeout: Duration,
     life: Life,
@@ -490,7 +499,7 @@ async fn read(
                 };
                 // Boxed, like every rare path here: what is inline is in every connection's
                 // frame for as long as it is open.
-                if !Box::pin(forward_translated(dialect, text.as_str(), controls, tx)).await {
+                if !Box::pin(forward_translated(dialect, text.as_str(), &controls, tx)).await {
                     in_tx = None;
                 }
                 continue;

@@ -85,7 +85,7 @@ struct Plan {
     sessions: usize,
     fanout_runs: usize,
     batch_items: u64,
-    batch_runs: usize,
+    rounds: usize,
     images: usize,
 }
 
@@ -99,7 +99,7 @@ impl Plan {
                 sessions: 1_000,
                 fanout_runs: 5,
                 batch_items: 200_000,
-                batch_runs: 1,
+                rounds: 1,
                 images: 200,
             }
         } else {
@@ -110,7 +110,7 @@ impl Plan {
                 sessions: if full { 100_000 } else { 10_000 },
                 fanout_runs: 20,
                 batch_items: 1_000_000,
-                batch_runs: 3,
+                rounds: 5,
                 images: 2_000,
             }
         }
@@ -316,29 +316,25 @@ pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
         summary: fanout,
     });
 
-    // 4. Progress: the batch with and without a progress token, at the default interval.
+    // 4. Progress: the batch without and with a progress token (the default interval).
     let items = plan.batch_items.to_string();
-    let batch_runs = plan.batch_runs.to_string();
-    let url = ours.ws("/mcp");
-    for (scenario, progress) in [("batch", false), ("batch-progress", true)] {
-        let mut args = vec![
-            "batch",
-            "--url",
-            &url,
-            "--count",
-            &items,
-            "--runs",
-            &batch_runs,
-        ];
-        if progress {
-            args.push("--progress");
-        }
-        rows.push(Row {
-            scenario,
-            server: "ours",
-            summary: bench(&mcp_bench, &args)?,
-        });
-    }
+    let rounds = plan.rounds.to_string();
+    rows.push(Row {
+        scenario: "batch",
+        server: "ours",
+        summary: bench(
+            &mcp_bench,
+            &[
+                "batch",
+                "--url",
+                &ours.ws("/mcp"),
+                "--count",
+                &items,
+                "--rounds",
+                &rounds,
+            ],
+        )?,
+    });
 
     // 6. Images: the tool against a bare loop over the `image` crate.
     let count = plan.images.to_string();
@@ -357,6 +353,8 @@ pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
                 &count,
                 "--threads",
                 &cores_arg,
+                "--rounds",
+                &rounds,
             ],
         )?,
     });
@@ -379,9 +377,9 @@ pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
                 &unthrottled.ws("/mcp"),
                 "--count",
                 &items,
-                "--runs",
+                "--rounds",
                 "1",
-                "--progress",
+                "--only-progress",
             ],
         )?,
     });
@@ -425,11 +423,7 @@ fn target(what: &str, value: Option<f64>, bound: f64, at_least: bool) -> Value {
 fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
     let ours = |s| rate(rows, s, "ours");
     let over = |s, peer| ratio(ours(s), rate(rows, s, peer));
-    let progress_cost = ratio(
-        figure(rows, "batch-progress", "ours", "itemsPerSecond"),
-        figure(rows, "batch", "ours", "itemsPerSecond"),
-    )
-    .map(|r| 1.0 - r);
+    let progress_cost = figure(rows, "batch", "ours", "progressCost");
     let ws_over_rmcp = ratio(ours("64x16"), rate(rows, "http-64", "rmcp"));
     let ratios = json!({
         "oursOverEcho1x64": over("1x64", "echo"),
@@ -647,14 +641,18 @@ fn markdown(report: &Value) -> String {
             s["runs"], s["lastP50Us"], s["lastP99Us"], s["eachP50Us"], s["eachP99Us"], s["missing"],
         ));
     }
-    text.push_str("\n## Progress (`process_batch`)\n\n| scenario | items | items/s | notifications | notifications/s |\n|---|---|---|---|---|\n");
-    for row in in_scenarios(&["batch", "batch-progress", "progress-stream"]) {
+    text.push_str("\n## Progress (`process_batch`)\n\n| scenario | items | items/s without progress | items/s with progress | progress cost | notifications | notifications/s |\n|---|---|---|---|---|---|---|\n");
+    for row in in_scenarios(&["batch", "progress-stream"]) {
         let s = &row["summary"];
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             row["scenario"].as_str().unwrap_or(""),
             s["count"],
             fmt_number(&s["itemsPerSecond"]),
+            fmt_number(&s["itemsPerSecondWithProgress"]),
+            s["progressCost"]
+                .as_f64()
+                .map_or("–".to_owned(), |c| format!("{:.1}%", c * 100.0)),
             fmt_number(&s["notifications"]),
             fmt_number(&s["notificationsPerSecond"]),
         ));
@@ -662,8 +660,8 @@ fn markdown(report: &Value) -> String {
     for row in in_scenarios(&["images"]) {
         let s = &row["summary"];
         text.push_str(&format!(
-            "\n## Images\n\n{} generated {}×{} PNGs, {} threads: `process_images` {} images/s, the bare loop {} images/s (ratio {:.3}).\n",
-            s["images"], s["size"], s["size"], s["threads"],
+            "\n## Images\n\n{} generated {}×{} PNGs, {} threads, median of {} rounds: `process_images` {} images/s, the bare loop {} images/s (ratio {:.3}).\n",
+            s["images"], s["size"], s["size"], s["threads"], s["rounds"],
             fmt_number(&s["toolImagesPerSecond"]),
             fmt_number(&s["bareImagesPerSecond"]),
             s["ratio"].as_f64().unwrap_or(0.0),

@@ -31,6 +31,11 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 mod sessions;
 mod tools;
 
+/// The server's allocator: the bare image loop does the same work as the server's tool, so it
+/// must allocate the same way (glibc maps and unmaps every decoded image's buffer).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "mcp-bench")]
 struct Cli {

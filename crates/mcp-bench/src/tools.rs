@@ -22,12 +22,13 @@ pub(crate) struct Batch {
     /// Work units per item (`process_batch`'s `cost`).
     #[arg(long, default_value_t = 1_000)]
     cost: u32,
-    /// Ask for progress (send a progressToken).
+    /// Only with progress (a progressToken); by default, rounds of a batch without and one
+    /// with, in alternating order, and what progress costs.
     #[arg(long)]
-    progress: bool,
-    /// Batches to run; the summary has the median.
+    only_progress: bool,
+    /// Rounds to run; the summary has the medians.
     #[arg(long, default_value_t = 3)]
-    runs: usize,
+    rounds: usize,
 }
 
 #[derive(clap::Args, Clone)]
@@ -47,6 +48,9 @@ pub(crate) struct Images {
     /// Threads of the bare loop: the server's `--heavy-concurrency`.
     #[arg(long)]
     threads: usize,
+    /// Rounds of both, in alternating order; the summary has the medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// What one call gave: its structured result, its progress notifications, and how long.
@@ -103,31 +107,48 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 pub(crate) async fn batch(args: Batch) -> anyhow::Result<Value> {
-    let mut rates = Vec::new();
+    let (mut plain, mut with_progress) = (Vec::new(), Vec::new());
     let mut notifications = Vec::new();
     let mut per_second = Vec::new();
-    for _ in 0..args.runs.max(1) {
-        let called = call(
-            &args.url,
-            "process_batch",
-            json!({"count": args.count, "cost": args.cost}),
-            args.progress,
-        )
-        .await?;
-        rates.push(
-            called.result["itemsPerSecond"]
+    for round in 0..args.rounds.max(1) {
+        // Alternating order, so that neither variant always runs second.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for progress in order {
+            if !progress && args.only_progress {
+                continue;
+            }
+            let called = call(
+                &args.url,
+                "process_batch",
+                json!({"count": args.count, "cost": args.cost}),
+                progress,
+            )
+            .await?;
+            let rate = called.result["itemsPerSecond"]
                 .as_f64()
-                .context("no itemsPerSecond in the result")?,
-        );
-        notifications.push(called.notifications as f64);
-        per_second.push(called.notifications as f64 / called.seconds);
+                .context("no itemsPerSecond in the result")?;
+            if progress {
+                with_progress.push(rate);
+                notifications.push(called.notifications as f64);
+                per_second.push(called.notifications as f64 / called.seconds);
+            } else {
+                plain.push(rate);
+            }
+        }
     }
+    let plain = (!plain.is_empty()).then(|| median(plain));
+    let with_progress = median(with_progress);
     Ok(json!({
         "count": args.count,
         "cost": args.cost,
-        "progress": args.progress,
-        "runs": rates.len(),
-        "itemsPerSecond": median(rates),
+        "rounds": args.rounds.max(1),
+        "itemsPerSecond": plain,
+        "itemsPerSecondWithProgress": with_progress,
+        "progressCost": plain.map(|plain| 1.0 - with_progress / plain),
         "notifications": median(notifications),
         "notificationsPerSecond": median(per_second),
     }))
@@ -136,8 +157,40 @@ pub(crate) async fn batch(args: Batch) -> anyhow::Result<Value> {
 pub(crate) async fn images(args: Images) -> anyhow::Result<Value> {
     let input = args.data_root.join("bench-images");
     generate(&input, args.count, args.size)?;
+    let output = args.data_root.join("bench-thumbs-bare");
+    std::fs::create_dir_all(&output)?;
+    // One run of each is at the mercy of the machine's noise (±10% here): several rounds,
+    // in alternating order so neither always runs on a warmer cache.
+    let (mut tool_rates, mut bare_rates) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds.max(1) {
+        for tool_first in [round % 2 == 0, round % 2 == 1] {
+            if tool_first {
+                tool_rates.push(tool_images(&args.url).await?);
+            } else {
+                let (input, output) = (input.clone(), output.clone());
+                bare_rates.push(
+                    tokio::task::spawn_blocking(move || bare_loop(&input, &output, args.threads))
+                        .await??,
+                );
+            }
+        }
+    }
+    let (tool, bare) = (median(tool_rates), median(bare_rates));
+    Ok(json!({
+        "images": args.count,
+        "size": args.size,
+        "threads": args.threads,
+        "rounds": args.rounds.max(1),
+        "toolImagesPerSecond": tool,
+        "bareImagesPerSecond": bare,
+        "ratio": tool / bare,
+    }))
+}
+
+/// One `process_images` call over the generated images: the images per second it reports.
+async fn tool_images(url: &str) -> anyhow::Result<f64> {
     let called = call(
-        &args.url,
+        url,
         "process_images",
         json!({"input_dir": "bench-images", "output_dir": "bench-thumbs-server"}),
         true,
@@ -146,22 +199,9 @@ pub(crate) async fn images(args: Images) -> anyhow::Result<Value> {
     if called.result["failed"] != json!(0) {
         bail!("process_images failed on some images: {}", called.result);
     }
-    let server_rate = called.result["itemsPerSecond"]
+    called.result["itemsPerSecond"]
         .as_f64()
-        .context("no itemsPerSecond")?;
-    let output = args.data_root.join("bench-thumbs-bare");
-    std::fs::create_dir_all(&output)?;
-    let bare_rate =
-        tokio::task::spawn_blocking(move || bare_loop(&input, &output, args.threads)).await??;
-    Ok(json!({
-        "images": args.count,
-        "size": args.size,
-        "threads": args.threads,
-        "toolImagesPerSecond": server_rate,
-        "toolWallSeconds": called.seconds,
-        "bareImagesPerSecond": bare_rate,
-        "ratio": server_rate / bare_rate,
-    }))
+        .context("no itemsPerSecond")
 }
 
 /// Writes `count` PNG images of `size`², a gradient with noise (so they compress like

@@ -129,7 +129,20 @@ enum Handled {
     Reply(Response),
     /// A request is running; its response comes when it finishes.
     Spawned,
+    /// A tool call that finished when first polled (a quick tool): it ran without a task,
+    /// and its ending is still to be recorded and answered.
+    Finished(Box<(TaskRequest, Reply)>),
     /// Nothing to send (a notification or a response).
+    Nothing,
+}
+
+/// What is sent when a tool call ends.
+enum Concluded {
+    /// Its response.
+    Text(String),
+    /// Its batch, whose last request it was.
+    Batch(Batch),
+    /// Nothing: it was cancelled, or its batch waits for others.
     Nothing,
 }
 
@@ -833,12 +846,19 @@ impl Session {
                 // It was admitted before the restart: it counts, but is not refused.
                 Some(self.server.inner.limits.count_call(&self.principal)),
             );
-            if let Err(error) = started {
-                self.send_message(Message::Response(Response::error(
-                    Some(op.request_id),
-                    error,
-                )))
-                .await;
+            match started {
+                Err(error) => {
+                    self.send_message(Message::Response(Response::error(
+                        Some(op.request_id),
+                        error,
+                    )))
+                    .await;
+                }
+                Ok(Handled::Finished(done)) => {
+                    let (request, reply) = *done;
+                    self.complete(request, reply).await;
+                }
+                Ok(_) => {}
             }
         } else {
             let error = ErrorObject::new(
@@ -966,8 +986,8 @@ impl Session {
                 self.send_message(Message::Response(Response::error(None, error)))
                     .await;
             }
-            Ok(Incoming::Single(message)) => {
-                if let Handled::Reply(response) = self.handle_message(message, None) {
+            Ok(Incoming::Single(message)) => match self.handle_message(message, None) {
+                Handled::Reply(response) => {
                     let mut text = Message::Response(response).to_text();
                     if let Some(id) = self.announce.take() {
                         // SEP-1288: the answer to `initialize` names the session.
@@ -975,7 +995,12 @@ impl Session {
                     }
                     self.send(Outbound::Text(text)).await;
                 }
-            }
+                Handled::Finished(finished) => {
+                    let (request, reply) = *finished;
+                    self.complete(request, reply).await;
+                }
+                Handled::Spawned | Handled::Nothing => {}
+            },
             Ok(Incoming::Batch(messages)) => Box::pin(self.handle_batch(messages)).await,
         }
     }
@@ -997,10 +1022,15 @@ impl Session {
         let batch_id = self.next_batch;
         self.next_batch += 1;
         let mut batch = Batch::default();
+        let mut finished = Vec::new();
         for message in messages {
             match self.handle_message(message, Some(batch_id)) {
                 Handled::Reply(response) => batch.responses.push(response),
                 Handled::Spawned => batch.running += 1,
+                Handled::Finished(done) => {
+                    batch.running += 1;
+                    finished.push(done);
+                }
                 Handled::Nothing => {}
             }
         }
@@ -1008,6 +1038,11 @@ impl Session {
             self.send_batch(batch).await;
         } else {
             self.batches.insert(batch_id, batch);
+            // Each counts itself out of the batch, which goes out with the last.
+            for done in finished {
+                let (request, reply) = *done;
+                self.complete(request, reply).await;
+            }
         }
     }
 
@@ -1369,7 +1404,7 @@ impl Session {
         // what is logged at info.
         let span = tracing::debug_span!("request", %id, method = methods::TOOLS_CALL, tool = %name);
         let stop = token.clone();
-        let handle = self.tasks.spawn(
+        let mut run = Box::pin(
             async move {
                 // The call counts against its principal until it ends.
                 let _slot = slot;
@@ -1391,19 +1426,35 @@ impl Session {
             }
             .instrument(span),
         );
-        self.task_requests.insert(
-            handle.id(),
-            TaskRequest {
-                id: id.clone(),
-                method: methods::TOOLS_CALL,
-                started: Instant::now(),
-                uri: operation,
-                call: history_arguments.map(|arguments| (name, arguments)),
-            },
-        );
+        let request = TaskRequest {
+            id: id.clone(),
+            method: methods::TOOLS_CALL,
+            started: Instant::now(),
+            uri: operation,
+            call: history_arguments.map(|arguments| (name, arguments)),
+        };
         self.inflight.insert(id, token, batch);
         self.server.inner.metrics.request_started();
-        Ok(Handled::Spawned)
+        // Polled once here: a tool that is done at once (arithmetic) needs no task, no
+        // scheduling and no wake-up of this loop. A panic is caught as a task's would be.
+        // One that is not done goes on as a task, which polls it again with its own waker.
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run.as_mut()
+                .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        }));
+        match first {
+            Ok(std::task::Poll::Pending) => {
+                let handle = self.tasks.spawn(run);
+                self.task_requests.insert(handle.id(), request);
+                Ok(Handled::Spawned)
+            }
+            Ok(std::task::Poll::Ready(reply)) => Ok(Handled::Finished(Box::new((request, reply)))),
+            Err(_) => {
+                tracing::error!("the handler panicked");
+                let reply = Err(ErrorObject::internal("the handler panicked"));
+                Ok(Handled::Finished(Box::new((request, reply))))
+            }
+        }
     }
 
     async fn finished(&mut self, done: Result<(task::Id, Reply), JoinError>) {
@@ -1419,26 +1470,43 @@ impl Session {
                 (e.id(), Err(ErrorObject::internal(reason)))
             }
         };
+        let Some(request) = self.task_requests.remove(&task_id) else {
+            tracing::error!(?task_id, "a task finished that no request owns");
+            return;
+        };
+        self.complete(request, reply).await;
+    }
+
+    /// Records how a tool call ended and answers it (or counts it into its batch).
+    ///
+    /// Only the sending waits, so that what this future holds across its awaits stays
+    /// small: it is inline in the session's loop, and so in every session's frame.
+    async fn complete(&mut self, request: TaskRequest, reply: Reply) {
+        match self.conclude(request, reply) {
+            Concluded::Text(text) => self.send(Outbound::Text(text)).await,
+            Concluded::Batch(batch) => Box::pin(self.send_batch(batch)).await,
+            Concluded::Nothing => {}
+        }
+    }
+
+    /// Everything of [`Self::complete`] but the sending: what to send.
+    fn conclude(&mut self, request: TaskRequest, reply: Reply) -> Concluded {
         // Idleness counts from the end of the last call as well as from the last input.
         self.last_activity = Instant::now();
-        let Some(TaskRequest {
+        let TaskRequest {
             id,
             method,
             started,
             uri,
             call,
-        }) = self.task_requests.remove(&task_id)
-        else {
-            tracing::error!(?task_id, "a task finished that no request owns");
-            return;
-        };
+        } = request;
         self.operations.remove(&id);
         let metrics = &self.server.inner.metrics;
         metrics.request_finished();
         metrics.observe_latency(method, started.elapsed().as_secs_f64());
         let Some(finished) = self.inflight.finish(&id) else {
             tracing::error!(%id, "a request finished twice");
-            return;
+            return Concluded::Nothing;
         };
         let outcome = match &reply {
             _ if !finished.respond => Outcome::cancelled,
@@ -1498,22 +1566,16 @@ impl Session {
             tracing::debug!(%id, "cancelled by the client; no response");
         }
         match finished.batch {
-            None if !finished.respond => {}
+            None if !finished.respond => Concluded::Nothing,
             // The result's text goes out as it is: no tree is built or copied again.
-            None => match reply {
-                Ok(reply) => {
-                    let text = mcp_protocol::response_text(&id, &reply.body);
-                    self.send(Outbound::Text(text)).await;
-                }
-                Err(error) => {
-                    self.send_message(Message::Response(Response::error(Some(id), error)))
-                        .await;
-                }
-            },
+            None => Concluded::Text(match reply {
+                Ok(reply) => mcp_protocol::response_text(&id, &reply.body),
+                Err(error) => Message::Response(Response::error(Some(id), error)).to_text(),
+            }),
             Some(batch_id) => {
                 let Some(batch) = self.batches.get_mut(&batch_id) else {
                     tracing::error!(batch_id, "a request finished for an unknown batch");
-                    return;
+                    return Concluded::Nothing;
                 };
                 if finished.respond {
                     // Batches (protocol 2025-03-26 only) are answered as one array of trees.
@@ -1528,7 +1590,9 @@ impl Session {
                 if batch.running == 0
                     && let Some(batch) = self.batches.remove(&batch_id)
                 {
-                    self.send_batch(batch).await;
+                    Concluded::Batch(batch)
+                } else {
+                    Concluded::Nothing
                 }
             }
         }
@@ -1672,6 +1736,9 @@ pub(crate) async fn with_time_limit(
 ) -> CallToolResult {
     tokio::pin!(call);
     tokio::select! {
+        // The call first: a result that came in time is kept, and a call done at once
+        // never arms the timer.
+        biased;
         result = &mut call => result,
         () = tokio::time::sleep(limit) => {
             tracing::warn!(limit_ms = limit.as_millis(), "tool call exceeded its time limit");

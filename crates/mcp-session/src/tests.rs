@@ -479,3 +479,69 @@ async fn abandoning_a_running_session_releases_everything() {
 async fn the_memory_store_conforms() {
     crate::store::conformance::run(&crate::MemoryStore::default()).await;
 }
+
+/// A tool that panics: when first polled (so it runs without a task), or after yielding once
+/// (so it runs as one).
+struct Panics {
+    at_once: bool,
+}
+
+impl mcp_tools::Tool for Panics {
+    type Params = mcp_tools::UnaryParams;
+    type Output = mcp_tools::MathResult;
+
+    fn name(&self) -> &str {
+        if self.at_once {
+            "panics_at_once"
+        } else {
+            "panics_later"
+        }
+    }
+
+    fn description(&self) -> &str {
+        "Panics."
+    }
+
+    async fn call(
+        &self,
+        _: Self::Params,
+        _: mcp_tools::ToolContext,
+    ) -> Result<Self::Output, mcp_tools::ToolError> {
+        if !self.at_once {
+            tokio::task::yield_now().await;
+        }
+        panic!("the tool broke");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_tool_is_an_internal_error_and_the_session_goes_on() {
+    let mut tools = ToolRegistry::builtin(&mcp_tools::ToolsConfig::default());
+    tools.register(Panics { at_once: true }).unwrap();
+    tools.register(Panics { at_once: false }).unwrap();
+    let server = Server::new(ServerConfig::default(), tools);
+    let (in_tx, in_rx) = mpsc::channel(16);
+    let (session, mut out_rx) = server.open_session();
+    let _run = tokio::spawn(session.run(in_rx));
+    init(&in_tx, &mut out_rx).await;
+    let call = |id: i64, name: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"a":1}}})
+            .to_string()
+    };
+    for (id, tool) in [(1, "panics_at_once"), (2, "panics_later")] {
+        in_tx.send(call(id, tool)).await.unwrap();
+        let answer = text(out_rx.recv().await);
+        assert_eq!(answer["id"], id, "{answer}");
+        assert_eq!(answer["error"]["code"], -32603, "{answer}");
+        assert_eq!(
+            answer["error"]["message"],
+            "internal error: the handler panicked"
+        );
+    }
+    in_tx
+        .send(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}).to_string())
+        .await
+        .unwrap();
+    let answer = text(out_rx.recv().await);
+    assert_eq!(answer["result"]["structuredContent"]["result"], 3.0);
+}

@@ -302,7 +302,10 @@ pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
             &runs,
         ],
     )?;
-    let fanout = held["fanout"].take();
+    let fanout = held
+        .as_object_mut()
+        .and_then(|o| o.remove("fanout"))
+        .unwrap_or_default();
     held["asked"] = json!(plan.sessions);
     held["openFilesLimit"] = json!(limit);
     rows.push(Row {
@@ -637,8 +640,9 @@ fn markdown(report: &Value) -> String {
     for row in in_scenarios(&["fanout"]) {
         let s = &row["summary"];
         text.push_str(&format!(
-            "\n## Broadcast fan-out\n\nTime until the last session has the notification, over {} broadcasts: p50 {} µs, p99 {} µs (each session: p50 {} µs, p99 {} µs); {} deliveries missing.\n",
+            "\n## Broadcast fan-out\n\nTime until the last session has the notification, over {} broadcasts: p50 {} µs, p99 {} µs (each session: p50 {} µs, p99 {} µs); {} deliveries missing. CPU per notification delivered: {} µs in the server, {} µs in the load generator.\n",
             s["runs"], s["lastP50Us"], s["lastP99Us"], s["eachP50Us"], s["eachP99Us"], s["missing"],
+            fmt_number(&s["serverCpuUsPerDelivery"]), fmt_number(&s["clientCpuUsPerDelivery"]),
         ));
     }
     text.push_str("\n## Progress (`process_batch`)\n\n| scenario | items | items/s without progress | items/s with progress | progress cost | notifications | notifications/s |\n|---|---|---|---|---|---|---|\n");

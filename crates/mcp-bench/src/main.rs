@@ -227,6 +227,26 @@ fn initialize() -> String {
     .to_string()
 }
 
+/// Initializes the session on `socket`: `initialize`, its answer, `notifications/initialized`.
+async fn handshake<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    socket.send(Frame::text(initialize())).await?;
+    loop {
+        let Some(frame) = socket.next().await else {
+            bail!("closed during initialize")
+        };
+        if let Frame::Text(text) = frame?
+            && answer(&text).is_some_and(|(id, _)| id == 0)
+        {
+            break;
+        }
+    }
+    socket.send(Frame::text(initialized())).await?;
+    Ok(())
+}
+
 /// The id of an answer, and whether it is a result (not an error).
 fn answer(text: &str) -> Option<(u64, bool)> {
     let value: Value = serde_json::from_str(text).ok()?;
@@ -249,24 +269,13 @@ async fn ws_connection(
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", load.subprotocol.parse()?);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request)
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("cannot connect to {}", load.url))?;
-    let (mut sink, mut stream) = socket.split();
     if !load.raw {
-        sink.send(Frame::text(initialize())).await?;
-        loop {
-            let Some(frame) = stream.next().await else {
-                bail!("closed during initialize")
-            };
-            if let Frame::Text(text) = frame?
-                && answer(&text).is_some_and(|(id, _)| id == 0)
-            {
-                break;
-            }
-        }
-        sink.send(Frame::text(initialized())).await?;
+        handshake(&mut socket).await?;
     }
+    let (mut sink, mut stream) = socket.split();
     // Sent times by id (ids are sequential per connection, so a ring indexed by id works).
     let capacity = (load.inflight.max(1) * 4).next_power_of_two().max(1024);
     let mut due_at: Vec<Option<Instant>> = vec![None; capacity];

@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::{answer, initialize, initialized};
+use crate::answer;
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct Sessions {
@@ -238,18 +238,7 @@ pub(crate) async fn open(
     let config = WebSocketConfig::default().read_buffer_size(4096);
     let (mut socket, _) =
         tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
-    socket.send(Frame::text(initialize())).await?;
-    loop {
-        let Some(frame) = socket.next().await else {
-            bail!("closed during initialize")
-        };
-        if let Frame::Text(text) = frame?
-            && answer(&text).is_some_and(|(id, _)| id == 0)
-        {
-            break;
-        }
-    }
-    socket.send(Frame::text(initialized())).await?;
+    crate::handshake(&mut socket).await?;
     Ok(socket)
 }
 

@@ -225,7 +225,8 @@ impl Session {
 
     /// Runs the session's task in `span` instead of a `session` span of its own: a transport
     /// that has a span for the connection already records the session's id in it, and every
-    /// open span costs memory for as long as it is open (about 900 bytes with the fmt layer).
+    /// open span costs memory for as long as it is open (a few hundred bytes with the fmt
+    /// layer).
     pub fn set_span(&mut self, span: tracing::Span) {
         self.span = Some(span);
     }

@@ -48,7 +48,10 @@ pub trait Tool: Send + Sync + 'static {
     /// Runs the tool.
     ///
     /// Long-running tools watch `ctx.cancel` and stop within one unit of work when it fires,
-    /// and report through `ctx.progress`.
+    /// and report through `ctx.progress`. The session polls the future once where the request
+    /// arrives, on its own task, and answers a call that is done at once right there; so a
+    /// tool never blocks in a poll: CPU-heavy or blocking work goes to a blocking thread (as
+    /// `process_batch` and `process_images` do).
     fn call(
         &self,
         params: Self::Params,

@@ -7,7 +7,6 @@
 //! is manual. `--full` holds 100,000 sessions instead of 10,000 in the capacity scenario.
 //! Timings are reported, never asserted.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -15,7 +14,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::ci::{python_venv, target_dir};
-use crate::{root, run};
+use crate::{root, run, spawn_listening};
 
 /// A server under test, running until dropped.
 struct Running {
@@ -43,26 +42,8 @@ impl Running {
 
 /// Starts `program args` and reads the address from its first line (`listening on ...`).
 fn start(name: &'static str, program: &Path, args: &[&str]) -> anyhow::Result<Running> {
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", program.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first)?;
-    let address = first
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("http://")
-        .to_owned();
-    if address.is_empty() {
-        bail!("{name} did not say where it listens: {first:?}");
-    }
+    let (child, address) = spawn_listening(Command::new(program).args(args).stderr(Stdio::null()))
+        .with_context(|| format!("cannot start {name}"))?;
     Ok(Running {
         name,
         child,
@@ -440,26 +421,26 @@ fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
         "progressCost": progress_cost,
         "imagesOverBareLoop": figure(rows, "images", "ours", "ratio"),
     });
-    let best = |a: Option<f64>, b: Option<f64>| match (a, b) {
+    let worse = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
     let targets = vec![
         target(
             "WebSocket throughput >= 60% of the echo ceiling (worse of 1x64, 64x16)",
-            best(over("1x64", "echo"), over("64x16", "echo")),
+            worse(over("1x64", "echo"), over("64x16", "echo")),
             0.6,
             true,
         ),
         target(
             ">= 3x tower-mcp's WebSocket (worse of 1x64, 64x16)",
-            best(over("1x64", "tower-mcp"), over("64x16", "tower-mcp")),
+            worse(over("1x64", "tower-mcp"), over("64x16", "tower-mcp")),
             3.0,
             true,
         ),
         target(
             ">= 20x the Python SDK's WebSocket server (worse of 1x64, 64x16)",
-            best(over("1x64", "python-sdk"), over("64x16", "python-sdk")),
+            worse(over("1x64", "python-sdk"), over("64x16", "python-sdk")),
             20.0,
             true,
         ),

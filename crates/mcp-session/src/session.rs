@@ -1269,28 +1269,18 @@ impl Session {
         version: ProtocolVersion,
         batch: Option<BatchId>,
     ) -> Result<Handled, ErrorObject> {
-        // The arguments are taken out before the params are read: they are the tool's to
-        // check, and reading them here would copy them.
+        // Arguments that are an object are taken out before the params are read: they are
+        // the tool's to check, and reading them here would copy them. Anything else stays,
+        // for the params' reading to refuse in serde's words (or to take as none: null).
         let mut params = params;
-        let arguments = params
-            .as_mut()
-            .and_then(Value::as_object_mut)
-            .and_then(|p| p.remove("arguments"));
-        let mut params: CallToolParams = decode_params(params)?;
-        params.arguments = match arguments {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(arguments)) => Some(arguments),
-            // Not an object: read it in place to say so in serde's words.
-            Some(other) => {
-                let mut whole = serde_json::to_value(&params).unwrap_or_default();
-                whole["arguments"] = other;
-                return Err(decode_params::<CallToolParams>(Some(whole))
-                    .err()
-                    .unwrap_or_else(|| {
-                        ErrorObject::invalid_params("`arguments` must be an object")
-                    }));
-            }
+        let arguments = match params.as_mut().and_then(Value::as_object_mut) {
+            Some(p) if p.get("arguments").is_some_and(Value::is_object) => p.remove("arguments"),
+            _ => None,
         };
+        let mut params: CallToolParams = decode_params(params)?;
+        if let Some(Value::Object(arguments)) = arguments {
+            params.arguments = Some(arguments);
+        }
         let limit = self.server.inner.config.max_inflight_per_session;
         if self.inflight.len() >= limit {
             return Err(ErrorObject::new(

@@ -241,11 +241,15 @@ pub fn serve_connection(
             )
             .in_current_span(),
         ));
-        let (_, code, ()) = tokio::join!(
+        let (read, code, ()) = tokio::join!(
             reader,
             writer.run(sink, first),
             heartbeat(peer, &controls, closing, life, &config, &server),
         );
+        if let Err(e) = read {
+            // The session's input ended with it, so the connection closed all the same.
+            tracing::error!(error = %e, "the connection's reader failed");
+        }
         server.record_close(code);
         tracing::debug!(code, "disconnected");
     }

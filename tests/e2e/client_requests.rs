@@ -3,17 +3,13 @@
 //! tool error. Over Streamable HTTP the official conformance suite checks the same.
 
 use mcp_server::Config;
-use mcp_tools::ToolsConfig;
 use serde_json::{Value, json};
 
 use crate::support::{Client, TestServer};
 
 fn with_fixtures() -> Config {
     Config {
-        tools: ToolsConfig {
-            conformance_fixtures: true,
-            ..ToolsConfig::default()
-        },
+        conformance_fixtures: true,
         ..Config::default()
     }
 }

@@ -133,8 +133,10 @@ impl Handler for Model {
 
 #[tokio::test]
 async fn server_requests_go_to_the_handler() {
-    let mut config = Config::default();
-    config.tools.conformance_fixtures = true;
+    let config = Config {
+        conformance_fixtures: true,
+        ..Config::default()
+    };
     let server = Server::start(config).await;
     let mut options = Options::new(format!("ws://{}/mcp", server.addr));
     options.handler = Some(Arc::new(Model));
@@ -221,8 +223,10 @@ async fn cut_mid_call(scheme: &str) {
 
 #[tokio::test]
 async fn over_streamable_http_too_calls_progress_and_server_requests() {
-    let mut config = Config::default();
-    config.tools.conformance_fixtures = true;
+    let config = Config {
+        conformance_fixtures: true,
+        ..Config::default()
+    };
     let server = Server::start(config).await;
     let mut options = Options::new(format!("http://{}/mcp", server.addr));
     options.handler = Some(Arc::new(Model));

@@ -4,7 +4,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use mcp_protocol::LoggingLevel;
-use mcp_session::Server;
+use mcp_session::Hub;
 use serde::Deserialize;
 
 use crate::http::{Body, json_body, text};
@@ -33,7 +33,7 @@ fn default_level() -> LoggingLevel {
 pub(crate) async fn broadcast(
     request: Request<Incoming>,
     admin: Result<(), &'static str>,
-    server: &Server,
+    server: &Hub,
 ) -> Response<Body> {
     if let Err(why) = admin {
         return text(StatusCode::FORBIDDEN, format!("{why}\n"));

@@ -12,7 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use mcp_protocol::methods;
 use mcp_protocol::{ErrorObject, error_codes};
 use mcp_session::store::now_ms;
-use mcp_session::{HistoryEntry, Principal, Server, SessionId, SessionRecord, StoreError, Update};
+use mcp_session::{HistoryEntry, Hub, Principal, SessionId, SessionRecord, StoreError, Update};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -86,7 +86,7 @@ struct Create {
 /// An agent belongs to the principal that created it; to anyone else it does not exist (404).
 pub(crate) async fn route(
     request: Request<Incoming>,
-    server: &Server,
+    server: &Hub,
     principal: &Principal,
 ) -> Response<Body> {
     if let Err(refused) = server.check_rate(principal) {
@@ -118,7 +118,7 @@ pub(crate) async fn route(
     }
 }
 
-async fn create(request: Request<Incoming>, server: &Server, principal: &str) -> Response<Body> {
+async fn create(request: Request<Incoming>, server: &Hub, principal: &str) -> Response<Body> {
     let body = match read_json(request).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -160,7 +160,7 @@ fn show(record: SessionRecord) -> Response<Body> {
     )
 }
 
-async fn delete(id: &SessionId, server: &Server) -> Response<Body> {
+async fn delete(id: &SessionId, server: &Hub) -> Response<Body> {
     match server.store().delete(id).await {
         Ok(()) => {
             server.end_deleted(id).await;
@@ -183,7 +183,7 @@ pub(crate) fn websocket_agent(path: &str) -> Option<&str> {
 /// as for an agent that does not exist.
 async fn owned(
     agent: &str,
-    server: &Server,
+    server: &Hub,
     principal: &str,
 ) -> Result<SessionRecord, Response<Body>> {
     let Some(id) = SessionId::parse(agent) else {
@@ -199,7 +199,7 @@ async fn owned(
 /// The id of the agent `agent` names, if `principal` owns it; otherwise 404.
 pub(crate) async fn existing(
     agent: &str,
-    server: &Server,
+    server: &Hub,
     principal: &str,
 ) -> Result<SessionId, Response<Body>> {
     owned(agent, server, principal).await.map(|r| r.id)
@@ -221,7 +221,7 @@ struct SeedRequest {
 
 /// `POST /mcp` with the seed's body: runs the tool for the agent, records the call in its
 /// history (committed before the answer), and answers the tool's structured result.
-pub(crate) async fn call(body: Value, server: &Server, principal: &Principal) -> Response<Body> {
+pub(crate) async fn call(body: Value, server: &Hub, principal: &Principal) -> Response<Body> {
     let call: Call = match mcp_protocol::decode_value(body) {
         Ok(c) => c,
         Err(e) => {

@@ -353,6 +353,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// What the built-in tools need.
     pub tools: ToolsConfig,
+    /// Whether the official conformance suite's fixtures (tools, resources, prompts,
+    /// completion) are offered too.
+    pub conformance_fixtures: bool,
     /// Origins allowed besides the server's own loopback ones.
     pub allowed_origins: Vec<String>,
     /// Who may call; empty means everyone (loopback only, unless told otherwise).
@@ -381,6 +384,7 @@ impl Default for Config {
             data_dir: None,
             session_ttl: Duration::from_secs(86_400),
             tools: ToolsConfig::default(),
+            conformance_fixtures: false,
             allowed_origins: Vec::new(),
             auth: Auth::default(),
             admins: Vec::new(),
@@ -416,10 +420,6 @@ impl Cli {
                 ToolsConfig::with_data_root(root, heavy)?
             }
             None => ToolsConfig::default(),
-        };
-        let tools = ToolsConfig {
-            conformance_fixtures: self.conformance_fixtures,
-            ..tools
         };
         let auth = self.auth().map_err(std::io::Error::other)?;
         let auth_enabled = auth.is_enabled();
@@ -471,6 +471,7 @@ impl Cli {
             data_dir: self.data_dir.clone(),
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,
+            conformance_fixtures: self.conformance_fixtures,
             allowed_origins: self.allowed_origins.clone(),
             auth,
             admins: self.admins.clone(),

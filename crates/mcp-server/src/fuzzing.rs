@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use mcp_session::Server;
+use mcp_session::Hub;
 use mcp_tools::ToolRegistry;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,7 @@ pub fn http_connection(bytes: &[u8]) -> Vec<u8> {
             admins: vec!["fuzz".to_owned()],
             ..Config::default()
         };
-        let server = Server::new(config.session.clone(), ToolRegistry::builtin(&config.tools));
+        let server = Hub::new(config.session.clone(), ToolRegistry::builtin(&config.tools));
         let tracker = TaskTracker::new();
         let local = SocketAddr::from(([127, 0, 0, 1], 8080));
         let state = http::State::new(server.clone(), config, tracker.clone(), local);

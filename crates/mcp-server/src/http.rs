@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use mcp_session::{Principal, Server};
+use mcp_session::{Hub, Principal};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,7 @@ pub(crate) const MCP_PATH: &str = "/mcp";
 pub(crate) struct State(Arc<StateInner>);
 
 struct StateInner {
-    server: Server,
+    server: Hub,
     config: Config,
     tracker: TaskTracker,
     /// False once shutdown begins: `/readyz` answers 503 and new sessions are refused.
@@ -53,7 +53,7 @@ struct StateInner {
 
 impl State {
     pub(crate) fn new(
-        server: Server,
+        server: Hub,
         config: Config,
         tracker: TaskTracker,
         local: SocketAddr,

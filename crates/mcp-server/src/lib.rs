@@ -25,7 +25,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcp_session::Server;
+use mcp_session::Hub;
 use mcp_tools::ToolRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,20 @@ pub use auth::Auth;
 pub use config::{Cli, Config};
 pub use store::RedbStore;
 pub use tls::Tls;
+
+/// The hub of `config`: the built-in tools, and the conformance fixtures when asked for.
+pub(crate) fn hub(
+    config: &Config,
+    store: std::sync::Arc<dyn mcp_session::SessionStore>,
+) -> Result<Hub, mcp_tools::RegistryError> {
+    let mut tools = ToolRegistry::builtin(&config.tools);
+    let mut builder = Hub::builder(config.session.clone()).store(store);
+    if config.conformance_fixtures {
+        mcp_tools::fixtures::register(&mut tools)?;
+        builder = builder.provider(std::sync::Arc::new(mcp_tools::fixtures::Fixtures));
+    }
+    Ok(builder.tools(tools).build())
+}
 
 /// Serves MCP on `listener` until `shutdown` completes, then shuts down gracefully.
 ///
@@ -56,11 +70,7 @@ pub async fn serve(
         }
         None => std::sync::Arc::new(mcp_session::MemoryStore::default()),
     };
-    let server = Server::with_store(
-        config.session.clone(),
-        ToolRegistry::builtin(&config.tools),
-        store,
-    );
+    let server = hub(&config, store).map_err(std::io::Error::other)?;
     let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
@@ -198,7 +208,7 @@ pub async fn serve(
 
 /// Removes sessions (agents) idle for longer than `ttl`, with their data, checking a few
 /// times per `ttl` (at least once a minute).
-async fn expire_idle_sessions(server: Server, ttl: Duration) {
+async fn expire_idle_sessions(server: Hub, ttl: Duration) {
     let every = (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

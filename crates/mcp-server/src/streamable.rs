@@ -23,7 +23,7 @@ use hyper::body::{Bytes, Frame};
 use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use mcp_protocol::{Message, ProtocolVersion, Response as RpcResponse};
-use mcp_session::{Outbound, OutboundReceiver, Principal, Server};
+use mcp_session::{Hub, Outbound, OutboundReceiver, Principal};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -501,7 +501,7 @@ fn session_of(
 pub(crate) async fn post(
     headers: &HeaderMap,
     body: Value,
-    server: &Server,
+    server: &Hub,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
     principal: &Principal,
@@ -694,7 +694,7 @@ type IdSlot = Arc<Mutex<Option<String>>>;
 /// A new HTTP session: its core session runs on its own task, and so does its
 /// demultiplexer. Returns it with its id slot and a fresh random id for it.
 fn open(
-    server: &Server,
+    server: &Hub,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
     owner: &Principal,

@@ -9,26 +9,31 @@
 
 #![warn(missing_docs)]
 
-mod durable;
+mod calls;
+mod catalog;
 mod error;
-mod inflight;
+mod hub;
+mod lifecycle;
 mod limits;
 mod metrics;
 mod outbound;
 mod peer;
 mod principal;
 mod resources;
-mod server;
+mod resumable;
+mod router;
 mod session;
+mod sinks;
 pub mod store;
 
 pub use error::PeerError;
+pub use hub::{ConnectionGuard, Hub, HubBuilder, ServerConfig};
+pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
 pub use outbound::{Outbound, OutboundReceiver};
 pub use peer::Peer;
 pub use principal::{Principal, SCOPE_ADMIN, SCOPE_TOOL_PREFIX, SCOPE_TOOLS};
-pub use server::{ConnectionGuard, Server, ServerConfig};
-pub use session::{CloseReason, Session, SessionEnd};
+pub use session::Session;
 pub use store::{
     ANONYMOUS, HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord, Replay,
     SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, Update,

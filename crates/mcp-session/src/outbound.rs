@@ -96,7 +96,7 @@ struct Reader {
 
 /// How a resumable session keeps its log.
 #[derive(Clone, Copy)]
-struct Durable {
+struct Keeping {
     /// How many messages to keep.
     retain: usize,
     /// Whether each message carries its position (`"seq": N`) for the client.
@@ -108,7 +108,7 @@ struct State {
     next_seq: u64,
     reader: Option<Reader>,
     next_generation: u64,
-    durable: Option<Durable>,
+    resumable: Option<Keeping>,
     /// Close the attached connection once everything was sent.
     close: Option<CloseReason>,
     /// No more pushes: the session ended or asked to close.
@@ -193,7 +193,7 @@ pub(crate) fn channel(capacity: usize, metrics: Metrics) -> (OutboundQueue, Outb
                 unsent_messages: 0,
             }),
             next_generation: 1,
-            durable: None,
+            resumable: None,
             close: None,
             ended: false,
             handover: None,
@@ -239,7 +239,7 @@ impl OutboundQueue {
     fn append(&self, state: &mut State, text: String, key: Option<Coalesce>) -> u64 {
         let seq = state.next_seq;
         state.next_seq += 1;
-        let durable = state.durable;
+        let resumable = state.resumable;
         if let (Some(reader), None) = (&mut state.reader, &key) {
             reader.unsent_messages += 1;
         }
@@ -247,18 +247,18 @@ impl OutboundQueue {
             seq,
             text,
             key,
-            persisted: durable.is_none(),
+            persisted: resumable.is_none(),
             version: 0,
             counted: true,
         });
         self.shared.metrics.outbound_queued(1);
-        if let Some(durable) = durable {
+        if let Some(resumable) = resumable {
             state.unpersisted = true;
             self.shared.persist.notify_waiters();
             // A resumable log keeps `retain` entries, sent or not; but never drops what the
             // attached connection has not read (backpressure bounds that by `capacity`).
             let cursor = state.reader.as_ref().map(|r| r.cursor);
-            while state.entries.len() > durable.retain.max(1)
+            while state.entries.len() > resumable.retain.max(1)
                 && state
                     .entries
                     .front()
@@ -277,7 +277,7 @@ impl OutboundQueue {
 
     /// Whether a push fails because nobody will ever read it.
     fn closed(state: &State) -> bool {
-        state.ended || (state.reader.is_none() && state.durable.is_none())
+        state.ended || (state.reader.is_none() && state.resumable.is_none())
     }
 
     /// Queues a message, waiting while a connection is attached and `capacity` messages are
@@ -340,7 +340,7 @@ impl OutboundQueue {
         }
         // Unsent entries are at the end of the log; look there for one with the same key.
         let cursor = state.reader.as_ref().map_or(0, |r| r.cursor);
-        let durable = state.durable.is_some();
+        let resumable = state.resumable.is_some();
         let found = state
             .entries
             .iter_mut()
@@ -350,7 +350,7 @@ impl OutboundQueue {
         if let Some(entry) = found {
             entry.text = text;
             entry.version = entry.version.wrapping_add(1);
-            if durable {
+            if resumable {
                 entry.persisted = false;
                 state.unpersisted = true;
                 self.shared.persist.notify_waiters();
@@ -398,9 +398,9 @@ impl OutboundQueue {
 
     /// Makes the log resumable from now on: it keeps the last `retain` messages, sent or not,
     /// and yields only what was persisted. With `stamp`, each message carries its position.
-    pub(crate) fn make_durable(&self, retain: usize, stamp: bool) {
+    pub(crate) fn make_resumable(&self, retain: usize, stamp: bool) {
         let mut state = self.shared.lock();
-        state.durable = Some(Durable { retain, stamp });
+        state.resumable = Some(Keeping { retain, stamp });
     }
 
     /// Replaces the log with one restored from the store: `entries` (persisted, oldest first)
@@ -587,7 +587,7 @@ impl OutboundReceiver {
             entries,
             next_seq,
             reader,
-            durable,
+            resumable,
             close,
             ended,
             handover,
@@ -609,8 +609,8 @@ impl OutboundReceiver {
             );
             reader.cursor = first - 1;
         }
-        let stamp = durable.is_some_and(|d| d.stamp);
-        let keep = durable.is_some();
+        let stamp = resumable.is_some_and(|d| d.stamp);
+        let keep = resumable.is_some();
         let index = (reader.cursor + 1)
             .checked_sub(first)
             .and_then(|i| usize::try_from(i).ok())
@@ -644,7 +644,7 @@ impl OutboundReceiver {
                 shared.metrics.outbound_queued(-1);
             }
             let text = if stamp {
-                crate::durable::with_member(&entry.text, "seq", &Value::from(entry.seq))
+                crate::resumable::with_member(&entry.text, "seq", &Value::from(entry.seq))
             } else if keep {
                 entry.text.clone()
             } else {
@@ -700,7 +700,7 @@ impl Drop for OutboundReceiver {
             return;
         }
         state.reader = None;
-        if state.durable.is_none() {
+        if state.resumable.is_none() {
             // Nobody will read this session's output again.
             let dropped = state.entries.iter().filter(|e| e.counted).count();
             state.entries.clear();

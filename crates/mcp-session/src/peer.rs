@@ -41,6 +41,24 @@ impl PendingTable {
         }
     }
 
+    /// Hands the client's response to the request waiting for it; a response nobody waits
+    /// for, or one without an id, is logged and ignored.
+    pub(crate) fn answer(&self, response: mcp_protocol::Response) {
+        match response.id {
+            Some(id) => {
+                if !self.complete(&id, response.result) {
+                    tracing::warn!(%id, "response to a request this server is not waiting for; ignored");
+                }
+            }
+            None => match response.result {
+                Err(error) => {
+                    tracing::warn!(%error, "the client reported an error about a message it could not read")
+                }
+                Ok(_) => tracing::warn!("result without an id; ignored"),
+            },
+        }
+    }
+
     /// Fails every waiting request with [`PeerError::Closed`] and refuses new ones.
     pub(crate) fn close(&self) {
         let mut pending = self.lock();

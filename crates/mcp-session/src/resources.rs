@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::catalog::Catalog;
+
 /// The server's statistics: connections, sessions, running requests, heavy calls, uptime.
 pub(crate) const STATS_URI: &str = "mcp://server/stats";
 /// Prefix of the per-call resources; the rest is the request id (see [`operation_uri`]).
@@ -157,9 +159,8 @@ impl Resources {
         self.lock().subscriptions.contains(uri)
     }
 
-    /// The resources: statistics, this session's calls, and the conformance fixtures when
-    /// `fixtures`.
-    pub(crate) fn list(&self, fixtures: bool) -> ListResourcesResult {
+    /// The resources: statistics, this session's calls, and the providers'.
+    pub(crate) fn list(&self, catalog: &Catalog) -> ListResourcesResult {
         let state = self.lock();
         let mut resources = vec![Resource {
             uri: STATS_URI.to_owned(),
@@ -181,16 +182,14 @@ impl Resources {
             )),
             mime_type: Some(JSON.to_owned()),
         }));
-        if fixtures {
-            resources.extend(mcp_tools::fixtures::resources());
-        }
+        resources.extend(catalog.resources());
         ListResourcesResult {
             resources,
             next_cursor: None,
         }
     }
 
-    pub(crate) fn templates(fixtures: bool) -> ListResourceTemplatesResult {
+    pub(crate) fn templates(catalog: &Catalog) -> ListResourceTemplatesResult {
         let mut resource_templates = vec![ResourceTemplate {
                 uri_template: format!("{OPERATIONS_PREFIX}{{requestId}}"),
                 name: "operation".to_owned(),
@@ -200,9 +199,7 @@ impl Resources {
                 ),
                 mime_type: Some(JSON.to_owned()),
         }];
-        if fixtures {
-            resource_templates.extend(mcp_tools::fixtures::templates());
-        }
+        resource_templates.extend(catalog.templates());
         ListResourceTemplatesResult {
             resource_templates,
             next_cursor: None,
@@ -213,10 +210,10 @@ impl Resources {
     pub(crate) fn read(
         &self,
         uri: &str,
-        fixtures: bool,
+        catalog: &Catalog,
         stats: impl FnOnce() -> Value,
     ) -> Result<ReadResourceResult, ErrorObject> {
-        if let Some(contents) = fixtures.then(|| mcp_tools::fixtures::read(uri)).flatten() {
+        if let Some(contents) = catalog.read(uri) {
             return Ok(ReadResourceResult {
                 contents: vec![contents],
             });
@@ -239,9 +236,8 @@ impl Resources {
     }
 
     /// Subscribes to a resource that exists (or will: any operation URI of this session).
-    pub(crate) fn subscribe(&self, uri: &str, fixtures: bool) -> Result<(), ErrorObject> {
-        let fixture = fixtures && mcp_tools::fixtures::is_resource(uri);
-        if uri != STATS_URI && !uri.starts_with(OPERATIONS_PREFIX) && !fixture {
+    pub(crate) fn subscribe(&self, uri: &str, catalog: &Catalog) -> Result<(), ErrorObject> {
+        if uri != STATS_URI && !uri.starts_with(OPERATIONS_PREFIX) && !catalog.is_resource(uri) {
             return Err(not_found(uri));
         }
         let mut state = self.lock();

@@ -22,7 +22,7 @@ use mcp_tools::ToolRegistry;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::{Outbound, OutboundReceiver, PeerError, Server, ServerConfig, SessionEnd};
+use crate::{Hub, Outbound, OutboundReceiver, PeerError, ServerConfig, SessionEnd};
 
 /// One line of a transcript file.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
             config.page_size = *n;
         }
     }
-    let server = Server::new(
+    let server = Hub::new(
         config,
         ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
     );
@@ -221,13 +221,13 @@ async fn transcripts() {
 
 /// Starts an initialized session and returns its channels.
 async fn initialized() -> (
-    Server,
+    Hub,
     crate::Peer,
     mpsc::Sender<String>,
     OutboundReceiver,
     tokio::task::JoinHandle<SessionEnd>,
 ) {
-    let server = Server::new(
+    let server = Hub::new(
         ServerConfig::default(),
         ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
     );
@@ -315,12 +315,12 @@ async fn shutdown_cancels_running_calls_and_closes() {
 fn open(
     config: ServerConfig,
 ) -> (
-    Server,
+    Hub,
     mpsc::Sender<String>,
     OutboundReceiver,
     tokio::task::JoinHandle<SessionEnd>,
 ) {
-    let server = Server::new(
+    let server = Hub::new(
         config,
         ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
     );
@@ -519,7 +519,7 @@ async fn a_panicking_tool_is_an_internal_error_and_the_session_goes_on() {
     let mut tools = ToolRegistry::builtin(&mcp_tools::ToolsConfig::default());
     tools.register(Panics { at_once: true }).unwrap();
     tools.register(Panics { at_once: false }).unwrap();
-    let server = Server::new(ServerConfig::default(), tools);
+    let server = Hub::new(ServerConfig::default(), tools);
     let (in_tx, in_rx) = mpsc::channel(16);
     let (session, mut out_rx) = server.open_session();
     let _run = tokio::spawn(session.run(in_rx));

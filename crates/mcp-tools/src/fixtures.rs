@@ -16,10 +16,48 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::{ProgressUpdate, RegistryError, Tool, ToolContext, ToolError, ToolRegistry};
+use crate::{ProgressUpdate, Provider, RegistryError, Tool, ToolContext, ToolError, ToolRegistry};
 
-/// Registers every fixture tool.
-pub(crate) fn register(registry: &mut ToolRegistry) -> Result<(), RegistryError> {
+/// The suite's resources, prompts and completion, as a [`Provider`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fixtures;
+
+impl Provider for Fixtures {
+    fn resources(&self) -> Vec<Resource> {
+        resources()
+    }
+
+    fn resource_templates(&self) -> Vec<ResourceTemplate> {
+        templates()
+    }
+
+    fn read(&self, uri: &str) -> Option<ResourceContents> {
+        read(uri)
+    }
+
+    fn offers_prompts(&self) -> bool {
+        true
+    }
+
+    fn prompts(&self) -> Vec<Prompt> {
+        prompts()
+    }
+
+    fn get_prompt(&self, params: &GetPromptParams) -> Option<Result<GetPromptResult, ErrorObject>> {
+        Some(get_prompt(params))
+    }
+
+    fn offers_completions(&self) -> bool {
+        true
+    }
+
+    fn complete(&self, params: &CompleteParams) -> Option<CompleteResult> {
+        Some(complete(params))
+    }
+}
+
+/// Registers every fixture tool; the resources, prompts and completion are [`Fixtures`].
+pub fn register(registry: &mut ToolRegistry) -> Result<(), RegistryError> {
     for fixed in FIXED {
         registry.register(fixed)?;
     }
@@ -42,7 +80,7 @@ const TEMPLATE_PREFIX: &str = "test://template/";
 const TEMPLATE_SUFFIX: &str = "/data";
 
 /// The suite's fixture resources.
-pub fn resources() -> Vec<Resource> {
+fn resources() -> Vec<Resource> {
     let resource = |uri: &str, name: &str, description: &str, mime: &str| Resource {
         uri: uri.to_owned(),
         name: name.to_owned(),
@@ -73,7 +111,7 @@ pub fn resources() -> Vec<Resource> {
 }
 
 /// The suite's fixture resource template.
-pub fn templates() -> Vec<ResourceTemplate> {
+fn templates() -> Vec<ResourceTemplate> {
     vec![ResourceTemplate {
         uri_template: format!("{TEMPLATE_PREFIX}{{id}}{TEMPLATE_SUFFIX}"),
         name: "template-data".to_owned(),
@@ -83,7 +121,7 @@ pub fn templates() -> Vec<ResourceTemplate> {
 }
 
 /// Reads a fixture resource; `None` when `uri` names none.
-pub fn read(uri: &str) -> Option<ResourceContents> {
+fn read(uri: &str) -> Option<ResourceContents> {
     let text = |mime: &str, text: String| ResourceContents {
         uri: uri.to_owned(),
         mime_type: Some(mime.to_owned()),
@@ -122,13 +160,8 @@ pub fn read(uri: &str) -> Option<ResourceContents> {
     }
 }
 
-/// Whether `uri` is a fixture resource one may subscribe to.
-pub fn is_resource(uri: &str) -> bool {
-    read(uri).is_some()
-}
-
 /// The suite's fixture prompts.
-pub fn prompts() -> Vec<Prompt> {
+fn prompts() -> Vec<Prompt> {
     let argument = |name: &str, description: &str| PromptArgument {
         name: name.to_owned(),
         description: Some(description.to_owned()),
@@ -168,7 +201,7 @@ pub fn prompts() -> Vec<Prompt> {
 
 /// Renders a fixture prompt; an invalid-params error for an unknown prompt or a missing
 /// argument.
-pub fn get_prompt(params: &GetPromptParams) -> Result<GetPromptResult, ErrorObject> {
+fn get_prompt(params: &GetPromptParams) -> Result<GetPromptResult, ErrorObject> {
     let argument = |name: &str| {
         params
             .arguments
@@ -221,7 +254,7 @@ pub fn get_prompt(params: &GetPromptParams) -> Result<GetPromptResult, ErrorObje
 }
 
 /// Completes a fixture prompt's argument: the words that start with what was typed.
-pub fn complete(params: &CompleteParams) -> CompleteResult {
+fn complete(params: &CompleteParams) -> CompleteResult {
     const WORDS: [&str; 6] = ["paris", "park", "party", "test", "testing", "tested"];
     let typed = params.argument.value.to_lowercase();
     let values: Vec<String> = WORDS

@@ -14,6 +14,7 @@ pub mod fixtures;
 mod images;
 mod math;
 mod paths;
+mod provider;
 mod registry;
 mod scheduler;
 mod sleep;
@@ -27,6 +28,7 @@ pub use context::{
 pub use images::{ERRORS_FILE, FileError, ImagesParams, ImagesSummary, ProcessImages};
 pub use math::{BinaryOp, BinaryParams, MathResult, MathTool, Sqrt, UnaryParams};
 pub use paths::DataRoot;
+pub use provider::Provider;
 pub use registry::{Page, RegistryError, ToolRegistry, ToolsConfig};
 pub use scheduler::{Permit, Scheduler};
 pub use sleep::{Sleep, SleepOutput, SleepParams};

@@ -18,15 +18,12 @@ pub struct ToolsConfig {
     pub data_root: Option<DataRoot>,
     /// The worker threads image decoding runs on.
     pub image_pool: Option<Arc<rayon::ThreadPool>>,
-    /// Whether to offer the official conformance suite's fixture tools too.
-    pub conformance_fixtures: bool,
 }
 
 impl std::fmt::Debug for ToolsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ToolsConfig")
             .field("data_root", &self.data_root)
-            .field("conformance_fixtures", &self.conformance_fixtures)
             .field(
                 "image_workers",
                 &self.image_pool.as_ref().map(|p| p.current_num_threads()),
@@ -46,7 +43,6 @@ impl ToolsConfig {
         Ok(Self {
             data_root: Some(root),
             image_pool: Some(Arc::new(pool)),
-            conformance_fixtures: false,
         })
     }
 }
@@ -79,8 +75,6 @@ pub struct ToolRegistry {
     descriptors: Vec<ToolDescriptor>,
     tools: Vec<Arc<dyn ErasedTool>>,
     by_name: HashMap<String, usize>,
-    /// The conformance fixtures (resources, prompts, completion) are offered too.
-    conformance_fixtures: bool,
 }
 
 /// One page of `tools/list`.
@@ -113,10 +107,6 @@ impl ToolRegistry {
                 registry.register(ProcessImages::new(root.clone(), Arc::clone(pool)))
             });
         }
-        if config.conformance_fixtures {
-            result = result.and_then(|()| crate::fixtures::register(&mut registry));
-            registry.conformance_fixtures = true;
-        }
         if let Err(e) = result {
             unreachable!("the built-in tools have distinct names and object schemas: {e}");
         }
@@ -146,11 +136,6 @@ impl ToolRegistry {
         self.descriptors.push(descriptor);
         self.tools.push(Arc::new(Erased(tool)));
         Ok(())
-    }
-
-    /// Whether the conformance suite's fixtures (tools, resources, prompts) are offered.
-    pub fn has_conformance_fixtures(&self) -> bool {
-        self.conformance_fixtures
     }
 
     /// How many tools there are.

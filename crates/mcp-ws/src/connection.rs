@@ -13,7 +13,7 @@ use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use mcp_session::{CloseReason, ConnectionGuard, Outbound, OutboundReceiver, Principal, Server};
+use mcp_session::{CloseReason, ConnectionGuard, Hub, Outbound, OutboundReceiver, Principal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -171,7 +171,7 @@ pub fn connection_id() -> String {
 /// pays for its task's frame.
 pub fn serve_connection(
     websocket: HyperWebsocket,
-    server: Server,
+    server: Hub,
     config: WsConfig,
     remote: SocketAddr,
     place: ConnectionGuard,
@@ -405,7 +405,7 @@ async fn heartbeat(
     closing: Closing,
     life: Life,
     config: &WsConfig,
-    server: &Server,
+    server: &Hub,
 ) {
     let mut ticks = tokio::time::interval(config.ping_interval.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -98,7 +98,7 @@ async fn a_gone_receiver_releases_waiting_pushers() {
 #[tokio::test]
 async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() {
     let (tx, mut rx, _) = queue(8);
-    tx.make_durable(2, false);
+    tx.make_resumable(2, false);
     for i in 1..=5 {
         tx.push(format!("m{i}")).await.unwrap();
     }
@@ -119,7 +119,7 @@ async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() 
 #[tokio::test]
 async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
     let (tx, rx, _) = queue(8);
-    tx.make_durable(3, false);
+    tx.make_resumable(3, false);
     drop(rx);
     for i in 1..=10 {
         tx.push(format!("m{i}")).await.unwrap();
@@ -140,7 +140,7 @@ async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
 #[tokio::test]
 async fn attaching_at_the_delivered_position_gets_only_what_no_connection_was_given() {
     let (tx, mut rx, _) = queue(8);
-    tx.make_durable(16, false);
+    tx.make_resumable(16, false);
     for i in 1..=4 {
         tx.push(format!("m{i}")).await.unwrap();
     }

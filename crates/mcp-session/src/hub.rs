@@ -1,21 +1,27 @@
-//! What all sessions of one server share: configuration, the tools, and the root of the
-//! cancellation tree.
+//! The hub: what all sessions of one server share (configuration, the catalog of tools and
+//! providers, the router, the store, limits, metrics, the registries of running sessions, and
+//! the root of the cancellation tree). It is not a server: it has no listener and no
+//! transport; transports open sessions on it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mcp_protocol::{
-    Implementation, LoggingLevel, LoggingMessageParams, Message, Notification, methods,
+    Implementation, InitializeResult, LoggingLevel, LoggingMessageParams, Message, Notification,
+    ProtocolVersion, RequestId, ResourcesCapability, Response, ServerCapabilities, ToolsCapability,
+    methods,
 };
-use mcp_tools::{Logger, Progress, Scheduler, ToolContext, ToolRegistry};
+use mcp_tools::{Logger, Progress, Provider, Scheduler, ToolContext, ToolRegistry};
 use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
 
-use crate::durable::Control;
+use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::outbound::{self, OutboundReceiver};
+use crate::resumable::{Control, with_member};
+use crate::router::{Router, to_value};
 use crate::{MemoryStore, Session, SessionId, SessionStore};
 
 /// Settings of the protocol core.
@@ -41,7 +47,7 @@ pub struct ServerConfig {
     pub heavy_concurrency: usize,
     /// How many requests one session may have running; more are refused with -32001.
     pub max_inflight_per_session: usize,
-    /// How many sessions may exist at once; [`Server::has_room`] says whether one more fits.
+    /// How many sessions may exist at once; [`Hub::has_room`] says whether one more fits.
     pub max_sessions: usize,
     /// How long a new session may take to send `initialize` before it is closed.
     pub init_timeout: Duration,
@@ -95,9 +101,12 @@ impl Default for ServerConfig {
     }
 }
 
-pub(crate) struct ServerInner {
+pub(crate) struct HubInner {
     pub(crate) config: ServerConfig,
-    pub(crate) tools: ToolRegistry,
+    /// The tools and the providers of resources, prompts and completions.
+    pub(crate) catalog: Catalog,
+    /// The handlers of the methods every era serves.
+    pub(crate) router: Router,
     /// The root of the cancellation tree: server, then session, then request. Cancelling it
     /// stops everything at once.
     pub(crate) shutdown: CancellationToken,
@@ -119,9 +128,20 @@ pub(crate) struct ServerInner {
     last_stats: std::sync::Mutex<serde_json::Value>,
     started: tokio::time::Instant,
     /// Every running session, for broadcasts.
-    pub(crate) sessions: std::sync::Mutex<std::collections::HashMap<u64, Notices>>,
+    sessions: std::sync::Mutex<std::collections::HashMap<u64, Notices>>,
     /// The resumable sessions running in this process, by id: how to reach each.
     live: std::sync::Mutex<std::collections::HashMap<SessionId, mpsc::Sender<Control>>>,
+}
+
+impl HubInner {
+    /// The registry of running sessions, for broadcasts.
+    pub(crate) fn sessions_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Notices>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Who runs a resumable session.
@@ -180,30 +200,73 @@ fn notice_text(level: LoggingLevel, logger: &str, data: serde_json::Value) -> Op
     )
 }
 
-/// A server: the state that every session shares. Cheap to clone.
+/// The state that every session of a server shares. Cheap to clone.
 #[derive(Clone)]
-pub struct Server {
-    pub(crate) inner: Arc<ServerInner>,
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
 }
 
-impl Server {
-    /// A server offering `tools`, keeping sessions in memory.
-    pub fn new(config: ServerConfig, tools: ToolRegistry) -> Self {
-        Self::with_store(config, tools, Arc::new(MemoryStore::default()))
+/// Builds a [`Hub`]: its tools, providers and store.
+pub struct HubBuilder {
+    config: ServerConfig,
+    tools: ToolRegistry,
+    providers: Vec<Arc<dyn Provider>>,
+    store: Option<Arc<dyn SessionStore>>,
+}
+
+impl HubBuilder {
+    /// The tools the hub offers (none by default).
+    pub fn tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = tools;
+        self
     }
 
-    /// A server offering `tools`, keeping sessions in `store`.
-    pub fn with_store(
-        config: ServerConfig,
-        tools: ToolRegistry,
-        store: Arc<dyn SessionStore>,
-    ) -> Self {
+    /// Adds a provider of resources, prompts or completions.
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// Where resumable sessions are kept (in memory by default).
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The hub.
+    pub fn build(self) -> Hub {
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::default()));
+        Hub::from_parts(self.config, Catalog::new(self.tools, self.providers), store)
+    }
+}
+
+impl Hub {
+    /// A hub offering `tools`, keeping sessions in memory.
+    pub fn new(config: ServerConfig, tools: ToolRegistry) -> Self {
+        Self::builder(config).tools(tools).build()
+    }
+
+    /// A hub to build, with `config`.
+    pub fn builder(config: ServerConfig) -> HubBuilder {
+        HubBuilder {
+            config,
+            tools: ToolRegistry::new(),
+            providers: Vec::new(),
+            store: None,
+        }
+    }
+
+    fn from_parts(config: ServerConfig, catalog: Catalog, store: Arc<dyn SessionStore>) -> Self {
+        let router = Router::new(&catalog);
         let scheduler = Scheduler::new(config.heavy_concurrency);
         let limits = crate::limits::Limits::new(config.rate_limit, config.max_calls_per_principal);
         Self {
-            inner: Arc::new(ServerInner {
+            inner: Arc::new(HubInner {
                 config,
-                tools,
+                catalog,
+                router,
                 shutdown: CancellationToken::new(),
                 draining: CancellationToken::new(),
                 drain_deadline: std::sync::OnceLock::new(),
@@ -321,6 +384,7 @@ impl Server {
     /// Every tool `principal` may call, as `tools/list` describes them.
     pub fn tools(&self, principal: &crate::Principal) -> Vec<mcp_protocol::Tool> {
         self.inner
+            .catalog
             .tools
             .page(None, usize::MAX)
             .map(|page| page.tools.to_vec())
@@ -349,7 +413,7 @@ impl Server {
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<mcp_protocol::CallToolResult>, mcp_protocol::ErrorObject> {
         if !principal.may_call(name) {
-            return Err(crate::session::forbidden_tool(name));
+            return Err(crate::router::forbidden_tool(name));
         }
         let limits = &self.inner.limits;
         limits.check_rate(principal)?;
@@ -366,12 +430,12 @@ impl Server {
             // The agent API has no client to ask.
             client: mcp_tools::Client::none(),
         };
-        let Some(call) = self.inner.tools.call(name, arguments, ctx) else {
+        let Some(call) = self.inner.catalog.tools.call(name, arguments, ctx) else {
             return Ok(None);
         };
         let config = &self.inner.config;
         Ok(Some(
-            crate::session::with_time_limit(call, token, config.call_timeout, config.stop_grace)
+            crate::router::with_time_limit(call, token, config.call_timeout, config.stop_grace)
                 .await,
         ))
     }
@@ -379,14 +443,7 @@ impl Server {
     /// Sends `notifications/message` from logger `server` to every session whose client wants
     /// `level`. Never waits for a slow client. Returns how many sessions it reached.
     pub fn broadcast(&self, level: LoggingLevel, message: &str) -> usize {
-        let sessions: Vec<Notices> = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let sessions: Vec<Notices> = self.inner.sessions_lock().values().cloned().collect();
         // Written once for all: a broadcast to 10,000 sessions serialized it 10,000 times.
         let Some(text) = notice_text(level, "server", serde_json::Value::from(message)) else {
             return 0;
@@ -477,6 +534,44 @@ impl Server {
         &self.inner.config
     }
 
+    /// What `initialize` answers for `version`.
+    pub(crate) fn initialize_result(&self, version: ProtocolVersion) -> InitializeResult {
+        let config = &self.inner.config;
+        let catalog = &self.inner.catalog;
+        InitializeResult {
+            protocol_version: version.as_str().to_owned(),
+            capabilities: ServerCapabilities {
+                tools: Some(ToolsCapability { list_changed: None }),
+                logging: Some(serde_json::Map::new()),
+                resources: Some(ResourcesCapability {
+                    subscribe: Some(true),
+                    list_changed: None,
+                }),
+                prompts: catalog.offers_prompts().then(serde_json::Map::new),
+                completions: catalog.offers_completions().then(serde_json::Map::new),
+                experimental: None,
+            },
+            server_info: config.server_info.clone(),
+            instructions: config.instructions.clone(),
+        }
+    }
+
+    /// The answer to a resuming `initialize`, naming the session (SEP-1288).
+    pub(crate) fn initialize_text(
+        &self,
+        version: ProtocolVersion,
+        session: &SessionId,
+        id: RequestId,
+    ) -> String {
+        let result = to_value(self.initialize_result(version)).unwrap_or_default();
+        let text = Message::Response(Response::ok(id, result)).to_text();
+        with_member(
+            &text,
+            "mcpSessionId",
+            &serde_json::Value::from(session.as_str()),
+        )
+    }
+
     /// Starts a session. The transport sends what the returned receiver yields.
     ///
     /// The queue's capacity bounds what the session buffers for a slow client: when it is
@@ -493,7 +588,7 @@ impl Server {
 
 /// Holds a connection's place under the connection limit while it lives.
 pub struct ConnectionGuard {
-    server: Server,
+    server: Hub,
 }
 
 impl Drop for ConnectionGuard {

@@ -1,0 +1,90 @@
+//! The catalog: what a hub offers, its tools and the providers of resources, prompts and
+//! completions that the binary registered.
+
+use std::sync::Arc;
+
+use mcp_protocol::{
+    CompleteParams, CompleteResult, Completion, ErrorObject, GetPromptParams, GetPromptResult,
+    Prompt, Resource, ResourceContents, ResourceTemplate,
+};
+use mcp_tools::{Provider, ToolRegistry};
+
+/// The tools and providers of one hub.
+pub(crate) struct Catalog {
+    pub(crate) tools: ToolRegistry,
+    providers: Vec<Arc<dyn Provider>>,
+    prompts: bool,
+    completions: bool,
+}
+
+impl Catalog {
+    pub(crate) fn new(tools: ToolRegistry, providers: Vec<Arc<dyn Provider>>) -> Self {
+        let prompts = providers.iter().any(|p| p.offers_prompts());
+        let completions = providers.iter().any(|p| p.offers_completions());
+        Self {
+            tools,
+            providers,
+            prompts,
+            completions,
+        }
+    }
+
+    /// Whether a provider offers prompts: the capability and the methods exist only then.
+    pub(crate) fn offers_prompts(&self) -> bool {
+        self.prompts
+    }
+
+    /// Whether a provider offers completions.
+    pub(crate) fn offers_completions(&self) -> bool {
+        self.completions
+    }
+
+    pub(crate) fn resources(&self) -> impl Iterator<Item = Resource> + '_ {
+        self.providers.iter().flat_map(|p| p.resources())
+    }
+
+    pub(crate) fn templates(&self) -> impl Iterator<Item = ResourceTemplate> + '_ {
+        self.providers.iter().flat_map(|p| p.resource_templates())
+    }
+
+    /// A provider's resource, by the first provider that has it.
+    pub(crate) fn read(&self, uri: &str) -> Option<ResourceContents> {
+        self.providers.iter().find_map(|p| p.read(uri))
+    }
+
+    pub(crate) fn is_resource(&self, uri: &str) -> bool {
+        self.providers.iter().any(|p| p.is_resource(uri))
+    }
+
+    pub(crate) fn prompts(&self) -> Vec<Prompt> {
+        self.providers.iter().flat_map(|p| p.prompts()).collect()
+    }
+
+    pub(crate) fn get_prompt(
+        &self,
+        params: &GetPromptParams,
+    ) -> Result<GetPromptResult, ErrorObject> {
+        self.providers
+            .iter()
+            .find_map(|p| p.get_prompt(params))
+            .unwrap_or_else(|| {
+                Err(ErrorObject::invalid_params(format!(
+                    "unknown prompt `{}`: see prompts/list",
+                    mcp_protocol::shorten(&params.name, 80)
+                )))
+            })
+    }
+
+    pub(crate) fn complete(&self, params: &CompleteParams) -> CompleteResult {
+        self.providers
+            .iter()
+            .find_map(|p| p.complete(params))
+            .unwrap_or(CompleteResult {
+                completion: Completion {
+                    values: Vec::new(),
+                    total: Some(0),
+                    has_more: Some(false),
+                },
+            })
+    }
+}

@@ -1,0 +1,188 @@
+//! Where a 2025 session's tool calls send what they produce: progress into the session's
+//! outbound log (coalesced per token) and its call resources, log messages at the level the
+//! client set, and requests to the client through the session's `Peer`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_protocol::{
+    ClientCapabilities, LoggingLevel, Message, Notification, ProgressParams, ProgressToken,
+    RequestId, methods,
+};
+use mcp_tools::{Checkpoint, LogSink, Logger, Progress, ProgressSink, ProgressUpdate};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::Peer;
+use crate::hub::Notices;
+use crate::outbound::{Coalesce, OutboundQueue};
+use crate::resources::Resources;
+use crate::resumable::{OperationCheckpoint, Operations};
+use crate::router::{CallScope, ToolCall};
+
+/// What a 2025 session lends its tool calls.
+pub(crate) struct SessionSinks<'a> {
+    pub(crate) outbound: &'a OutboundQueue,
+    pub(crate) resources: &'a Arc<Resources>,
+    /// Set for a resumable session: where the call's progress and checkpoints are recorded.
+    pub(crate) operations: Option<&'a Arc<Operations>>,
+    pub(crate) log: &'a Arc<Notices>,
+    pub(crate) peer: &'a Peer,
+    pub(crate) capabilities: Option<&'a Arc<ClientCapabilities>>,
+    pub(crate) progress_interval: Duration,
+    pub(crate) session: u64,
+}
+
+impl SessionSinks<'_> {
+    /// The scope of call `id`, whose resource is `operation`; a resumed call carries on from
+    /// its `checkpoint`, after the progress its client has `seen`.
+    pub(crate) fn scope(
+        self,
+        id: &RequestId,
+        call: &ToolCall,
+        token: &CancellationToken,
+        operation: &str,
+        checkpoint: Option<Value>,
+        seen: Option<f64>,
+    ) -> CallScope {
+        // Progress always feeds the call's resource; it becomes notifications only for a
+        // caller that gave a token.
+        let mut progress = Progress::new(
+            Arc::new(ProgressNotifier {
+                progress_token: call.progress_token.clone(),
+                outbound: self.outbound.clone(),
+                call: token.clone(),
+                resources: Arc::clone(self.resources),
+                operation: operation.to_owned(),
+                operations: self.operations.map(|o| (Arc::clone(o), id.clone())),
+            }),
+            self.progress_interval,
+        );
+        if let Some(seen) = seen {
+            progress.continue_after(seen);
+        }
+        let checkpoint = match self.operations {
+            Some(operations) => Checkpoint::new(
+                Arc::new(OperationCheckpoint {
+                    operations: Arc::clone(operations),
+                    id: id.clone(),
+                }),
+                checkpoint,
+            ),
+            None => Checkpoint::none(),
+        };
+        CallScope {
+            cancel: token.clone(),
+            progress,
+            checkpoint,
+            log: Logger::new(self.log.clone(), call.name.clone()),
+            client: mcp_tools::Client::new(Arc::new(ToolClient {
+                peer: self.peer.clone(),
+                capabilities: self.capabilities.cloned().unwrap_or_default(),
+            })),
+            session: self.session,
+        }
+    }
+}
+
+/// Queues a call's progress as `notifications/progress` with the caller's token. Never waits:
+/// a notification still queued for the same token is replaced by the newer one.
+struct ProgressNotifier {
+    progress_token: Option<ProgressToken>,
+    outbound: OutboundQueue,
+    /// Once the call is cancelled nobody waits for its progress, and after a time limit its
+    /// response may already be out: no progress may follow it.
+    call: CancellationToken,
+    resources: Arc<Resources>,
+    operation: String,
+    /// A resumable session's record of the call, and its id there.
+    operations: Option<(Arc<Operations>, RequestId)>,
+}
+
+impl ProgressSink for ProgressNotifier {
+    fn send(&self, update: ProgressUpdate) {
+        if self.call.is_cancelled() {
+            return;
+        }
+        if let Some((operations, id)) = &self.operations {
+            operations.progress(id, update.progress, update.total);
+        }
+        if self.resources.progress(
+            &self.operation,
+            update.progress,
+            update.total,
+            update.message.as_deref(),
+        ) {
+            let _ = self.outbound.push_coalesced(
+                Coalesce::Updated(self.operation.clone()),
+                updated_text(&self.operation),
+            );
+        }
+        let Some(progress_token) = &self.progress_token else {
+            return;
+        };
+        let params = ProgressParams {
+            progress_token: progress_token.clone(),
+            progress: update.progress,
+            total: update.total,
+            message: update.message,
+        };
+        let Ok(params) = serde_json::to_value(params) else {
+            return;
+        };
+        let text = Message::Notification(Notification {
+            method: methods::PROGRESS.to_owned(),
+            params: Some(params),
+        })
+        .to_text();
+        // A closed queue means the session is ending and the call is being cancelled.
+        let _ = self.outbound.push_progress(progress_token.clone(), text);
+    }
+}
+
+/// The text of `notifications/resources/updated` for `uri`.
+pub(crate) fn updated_text(uri: &str) -> String {
+    Message::Notification(Notification {
+        method: methods::RESOURCES_UPDATED.to_owned(),
+        params: Some(serde_json::json!({ "uri": uri })),
+    })
+    .to_text()
+}
+
+impl LogSink for Notices {
+    fn log(&self, level: LoggingLevel, logger: &str, data: Value) {
+        self.send(level, logger, data);
+    }
+}
+
+/// A tool's requests to the session's client, through the session's `Peer`.
+struct ToolClient {
+    peer: Peer,
+    capabilities: Arc<ClientCapabilities>,
+}
+
+impl mcp_tools::ClientSink for ToolClient {
+    fn supports(&self, capability: &str) -> bool {
+        let c = &self.capabilities;
+        match capability {
+            "sampling" => c.sampling.is_some(),
+            "elicitation" => c.elicitation.is_some(),
+            "roots" => c.roots.is_some(),
+            _ => false,
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {
+        let peer = self.peer.clone();
+        let method = method.to_owned();
+        Box::pin(async move {
+            peer.request(&method, Some(params))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

@@ -180,6 +180,11 @@ impl Operations {
         self.changed.store(true, Ordering::Release);
     }
 
+    /// Whether a call started or ended since the last write.
+    pub(crate) fn has_changed(&self) -> bool {
+        self.changed.load(Ordering::Acquire)
+    }
+
     /// Whether progress moved since the last write.
     pub(crate) fn has_moved(&self) -> bool {
         self.moved.load(Ordering::Acquire)
@@ -474,17 +479,25 @@ impl Resumable {
         }
     }
 
-    /// When the progress and checkpoints of running calls are next due to be written: once a
-    /// second while calls run. They do not wake the session themselves (a call without a
-    /// progress token sends nothing), so a timer looks.
+    /// When the running calls are next due to be written: at once when a call started or
+    /// ended (a call that started is on record before a crash could lose it, even when it
+    /// sends nothing), and once a second while calls run, for their progress and
+    /// checkpoints, which do not wake the session themselves. Not while a failed write
+    /// waits for its retry, which writes them too.
     pub(crate) fn operations_due(&self, running: bool) -> Option<Instant> {
-        running.then_some(self.operations_written + OPERATIONS_WRITE_INTERVAL)
+        if self.retry_at.is_some() {
+            None
+        } else if self.operations.has_changed() {
+            Some(Instant::now())
+        } else {
+            running.then_some(self.operations_written + OPERATIONS_WRITE_INTERVAL)
+        }
     }
 
-    /// Whether the running calls' progress moved since they were written; if not, the next
+    /// Whether the running calls changed or moved since they were written; if not, the next
     /// look is a second away.
     pub(crate) fn operations_moved(&mut self) -> bool {
-        let moved = self.operations.has_moved();
+        let moved = self.operations.has_changed() || self.operations.has_moved();
         if !moved {
             self.operations_written = Instant::now();
         }

@@ -5,7 +5,20 @@
 //! sends until it has nothing left to do. Other directives:
 //! - `# ...` is a comment;
 //! - `!page_size N` sets the `tools/list` page size (before the first message);
-//! - `!close` ends the client's input; the session's remaining output follows as `<-` lines.
+//! - `!close` ends the client's input; the session's remaining output follows as `<-` lines;
+//! - `!drop` drops the connection: its input ends and its output is no longer read (a
+//!   resumable session waits to be resumed);
+//! - `!connect` opens a new connection, to which the following `->` lines go;
+//! - `!restart` stops the server as a kill -9 would (every session dropped where it stands,
+//!   nothing flushed) and starts a new one on the same store; `!connect` follows.
+//!
+//! The `<-` lines right before a `!drop` or a `!restart` are what the session sent before it:
+//! everything runs until it waits, but the clock moves by a millisecond at most, so calls that
+//! wait on a timer are still running when the connection drops or the server stops.
+//!
+//! A session id the server announces (`mcpSessionId`) is written `$SESSION` in `<-` lines,
+//! and `$SESSION` in a `->` line is replaced by the last one announced, so that a resume can
+//! name the session it resumes.
 //!
 //! The test runs on a paused tokio clock, so "nothing left to do" is decided by the runtime
 //! going idle (the clock then jumps to the next timer), not by waiting: a `sleep` tool call
@@ -15,6 +28,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_protocol::methods;
@@ -22,7 +36,9 @@ use mcp_tools::ToolRegistry;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::{Hub, Outbound, OutboundReceiver, PeerError, ServerConfig, SessionEnd};
+use crate::{
+    Hub, MemoryStore, Outbound, OutboundReceiver, PeerError, ServerConfig, SessionEnd, SessionStore,
+};
 
 /// One line of a transcript file.
 #[derive(Debug, Clone)]
@@ -31,6 +47,9 @@ enum Line {
     PageSize(usize),
     Send(String),
     Close,
+    Drop,
+    Connect,
+    Restart,
     Expect(String),
 }
 
@@ -44,6 +63,12 @@ fn parse_transcript(text: &str) -> Vec<Line> {
                 Line::Expect(rest.to_owned())
             } else if l == "!close" {
                 Line::Close
+            } else if l == "!drop" {
+                Line::Drop
+            } else if l == "!connect" {
+                Line::Connect
+            } else if l == "!restart" {
+                Line::Restart
             } else if let Some(n) = l.strip_prefix("!page_size ") {
                 Line::PageSize(n.trim().parse().expect("!page_size takes a number"))
             } else if l.starts_with('#') {
@@ -55,12 +80,19 @@ fn parse_transcript(text: &str) -> Vec<Line> {
         .collect()
 }
 
-/// Canonical form of one output item: JSON with sorted keys, or `close <reason>`.
-fn canonical(item: Outbound) -> String {
+/// Canonical form of one output item: JSON with sorted keys, or `close <reason>`. An
+/// announced session id is kept in `session` and written `$SESSION`.
+fn canonical(item: Outbound, session: &mut Option<String>) -> String {
     match item {
         Outbound::Text(text) => {
-            let value: Value = serde_json::from_str(&text)
+            let mut value: Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("the session sent invalid JSON ({e}): {text}"));
+            if let Some(id) = value.get_mut("mcpSessionId")
+                && let Some(text) = id.as_str()
+            {
+                *session = Some(text.to_owned());
+                *id = Value::from(SESSION);
+            }
             value.to_string()
         }
         Outbound::Close(reason) => format!("close {reason:?}"),
@@ -74,17 +106,30 @@ fn canonical_expected(line: &str) -> String {
     }
 }
 
+/// How an announced session id is written in transcripts.
+const SESSION: &str = "$SESSION";
+
 /// Everything the session sends until the runtime has nothing left to do.
-async fn drain(rx: &mut OutboundReceiver) -> (Vec<String>, bool) {
+async fn drain(rx: &mut OutboundReceiver, session: &mut Option<String>) -> (Vec<String>, bool) {
     let mut out = Vec::new();
     loop {
         // On the paused clock this timeout fires only once every task is idle.
         match tokio::time::timeout(Duration::from_secs(24 * 3600), rx.recv()).await {
-            Ok(Some(item)) => out.push(canonical(item)),
+            Ok(Some(item)) => out.push(canonical(item, session)),
             Ok(None) => return (out, true),
             Err(_) => return (out, false),
         }
     }
+}
+
+/// What the session sends until the runtime has nothing left to do at this instant: the
+/// clock moves by a millisecond at most, so calls that wait on a timer are still running.
+async fn settle(rx: &mut OutboundReceiver, session: &mut Option<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(1), rx.recv()).await {
+        out.push(canonical(item, session));
+    }
+    out
 }
 
 /// A timeout longer than any transcript's quiescence wait, so that only the timers a
@@ -103,14 +148,20 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
             config.page_size = *n;
         }
     }
-    let server = Hub::new(
-        config,
-        ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
-    );
-    let (in_tx, in_rx) = mpsc::channel(64);
-    let (session, mut out_rx) = server.open_session();
-    let run = tokio::spawn(session.run(in_rx));
-    let mut in_tx = Some(in_tx);
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+    let start = |config: &ServerConfig| {
+        Hub::builder(config.clone())
+            .tools(ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()))
+            .store(Arc::clone(&store))
+            .build()
+    };
+    let mut server = start(&config);
+    let mut connection = Some(Connection::open(&server));
+    let mut sessions = Vec::new();
+    let mut session_id: Option<String> = None;
+    let directives = lines
+        .iter()
+        .any(|l| matches!(l, Line::Drop | Line::Connect | Line::Restart));
 
     let mut actual = Vec::new();
     let mut i = 0;
@@ -118,37 +169,101 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
         match &lines[i] {
             Line::Expect(_) => {}
             Line::Comment(_) | Line::PageSize(_) => actual.push(lines[i].clone()),
+            Line::Drop => {
+                actual.push(Line::Drop);
+                let dropped = connection.take().expect("!drop without a connection");
+                sessions.push(dropped.run);
+            }
+            Line::Connect => {
+                actual.push(Line::Connect);
+                if let Some(previous) = connection.replace(Connection::open(&server)) {
+                    sessions.push(previous.run);
+                }
+            }
+            Line::Restart => {
+                actual.push(Line::Restart);
+                // As a kill -9: every session task stops where it stands.
+                sessions.extend(connection.take().map(|c| c.run));
+                for run in sessions.drain(..) {
+                    run.abort();
+                    let _ = run.await;
+                }
+                server = start(&config);
+            }
             Line::Send(_) | Line::Close => {
+                let c = connection.as_mut().expect("input without a connection");
                 // Send every consecutive input line, then collect what comes back.
                 while let Some(line @ (Line::Send(_) | Line::Close)) = lines.get(i) {
                     actual.push(line.clone());
                     match line {
-                        Line::Send(text) => in_tx
-                            .as_ref()
-                            .expect("input after !close")
-                            .send(text.clone())
-                            .await
-                            .expect("session stopped reading"),
-                        _ => in_tx = None,
+                        Line::Send(text) => {
+                            let text = match &session_id {
+                                Some(id) => text.replace(SESSION, id.as_str()),
+                                None => text.clone(),
+                            };
+                            c.input
+                                .as_ref()
+                                .expect("input after !close")
+                                .send(text)
+                                .await
+                                .expect("session stopped reading");
+                        }
+                        _ => c.input = None,
                     }
                     i += 1;
                 }
-                let (out, _) = drain(&mut out_rx).await;
+                let next = lines[i..]
+                    .iter()
+                    .find(|l| !matches!(l, Line::Comment(_) | Line::Expect(_)));
+                let out = if matches!(next, Some(Line::Drop | Line::Restart)) {
+                    settle(&mut c.output, &mut session_id).await
+                } else {
+                    drain(&mut c.output, &mut session_id).await.0
+                };
                 actual.extend(out.into_iter().map(Line::Expect));
                 continue;
             }
         }
         i += 1;
     }
-    drop(in_tx);
-    let (rest, closed) = drain(&mut out_rx).await;
-    assert!(
-        rest.is_empty(),
-        "output after the end of the transcript: {rest:?}"
-    );
-    assert!(closed, "the session did not end when its input closed");
-    assert_eq!(run.await.unwrap(), SessionEnd::InputClosed);
+    if let Some(mut last) = connection {
+        last.input = None;
+        let (rest, closed) = drain(&mut last.output, &mut session_id).await;
+        assert!(
+            rest.is_empty(),
+            "output after the end of the transcript: {rest:?}"
+        );
+        assert!(closed, "the session did not end when its input closed");
+        let end = last.run.await.unwrap();
+        if !directives {
+            assert_eq!(end, SessionEnd::InputClosed);
+        }
+    }
+    for run in sessions {
+        // Resumable sessions without a connection end when their grace period passes.
+        run.await.unwrap();
+    }
+    drop(server);
     actual
+}
+
+/// One connection of a transcript: its input, its output, and its session's task.
+struct Connection {
+    input: Option<mpsc::Sender<String>>,
+    output: OutboundReceiver,
+    run: tokio::task::JoinHandle<SessionEnd>,
+}
+
+impl Connection {
+    fn open(server: &Hub) -> Self {
+        let (input, in_rx) = mpsc::channel(64);
+        let (session, output) = server.open_session();
+        Self {
+            input: Some(input),
+            output,
+            run: tokio::spawn(session.run(in_rx)),
+        }
+    }
 }
 
 fn render(lines: &[Line]) -> String {
@@ -159,6 +274,9 @@ fn render(lines: &[Line]) -> String {
             Line::PageSize(n) => writeln!(s, "!page_size {n}"),
             Line::Send(t) => writeln!(s, "-> {t}"),
             Line::Close => writeln!(s, "!close"),
+            Line::Drop => writeln!(s, "!drop"),
+            Line::Connect => writeln!(s, "!connect"),
+            Line::Restart => writeln!(s, "!restart"),
             Line::Expect(t) => writeln!(s, "<- {t}"),
         }
         .unwrap();

@@ -74,45 +74,73 @@ fn dependencies(krate: &str) -> Vec<String> {
     deps
 }
 
-#[test]
-fn layers_depend_downwards_only() {
-    let forbidden: &[(&str, &[&str])] = &[
-        // The protocol crate does no IO and has no runtime.
-        (
+/// Each crate's allowed dependencies on the workspace's own crates (the layering, top to
+/// bottom), and the outside crates it must not use. Every crate under `crates/` has a row.
+const LAYERS: &[(&str, &[&str], &[&str])] = &[
+    // The protocol crate does no IO and has no runtime.
+    ("mcp-protocol", &[], &["tokio", "hyper", "tracing"]),
+    // Tools know the protocol's types, not sessions or transports.
+    ("mcp-tools", &["mcp-protocol"], &["hyper"]),
+    // The session core never touches a socket.
+    (
+        "mcp-session",
+        &["mcp-protocol", "mcp-tools"],
+        &["hyper", "hyper-tungstenite"],
+    ),
+    // Authentication reads tokens and makes principals; where tokens travel is the
+    // transports' business.
+    (
+        "mcp-auth",
+        &["mcp-protocol", "mcp-session"],
+        &["hyper-tungstenite"],
+    ),
+    // A storage engine behind the session store's trait.
+    ("mcp-store-redb", &["mcp-session"], &["hyper"]),
+    // The WebSocket transport makes no protocol decisions: it never parses JSON.
+    ("mcp-ws", &["mcp-session"], &["serde_json"]),
+    // The binary and the library that wires everything together.
+    (
+        "mcp-server",
+        &[
             "mcp-protocol",
-            &[
-                "tokio",
-                "hyper",
-                "mcp-session",
-                "mcp-tools",
-                "mcp-ws",
-                "tracing",
-            ],
-        ),
-        // Tools know the protocol's types, not sessions or transports.
-        ("mcp-tools", &["hyper", "mcp-session", "mcp-ws"]),
-        // The session core never touches a socket.
-        (
             "mcp-session",
-            &["hyper", "hyper-tungstenite", "mcp-ws", "mcp-server"],
-        ),
-        // The transport makes no protocol decisions and does not reach into tools.
-        ("mcp-ws", &["mcp-tools", "mcp-protocol", "mcp-server"]),
-        // A client knows the protocol, nothing of the server's insides.
-        (
-            "mcp-client",
-            &["mcp-session", "mcp-tools", "mcp-ws", "mcp-server"],
-        ),
-    ];
-    for (krate, banned) in forbidden {
+            "mcp-tools",
+            "mcp-ws",
+            "mcp-auth",
+            "mcp-store-redb",
+        ],
+        &[],
+    ),
+    // A client knows the protocol, nothing of the server's insides.
+    ("mcp-client", &["mcp-protocol"], &[]),
+    // The load generator talks to servers over the network only.
+    ("mcp-bench", &[], &[]),
+];
+
+#[test]
+fn every_crate_depends_only_on_what_its_layer_allows() {
+    let mut crates: Vec<String> = std::fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    crates.sort();
+    for krate in &crates {
+        let Some((_, allowed, banned)) = LAYERS.iter().find(|(name, ..)| name == krate) else {
+            panic!("crates/{krate} has no row in tidy.rs's LAYERS: say what it may depend on");
+        };
         let deps = dependencies(krate);
         assert!(
             !deps.is_empty(),
             "{krate} has no [dependencies] section to check"
         );
-        for dep in *banned {
+        for dep in &deps {
+            let internal = crates.iter().any(|c| c == dep);
             assert!(
-                !deps.iter().any(|d| d == dep),
+                !internal || allowed.contains(&dep.as_str()),
+                "{krate} must not depend on {dep} (allowed: {allowed:?})"
+            );
+            assert!(
+                !banned.contains(&dep.as_str()),
                 "{krate} must not depend on {dep}"
             );
         }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Auth;
-use crate::jwt::{Jwt, JwtConfig, KeySource};
 use crate::tls::Tls;
 use clap::Parser;
+use mcp_auth::{AuthError, Jwt, JwtConfig, KeySource};
 use mcp_session::{RateLimit, ServerConfig};
 use mcp_tools::{DataRoot, ToolsConfig};
 use mcp_ws::{Heartbeat, WsConfig};
@@ -488,11 +488,12 @@ impl Cli {
     }
 
     /// Static tokens, and the JWT verifier when keys are configured.
-    fn auth(&self) -> Result<Auth, String> {
+    fn auth(&self) -> Result<Auth, AuthError> {
         let auth = Auth::new(&self.auth_tokens, self.auth_tokens_file.as_deref())?;
         let keys = if let Some(path) = &self.jwt_secret_file {
-            let secret = std::fs::read(path)
-                .map_err(|e| format!("--jwt-secret-file {}: {e}", path.display()))?;
+            let secret = std::fs::read(path).map_err(|e| {
+                AuthError::Config(format!("--jwt-secret-file {}: {e}", path.display()))
+            })?;
             let secret = secret.trim_ascii_end().to_vec();
             KeySource::Secret(secret)
         } else if let Some(path) = &self.jwt_jwks_file {
@@ -501,7 +502,7 @@ impl Cli {
             KeySource::JwksUrl(url.clone())
         } else {
             if self.jwt_issuer.is_some() || !self.jwt_audiences.is_empty() {
-                return Err("--jwt-issuer and --jwt-audience need keys: --jwt-jwks-file, --jwt-jwks-url or --jwt-secret-file".to_owned());
+                return Err(AuthError::Config("--jwt-issuer and --jwt-audience need keys: --jwt-jwks-file, --jwt-jwks-url or --jwt-secret-file".to_owned()));
             }
             return Ok(auth);
         };

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
     ACCEPT, AUTHORIZATION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderMap, HeaderValue,
-    ORIGIN, SEC_WEBSOCKET_PROTOCOL, UPGRADE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    ORIGIN, UPGRADE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -99,22 +99,15 @@ impl State {
         let bearer = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
+            .and_then(mcp_auth::bearer);
         let offered = upgrade
-            .then(|| {
-                headers
-                    .get_all(SEC_WEBSOCKET_PROTOCOL)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(','))
-                    .find_map(|p| p.trim().strip_prefix(crate::auth::SUBPROTOCOL_PREFIX))
-            })
+            .then(|| mcp_ws::subprotocol_token(headers))
             .flatten();
         match bearer.or(offered) {
-            Some(token) => auth.authenticate(token).await.map_err(Refusal::Invalid),
+            Some(token) => auth
+                .authenticate(token)
+                .await
+                .map_err(|e| Refusal::Invalid(e.to_string())),
             None => Err(Refusal::Missing),
         }
     }

@@ -8,7 +8,6 @@
 
 mod admin;
 mod agents;
-pub mod auth;
 mod config;
 mod console;
 mod dialects;
@@ -16,8 +15,6 @@ mod dialects;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
-pub mod jwt;
-mod store;
 mod streamable;
 pub mod tls;
 
@@ -31,9 +28,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use auth::Auth;
 pub use config::{Cli, Config};
-pub use store::RedbStore;
+pub use mcp_auth::{Auth, jwt};
+pub use mcp_store_redb::RedbStore;
 pub use tls::Tls;
 
 /// The hub of `config`: the built-in tools, and the conformance fixtures when asked for.
@@ -102,8 +99,8 @@ pub async fn serve(
         }
         let stopping = stopping.clone();
         tracker.spawn(async move {
-            let first = tokio::time::Instant::now() + jwt::JWKS_REFRESH;
-            let mut ticks = tokio::time::interval_at(first, jwt::JWKS_REFRESH);
+            let first = tokio::time::Instant::now() + mcp_auth::jwt::JWKS_REFRESH;
+            let mut ticks = tokio::time::interval_at(first, mcp_auth::jwt::JWKS_REFRESH);
             loop {
                 tokio::select! {
                     () = stopping.cancelled() => return,

@@ -14,4 +14,7 @@ mod upgrade;
 pub use connection::{
     Heartbeat, Translate, Translation, WsConfig, close_codes, connection_id, serve_connection,
 };
-pub use upgrade::{SUBPROTOCOL, UpgradeError, accept, is_upgrade_request};
+pub use upgrade::{
+    SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, UpgradeError, accept, is_upgrade_request,
+    offered_subprotocols, subprotocol_token,
+};

@@ -2,7 +2,7 @@
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{Request, Response};
 use hyper_tungstenite::HyperWebsocket;
 
@@ -12,6 +12,27 @@ use crate::WsConfig;
 /// drop a connection whose handshake does not select it when they offered it.
 pub const SUBPROTOCOL: &str = "mcp";
 
+/// The prefix of the subprotocol that carries a bearer token, for browsers, which cannot set
+/// headers on a WebSocket (SEP-1288): `mcp.auth.<token>`. It is never selected, echoed nor
+/// logged.
+pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "mcp.auth.";
+
+/// The subprotocols a handshake offers, in order.
+pub fn offered_subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// The bearer token an upgrade offers as the `mcp.auth.<token>` subprotocol, if any.
+pub fn subprotocol_token(headers: &HeaderMap) -> Option<&str> {
+    offered_subprotocols(headers).find_map(|p| p.strip_prefix(TOKEN_SUBPROTOCOL_PREFIX))
+}
+
 /// Why an upgrade request was refused. Each is answered with 400 Bad Request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -20,7 +41,8 @@ pub enum UpgradeError {
     /// this socket. The client should offer `mcp`, or none.
     #[error("none of the offered WebSocket subprotocols ({offered}) is supported; offer `mcp`")]
     UnsupportedSubprotocol {
-        /// The `Sec-WebSocket-Protocol` values the client sent.
+        /// The `Sec-WebSocket-Protocol` values the client sent, a token subprotocol written
+        /// `mcp.auth.<token>`: the token itself is never repeated.
         offered: String,
     },
     /// The request is not a valid WebSocket handshake (missing key, wrong version).
@@ -41,19 +63,18 @@ pub fn accept<B>(
     request: &mut Request<B>,
     config: &WsConfig,
 ) -> Result<(Response<Full<Bytes>>, HyperWebsocket), UpgradeError> {
-    let offered: Vec<String> = request
-        .headers()
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
-    let select_mcp = offered.iter().any(|p| p == SUBPROTOCOL);
+    let offered: Vec<&str> = offered_subprotocols(request.headers()).collect();
+    let select_mcp = offered.contains(&SUBPROTOCOL);
     if !offered.is_empty() && !select_mcp {
+        let shown: Vec<&str> = offered
+            .iter()
+            .map(|p| match p.starts_with(TOKEN_SUBPROTOCOL_PREFIX) {
+                true => "mcp.auth.<token>",
+                false => p,
+            })
+            .collect();
         return Err(UpgradeError::UnsupportedSubprotocol {
-            offered: offered.join(", "),
+            offered: shown.join(", "),
         });
     }
     let (mut response, websocket) =

@@ -1,6 +1,5 @@
-//! Authentication: who is calling (the principal), on every path but the health probes and
-//! the protected-resource metadata. A bearer token is a static token or, when configured, a
-//! JWT access token (see [`crate::jwt`]).
+//! Static bearer tokens, and the [`Auth`] that accepts them or, when configured, a JWT
+//! access token (see [`crate::jwt`]).
 //!
 //! A token is given as `NAME=TOKEN` on the command line, or as `NAME SHA256HEX` in a tokens
 //! file (so the file holds no secret). Only SHA-256 digests are kept; a presented token is
@@ -15,14 +14,8 @@ use mcp_session::Principal;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::AuthError;
 use crate::jwt::Jwt;
-
-/// The principal of requests when no authentication is configured.
-pub use mcp_session::ANONYMOUS;
-
-/// The prefix of the WebSocket subprotocol that carries a token, for browsers, which cannot
-/// set headers on a WebSocket (SEP-1288): `mcp.auth.<token>`.
-pub const SUBPROTOCOL_PREFIX: &str = "mcp.auth.";
 
 /// The configured tokens; none means authentication is off.
 #[derive(Clone, Default)]
@@ -49,20 +42,22 @@ pub fn digest(token: &str) -> [u8; 32] {
 impl Auth {
     /// Tokens from `NAME=TOKEN` pairs and a tokens file of `NAME SHA256HEX` lines (blank
     /// lines and `#` comments allowed). Fails on a malformed entry, naming it.
-    pub fn new(pairs: &[String], file: Option<&Path>) -> Result<Self, String> {
+    pub fn new(pairs: &[String], file: Option<&Path>) -> Result<Self, AuthError> {
         let mut tokens = Vec::new();
         for pair in pairs {
             let (name, token) = pair
                 .split_once('=')
                 .filter(|(n, t)| !n.is_empty() && !t.is_empty())
                 .ok_or_else(|| {
-                    "--auth-token takes NAME=TOKEN, with a name and a token".to_owned()
+                    AuthError::Config(
+                        "--auth-token takes NAME=TOKEN, with a name and a token".to_owned(),
+                    )
                 })?;
             tokens.push((name.to_owned(), digest(token)));
         }
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                .map_err(|e| AuthError::Config(format!("cannot read {}: {e}", path.display())))?;
             for (number, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -72,11 +67,11 @@ impl Auth {
                     .split_once(char::is_whitespace)
                     .and_then(|(name, hex)| Some((name, parse_hex(hex.trim())?)));
                 let Some((name, hash)) = parsed else {
-                    return Err(format!(
+                    return Err(AuthError::Config(format!(
                         "{} line {}: expected `NAME SHA256HEX` (64 hex digits)",
                         path.display(),
                         number + 1
-                    ));
+                    )));
                 };
                 tokens.push((name.to_owned(), hash));
             }
@@ -102,14 +97,14 @@ impl Auth {
 
     /// The principal `presented` authenticates: a static token's name (unrestricted), or a
     /// valid JWT's subject with its scopes. Otherwise why not.
-    pub async fn authenticate(&self, presented: &str) -> Result<Principal, String> {
+    pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
         if let Some(name) = self.principal(presented) {
             return Ok(Principal::unrestricted(name));
         }
         match &self.jwt {
             // A JWT is three base64url parts; anything else is no JWT at all.
             Some(jwt) if presented.split('.').count() == 3 => jwt.verify(presented).await,
-            _ => Err("invalid token".to_owned()),
+            _ => Err(AuthError::InvalidToken("invalid token".to_owned())),
         }
     }
 
@@ -173,6 +168,6 @@ mod tests {
         let file = dir.path().join("tokens");
         std::fs::write(&file, "bob nothex\n").unwrap();
         let error = Auth::new(&[], Some(&file)).unwrap_err();
-        assert!(error.contains("line 1"), "{error}");
+        assert!(error.to_string().contains("line 1"), "{error}");
     }
 }

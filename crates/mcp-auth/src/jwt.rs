@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mcp_session::Principal;
+
+use crate::AuthError;
 use serde::Deserialize;
 
 /// How often a JWKS URL is fetched again.
@@ -92,7 +94,11 @@ enum Scp {
 
 impl Jwt {
     /// A verifier; a secret or JWKS file is read now (a URL is fetched by [`Jwt::refresh`]).
-    pub fn new(config: JwtConfig) -> Result<Self, String> {
+    pub fn new(config: JwtConfig) -> Result<Self, AuthError> {
+        Self::build(config).map_err(AuthError::Config)
+    }
+
+    fn build(config: JwtConfig) -> Result<Self, String> {
         if config.audiences.is_empty() {
             return Err(
                 "JWT verification needs an audience: give --jwt-audience or --public-url"
@@ -147,21 +153,16 @@ impl Jwt {
 
     /// Fetches the JWKS URL again (nothing to do for other sources). On failure the keys
     /// already known stay in use.
-    pub async fn refresh(&self) -> Result<usize, String> {
+    pub async fn refresh(&self) -> Result<usize, AuthError> {
         let KeySource::JwksUrl(url) = &self.config.keys else {
             return Ok(self.current().len());
         };
         let _one = self.fetching.lock().await;
-        let answer = mcp_client::http::request(hyper::Method::GET, url, None, None, &[])
-            .await
-            .map_err(|e| e.to_string())?;
-        if !(200..300).contains(&answer.status) {
-            return Err(format!("GET {url}: status {}", answer.status));
-        }
-        let keys = serde_json::from_value(answer.body)
+        let body = crate::fetch::get(url).await.map_err(AuthError::Jwks)?;
+        let keys = serde_json::from_slice(&body)
             .map_err(|e| format!("not a JWKS: {e}"))
             .and_then(signing_keys)
-            .map_err(|e| format!("JWKS at {url}: {e}"))?;
+            .map_err(|e| AuthError::Jwks(format!("JWKS at {url}: {e}")))?;
         let count = keys.len();
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
         tracing::info!(%url, keys = count, "JWKS fetched");
@@ -173,7 +174,11 @@ impl Jwt {
     }
 
     /// Verifies `token`; the principal it names, or why not (for the 401).
-    pub async fn verify(&self, token: &str) -> Result<Principal, String> {
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.check(token).await.map_err(AuthError::InvalidToken)
+    }
+
+    async fn check(&self, token: &str) -> Result<Principal, String> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let mut keys = self.current();

@@ -1,8 +1,10 @@
-//! The embedded session store: redb, one file in `--data-dir`.
+//! The embedded session store: redb, one file (the server keeps it in `--data-dir`).
 //!
 //! redb is pure Rust (no C build), crash-safe (copy-on-write B-trees, a commit is durable
 //! when it returns) and needs no server, which fits an embedded default; see ARCHITECTURE.md.
 //! Its API is blocking, so every call runs on a blocking thread.
+
+#![warn(missing_docs)]
 
 use std::fmt::Display;
 use std::path::Path;

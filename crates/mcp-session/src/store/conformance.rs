@@ -1,0 +1,160 @@
+//! The behaviour every [`SessionStore`](super::SessionStore) must show: a suite that each
+//! backend's tests run against a fresh store.
+
+use super::*;
+
+fn record(id: &SessionId, last_active_ms: u64) -> SessionRecord {
+    let mut record = SessionRecord::new(id.clone(), "anonymous", Some("MathAgent".to_owned()), 1);
+    record.last_active_ms = last_active_ms;
+    record
+}
+
+fn entry(seq: u64) -> LogEntry {
+    LogEntry {
+        seq,
+        text: format!("{{\"n\":{seq}}}"),
+    }
+}
+
+/// Runs every check against `store`, which must be empty. Panics on the first failure.
+pub async fn run(store: &dyn SessionStore) {
+    let a = SessionId::random().expect("randomness");
+    let b = SessionId::random().expect("randomness");
+    assert_ne!(a, b);
+    assert_eq!(SessionId::parse(a.as_str()), Some(a.clone()));
+
+    // Create, load, refuse a duplicate.
+    store.create(&record(&a, 100)).await.expect("create");
+    assert_eq!(
+        store.create(&record(&a, 100)).await,
+        Err(StoreError::Exists(a.clone()))
+    );
+    assert_eq!(store.load(&a).await.expect("load"), Some(record(&a, 100)));
+    assert_eq!(store.load(&b).await.expect("load"), None);
+
+    // Updates change the record; updating an unknown session fails.
+    let add = HistoryEntry {
+        tool: "add".to_owned(),
+        arguments: serde_json::json!({"a": 5, "b": 3}),
+        result: serde_json::json!({"structuredContent": {"result": 8}}),
+        at_ms: 150,
+    };
+    let operation = OperationRecord {
+        request_id: RequestId::from("req_001"),
+        tool: "process_batch".to_owned(),
+        arguments: serde_json::json!({"count": 10}),
+        progress_token: Some(ProgressToken::from("p")),
+        progress: 4.0,
+        total: Some(10.0),
+        checkpoint: Some(serde_json::json!({"processed": 4})),
+        started_ms: 120,
+    };
+    let update = Update {
+        last_active_ms: Some(200),
+        protocol_version: Some("2025-11-25".to_owned()),
+        history: vec![add.clone()],
+        operations: Some(vec![operation.clone()]),
+        ..Update::default()
+    };
+    store.update(&a, &update).await.expect("update");
+    let mut expected = record(&a, 200);
+    expected.protocol_version = Some("2025-11-25".to_owned());
+    expected.history = vec![add.clone()];
+    expected.operations = vec![operation];
+    assert_eq!(store.load(&a).await.expect("load"), Some(expected.clone()));
+    assert_eq!(
+        store.update(&b, &update).await,
+        Err(StoreError::NotFound(b.clone()))
+    );
+
+    // History is appended, so two writers do not lose each other's calls; it is capped.
+    let twice = Update {
+        history: vec![add.clone(), add.clone()],
+        operations: Some(Vec::new()),
+        ..Update::default()
+    };
+    store.update(&a, &twice).await.expect("update");
+    let loaded = store.load(&a).await.expect("load").expect("exists");
+    assert_eq!(loaded.history.len(), 3);
+    assert!(loaded.operations.is_empty());
+    let many = Update {
+        history: vec![add; HISTORY_CAP],
+        ..Update::default()
+    };
+    store.update(&a, &many).await.expect("update");
+    let loaded = store.load(&a).await.expect("load").expect("exists");
+    assert_eq!(loaded.history.len(), HISTORY_CAP);
+
+    // The log replays after a position, in order, and says when it cannot.
+    for seq in 1..=5 {
+        let append = Update {
+            entries: vec![entry(seq)],
+            log_cap: 3,
+            ..Update::default()
+        };
+        store.update(&a, &append).await.expect("append");
+    }
+    assert_eq!(
+        store
+            .load(&a)
+            .await
+            .expect("load")
+            .expect("exists")
+            .next_seq,
+        6
+    );
+    assert_eq!(
+        store.replay(&a, 3).await.expect("replay"),
+        Replay::Entries(vec![entry(4), entry(5)])
+    );
+    assert_eq!(
+        store.replay(&a, 2).await.expect("replay"),
+        Replay::Entries(vec![entry(3), entry(4), entry(5)])
+    );
+    assert_eq!(
+        store.replay(&a, 5).await.expect("replay"),
+        Replay::Entries(vec![])
+    );
+    assert_eq!(
+        store.replay(&a, 1).await.expect("replay"),
+        Replay::Truncated { oldest: 3 }
+    );
+    assert_eq!(
+        store.replay(&a, 0).await.expect("replay"),
+        Replay::Truncated { oldest: 3 }
+    );
+    // A message replaced at its position (coalesced progress) is replayed as replaced.
+    let replaced = LogEntry {
+        seq: 5,
+        text: "{\"n\":\"five\"}".to_owned(),
+    };
+    let replace = Update {
+        entries: vec![replaced.clone()],
+        log_cap: 3,
+        ..Update::default()
+    };
+    store.update(&a, &replace).await.expect("replace");
+    assert_eq!(
+        store.replay(&a, 4).await.expect("replay"),
+        Replay::Entries(vec![replaced])
+    );
+    assert_eq!(
+        store.replay(&b, 0).await,
+        Err(StoreError::NotFound(b.clone()))
+    );
+
+    // Idle sessions are found; deleting removes record and log.
+    store.create(&record(&b, 1_000)).await.expect("create");
+    assert_eq!(store.idle_since(500).await.expect("idle"), vec![a.clone()]);
+    store.delete(&a).await.expect("delete");
+    store.delete(&a).await.expect("deleting twice is fine");
+    assert_eq!(store.load(&a).await.expect("load"), None);
+    assert_eq!(
+        store.replay(&a, 0).await,
+        Err(StoreError::NotFound(a.clone()))
+    );
+    assert_eq!(
+        store.idle_since(5_000).await.expect("idle"),
+        vec![b.clone()]
+    );
+}

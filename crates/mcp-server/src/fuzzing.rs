@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use mcp_session::Hub;
-use mcp_tools::ToolRegistry;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,10 +37,12 @@ pub fn http_connection(bytes: &[u8]) -> Vec<u8> {
             admins: vec!["fuzz".to_owned()],
             ..Config::default()
         };
-        let server = Hub::new(config.session.clone(), ToolRegistry::builtin(&config.tools));
+        let connections = std::sync::Arc::default();
+        let store = std::sync::Arc::new(mcp_session::MemoryStore::default());
+        let server = crate::hub(&config, store, &connections).unwrap_or_else(|e| panic!("{e}"));
         let tracker = TaskTracker::new();
         let local = SocketAddr::from(([127, 0, 0, 1], 8080));
-        let state = http::State::new(server.clone(), config, tracker.clone(), local);
+        let state = http::State::new(server.clone(), config, tracker.clone(), local, connections);
         let stopping = CancellationToken::new();
         let (mut client, served) = tokio::io::duplex(64 * 1024);
         let remote = SocketAddr::from(([127, 0, 0, 1], 40000));

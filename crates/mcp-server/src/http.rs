@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::connections::Connections;
 use crate::streamable::{self, HttpSessions};
 use crate::{Config, admin, agents, console, dialects};
 
@@ -39,6 +40,8 @@ pub(crate) struct State(Arc<StateInner>);
 
 struct StateInner {
     server: Hub,
+    /// The open WebSocket connections.
+    connections: Arc<Connections>,
     config: Config,
     tracker: TaskTracker,
     /// False once shutdown begins: `/readyz` answers 503 and new sessions are refused.
@@ -57,6 +60,7 @@ impl State {
         config: Config,
         tracker: TaskTracker,
         local: SocketAddr,
+        connections: Arc<Connections>,
     ) -> Self {
         let port = local.port();
         let mut allowed_origins: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
@@ -71,6 +75,7 @@ impl State {
         );
         Self(Arc::new(StateInner {
             server,
+            connections,
             config,
             tracker,
             ready: AtomicBool::new(true),
@@ -604,8 +609,8 @@ fn upgrade_to_session(
 ) -> Response<Body> {
     let place = state
         .0
-        .server
-        .try_connection(state.0.config.max_connections);
+        .connections
+        .try_place(state.0.config.max_connections);
     let refusal = if !state.is_ready() {
         Some("the server is shutting down\n".to_owned())
     } else if place.is_none() {
@@ -634,12 +639,16 @@ fn upgrade_to_session(
         Ok((response, websocket)) => {
             let connection = mcp_ws::serve_connection(
                 websocket,
-                state.0.server.clone(),
-                state.0.config.ws.clone(),
-                remote,
-                place,
-                dialect,
-                principal,
+                mcp_ws::Connection {
+                    hub: state.0.server.clone(),
+                    config: state.0.config.ws.clone(),
+                    remote,
+                    place: Box::new(place),
+                    dialect,
+                    principal,
+                    observer: state.0.connections.clone(),
+                    tracker: state.0.tracker.clone(),
+                },
             );
             state.0.tracker.spawn(connection.in_current_span());
             response.map(BodyExt::boxed_unsync)

@@ -9,6 +9,7 @@
 mod admin;
 mod agents;
 mod config;
+mod connections;
 mod console;
 mod dialects;
 #[cfg(feature = "fuzzing")]
@@ -34,17 +35,26 @@ pub use mcp_store_redb::RedbStore;
 pub use tls::Tls;
 
 /// The hub of `config`: the built-in tools, and the conformance fixtures when asked for.
+/// The hub shows the count of open `connections` in its statistics and their metrics in its
+/// registry.
 pub(crate) fn hub(
     config: &Config,
     store: std::sync::Arc<dyn mcp_session::SessionStore>,
+    connections: &std::sync::Arc<connections::Connections>,
 ) -> Result<Hub, mcp_tools::RegistryError> {
     let mut tools = ToolRegistry::builtin(&config.tools);
-    let mut builder = Hub::builder(config.session.clone()).store(store);
+    let open = std::sync::Arc::clone(connections);
+    let mut builder = Hub::builder(config.session.clone()).store(store).stat(
+        "connections",
+        std::sync::Arc::new(move || open.count().into()),
+    );
     if config.conformance_fixtures {
         mcp_tools::fixtures::register(&mut tools)?;
         builder = builder.provider(std::sync::Arc::new(mcp_tools::fixtures::Fixtures));
     }
-    Ok(builder.tools(tools).build())
+    let hub = builder.tools(tools).build();
+    hub.register_metrics(|registry| connections.register(registry));
+    Ok(hub)
 }
 
 /// Serves MCP on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -67,7 +77,8 @@ pub async fn serve(
         }
         None => std::sync::Arc::new(mcp_session::MemoryStore::default()),
     };
-    let server = hub(&config, store).map_err(std::io::Error::other)?;
+    let connections = std::sync::Arc::default();
+    let server = hub(&config, store, &connections).map_err(std::io::Error::other)?;
     let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
@@ -81,6 +92,7 @@ pub async fn serve(
         config.clone(),
         tracker.clone(),
         listener.local_addr()?,
+        connections,
     );
     tracker.spawn({
         let stopping = stopping.clone();

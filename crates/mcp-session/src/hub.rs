@@ -117,12 +117,13 @@ pub(crate) struct HubInner {
     pub(crate) session_ended: tokio::sync::Notify,
     pub(crate) scheduler: Scheduler,
     pub(crate) metrics: Metrics,
+    /// Figures of other layers shown in the statistics resource (a transport's connections).
+    stats: Vec<(&'static str, Stat)>,
     /// Where sessions (the seeds' agents) are kept.
     pub(crate) store: Arc<dyn SessionStore>,
     /// Per-principal rate and concurrency limits.
     pub(crate) limits: crate::limits::Limits,
     next_session: AtomicU64,
-    open_connections: std::sync::atomic::AtomicUsize,
     /// Bumped when the server statistics change (at most once per `refresh_stats` call).
     pub(crate) stats_version: tokio::sync::watch::Sender<u64>,
     last_stats: std::sync::Mutex<serde_json::Value>,
@@ -206,12 +207,16 @@ pub struct Hub {
     pub(crate) inner: Arc<HubInner>,
 }
 
+/// A figure of another layer, read when the statistics are.
+pub type Stat = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// Builds a [`Hub`]: its tools, providers and store.
 pub struct HubBuilder {
     config: ServerConfig,
     tools: ToolRegistry,
     providers: Vec<Arc<dyn Provider>>,
     store: Option<Arc<dyn SessionStore>>,
+    stats: Vec<(&'static str, Stat)>,
 }
 
 impl HubBuilder {
@@ -233,12 +238,20 @@ impl HubBuilder {
         self
     }
 
+    /// Shows `stat` as `name` in the statistics resource (`mcp://server/stats`), beside the
+    /// hub's own figures: how another layer adds its own (a transport's open connections).
+    pub fn stat(mut self, name: &'static str, stat: Stat) -> Self {
+        self.stats.push((name, stat));
+        self
+    }
+
     /// The hub.
     pub fn build(self) -> Hub {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::default()));
-        Hub::from_parts(self.config, Catalog::new(self.tools, self.providers), store)
+        let catalog = Catalog::new(self.tools, self.providers);
+        Hub::from_parts(self.config, catalog, store, self.stats)
     }
 }
 
@@ -255,10 +268,16 @@ impl Hub {
             tools: ToolRegistry::new(),
             providers: Vec::new(),
             store: None,
+            stats: Vec::new(),
         }
     }
 
-    fn from_parts(config: ServerConfig, catalog: Catalog, store: Arc<dyn SessionStore>) -> Self {
+    fn from_parts(
+        config: ServerConfig,
+        catalog: Catalog,
+        store: Arc<dyn SessionStore>,
+        stats: Vec<(&'static str, Stat)>,
+    ) -> Self {
         let router = Router::new(&catalog);
         let scheduler = Scheduler::new(config.heavy_concurrency);
         let limits = crate::limits::Limits::new(config.rate_limit, config.max_calls_per_principal);
@@ -274,9 +293,9 @@ impl Hub {
                 scheduler,
                 metrics: Metrics::new(),
                 store,
+                stats,
                 limits,
                 next_session: AtomicU64::new(1),
-                open_connections: std::sync::atomic::AtomicUsize::new(0),
                 sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
                 live: std::sync::Mutex::new(std::collections::HashMap::new()),
                 stats_version: tokio::sync::watch::Sender::new(0),
@@ -371,11 +390,6 @@ impl Hub {
         self.inner.metrics.sessions()
     }
 
-    /// How many connections are open.
-    pub fn connections(&self) -> i64 {
-        self.inner.metrics.connections()
-    }
-
     /// Where sessions are kept.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.inner.store
@@ -459,14 +473,19 @@ impl Hub {
     /// The server statistics, as the `mcp://server/stats` resource shows them.
     pub fn stats(&self) -> serde_json::Value {
         let (heavy_running, heavy_queued) = self.inner.scheduler.load();
-        serde_json::json!({
-            "connections": self.connections(),
+        let mut stats = serde_json::json!({
             "sessions": self.sessions(),
             "inflightRequests": self.inflight_requests(),
             "heavyRunning": heavy_running,
             "heavyQueued": heavy_queued,
             "uptimeSeconds": self.inner.started.elapsed().as_secs(),
-        })
+        });
+        if let Some(map) = stats.as_object_mut() {
+            for (name, stat) in &self.inner.stats {
+                map.insert((*name).to_owned(), stat());
+            }
+        }
+        stats
     }
 
     /// Tells the sessions subscribed to the statistics when they changed since the last call
@@ -487,14 +506,10 @@ impl Hub {
         }
     }
 
-    /// Counts a closed connection by the close code it ended with (1006: no close frame).
-    pub fn record_close(&self, code: u16) {
-        self.inner.metrics.connection_closed_with(code);
-    }
-
-    /// Counts a connection closed because its client showed no sign of life.
-    pub fn record_heartbeat_timeout(&self) {
-        self.inner.metrics.heartbeat_timeout();
+    /// Adds metrics of another layer (a transport's) to the hub's registry, so that
+    /// [`Hub::render_metrics`] shows them too.
+    pub fn register_metrics(&self, f: impl FnOnce(&mut prometheus_client::registry::Registry)) {
+        self.inner.metrics.register(f);
     }
 
     /// The metrics in the Prometheus text format.
@@ -505,22 +520,6 @@ impl Hub {
     /// How many client requests are being worked on, across all sessions.
     pub fn inflight_requests(&self) -> i64 {
         self.inner.metrics.inflight()
-    }
-
-    /// Reserves a place for one more connection, unless `max` are open; the place is held
-    /// (and counted in `mcp_connections`) until the guard is dropped. Checking and counting
-    /// are one step, so concurrent upgrades cannot overshoot the limit.
-    pub fn try_connection(&self, max: usize) -> Option<ConnectionGuard> {
-        self.inner
-            .open_connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        self.inner.metrics.connection_opened();
-        Some(ConnectionGuard {
-            server: self.clone(),
-        })
     }
 
     /// The root cancellation token. Cancelling it ends every session: each sends
@@ -583,20 +582,5 @@ impl Hub {
             self.inner.metrics.clone(),
         );
         (Session::new(self.clone(), id, queue), receiver)
-    }
-}
-
-/// Holds a connection's place under the connection limit while it lives.
-pub struct ConnectionGuard {
-    server: Hub,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.server
-            .inner
-            .open_connections
-            .fetch_sub(1, Ordering::AcqRel);
-        self.server.inner.metrics.connection_closed();
     }
 }

@@ -27,7 +27,7 @@ mod sinks;
 pub mod store;
 
 pub use error::PeerError;
-pub use hub::{ConnectionGuard, Hub, HubBuilder, ServerConfig};
+pub use hub::{Hub, HubBuilder, ServerConfig, Stat};
 pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
 pub use outbound::{Outbound, OutboundReceiver};

@@ -27,11 +27,6 @@ pub(crate) enum Outcome {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CloseLabels {
-    code: u16,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
     outcome: Outcome,
@@ -58,15 +53,11 @@ fn known(method: &str) -> &'static str {
 #[derive(Clone)]
 pub(crate) struct Metrics {
     registry: Arc<Mutex<Registry>>,
-    connections: Gauge,
     sessions: Gauge,
     inflight: Gauge,
     requests: Family<RequestLabels, Counter>,
     coalesced: Counter,
     outbound_depth: Gauge,
-    opened: Counter,
-    closed: Family<CloseLabels, Counter>,
-    heartbeat_timeouts: Counter,
     drains: Counter,
     latency: Family<MethodLabel, Histogram>,
     notices_dropped: Counter,
@@ -80,15 +71,11 @@ struct MethodLabel {
 impl Metrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
-        let connections = Gauge::default();
         let sessions = Gauge::default();
         let inflight = Gauge::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let coalesced = Counter::default();
         let outbound_depth = Gauge::default();
-        let opened = Counter::default();
-        let closed = Family::<CloseLabels, Counter>::default();
-        let heartbeat_timeouts = Counter::default();
         let drains = Counter::default();
         let notices_dropped = Counter::default();
         registry.register(
@@ -100,21 +87,6 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 4.0, 10))
         });
         registry.register(
-            "mcp_connections_opened",
-            "Connections opened",
-            opened.clone(),
-        );
-        registry.register(
-            "mcp_connections_closed",
-            "Connections closed, by WebSocket close code (1006: without a close frame)",
-            closed.clone(),
-        );
-        registry.register(
-            "mcp_heartbeat_timeouts",
-            "Connections closed because the client showed no sign of life",
-            heartbeat_timeouts.clone(),
-        );
-        registry.register(
             "mcp_shutdown_drains",
             "Sessions that were drained by a graceful shutdown",
             drains.clone(),
@@ -123,11 +95,6 @@ impl Metrics {
             "mcp_request_duration_seconds",
             "Time from a request's arrival to its response, by method",
             latency.clone(),
-        );
-        registry.register(
-            "mcp_connections",
-            "Open client connections",
-            connections.clone(),
         );
         registry.register("mcp_sessions", "Running MCP sessions", sessions.clone());
         registry.register(
@@ -152,15 +119,11 @@ impl Metrics {
         );
         Self {
             registry: Arc::new(Mutex::new(registry)),
-            connections,
             sessions,
             inflight,
             requests,
             coalesced,
             outbound_depth,
-            opened,
-            closed,
-            heartbeat_timeouts,
             drains,
             latency,
             notices_dropped,
@@ -169,14 +132,6 @@ impl Metrics {
 
     pub(crate) fn notice_dropped(&self) {
         self.notices_dropped.inc();
-    }
-
-    pub(crate) fn connection_closed_with(&self, code: u16) {
-        self.closed.get_or_create(&CloseLabels { code }).inc();
-    }
-
-    pub(crate) fn heartbeat_timeout(&self) {
-        self.heartbeat_timeouts.inc();
     }
 
     pub(crate) fn drained(&self) {
@@ -191,21 +146,17 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Lets another layer add its metrics to the same registry (a transport's).
+    pub(crate) fn register(&self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
     pub(crate) fn render(&self) -> String {
         let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
-    }
-
-    pub(crate) fn connection_opened(&self) {
-        self.connections.inc();
-        self.opened.inc();
-    }
-
-    pub(crate) fn connection_closed(&self) {
-        self.connections.dec();
     }
 
     pub(crate) fn session_started(&self) {
@@ -230,10 +181,6 @@ impl Metrics {
 
     pub(crate) fn sessions(&self) -> i64 {
         self.sessions.get()
-    }
-
-    pub(crate) fn connections(&self) -> i64 {
-        self.connections.get()
     }
 
     pub(crate) fn count_request(&self, method: &str, outcome: Outcome) {

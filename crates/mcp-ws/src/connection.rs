@@ -7,16 +7,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hyper_tungstenite::HyperWebsocket;
 use hyper_tungstenite::tungstenite::Message as Frame;
 use hyper_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use hyper_tungstenite::tungstenite::protocol::WebSocketConfig;
 use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use mcp_session::{CloseReason, ConnectionGuard, Hub, Outbound, OutboundReceiver, Principal};
+use hyper_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use hyper_tungstenite::{HyperWebsocket, WebSocketStream};
+use mcp_session::{CloseReason, Hub, Outbound, OutboundReceiver, Principal};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 /// The close codes this transport sends, and when.
@@ -157,36 +158,104 @@ pub fn connection_id() -> String {
     )
 }
 
-/// Runs one WebSocket connection as an MCP session until either side closes it or the
-/// server shuts down.
+/// What the transport reports about its connections, for metrics. Both methods are called
+/// on the connection's task, and must not block.
+pub trait ConnectionObserver: Send + Sync + 'static {
+    /// The connection ended with close code `code` (1006: no close frame was sent, the
+    /// connection broke).
+    fn closed(&self, code: u16);
+    /// The connection is being closed because its client showed no sign of life.
+    fn heartbeat_timeout(&self);
+}
+
+/// Everything a connection needs besides its socket.
+pub struct Connection {
+    /// Where the connection's session runs.
+    pub hub: Hub,
+    /// The transport's settings.
+    pub config: WsConfig,
+    /// The client's address, for logs.
+    pub remote: SocketAddr,
+    /// Whatever the caller holds for as long as the connection is open (its place under a
+    /// connection limit); dropped when the connection ends.
+    pub place: Box<dyn Send + Sync>,
+    /// A wire dialect that translates every frame on the way in and out, if any.
+    pub dialect: Option<Box<dyn Translate>>,
+    /// Who authenticated: the session belongs to it, and its scopes bound what it may do.
+    pub principal: Principal,
+    /// Told how the connection ends.
+    pub observer: Arc<dyn ConnectionObserver>,
+    /// Where the connection's session, reader and heartbeat pings are spawned: the server
+    /// waits for it at shutdown (hyper forgets a connection once it is upgraded).
+    pub tracker: TaskTracker,
+}
+
+/// Runs one upgraded WebSocket connection as an MCP session until either side closes it or
+/// the server shuts down.
 ///
 /// `websocket` is the future returned by [`crate::accept`]; it resolves once the 101 response
-/// has been sent. With a `dialect`, every frame is translated by it on the way in and out,
-/// so the session sees only what the translator makes of the client's frames. `principal`
-/// is who authenticated: the session belongs to it, and its scopes bound what it may do. When this returns, the session
-/// and every request it started are gone, unless it is resumable.
+/// has been sent. See [`serve_stream`] for the rest.
+pub fn serve_connection(
+    websocket: HyperWebsocket,
+    connection: Connection,
+) -> impl Future<Output = ()> + Send + 'static {
+    serve(websocket, connection)
+}
+
+/// Runs one WebSocket connection over any byte stream whose handshake is done (an upgraded
+/// TCP connection's, or an in-memory duplex in tests) as an MCP session until either side
+/// closes it or the server shuts down.
+///
+/// With a dialect, every frame is translated by it on the way in and out, so the session
+/// sees only what the translator makes of the client's frames. When this returns, the
+/// session and every request it started are gone, unless it is resumable.
 ///
 /// A plain function returning the future, not an `async fn`: an `async fn` would keep its
 /// arguments in its frame beside the inner future that took them, and every open connection
 /// pays for its task's frame.
-pub fn serve_connection(
-    websocket: HyperWebsocket,
-    server: Hub,
-    config: WsConfig,
-    remote: SocketAddr,
-    place: ConnectionGuard,
-    dialect: Option<Box<dyn Translate>>,
-    principal: Principal,
-) -> impl Future<Output = ()> + Send + 'static {
+pub fn serve_stream<S>(
+    stream: S,
+    connection: Connection,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = connection.config.tungstenite();
+    let socket = async move {
+        let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+        Ok::<_, WsError>(socket)
+    };
+    serve(socket, connection)
+}
+
+/// Both of the above: one future, so that nothing is kept twice in its frame.
+fn serve<S, E>(
+    socket: impl Future<Output = Result<WebSocketStream<S>, E>> + Send + 'static,
+    connection: Connection,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: std::fmt::Display,
+{
     // One span for the connection and its session: each open span costs memory.
     let span = tracing::info_span!(
         "connection",
-        %remote,
-        principal = principal.name(),
+        remote = %connection.remote,
+        principal = connection.principal.name(),
         session = tracing::field::Empty
     );
     async move {
-        let socket = match websocket.await {
+        let Connection {
+            hub,
+            config,
+            remote: _,
+            place,
+            dialect,
+            principal,
+            observer,
+            tracker,
+        } = connection;
+        let socket = match socket.await {
             Ok(socket) => socket,
             Err(e) => {
                 tracing::warn!(error = %e, "WebSocket upgrade failed");
@@ -202,7 +271,7 @@ pub fn serve_connection(
         // waits at most `close_timeout` for the client.
         let closing = Closing::default();
         let life = Life::new();
-        let (mut session, out_rx) = server.open_session();
+        let (mut session, out_rx) = hub.open_session();
         session.set_principal(principal);
         let peer = session.peer();
         // The session runs on its own: a resumable one outlives this connection, and a
@@ -210,7 +279,7 @@ pub fn serve_connection(
         let span = tracing::Span::current();
         span.record("session", session.id());
         session.set_span(span);
-        tokio::spawn(session.run(in_rx));
+        tracker.spawn(session.run(in_rx));
         let dialect = dialect.map(|d| SharedDialect(Arc::new(Mutex::new(d))));
         let first = match &dialect {
             Some(dialect) => Box::pin(open_dialect(dialect, &in_tx)).await,
@@ -229,28 +298,35 @@ pub fn serve_connection(
         // woken, and every poll of the reader without data zero-fills its read buffer
         // (tungstenite), which made each message the writer sent cost 4 KiB of memset.
         // Aborted if this connection's task is dropped first.
-        let reader = AbortOnDropHandle::new(tokio::spawn(
-            read(
-                stream,
-                in_tx,
-                Arc::clone(&controls),
-                closing.clone(),
-                config.close_timeout,
-                life.clone(),
-                dialect,
-            )
-            .in_current_span(),
-        ));
-        let (read, code, ()) = tokio::join!(
-            reader,
-            writer.run(sink, first),
-            heartbeat(peer, &controls, closing, life, &config, &server),
+        let reader = AbortOnDropHandle::new(
+            tracker.spawn(
+                read(
+                    stream,
+                    in_tx,
+                    Arc::clone(&controls),
+                    closing.clone(),
+                    config.close_timeout,
+                    life.clone(),
+                    dialect,
+                )
+                .in_current_span(),
+            ),
         );
+        let pulse = Pulse {
+            peer,
+            controls: &controls,
+            closing,
+            life,
+            config: &config,
+            observer: observer.as_ref(),
+            tracker: &tracker,
+        };
+        let (read, code, ()) = tokio::join!(reader, writer.run(sink, first), pulse.run());
         if let Err(e) = read {
             // The session's input ended with it, so the connection closed all the same.
             tracing::error!(error = %e, "the connection's reader failed");
         }
-        server.record_close(code);
+        observer.closed(code);
         tracing::debug!(code, "disconnected");
     }
     .instrument(span)
@@ -397,47 +473,56 @@ impl Life {
     }
 }
 
-/// Asks for a sign of life every `ping_interval` and closes the connection when none came
-/// for `ping_timeout`.
-async fn heartbeat(
+/// The heartbeat: asks for a sign of life every `ping_interval` and closes the connection
+/// when none came for `ping_timeout`.
+struct Pulse<'a> {
     peer: mcp_session::Peer,
-    controls: &Controls,
+    controls: &'a Controls,
     closing: Closing,
     life: Life,
-    config: &WsConfig,
-    server: &Hub,
-) {
-    let mut ticks = tokio::time::interval(config.ping_interval.max(Duration::from_millis(10)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            () = closing.started.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        if life.silent_for() > config.ping_timeout {
-            tracing::info!(
-                silent_ms = life.silent_for().as_millis(),
-                "no sign of life from the client; closing"
-            );
-            server.record_heartbeat_timeout();
-            let frame = CloseFrame {
-                code: CloseCode::from(close_codes::GOING_AWAY),
-                reason: "heartbeat timeout".into(),
-            };
-            controls.close(frame, true);
-            return;
-        }
-        if matches!(config.heartbeat, Heartbeat::Frames | Heartbeat::Both) && !controls.ping() {
-            return;
-        }
-        if matches!(config.heartbeat, Heartbeat::JsonRpc | Heartbeat::Both) {
-            // The answer is a frame, so it counts as a sign of life when the reader sees it.
-            let peer = peer.clone();
-            let timeout = config.ping_timeout;
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(timeout, peer.ping()).await;
-            });
+    config: &'a WsConfig,
+    observer: &'a dyn ConnectionObserver,
+    tracker: &'a TaskTracker,
+}
+
+impl Pulse<'_> {
+    async fn run(self) {
+        let config = self.config;
+        let mut ticks = tokio::time::interval(config.ping_interval.max(Duration::from_millis(10)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                () = self.closing.started.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if self.life.silent_for() > config.ping_timeout {
+                tracing::info!(
+                    silent_ms = self.life.silent_for().as_millis(),
+                    "no sign of life from the client; closing"
+                );
+                self.observer.heartbeat_timeout();
+                let frame = CloseFrame {
+                    code: CloseCode::from(close_codes::GOING_AWAY),
+                    reason: "heartbeat timeout".into(),
+                };
+                self.controls.close(frame, true);
+                return;
+            }
+            if matches!(config.heartbeat, Heartbeat::Frames | Heartbeat::Both)
+                && !self.controls.ping()
+            {
+                return;
+            }
+            if matches!(config.heartbeat, Heartbeat::JsonRpc | Heartbeat::Both) {
+                // The answer is a frame, so it counts as a sign of life when the reader sees
+                // it.
+                let peer = self.peer.clone();
+                let timeout = config.ping_timeout;
+                self.tracker.spawn(async move {
+                    let _ = tokio::time::timeout(timeout, peer.ping()).await;
+                });
+            }
         }
     }
 }
@@ -451,13 +536,18 @@ struct Closing {
     abandoned: CancellationToken,
 }
 
-type Stream = futures_util::stream::SplitStream<hyper_tungstenite::HyperWebsocketStream>;
-type Sink = futures_util::stream::SplitSink<hyper_tungstenite::HyperWebsocketStream, Frame>;
+/// The frames a connection reads.
+trait FrameStream: futures_util::Stream<Item = Result<Frame, WsError>> + Unpin + Send {}
+impl<T: futures_util::Stream<Item = Result<Frame, WsError>> + Unpin + Send> FrameStream for T {}
+
+/// Where a connection writes its frames.
+trait FrameSink: futures_util::Sink<Frame, Error = WsError> + Unpin + Send {}
+impl<T: futures_util::Sink<Frame, Error = WsError> + Unpin + Send> FrameSink for T {}
 
 /// Forwards text frames to the session until the client closes, a frame is refused, or the
 /// close handshake runs out of time.
 async fn read(
-    mut stream: Stream,
+    mut stream: impl FrameStream,
     in_tx: mpsc::Sender<String>,
     controls: Arc<Controls>,
     closing: Closing,
@@ -604,7 +694,7 @@ enum Stop {
 }
 
 impl Writer {
-    async fn send(&self, sink: &mut Sink, frame: Frame) -> Result<(), Stop> {
+    async fn send(&self, sink: &mut impl FrameSink, frame: Frame) -> Result<(), Stop> {
         match tokio::time::timeout(self.stall_timeout, sink.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
@@ -626,7 +716,7 @@ impl Writer {
     /// frame when the dialect ends the connection.
     async fn send_session_text(
         &self,
-        sink: &mut Sink,
+        sink: &mut impl FrameSink,
         text: String,
     ) -> Result<Option<CloseFrame>, Stop> {
         let Some(dialect) = &self.dialect else {
@@ -638,7 +728,7 @@ impl Writer {
     /// Sends what the dialect makes of one message of the session.
     async fn send_translated(
         &self,
-        sink: &mut Sink,
+        sink: &mut impl FrameSink,
         dialect: &SharedDialect,
         text: String,
     ) -> Result<Option<CloseFrame>, Stop> {
@@ -662,7 +752,7 @@ impl Writer {
     }
 
     /// Sends `first`, then the session's output until it ends, then closes the connection.
-    async fn run(mut self, mut sink: Sink, first: Vec<String>) -> u16 {
+    async fn run(mut self, mut sink: impl FrameSink, first: Vec<String>) -> u16 {
         let mut result = Ok(());
         for text in first {
             result = self.send(&mut sink, Frame::text(text)).await;
@@ -698,7 +788,7 @@ impl Writer {
 
     /// Writes until the output ends or the connection must close: the close frame to send
     /// (none when the connection broke), and whether the client stopped reading.
-    async fn pump(&mut self, sink: &mut Sink) -> (Option<CloseFrame>, bool) {
+    async fn pump(&mut self, sink: &mut impl FrameSink) -> (Option<CloseFrame>, bool) {
         loop {
             // A close requested by the reader wins over queued output: the connection is
             // unusable.

@@ -12,7 +12,8 @@ mod connection;
 mod upgrade;
 
 pub use connection::{
-    Heartbeat, Translate, Translation, WsConfig, close_codes, connection_id, serve_connection,
+    Connection, ConnectionObserver, Heartbeat, Translate, Translation, WsConfig, close_codes,
+    connection_id, serve_connection, serve_stream,
 };
 pub use upgrade::{
     SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, UpgradeError, accept, is_upgrade_request,

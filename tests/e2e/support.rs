@@ -1,76 +1,16 @@
-//! A server on port 0 and a small WebSocket client for the tests.
-
-use std::net::SocketAddr;
-use std::time::Duration;
+//! A small WebSocket client for the tests, and the shared test support (the server on port
+//! 0, raw HTTP) bound to it.
 
 use futures_util::{SinkExt, StreamExt};
-use mcp_server::Config;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Response;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// A guard against a hung test, never a synchronization device: every wait below ends on an
-/// event, and this only turns "forever" into a failure.
-pub(crate) const HANG: Duration = Duration::from_secs(20);
-
-/// The real server, serving on 127.0.0.1 with an OS-assigned port.
-pub(crate) struct TestServer {
-    pub(crate) addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestServer {
-    pub(crate) async fn start() -> Self {
-        Self::with_config(Config::default()).await
-    }
-
-    pub(crate) async fn with_config(config: Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(mcp_server::serve(listener, config, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    /// Shuts the server down and waits until `serve` has returned.
-    pub(crate) async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(HANG, task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
+pub(crate) use mcp_test_support::{HANG, TestServer, metric};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -206,52 +146,17 @@ pub(crate) async fn http(server: &TestServer, request_head: &str) -> (u16, Strin
 /// Sends one request (`head` without Host and Connection, then `body`) on a new connection
 /// and reads the whole response.
 pub(crate) async fn exchange(server: &TestServer, head: &str, body: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let request = format!(
-        "{head}\r\nHost: {}\r\nConnection: close\r\n\r\n{body}",
-        server.addr
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(HANG, stream.read_to_string(&mut raw))
-        .await
-        .expect("HTTP response hung")
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+    mcp_test_support::exchange(server.addr, head, body).await
 }
 
 /// The server's metrics, as Prometheus text.
 pub(crate) async fn metrics(server: &TestServer) -> String {
-    let (status, _, body) = http(server, "GET /metrics HTTP/1.1").await;
-    assert_eq!(status, 200);
-    body
+    mcp_test_support::metrics(server.addr).await
 }
 
-/// The value of an unlabelled metric.
-pub(crate) fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
-}
-
-/// Waits until an unlabelled metric has `value`. The metric changes when the server finishes
-/// its clean-up, an event the test cannot otherwise observe; `HANG` turns a clean-up that
-/// never happens into a failure.
+/// Waits until an unlabelled metric has `value` (see [`mcp_test_support::wait_for_metric`]).
 pub(crate) async fn wait_for_metric(server: &TestServer, name: &str, value: f64) {
-    let deadline = tokio::time::Instant::now() + HANG;
-    loop {
-        let text = metrics(server).await;
-        if metric(&text, name) == value {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} never reached {value}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    mcp_test_support::wait_for_metric(server.addr, name, value).await;
 }
 
 /// A plain HTTP/1.1 POST; returns the status code and the body.

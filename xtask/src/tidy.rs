@@ -96,8 +96,9 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     ),
     // A storage engine behind the session store's trait.
     ("mcp-store-redb", &["mcp-session"], &["hyper"]),
-    // The WebSocket transport makes no protocol decisions: it never parses JSON.
-    ("mcp-ws", &["mcp-session"], &["serde_json"]),
+    // The WebSocket transport makes no protocol decisions: it never parses JSON (it knows the
+    // protocol crate only for the shape of a dialect's translation).
+    ("mcp-ws", &["mcp-protocol", "mcp-session"], &["serde_json"]),
     // The binary and the library that wires everything together.
     (
         "mcp-server",
@@ -113,9 +114,37 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     ),
     // A client knows the protocol, nothing of the server's insides.
     ("mcp-client", &["mcp-protocol"], &[]),
+    // What the tests share: never a dependency of the product.
+    ("mcp-test-support", &["mcp-server"], &[]),
     // The load generator talks to servers over the network only.
     ("mcp-bench", &[], &[]),
 ];
+
+/// The normal dependencies of every package in the workspace, by package directory.
+fn packages() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.extend(["examples", "tests", "xtask"].map(|d| root().join(d)));
+    dirs
+}
+
+#[test]
+fn only_tests_use_the_test_support_crate() {
+    for dir in packages() {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let normal = manifest
+            .split("\n[")
+            .find(|section| section.starts_with("dependencies]"))
+            .unwrap_or_default();
+        assert!(
+            !normal.contains("mcp-test-support"),
+            "{} depends on mcp-test-support outside [dev-dependencies]",
+            dir.display()
+        );
+    }
+}
 
 #[test]
 fn every_crate_depends_only_on_what_its_layer_allows() {
@@ -145,6 +174,16 @@ fn every_crate_depends_only_on_what_its_layer_allows() {
             );
         }
     }
+}
+
+#[test]
+fn the_readme_shows_the_example_server_as_it_is() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root().join("examples/count_primes.rs")).unwrap();
+    assert!(
+        readme.contains(&format!("```rust\n{example}```")),
+        "README.md's \"Serve your own tools\" section differs from examples/count_primes.rs"
+    );
 }
 
 #[test]

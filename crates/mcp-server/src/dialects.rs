@@ -4,30 +4,22 @@
 use std::time::SystemTime;
 
 use mcp_protocol::dialect::{Dialect, Envelope, Translated, Tutorial};
-use mcp_ws::{Translate, Translation};
+use mcp_ws::Translate;
 
 /// A dialect plugged into a connection.
 struct Translator(Dialect);
 
-fn translation(t: Translated) -> Translation {
-    Translation {
-        to_session: t.to_session,
-        to_client: t.to_client,
-        close: t.close,
-    }
-}
-
 impl Translate for Translator {
-    fn open(&mut self) -> Translation {
-        translation(self.0.open(SystemTime::now()))
+    fn open(&mut self) -> Translated {
+        self.0.open(SystemTime::now())
     }
 
-    fn on_client(&mut self, text: &str) -> Translation {
-        translation(self.0.on_client(text, SystemTime::now()))
+    fn on_client(&mut self, text: &str) -> Translated {
+        self.0.on_client(text, SystemTime::now())
     }
 
-    fn on_session(&mut self, text: &str) -> Translation {
-        translation(self.0.on_session(text, SystemTime::now()))
+    fn on_session(&mut self, text: &str) -> Translated {
+        self.0.on_session(text, SystemTime::now())
     }
 }
 

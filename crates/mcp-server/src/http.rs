@@ -611,6 +611,10 @@ fn upgrade_to_session(
         .0
         .connections
         .try_place(state.0.config.max_connections);
+    // Reserved only with a connection's place: a refused upgrade holds neither.
+    let slot = place
+        .as_ref()
+        .and_then(|_| state.0.server.reserve_session());
     let refusal = if !state.is_ready() {
         Some("the server is shutting down\n".to_owned())
     } else if place.is_none() {
@@ -618,7 +622,7 @@ fn upgrade_to_session(
             "too many connections: the limit is {} (--max-connections); retry later\n",
             state.0.config.max_connections
         ))
-    } else if !state.0.server.has_room() {
+    } else if slot.is_none() {
         Some(format!(
             "too many sessions: the limit is {} (--max-sessions); retry later\n",
             state.0.config.session.max_sessions
@@ -626,7 +630,7 @@ fn upgrade_to_session(
     } else {
         None
     };
-    let (None, Some(place)) = (&refusal, place) else {
+    let (None, Some(place), Some(slot)) = (&refusal, place, slot) else {
         let why = refusal.unwrap_or_default();
         tracing::info!(%remote, reason = why.trim_end(), "upgrade refused");
         let mut response = text(StatusCode::SERVICE_UNAVAILABLE, why);
@@ -640,7 +644,7 @@ fn upgrade_to_session(
             let connection = mcp_ws::serve_connection(
                 websocket,
                 mcp_ws::Connection {
-                    hub: state.0.server.clone(),
+                    session: slot,
                     config: state.0.config.ws.clone(),
                     remote,
                     place: Box::new(place),

@@ -1,13 +1,17 @@
-//! The MCP server: configuration, HTTP routing, and [`serve`], which runs the server on a
-//! bound listener until a shutdown future completes.
+//! The MCP server as a library: [`Server`] serves your own tools (and this server's, with
+//! [`Server::builtin_tools`]) over WebSocket and Streamable HTTP, with authentication,
+//! resumable sessions, progress and cancellation, the web console and metrics, on a bound
+//! listener until a shutdown future completes.
 //!
-//! Tests call [`serve`] with a listener on port 0; the binary in `main.rs` adds the command
-//! line, logging and signal handling.
+//! Tests serve on a listener on port 0; the binary in `main.rs` adds the command line,
+//! logging and signal handling. A tool implements [`tools::Tool`]; see [`Server`] for a
+//! complete example.
 
 #![warn(missing_docs)]
 
 mod admin;
 mod agents;
+mod builder;
 mod config;
 mod connections;
 mod console;
@@ -29,25 +33,34 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use builder::{Error, Server};
 pub use config::{Cli, Config};
 pub use mcp_auth::{Auth, jwt};
+/// The MCP wire types (results, content, resources, prompts).
+pub use mcp_protocol as protocol;
 pub use mcp_store_redb::RedbStore;
+/// Everything a tool or a provider of resources, prompts and completions is made of.
+pub use mcp_tools as tools;
 pub use tls::Tls;
 
-/// The hub of `config`: the built-in tools, and the conformance fixtures when asked for.
-/// The hub shows the count of open `connections` in its statistics and their metrics in its
+/// The hub of `config`: `tools`, `providers`, and the conformance fixtures when asked for;
+/// it shows the count of open `connections` in its statistics and their metrics in its
 /// registry.
 pub(crate) fn hub(
     config: &Config,
+    mut tools: ToolRegistry,
+    providers: Vec<std::sync::Arc<dyn mcp_tools::Provider>>,
     store: std::sync::Arc<dyn mcp_session::SessionStore>,
     connections: &std::sync::Arc<connections::Connections>,
 ) -> Result<Hub, mcp_tools::RegistryError> {
-    let mut tools = ToolRegistry::builtin(&config.tools);
     let open = std::sync::Arc::clone(connections);
     let mut builder = Hub::builder(config.session.clone()).store(store).stat(
         "connections",
         std::sync::Arc::new(move || open.count().into()),
     );
+    for provider in providers {
+        builder = builder.provider(provider);
+    }
     if config.conformance_fixtures {
         mcp_tools::fixtures::register(&mut tools)?;
         builder = builder.provider(std::sync::Arc::new(mcp_tools::fixtures::Fixtures));
@@ -57,28 +70,31 @@ pub(crate) fn hub(
     Ok(hub)
 }
 
-/// Serves MCP on `listener` until `shutdown` completes, then shuts down gracefully.
-///
-/// Shutting down turns readiness off (`/readyz` answers 503, `/healthz` still 200), refuses
-/// new WebSocket sessions (503) while still answering probes, tells every session's client
-/// (`notifications/message`, level warning), gives running requests `config.shutdown_grace`
-/// to finish, cancels the rest (their callers get a -32000 error), closes every socket with
-/// 1001 "server shutting down", and returns once all connections are gone.
+/// Serves this server's own tools on `listener` with `config` until `shutdown` completes:
+/// what the binary runs. See [`Server::serve`] for the shutdown.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let store: std::sync::Arc<dyn mcp_session::SessionStore> = match &config.data_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            let path = dir.join("sessions.redb");
-            std::sync::Arc::new(RedbStore::open(&path).map_err(std::io::Error::other)?)
-        }
-        None => std::sync::Arc::new(mcp_session::MemoryStore::default()),
-    };
+) -> Result<(), Error> {
+    Server::new()
+        .config(config)
+        .builtin_tools()
+        .serve(listener, shutdown)
+        .await
+}
+
+/// Runs the server (see [`Server::serve`]).
+pub(crate) async fn run(
+    listener: TcpListener,
+    config: Config,
+    tools: ToolRegistry,
+    providers: Vec<std::sync::Arc<dyn mcp_tools::Provider>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let store = builder::store(&config)?;
     let connections = std::sync::Arc::default();
-    let server = hub(&config, store, &connections).map_err(std::io::Error::other)?;
+    let server = hub(&config, tools, providers, store, &connections)?;
     let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.

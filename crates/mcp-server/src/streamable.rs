@@ -23,7 +23,7 @@ use hyper::body::{Bytes, Frame};
 use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use mcp_protocol::{Message, ProtocolVersion, Response as RpcResponse};
-use mcp_session::{Hub, Outbound, OutboundReceiver, Principal};
+use mcp_session::{Hub, Outbound, OutboundReceiver, Principal, SessionSlot};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -543,13 +543,13 @@ pub(crate) async fn post(
     let (session, new_id) = match existing {
         Some(session) => (session, None),
         None if initialize && ids.len() == 1 => {
-            if !server.has_room() {
+            let Some(place) = server.reserve_session() else {
                 return refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many sessions; retry later",
                 );
-            }
-            let (session, slot, id) = open(server, sessions, stall, principal);
+            };
+            let (session, slot, id) = open(place, sessions, stall, principal);
             (session, Some((slot, id)))
         }
         None => {
@@ -694,12 +694,12 @@ type IdSlot = Arc<Mutex<Option<String>>>;
 /// A new HTTP session: its core session runs on its own task, and so does its
 /// demultiplexer. Returns it with its id slot and a fresh random id for it.
 fn open(
-    server: &Hub,
+    place: SessionSlot,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
     owner: &Principal,
 ) -> (Arc<HttpSession>, IdSlot, String) {
-    let (mut core, output) = server.open_session();
+    let (mut core, output) = place.open();
     core.set_principal(owner.clone());
     let (in_tx, in_rx) = mpsc::channel(16);
     let session = Arc::new(HttpSession {

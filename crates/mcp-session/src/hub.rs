@@ -47,7 +47,8 @@ pub struct ServerConfig {
     pub heavy_concurrency: usize,
     /// How many requests one session may have running; more are refused with -32001.
     pub max_inflight_per_session: usize,
-    /// How many sessions may exist at once; [`Hub::has_room`] says whether one more fits.
+    /// How many sessions may exist at once; [`Hub::reserve_session`] takes a place for one
+    /// more.
     pub max_sessions: usize,
     /// How long a new session may take to send `initialize` before it is closed.
     pub init_timeout: Duration,
@@ -117,6 +118,8 @@ pub(crate) struct HubInner {
     pub(crate) session_ended: tokio::sync::Notify,
     pub(crate) scheduler: Scheduler,
     pub(crate) metrics: Metrics,
+    /// Sessions running or reserved: what `max_sessions` bounds.
+    open_sessions: std::sync::atomic::AtomicUsize,
     /// Figures of other layers shown in the statistics resource (a transport's connections).
     stats: Vec<(&'static str, Stat)>,
     /// Where sessions (the seeds' agents) are kept.
@@ -294,6 +297,7 @@ impl Hub {
                 metrics: Metrics::new(),
                 store,
                 stats,
+                open_sessions: std::sync::atomic::AtomicUsize::new(0),
                 limits,
                 next_session: AtomicU64::new(1),
                 sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -369,9 +373,26 @@ impl Hub {
         }
     }
 
-    /// Whether one more session fits under `max_sessions`.
-    pub fn has_room(&self) -> bool {
-        (self.inner.metrics.sessions() as usize) < self.inner.config.max_sessions
+    /// Reserves a place for one more session under `max_sessions`, or `None` when they are
+    /// all taken. Checking and counting are one step, so concurrent connections cannot
+    /// overshoot the limit; the place is held until the slot is dropped, or, once the
+    /// session is opened in it ([`SessionSlot::open`]), until the session ends.
+    pub fn reserve_session(&self) -> Option<SessionSlot> {
+        let max = self.inner.config.max_sessions;
+        self.inner
+            .open_sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(SessionSlot {
+            hub: Some(self.clone()),
+        })
+    }
+
+    /// Gives a session's place back.
+    pub(crate) fn release_session(&self) {
+        self.inner.open_sessions.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Completes once no session is running.
@@ -385,9 +406,9 @@ impl Hub {
         }
     }
 
-    /// How many sessions are running.
+    /// How many sessions are running or reserved.
     pub fn sessions(&self) -> i64 {
-        self.inner.metrics.sessions()
+        self.inner.open_sessions.load(Ordering::Acquire) as i64
     }
 
     /// Where sessions are kept.
@@ -571,16 +592,49 @@ impl Hub {
         )
     }
 
-    /// Starts a session. The transport sends what the returned receiver yields.
+    /// Starts a session whatever the limit (tests, tools of the server's own); a transport
+    /// reserves a place with [`Hub::reserve_session`] first. The transport sends what the
+    /// returned receiver yields.
     ///
     /// The queue's capacity bounds what the session buffers for a slow client: when it is
     /// full, the session stops reading input until the transport catches up.
     pub fn open_session(&self) -> (Session, OutboundReceiver) {
+        self.inner.open_sessions.fetch_add(1, Ordering::AcqRel);
+        self.open_reserved()
+    }
+
+    /// Starts a session in a place already counted.
+    fn open_reserved(&self) -> (Session, OutboundReceiver) {
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let (queue, receiver) = outbound::channel(
             self.inner.config.outbound_capacity,
             self.inner.metrics.clone(),
         );
         (Session::new(self.clone(), id, queue), receiver)
+    }
+}
+
+/// A place reserved for one session under the hub's limit ([`Hub::reserve_session`]).
+pub struct SessionSlot {
+    /// `None` once the place went to a session.
+    hub: Option<Hub>,
+}
+
+impl SessionSlot {
+    /// Starts the session in this place; it holds the place until it ends.
+    pub fn open(mut self) -> (Session, OutboundReceiver) {
+        match self.hub.take() {
+            Some(hub) => hub.open_reserved(),
+            None => unreachable!("a slot is opened once: `open` takes it"),
+        }
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        if let Some(hub) = &self.hub {
+            hub.release_session();
+            hub.inner.session_ended.notify_waiters();
+        }
     }
 }

@@ -27,7 +27,7 @@ mod sinks;
 pub mod store;
 
 pub use error::PeerError;
-pub use hub::{Hub, HubBuilder, ServerConfig, Stat};
+pub use hub::{Hub, HubBuilder, ServerConfig, SessionSlot, Stat};
 pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
 pub use outbound::{Outbound, OutboundReceiver};

@@ -179,10 +179,6 @@ impl Metrics {
         self.inflight.get()
     }
 
-    pub(crate) fn sessions(&self) -> i64 {
-        self.sessions.get()
-    }
-
     pub(crate) fn count_request(&self, method: &str, outcome: Outcome) {
         self.requests
             .get_or_create(&RequestLabels {

@@ -964,6 +964,7 @@ impl Drop for Session {
             inner.metrics.request_finished();
         }
         inner.metrics.session_ended();
+        self.hub.release_session();
         inner.session_ended.notify_waiters();
     }
 }

@@ -663,3 +663,41 @@ async fn a_panicking_tool_is_an_internal_error_and_the_session_goes_on() {
     let answer = text(out_rx.recv().await);
     assert_eq!(answer["result"]["structuredContent"]["result"], 3.0);
 }
+
+#[test]
+fn concurrent_reservations_never_overshoot_the_session_limit() {
+    let server = Hub::new(
+        ServerConfig {
+            max_sessions: 10,
+            ..ServerConfig::default()
+        },
+        ToolRegistry::new(),
+    );
+    // Eight threads race for the ten places and keep what they get: checking and counting
+    // are one step, so exactly ten are handed out.
+    let held: Vec<Vec<crate::SessionSlot>> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let server = server.clone();
+                scope.spawn(move || {
+                    (0..100)
+                        .filter_map(|_| server.reserve_session())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(held.iter().map(Vec::len).sum::<usize>(), 10);
+    assert_eq!(server.sessions(), 10);
+    assert!(server.reserve_session().is_none());
+    // A place comes back when its slot is dropped, and when its session ends.
+    let mut held: Vec<crate::SessionSlot> = held.into_iter().flatten().collect();
+    held.pop();
+    assert_eq!(server.sessions(), 9);
+    let slot = server.reserve_session().expect("a place was given back");
+    let (session, _output) = slot.open();
+    assert_eq!(server.sessions(), 10);
+    drop(session);
+    assert_eq!(server.sessions(), 9);
+}

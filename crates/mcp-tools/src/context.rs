@@ -245,6 +245,17 @@ pub struct ProgressUpdate {
     pub message: Option<String>,
 }
 
+impl ProgressUpdate {
+    /// `done` of `total`, with a status line.
+    pub fn of(done: f64, total: f64, message: impl Into<String>) -> Self {
+        Self {
+            progress: done,
+            total: Some(total),
+            message: Some(message.into()),
+        }
+    }
+}
+
 /// Receives a call's progress reports; the session implements it by queueing
 /// `notifications/progress` tagged with the caller's token. It never blocks, so it can be
 /// called from a blocking thread.

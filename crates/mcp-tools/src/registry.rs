@@ -138,6 +138,20 @@ impl ToolRegistry {
         Ok(())
     }
 
+    /// Adds every tool of `other` after these, in its order.
+    pub fn extend(&mut self, other: ToolRegistry) -> Result<(), RegistryError> {
+        for (descriptor, tool) in other.descriptors.into_iter().zip(other.tools) {
+            if self.by_name.contains_key(&descriptor.name) {
+                return Err(RegistryError::DuplicateName(descriptor.name));
+            }
+            self.by_name
+                .insert(descriptor.name.clone(), self.tools.len());
+            self.descriptors.push(descriptor);
+            self.tools.push(tool);
+        }
+        Ok(())
+    }
+
     /// How many tools there are.
     pub fn len(&self) -> usize {
         self.tools.len()

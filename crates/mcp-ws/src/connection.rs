@@ -13,7 +13,8 @@ use hyper_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use hyper_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use hyper_tungstenite::{HyperWebsocket, WebSocketStream};
-use mcp_session::{CloseReason, Hub, Outbound, OutboundReceiver, Principal};
+use mcp_protocol::dialect::Translated;
+use mcp_session::{CloseReason, Outbound, OutboundReceiver, Principal, SessionSlot};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -105,25 +106,15 @@ impl WsConfig {
 }
 
 /// Translates a connection's frames to and from the session's messages: a wire dialect,
-/// supplied by whoever routes the connection. The transport only moves what it returns.
+/// supplied by whoever routes the connection. The transport only moves what it returns
+/// ([`Translated`]: messages for the session, frames for the client, and whether to close).
 pub trait Translate: Send + 'static {
     /// What to send when the connection opens.
-    fn open(&mut self) -> Translation;
+    fn open(&mut self) -> Translated;
     /// What one text frame of the client becomes.
-    fn on_client(&mut self, text: &str) -> Translation;
+    fn on_client(&mut self, text: &str) -> Translated;
     /// What one message of the session becomes.
-    fn on_session(&mut self, text: &str) -> Translation;
-}
-
-/// What one step of a [`Translate`] produced.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Translation {
-    /// Messages for the session, in order.
-    pub to_session: Vec<String>,
-    /// Text frames for the client, in order.
-    pub to_client: Vec<String>,
-    /// Close the connection normally (1000) with this reason, after `to_client`.
-    pub close: Option<String>,
+    fn on_session(&mut self, text: &str) -> Translated;
 }
 
 /// A connection's translator, shared by its reader and writer.
@@ -131,7 +122,7 @@ pub struct Translation {
 struct SharedDialect(Arc<Mutex<Box<dyn Translate>>>);
 
 impl SharedDialect {
-    fn translate(&self, f: impl FnOnce(&mut dyn Translate) -> Translation) -> Translation {
+    fn translate(&self, f: impl FnOnce(&mut dyn Translate) -> Translated) -> Translated {
         let mut dialect = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         f(dialect.as_mut())
     }
@@ -170,8 +161,9 @@ pub trait ConnectionObserver: Send + Sync + 'static {
 
 /// Everything a connection needs besides its socket.
 pub struct Connection {
-    /// Where the connection's session runs.
-    pub hub: Hub,
+    /// The place of the connection's session, reserved on its hub before the upgrade was
+    /// accepted.
+    pub session: SessionSlot,
     /// The transport's settings.
     pub config: WsConfig,
     /// The client's address, for logs.
@@ -246,7 +238,7 @@ where
     );
     async move {
         let Connection {
-            hub,
+            session,
             config,
             remote: _,
             place,
@@ -271,7 +263,7 @@ where
         // waits at most `close_timeout` for the client.
         let closing = Closing::default();
         let life = Life::new();
-        let (mut session, out_rx) = hub.open_session();
+        let (mut session, out_rx) = session.open();
         session.set_principal(principal);
         let peer = session.peer();
         // The session runs on its own: a resumable one outlives this connection, and a

@@ -12,9 +12,10 @@ mod connection;
 mod upgrade;
 
 pub use connection::{
-    Connection, ConnectionObserver, Heartbeat, Translate, Translation, WsConfig, close_codes,
-    connection_id, serve_connection, serve_stream,
+    Connection, ConnectionObserver, Heartbeat, Translate, WsConfig, close_codes, connection_id,
+    serve_connection, serve_stream,
 };
+pub use mcp_protocol::dialect::Translated;
 pub use upgrade::{
     SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, UpgradeError, accept, is_upgrade_request,
     offered_subprotocols, subprotocol_token,

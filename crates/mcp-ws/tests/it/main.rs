@@ -60,7 +60,7 @@ fn serve(config: WsConfig, session: ServerConfig, buffer: usize) -> Served {
     let (client, server) = tokio::io::duplex(buffer);
     let (tx, events) = mpsc::unbounded_channel();
     let connection = Connection {
-        hub: hub.clone(),
+        session: hub.reserve_session().unwrap(),
         config,
         remote: SocketAddr::from(([127, 0, 0, 1], 50000)),
         place: Box::new(()),

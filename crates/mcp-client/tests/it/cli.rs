@@ -3,10 +3,6 @@
 //! (exit 130), watching a resource, the agent commands, and a dropped connection resumed
 //! mid-call.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader, Lines};
 use tokio::process::{Child, Command};
 
-use common::{HANG, Relay, Server};
+use mcp_test_support::{HANG, Relay, TestServer as Server, wait_for_metric};
 
 fn mcpc(url: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mcpc"));
@@ -78,7 +74,7 @@ fn interrupt(child: &Child) {
 
 #[tokio::test]
 async fn tools_and_calls_with_their_exit_codes() {
-    let server = Server::start(Config::default()).await;
+    let server = Server::with_config(Config::default()).await;
     let url = format!("ws://{}/mcp", server.addr);
     let (code, out, err) = run(&url, &["tools"]).await;
     assert_eq!(code, 0, "{err}");
@@ -129,12 +125,12 @@ async fn tools_and_calls_with_their_exit_codes() {
     let (code, _, err) = run("ws://127.0.0.1:1/mcp", &["tools"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("cannot connect"), "{err}");
-    server.stop().await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_long_call_shows_progress_with_rate_and_eta() {
-    let server = Server::start(Config::default()).await;
+    let server = Server::with_config(Config::default()).await;
     let url = format!("ws://{}/mcp", server.addr);
     let (code, out, err) = run(
         &url,
@@ -159,12 +155,12 @@ async fn a_long_call_shows_progress_with_rate_and_eta() {
         "{err}"
     );
     assert!(err.contains("done after"), "{err}");
-    server.stop().await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn ctrl_c_cancels_the_call_on_the_server_and_exits_130() {
-    let server = Server::start(Config::default()).await;
+    let server = Server::with_config(Config::default()).await;
     let url = format!("ws://{}/mcp", server.addr);
     let mut child = spawn(&url, &["--progress", "lines", "call", "sleep", "ms=60000"]);
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -181,13 +177,13 @@ async fn ctrl_c_cancels_the_call_on_the_server_and_exits_130() {
         "{rest:?}"
     );
     // The server stopped the call.
-    server.wait_until_idle().await;
-    server.stop().await;
+    wait_for_metric(server.addr, "mcp_inflight_requests", 0.0).await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_dropped_connection_is_resumed_and_the_call_carries_on() {
-    let server = Server::start(Config::default()).await;
+    let server = Server::with_config(Config::default()).await;
     let relay = Relay::start(server.addr).await;
     let url = format!("ws://{}/mcp", relay.addr);
     let mut child = spawn(
@@ -213,12 +209,12 @@ async fn a_dropped_connection_is_resumed_and_the_call_carries_on() {
     assert_eq!(output.status.code(), Some(0));
     let result: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["processed"], 300_000);
-    server.stop().await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn resources_watch_and_agents() {
-    let server = Server::start(Config {
+    let server = Server::with_config(Config {
         stats_interval: Duration::from_millis(20),
         ..Config::default()
     })
@@ -268,5 +264,5 @@ async fn resources_watch_and_agents() {
     let (code, _, err) = run(&url, &["agent", "show", &id]).await;
     assert_eq!(code, 2);
     assert!(err.contains("404 no such agent"), "{err}");
-    server.stop().await;
+    server.shutdown().await;
 }

@@ -2,10 +2,6 @@
 //! progress, cancellation by dropping, server requests, and resuming after the network cut
 //! the connection (a TCP relay between the two that drops every connection on demand).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +11,7 @@ use mcp_protocol::{ClientCapabilities, ErrorObject};
 use mcp_server::Config;
 use serde_json::{Map, Value, json};
 
-use common::{HANG, Relay, Server};
+use mcp_test_support::{HANG, Relay, TestServer as Server, wait_for_metric};
 
 fn args(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
@@ -33,7 +29,7 @@ fn fast_reconnect(url: String) -> Options {
 
 #[tokio::test]
 async fn typed_calls_progress_and_tool_errors() {
-    let server = Server::start(Config::default()).await;
+    let server = Server::with_config(Config::default()).await;
     let client = Client::connect(Options::new(format!("ws://{}/mcp", server.addr)))
         .await
         .unwrap();
@@ -81,12 +77,12 @@ async fn typed_calls_progress_and_tool_errors() {
     assert_eq!(stats.contents.len(), 1);
     client.close().await;
     assert!(matches!(*client.status().borrow(), Status::Closed(_)));
-    server.stop().await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn dropping_a_call_cancels_it_on_the_server() {
-    let server = Server::start(Config::default()).await;
+    let server = Server::with_config(Config::default()).await;
     let client = Client::connect(Options::new(format!("ws://{}/mcp", server.addr)))
         .await
         .unwrap();
@@ -98,9 +94,9 @@ async fn dropping_a_call_cancels_it_on_the_server() {
     assert!(matches!(call.next().await, CallEvent::Progress(_)));
     drop(call);
     // The server stops it: nothing is left running.
-    server.wait_until_idle().await;
+    wait_for_metric(server.addr, "mcp_inflight_requests", 0.0).await;
     client.close().await;
-    server.stop().await;
+    server.shutdown().await;
 }
 
 /// Answers sampling requests with a fixed text.
@@ -137,7 +133,7 @@ async fn server_requests_go_to_the_handler() {
         conformance_fixtures: true,
         ..Config::default()
     };
-    let server = Server::start(config).await;
+    let server = Server::with_config(config).await;
     let mut options = Options::new(format!("ws://{}/mcp", server.addr));
     options.handler = Some(Arc::new(Model));
     let client = Client::connect(options).await.unwrap();
@@ -148,7 +144,7 @@ async fn server_requests_go_to_the_handler() {
     let text = serde_json::to_value(&answer.content).unwrap()[0]["text"].clone();
     assert_eq!(text, "LLM response: you said hello", "{answer:?}");
     client.close().await;
-    server.stop().await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -165,7 +161,7 @@ async fn a_cut_http_stream_is_continued_and_the_call_completes() {
 /// resumes (over HTTP, continues the broken stream), and progress goes on strictly upwards
 /// to the result, in the same session.
 async fn cut_mid_call(scheme: &str) {
-    let server = Server::start(Config::default()).await;
+    let server = Server::with_config(Config::default()).await;
     let relay = Relay::start(server.addr).await;
     let client = Client::connect(fast_reconnect(format!("{scheme}://{}/mcp", relay.addr)))
         .await
@@ -218,7 +214,7 @@ async fn cut_mid_call(scheme: &str) {
         .unwrap()
         .unwrap();
     client.close().await;
-    server.stop().await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -227,7 +223,7 @@ async fn over_streamable_http_too_calls_progress_and_server_requests() {
         conformance_fixtures: true,
         ..Config::default()
     };
-    let server = Server::start(config).await;
+    let server = Server::with_config(config).await;
     let mut options = Options::new(format!("http://{}/mcp", server.addr));
     options.handler = Some(Arc::new(Model));
     let client = Client::connect(options).await.unwrap();
@@ -266,5 +262,5 @@ async fn over_streamable_http_too_calls_progress_and_server_requests() {
     let text = serde_json::to_value(&answer.content).unwrap()[0]["text"].clone();
     assert_eq!(text, "LLM response: you said hi");
     client.close().await;
-    server.stop().await;
+    server.shutdown().await;
 }

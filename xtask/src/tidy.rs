@@ -99,6 +99,13 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     // The WebSocket transport makes no protocol decisions: it never parses JSON (it knows the
     // protocol crate only for the shape of a dialect's translation).
     ("mcp-ws", &["mcp-protocol", "mcp-session"], &["serde_json"]),
+    // The Streamable HTTP transport makes no protocol decisions either: it peeks at ids,
+    // methods and progress tokens, only to route.
+    (
+        "mcp-http",
+        &["mcp-protocol", "mcp-session"],
+        &["hyper-tungstenite", "mcp-tools"],
+    ),
     // The binary and the library that wires everything together.
     (
         "mcp-server",
@@ -107,6 +114,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
             "mcp-session",
             "mcp-tools",
             "mcp-ws",
+            "mcp-http",
             "mcp-auth",
             "mcp-store-redb",
         ],

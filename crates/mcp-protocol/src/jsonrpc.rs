@@ -498,5 +498,25 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, S
     })
 }
 
+/// Reads `T` from JSON text in one pass, without a tree in between; on failure, says which
+/// field (by its path) is wrong and why, like [`decode_value`].
+pub fn decode_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    if let Ok(decoded) = serde_json::from_str(text) {
+        return Ok(decoded);
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        // serde quotes the offending value, which may be huge: the message stays short.
+        let detail = e.into_inner().to_string();
+        let detail = shorten(&detail, 300);
+        if path == "." {
+            detail.into_owned()
+        } else {
+            format!("`{}`: {detail}", shorten(&path, 200))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,6 @@ mod types;
 
 pub use jsonrpc::{
     ErrorObject, Incoming, InvalidMessage, Message, Notification, Request, RequestId, Response,
-    decode_params, decode_value, error_codes, parse, response_text, shorten,
+    decode_params, decode_str, decode_value, error_codes, parse, response_text, shorten,
 };
 pub use types::*;

@@ -221,8 +221,8 @@ struct SeedRequest {
 
 /// `POST /mcp` with the seed's body: runs the tool for the agent, records the call in its
 /// history (committed before the answer), and answers the tool's structured result.
-pub(crate) async fn call(body: Value, server: &Hub, principal: &Principal) -> Response<Body> {
-    let call: Call = match mcp_protocol::decode_value(body) {
+pub(crate) async fn call(body: &str, server: &Hub, principal: &Principal) -> Response<Body> {
+    let call: Call = match mcp_protocol::decode_str(body) {
         Ok(c) => c,
         Err(e) => {
             return error(

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
     ACCEPT, AUTHORIZATION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderMap, HeaderValue,
@@ -25,8 +24,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::connections::Connections;
-use crate::streamable::{self, HttpSessions};
 use crate::{Config, admin, agents, console, dialects};
+use mcp_http::{HttpSessions, Post};
 
 /// The path of the broadcast endpoint.
 const BROADCAST_PATH: &str = "/admin/broadcast";
@@ -77,9 +76,9 @@ impl State {
             server,
             connections,
             config,
+            http_sessions: Arc::new(HttpSessions::new(tracker.clone())),
             tracker,
             ready: AtomicBool::new(true),
-            http_sessions: Arc::default(),
             allowed_origins,
             loopback: local.ip().is_loopback(),
         }))
@@ -209,8 +208,8 @@ pub(crate) async fn serve_tcp(
     serve_http(stream, remote, state, stopping).await;
 }
 
-/// Response bodies: whole (most) or streamed (SSE).
-pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+pub(crate) use mcp_http::Body;
+pub(crate) use mcp_http::reply::text;
 
 /// Serves one connection's HTTP requests (plain TCP, TLS, or in memory for the fuzz target)
 /// until it closes or the server stops.
@@ -315,12 +314,12 @@ async fn route(
                     .headers()
                     .get(ACCEPT)
                     .and_then(|v| v.to_str().ok())
-                    .is_some_and(|a| streamable::accepts(a, "text/event-stream")) =>
+                    .is_some_and(|a| mcp_http::accepts(a, "text/event-stream")) =>
         {
-            streamable::get(request.headers(), &state.0.http_sessions, principal.name())
+            mcp_http::get(request.headers(), &state.0.http_sessions, principal.name())
         }
         (MCP_PATH, false) if request.method() == Method::DELETE => {
-            streamable::delete(request.headers(), &state.0.http_sessions, principal.name())
+            mcp_http::delete(request.headers(), &state.0.http_sessions, principal.name())
         }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
             agents::route(request, &state.0.server, &principal).await
@@ -504,6 +503,15 @@ async fn read_json(
     body: Incoming,
     limit: usize,
 ) -> Result<serde_json::Value, BodyError> {
+    let body = read_body(headers, body, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| BodyError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("the body is not JSON: {e}"),
+    })
+}
+
+/// A request body that must be `application/json` and at most `limit` bytes, as bytes.
+async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     let refuse = |status, message: String| BodyError { status, message };
     let is_json = headers
         .get(CONTENT_TYPE)
@@ -526,12 +534,7 @@ async fn read_json(
             )
         })?
         .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not JSON: {e}"),
-        )
-    })
+    Ok(body)
 }
 
 /// `POST /mcp`: Streamable HTTP, or the math-mcp seed's `{"agentId", "request"}` body (told
@@ -542,17 +545,24 @@ async fn mcp_post(
     principal: &Principal,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let value = match read_json(&parts.headers, body, state.0.config.ws.max_message_size).await {
-        Ok(value) => value,
+    let limit = state.0.config.ws.max_message_size;
+    let post = match read_body(&parts.headers, body, limit)
+        .await
+        .and_then(|bytes| {
+            Post::parse(bytes).map_err(|e| BodyError {
+                status: StatusCode::BAD_REQUEST,
+                message: e.to_string(),
+            })
+        }) {
+        Ok(post) => post,
         Err(e) => return text(e.status, format!("{}\n", e.message)),
     };
-    let seed = value.get("agentId").is_some() && value.get("jsonrpc").is_none();
-    if seed && !parts.headers.contains_key(streamable::SESSION_HEADER) {
-        return agents::call(value, &state.0.server, principal).await;
+    if post.is_agent_request() && !parts.headers.contains_key(mcp_http::SESSION_HEADER) {
+        return agents::call(post.text(), &state.0.server, principal).await;
     }
-    streamable::post(
+    mcp_http::post(
         &parts.headers,
-        value,
+        post,
         &state.0.server,
         &state.0.http_sessions,
         state.0.config.ws.stall_timeout,
@@ -662,14 +672,4 @@ fn upgrade_to_session(
             text(StatusCode::BAD_REQUEST, format!("{e}\n"))
         }
     }
-}
-
-pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()).boxed_unsync());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

@@ -20,7 +20,6 @@ mod dialects;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
-mod streamable;
 pub mod tls;
 
 use std::future::Future;

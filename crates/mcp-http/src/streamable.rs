@@ -1,4 +1,4 @@
-//! Streamable HTTP on `/mcp` (MCP revision 2025-11-25), over the same sessions as WebSocket.
+//! Streamable HTTP's endpoints and its streams.
 //!
 //! A POST carries one JSON-RPC message (or a batch). Notifications and responses are handed
 //! to the session and answered 202. Requests open a *stream*: their responses, and what the
@@ -23,16 +23,17 @@ use hyper::body::{Bytes, Frame};
 use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use mcp_protocol::{Message, ProtocolVersion, Response as RpcResponse};
-use mcp_session::{Hub, Outbound, OutboundReceiver, Principal, SessionSlot};
-use serde::Deserialize;
+use mcp_session::{Hub, Outbound, OutboundReceiver, Principal, SessionId, SessionSlot};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::http::{Body, text};
+use crate::peek::{Peek, Post, peek};
+use crate::reply::{Body, accepts, text};
 
 /// The session header.
-pub(crate) const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 /// The header of a client resuming an SSE stream.
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// The protocol version header, sent by clients after `initialize`.
@@ -50,12 +51,21 @@ const RETRY_MS: u64 = 1000;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The HTTP sessions, by their `Mcp-Session-Id`.
-#[derive(Default)]
-pub(crate) struct HttpSessions {
+pub struct HttpSessions {
     map: Mutex<HashMap<String, Arc<HttpSession>>>,
+    /// Where sessions and their demultiplexers run: the server waits for it at shutdown.
+    tracker: TaskTracker,
 }
 
 impl HttpSessions {
+    /// No sessions yet; theirs will be spawned on `tracker`.
+    pub fn new(tracker: TaskTracker) -> Self {
+        Self {
+            map: Mutex::default(),
+            tracker,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<HttpSession>>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -314,67 +324,6 @@ impl Router {
     }
 }
 
-/// What routing needs of a message of the session; the rest (a result may be megabytes)
-/// is skipped, not built.
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    result: Seen,
-    #[serde(default)]
-    error: Seen,
-    #[serde(default)]
-    params: Option<PeekParams>,
-}
-
-#[derive(Deserialize)]
-struct PeekParams {
-    #[serde(default, rename = "progressToken")]
-    progress_token: Option<Value>,
-}
-
-/// Whether a member is there, whatever its value (`null` included).
-#[derive(Default)]
-struct Seen(bool);
-
-impl<'de> Deserialize<'de> for Seen {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde::de::IgnoredAny::deserialize(d)?;
-        Ok(Self(true))
-    }
-}
-
-/// The messages of one text: one, or a batch's.
-fn peek(text: &str) -> Vec<Peek> {
-    if text.trim_start().starts_with('[') {
-        serde_json::from_str(text).unwrap_or_default()
-    } else {
-        serde_json::from_str(text)
-            .map(|p| vec![p])
-            .unwrap_or_default()
-    }
-}
-
-impl Peek {
-    fn response_id(&self) -> Option<String> {
-        let is_response = self.method.is_none() && (self.result.0 || self.error.0);
-        is_response.then(|| self.id.as_ref().map(Value::to_string))?
-    }
-
-    fn progress_token(&self) -> Option<String> {
-        (self.method.as_deref()? == mcp_protocol::methods::PROGRESS).then(|| {
-            self.params
-                .as_ref()?
-                .progress_token
-                .as_ref()
-                .map(Value::to_string)
-        })?
-    }
-}
-
 /// Reads the session's output and routes each message to its stream, until the session ends.
 async fn demultiplex(
     sessions: Arc<HttpSessions>,
@@ -445,15 +394,6 @@ impl Refusal {
     }
 }
 
-/// Whether `accept` allows `wanted` (`type/subtype`), wildcards included.
-pub(crate) fn accepts(accept: &str, wanted: &str) -> bool {
-    let (kind, _) = wanted.split_once('/').unwrap_or((wanted, ""));
-    accept.split(',').any(|item| {
-        let media = item.split(';').next().unwrap_or_default().trim();
-        media.eq_ignore_ascii_case(wanted) || media == "*/*" || media == format!("{kind}/*")
-    })
-}
-
 fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -497,10 +437,10 @@ fn session_of(
         })
 }
 
-/// `POST /mcp` with a JSON-RPC body (already read).
-pub(crate) async fn post(
+/// `POST /mcp` with a JSON-RPC body (already read, and peeked at once).
+pub async fn post(
     headers: &HeaderMap,
-    body: Value,
+    body: Post,
     server: &Hub,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
@@ -523,23 +463,14 @@ pub(crate) async fn post(
         },
         None => None,
     };
-    let messages: Vec<&Value> = match &body {
-        Value::Array(batch) => batch.iter().collect(),
-        single => vec![single],
-    };
-    let ids: Vec<String> = messages
-        .iter()
-        .filter(|m| m.get("method").is_some())
-        .filter_map(|m| m.get("id").filter(|id| !id.is_null()).map(Value::to_string))
-        .collect();
+    let messages = body.messages();
+    let ids: Vec<String> = messages.iter().filter_map(|m| m.id.clone()).collect();
     let tokens: Vec<String> = messages
         .iter()
-        .filter_map(|m| m.get("params")?.get("_meta")?.get("progressToken"))
-        .map(Value::to_string)
+        .filter_map(|m| m.progress_token.clone())
         .collect();
     let initialize = messages.len() == 1
-        && messages[0].get("method").and_then(Value::as_str)
-            == Some(mcp_protocol::methods::INITIALIZE);
+        && messages[0].method.as_deref() == Some(mcp_protocol::methods::INITIALIZE);
     let (session, new_id) = match existing {
         Some(session) => (session, None),
         None if initialize && ids.len() == 1 => {
@@ -549,7 +480,14 @@ pub(crate) async fn post(
                     "too many sessions; retry later",
                 );
             };
-            let (session, slot, id) = open(place, sessions, stall, principal);
+            let Ok(id) = SessionId::random() else {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no randomness for a session id; retry later",
+                );
+            };
+            let (session, slot, id) =
+                open(place, id.as_str().to_owned(), sessions, stall, principal);
             (session, Some((slot, id)))
         }
         None => {
@@ -563,17 +501,17 @@ pub(crate) async fn post(
         return refuse(StatusCode::NOT_FOUND, "the MCP session was deleted");
     };
     // Cancelled requests get no answer: their streams end once nothing else is owed.
-    for message in &messages {
-        if message.get("method").and_then(Value::as_str) == Some(mcp_protocol::methods::CANCELLED)
-            && let Some(id) = message.get("params").and_then(|p| p.get("requestId"))
-            && let Some(stream) = session.router().cancelled(&id.to_string())
+    for message in messages {
+        if message.method.as_deref() == Some(mcp_protocol::methods::CANCELLED)
+            && let Some(id) = &message.cancels
+            && let Some(stream) = session.router().cancelled(id)
         {
             let _ = stream.try_send(Event::end());
         }
     }
     if ids.is_empty() {
         // Notifications and responses: nothing to answer.
-        return match inbound.send(body.to_string()).await {
+        return match inbound.send(body.into_text()).await {
             Ok(()) => {
                 let mut response = text(StatusCode::ACCEPTED, "");
                 response.headers_mut().remove(CONTENT_TYPE);
@@ -590,10 +528,13 @@ pub(crate) async fn post(
             let error = mcp_protocol::ErrorObject::invalid_request(format_args!(
                 "duplicate request id {running}: a request with this id is still in flight"
             ));
-            return json_answer(Message::Response(RpcResponse::error(id, error)).to_text());
+            return crate::reply::json(
+                StatusCode::OK,
+                Message::Response(RpcResponse::error(id, error)).to_text(),
+            );
         }
     };
-    if inbound.send(body.to_string()).await.is_err() {
+    if inbound.send(body.into_text()).await.is_err() {
         session.router().gone(stream);
         return refuse(StatusCode::NOT_FOUND, "the MCP session has ended");
     }
@@ -613,7 +554,7 @@ pub(crate) async fn post(
         // Cancelled: the stream ends without an answer.
         sse(stream, Vec::new(), None)
     } else if first.completes {
-        json_answer(first.data.to_string())
+        crate::reply::json(StatusCode::OK, first.data.to_string())
     } else {
         sse(stream, vec![first], Some(rx))
     };
@@ -640,14 +581,6 @@ pub(crate) async fn post(
                 .take();
         }
     }
-    response
-}
-
-fn json_answer(data: String) -> Response<Body> {
-    let mut response = text(StatusCode::OK, data);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -691,10 +624,11 @@ fn sse(stream: u64, first: Vec<Event>, rx: Option<mpsc::Receiver<Event>>) -> Res
 /// The slot an HTTP session's id goes in once its `initialize` succeeded.
 type IdSlot = Arc<Mutex<Option<String>>>;
 
-/// A new HTTP session: its core session runs on its own task, and so does its
-/// demultiplexer. Returns it with its id slot and a fresh random id for it.
+/// A new HTTP session under `id`: its core session runs on its own task, and so does its
+/// demultiplexer. Returns it with its id slot and its id.
 fn open(
     place: SessionSlot,
+    id: String,
     sessions: &Arc<HttpSessions>,
     stall: Duration,
     owner: &Principal,
@@ -708,9 +642,11 @@ fn open(
         router: Mutex::new(Router::default()),
     });
     let span = tracing::info_span!("http_session");
-    tokio::spawn(core.run(in_rx).instrument(span.clone()));
+    sessions
+        .tracker
+        .spawn(core.run(in_rx).instrument(span.clone()));
     let slot = Arc::new(Mutex::new(None));
-    tokio::spawn(
+    sessions.tracker.spawn(
         demultiplex(
             Arc::clone(sessions),
             Arc::clone(&slot),
@@ -720,14 +656,14 @@ fn open(
         )
         .instrument(span),
     );
-    (session, slot, mcp_ws::connection_id().replace('-', ""))
+    (session, slot, id)
 }
 
 /// `GET /mcp` with `Accept: text/event-stream`: the session's standalone stream. It first
 /// gets what waited for a stream (after a client lost one; `Last-Event-ID` is accepted for
 /// that), then whatever the session sends that belongs to no request. A newer GET replaces
 /// it.
-pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> Response<Body> {
+pub fn get(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> Response<Body> {
     if let Err(refusal) = check_version(headers) {
         return refusal.response();
     }
@@ -755,11 +691,7 @@ pub(crate) fn get(headers: &HeaderMap, sessions: &HttpSessions, principal: &str)
 }
 
 /// `DELETE /mcp`: ends the session; its running calls are cancelled.
-pub(crate) fn delete(
-    headers: &HeaderMap,
-    sessions: &HttpSessions,
-    principal: &str,
-) -> Response<Body> {
+pub fn delete(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> Response<Body> {
     if let Err(refusal) = check_version(headers) {
         return refusal.response();
     }

@@ -1,0 +1,18 @@
+//! The Streamable HTTP transport (MCP revision 2025-11-25) over the same sessions as
+//! WebSocket: `POST` carries messages, `GET` opens the standalone SSE stream, `DELETE` ends
+//! the session.
+//!
+//! Like the WebSocket transport it makes no protocol decisions: it reads ids, methods and
+//! progress tokens, only to route each message to the stream it belongs to; what a message
+//! means is the session's business. [`reply`] holds the responses the server's other
+//! endpoints share with it.
+
+#![warn(missing_docs)]
+
+mod peek;
+pub mod reply;
+mod streamable;
+
+pub use peek::{Post, PostError};
+pub use reply::{Body, accepts};
+pub use streamable::{HttpSessions, SESSION_HEADER, delete, get, post};

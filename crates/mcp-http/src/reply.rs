@@ -1,0 +1,42 @@
+//! The responses every HTTP endpoint of the server shares: the body type, plain text, JSON,
+//! and content negotiation. They live here, below the server's router and this transport,
+//! so that neither reaches into the other.
+
+use std::convert::Infallible;
+
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// Response bodies: whole (most) or streamed (SSE).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    with_type(status, body, "text/plain; charset=utf-8")
+}
+
+/// A JSON response of text already written.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    with_type(status, body, "application/json")
+}
+
+fn with_type(status: StatusCode, body: impl Into<Bytes>, kind: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()).boxed_unsync());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    response
+}
+
+/// Whether `accept` allows `wanted` (`type/subtype`), wildcards included.
+pub fn accepts(accept: &str, wanted: &str) -> bool {
+    let (kind, _) = wanted.split_once('/').unwrap_or((wanted, ""));
+    accept.split(',').any(|item| {
+        let media = item.split(';').next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case(wanted) || media == "*/*" || media == format!("{kind}/*")
+    })
+}

@@ -40,7 +40,7 @@ pub use mcp_protocol as protocol;
 pub use mcp_store_redb::RedbStore;
 /// Everything a tool or a provider of resources, prompts and completions is made of.
 pub use mcp_tools as tools;
-pub use tls::Tls;
+pub use tls::{Tls, TlsError};
 
 /// The hub of `config`: `tools`, `providers`, and the conformance fixtures when asked for;
 /// it shows the count of open `connections` in its statistics and their metrics in its

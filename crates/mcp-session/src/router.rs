@@ -8,7 +8,6 @@
 //! makes them from its outbound log). So one implementation of every method and tool serves
 //! every era; what differs is only where the output goes.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -70,31 +69,32 @@ pub(crate) struct CallScope {
     pub(crate) session: u64,
 }
 
-/// A tool call's future: its result, serialized once.
-pub(crate) type CallFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
-
 type Handler = fn(&Hub, &RequestContext<'_>, Option<Value>) -> Result<Route, ErrorObject>;
 
 /// The methods every era serves, by name.
+///
+/// A short list searched in order, the most frequent first, rather than a hash map: with a
+/// handful of methods, comparing `tools/call` once costs less than hashing it.
 pub(crate) struct Router {
-    handlers: HashMap<&'static str, Handler>,
+    handlers: Vec<(&'static str, Handler)>,
 }
 
 impl Router {
     /// The table for what `catalog` offers: prompts and completion only when a provider does.
     pub(crate) fn new(catalog: &Catalog) -> Self {
-        let mut handlers: HashMap<&'static str, Handler> = HashMap::new();
-        handlers.insert(methods::TOOLS_LIST, list_tools);
-        handlers.insert(methods::TOOLS_CALL, call_tool);
-        handlers.insert(methods::RESOURCES_LIST, list_resources);
-        handlers.insert(methods::RESOURCES_TEMPLATES_LIST, list_templates);
-        handlers.insert(methods::RESOURCES_READ, read_resource);
+        let mut handlers: Vec<(&'static str, Handler)> = vec![
+            (methods::TOOLS_CALL, call_tool),
+            (methods::TOOLS_LIST, list_tools),
+            (methods::RESOURCES_READ, read_resource),
+            (methods::RESOURCES_LIST, list_resources),
+            (methods::RESOURCES_TEMPLATES_LIST, list_templates),
+        ];
         if catalog.offers_prompts() {
-            handlers.insert(methods::PROMPTS_LIST, list_prompts);
-            handlers.insert(methods::PROMPTS_GET, get_prompt);
+            handlers.push((methods::PROMPTS_LIST, list_prompts));
+            handlers.push((methods::PROMPTS_GET, get_prompt));
         }
         if catalog.offers_completions() {
-            handlers.insert(methods::COMPLETION_COMPLETE, complete);
+            handlers.push((methods::COMPLETION_COMPLETE, complete));
         }
         Self { handlers }
     }
@@ -107,8 +107,8 @@ impl Router {
         ctx: &RequestContext<'_>,
         params: Option<Value>,
     ) -> Result<Route, ErrorObject> {
-        match self.handlers.get(method) {
-            Some(handler) => handler(hub, ctx, params),
+        match self.handlers.iter().find(|(name, _)| *name == method) {
+            Some((_, handler)) => handler(hub, ctx, params),
             None => Err(ErrorObject::method_not_found(method)),
         }
     }
@@ -121,7 +121,7 @@ impl Router {
         version: ProtocolVersion,
         call: ToolCall,
         scope: CallScope,
-    ) -> Result<CallFuture, ErrorObject> {
+    ) -> Result<Pin<Box<impl Future<Output = Reply> + Send + 'static>>, ErrorObject> {
         let ToolCall {
             name,
             arguments,
@@ -172,19 +172,19 @@ impl Router {
 }
 
 /// A call polled once.
-pub(crate) enum Polled {
+pub(crate) enum Polled<F> {
     /// It is done.
     Ready(Reply),
     /// It goes on.
-    Pending(CallFuture),
+    Pending(F),
 }
 
 /// Polls a call once, where it arrived: a tool that is done at once (arithmetic) needs no
 /// task, no scheduling and no wake-up of anyone. A panic is caught as a task's would be.
 /// One that is not done is handed back, to go on as a task that polls it with its own waker.
-pub(crate) fn poll_once(mut run: CallFuture) -> Polled {
+pub(crate) fn poll_once<F: Future<Output = Reply> + Unpin>(mut run: F) -> Polled<F> {
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run.as_mut()
+        std::pin::Pin::new(&mut run)
             .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
     }));
     match first {

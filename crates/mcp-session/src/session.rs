@@ -190,8 +190,9 @@ impl Session {
                 if let Some(end) = self.ending() {
                     break end;
                 }
-                let deadlines = self.deadlines(init_deadline);
-                let next_due = deadlines.iter().filter_map(|(_, at)| *at).min();
+                // Only the earliest deadline is kept across the wait: whatever the loop holds
+                // there is in every session's frame.
+                let next_due = self.deadlines(init_deadline).into_iter().filter_map(|(_, at)| at).min();
                 if let Some(due) = next_due
                     && (due < timer.deadline() || timer.is_elapsed())
                 {
@@ -215,9 +216,7 @@ impl Session {
                     // What is due, one at a time, in order; another that is due too fires at
                     // once on the next turn.
                     () = &mut timer, if next_due.is_some() => {
-                        let now = Instant::now();
-                        let due = deadlines.iter().find(|(_, at)| at.is_some_and(|at| at <= now));
-                        if let Some(&(due, _)) = due
+                        if let Some(due) = self.due_now(init_deadline)
                             && let Some(end) = Box::pin(self.on_due(due)).await
                         {
                             break end;
@@ -298,6 +297,17 @@ impl Session {
                 idle.then_some(self.last_activity + config.idle_timeout),
             ),
         ]
+    }
+
+    /// The first deadline, in serving order, that has passed. The clock is read after the
+    /// deadlines: one that is "now" (a call that started) must count as passed.
+    fn due_now(&self, init_deadline: Instant) -> Option<Due> {
+        let deadlines = self.deadlines(init_deadline);
+        let now = Instant::now();
+        deadlines
+            .into_iter()
+            .find(|(_, at)| at.is_some_and(|at| at <= now))
+            .map(|(due, _)| due)
     }
 
     /// Does what is due; how the session ends, when it does.
@@ -899,15 +909,14 @@ impl Session {
         metrics.observe_latency(method, started.elapsed().as_secs_f64());
         metrics.count_request(method, done.outcome);
         tracing::debug!(%id, method, outcome = ?done.outcome, duration_ms = started.elapsed().as_millis(), "request finished");
-        let uri = &done.info.uri;
-        if self
-            .resources
-            .finish(uri, done.status(), done.result.clone())
-        {
-            self.resource_updated(uri);
-        }
+        let status = done.status();
         if let Some(r) = &mut self.resumable {
             r.record_history(&mut done);
+        }
+        // The result moves into the call's resource: no second copy of it is made.
+        let uri = std::mem::take(&mut done.info.uri);
+        if self.resources.finish(&uri, status, done.result.take()) {
+            self.resource_updated(&uri);
         }
         match done.send {
             Answer::Nothing => {

@@ -237,16 +237,9 @@ where
         session = tracing::field::Empty
     );
     async move {
-        let Connection {
-            session,
-            config,
-            remote: _,
-            place,
-            dialect,
-            principal,
-            observer,
-            tracker,
-        } = connection;
+        // The connection's fields are used where they are, or moved straight into what takes
+        // them, never into locals: a local would be a second copy in this future's frame,
+        // which every open connection pays.
         let socket = match socket.await {
             Ok(socket) => socket,
             Err(e) => {
@@ -255,7 +248,7 @@ where
             }
         };
         tracing::debug!("connected");
-        let _place = place;
+        let config = &connection.config;
         let (sink, stream) = socket.split();
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue.max(1));
         let controls = Arc::new(Controls::default());
@@ -263,16 +256,18 @@ where
         // waits at most `close_timeout` for the client.
         let closing = Closing::default();
         let life = Life::new();
-        let (mut session, out_rx) = session.open();
-        session.set_principal(principal);
+        let (mut session, out_rx) = connection.session.open();
+        session.set_principal(connection.principal);
         let peer = session.peer();
         // The session runs on its own: a resumable one outlives this connection, and a
         // connection that resumes another session hands its input and output over to it.
         let span = tracing::Span::current();
         span.record("session", session.id());
         session.set_span(span);
-        tracker.spawn(session.run(in_rx));
-        let dialect = dialect.map(|d| SharedDialect(Arc::new(Mutex::new(d))));
+        connection.tracker.spawn(session.run(in_rx));
+        let dialect = connection
+            .dialect
+            .map(|d| SharedDialect(Arc::new(Mutex::new(d))));
         let first = match &dialect {
             Some(dialect) => Box::pin(open_dialect(dialect, &in_tx)).await,
             None => Vec::new(),
@@ -291,7 +286,7 @@ where
         // (tungstenite), which made each message the writer sent cost 4 KiB of memset.
         // Aborted if this connection's task is dropped first.
         let reader = AbortOnDropHandle::new(
-            tracker.spawn(
+            connection.tracker.spawn(
                 read(
                     stream,
                     in_tx,
@@ -309,16 +304,20 @@ where
             controls: &controls,
             closing,
             life,
-            config: &config,
-            observer: observer.as_ref(),
-            tracker: &tracker,
+            config,
+            observer: connection.observer.as_ref(),
+            tracker: &connection.tracker,
         };
         let (read, code, ()) = tokio::join!(reader, writer.run(sink, first), pulse.run());
         if let Err(e) = read {
             // The session's input ended with it, so the connection closed all the same.
             tracing::error!(error = %e, "the connection's reader failed");
         }
-        observer.closed(code);
+        connection.observer.closed(code);
+        // Named here so that the block holds it: a field the block never used would be
+        // left behind, and dropped when this function returns, not when the connection
+        // ends.
+        drop(connection.place);
         tracing::debug!(code, "disconnected");
     }
     .instrument(span)

@@ -253,3 +253,48 @@ async fn a_client_that_stops_reading_is_closed_with_1008() {
     // The session ended with it, and so did its calls.
     served.hub.all_sessions_ended().await;
 }
+
+/// Tells when it is dropped.
+struct Place(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_holds_its_place_until_it_ends() {
+    let hub = Hub::builder(ServerConfig::default()).build();
+    let (client, server) = tokio::io::duplex(BUFFER);
+    let (tx, _events) = mpsc::unbounded_channel();
+    let (released, mut place_gone) = tokio::sync::oneshot::channel();
+    let connection = Connection {
+        session: hub.reserve_session().unwrap(),
+        config: WsConfig::default(),
+        remote: SocketAddr::from(([127, 0, 0, 1], 50000)),
+        place: Box::new(Place(Some(released))),
+        dialect: None,
+        principal: Principal::anonymous(),
+        observer: Arc::new(Observer(tx)),
+        tracker: TaskTracker::new(),
+    };
+    let done = tokio::spawn(mcp_ws::serve_stream(server, connection));
+    let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+    client
+        .send(Frame::text(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(text(&mut client).await["id"], 1);
+    assert!(
+        place_gone.try_recv().is_err(),
+        "the place went while the connection is open"
+    );
+    drop(client);
+    done.await.unwrap();
+    place_gone
+        .await
+        .expect("the place is given back when the connection ends");
+}

@@ -485,17 +485,20 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, S
     if let Ok(decoded) = T::deserialize(&value) {
         return Ok(decoded);
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        // serde quotes the offending value, which may be huge: the message stays short.
-        let detail = e.into_inner().to_string();
-        let detail = shorten(&detail, 300);
-        if path == "." {
-            detail.into_owned()
-        } else {
-            format!("`{}`: {detail}", shorten(&path, 200))
-        }
-    })
+    serde_path_to_error::deserialize(value).map_err(|e| path_error(&e))
+}
+
+/// What is wrong, and where: the path of the offending field, then serde's words.
+fn path_error<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
+    let path = e.path().to_string();
+    // serde quotes the offending value, which may be huge: the message stays short.
+    let detail = e.inner().to_string();
+    let detail = shorten(&detail, 300);
+    if path == "." {
+        detail.into_owned()
+    } else {
+        format!("`{}`: {detail}", shorten(&path, 200))
+    }
 }
 
 /// Reads `T` from JSON text in one pass, without a tree in between; on failure, says which
@@ -505,17 +508,7 @@ pub fn decode_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Strin
         return Ok(decoded);
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        // serde quotes the offending value, which may be huge: the message stays short.
-        let detail = e.into_inner().to_string();
-        let detail = shorten(&detail, 300);
-        if path == "." {
-            detail.into_owned()
-        } else {
-            format!("`{}`: {detail}", shorten(&path, 200))
-        }
-    })
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| path_error(&e))
 }
 
 #[cfg(test)]

@@ -311,3 +311,24 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn decode_str_reads_in_one_pass_and_names_the_wrong_field() {
+    #[derive(Debug, serde::Deserialize)]
+    struct Call {
+        request: Inner,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    struct Inner {
+        method: String,
+    }
+    let call: Call = super::decode_str(r#"{"request":{"method":"add"}}"#).unwrap();
+    assert_eq!(call.request.method, "add");
+    let error = super::decode_str::<Call>(r#"{"request":{"method":7}}"#).unwrap_err();
+    assert!(
+        error.starts_with("`request.method`: invalid type"),
+        "{error}"
+    );
+    let error = super::decode_str::<Call>("nonsense").unwrap_err();
+    assert!(!error.starts_with('`'), "{error}");
+}

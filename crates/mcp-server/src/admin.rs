@@ -7,7 +7,10 @@ use mcp_protocol::LoggingLevel;
 use mcp_session::Hub;
 use serde::Deserialize;
 
-use crate::http::{Body, json_body, text};
+use mcp_http::Body;
+use mcp_http::reply::text;
+
+use crate::body::json_body;
 
 /// The largest request body an admin endpoint reads.
 const MAX_BODY: usize = 64 * 1024;

@@ -16,7 +16,10 @@ use mcp_session::{HistoryEntry, Hub, Principal, SessionId, SessionRecord, StoreE
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::http::{Body, json_body, text};
+use mcp_http::Body;
+use mcp_http::reply::text;
+
+use crate::body::json_body;
 
 /// The largest request body the agent API reads.
 const MAX_BODY: usize = 1024 * 1024;

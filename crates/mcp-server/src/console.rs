@@ -6,7 +6,8 @@
 use hyper::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 
-use crate::http::{Body, text};
+use mcp_http::Body;
+use mcp_http::reply::text;
 
 /// The console's policy: its own scripts, styles and WebSocket, and nothing else.
 pub(crate) const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{
     ACCEPT, AUTHORIZATION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderMap, HeaderValue,
     ORIGIN, UPGRADE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
@@ -208,8 +208,10 @@ pub(crate) async fn serve_tcp(
     serve_http(stream, remote, state, stopping).await;
 }
 
-pub(crate) use mcp_http::Body;
-pub(crate) use mcp_http::reply::text;
+use mcp_http::Body;
+use mcp_http::reply::text;
+
+use crate::body::{BodyError, read_body};
 
 /// Serves one connection's HTTP requests (plain TCP, TLS, or in memory for the fuzz target)
 /// until it closes or the server stops.
@@ -479,62 +481,6 @@ fn protected_resource_metadata(request: &Request<Incoming>, state: &State) -> Re
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-/// Why a JSON request body was refused.
-pub(crate) struct BodyError {
-    pub(crate) status: StatusCode,
-    pub(crate) message: String,
-}
-
-/// Reads a request body that must be `application/json` and at most `limit` bytes; the
-/// error says which rule it broke (415, 413 or 400). Each endpoint renders it its own way.
-pub(crate) async fn json_body(
-    request: Request<Incoming>,
-    limit: usize,
-) -> Result<serde_json::Value, BodyError> {
-    let (parts, body) = request.into_parts();
-    read_json(&parts.headers, body, limit).await
-}
-
-/// [`json_body`] for a request already taken apart.
-async fn read_json(
-    headers: &HeaderMap,
-    body: Incoming,
-    limit: usize,
-) -> Result<serde_json::Value, BodyError> {
-    let body = read_body(headers, body, limit).await?;
-    serde_json::from_slice(&body).map_err(|e| BodyError {
-        status: StatusCode::BAD_REQUEST,
-        message: format!("the body is not JSON: {e}"),
-    })
-}
-
-/// A request body that must be `application/json` and at most `limit` bytes, as bytes.
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    let refuse = |status, message: String| BodyError { status, message };
-    let is_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json".to_owned(),
-        ));
-    }
-    let body = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("cannot read the body (at most {limit} bytes): {e}"),
-            )
-        })?
-        .to_bytes();
-    Ok(body)
 }
 
 /// `POST /mcp`: Streamable HTTP, or the math-mcp seed's `{"agentId", "request"}` body (told

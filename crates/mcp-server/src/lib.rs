@@ -11,6 +11,7 @@
 
 mod admin;
 mod agents;
+mod body;
 mod builder;
 mod config;
 mod connections;

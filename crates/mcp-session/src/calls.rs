@@ -7,9 +7,11 @@
 //! keeps (so that a restart can report and resume them).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mcp_protocol::{ErrorObject, RequestId, Response};
+use mcp_tools::CheckpointSink;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::task;
@@ -18,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Outcome;
 use crate::resources::Status;
-use crate::resumable::Operations;
 use crate::store::OperationRecord;
 
 /// A batch's number within its session.
@@ -335,6 +336,97 @@ impl CallTable {
             .map(|(id, _)| id)
             .collect();
         (count, waiting)
+    }
+}
+
+/// The running calls of a resumable session, as the store should know them. Updated by the
+/// calls' progress and checkpoints from any thread; written by the session.
+#[derive(Default)]
+pub(crate) struct Operations {
+    running: Mutex<HashMap<RequestId, OperationRecord>>,
+    /// The set changed (a call started or finished): write at the next flush.
+    changed: AtomicBool,
+    /// Only progress or checkpoints changed: written at most once per second.
+    moved: AtomicBool,
+}
+
+impl Operations {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RequestId, OperationRecord>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, record: OperationRecord) {
+        self.lock().insert(record.request_id.clone(), record);
+        self.changed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn remove(&self, id: &RequestId) {
+        if self.lock().remove(id).is_some() {
+            self.changed.store(true, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn progress(&self, id: &RequestId, progress: f64, total: Option<f64>) {
+        if let Some(op) = self.lock().get_mut(id) {
+            op.progress = progress;
+            op.total = total;
+            self.moved.store(true, Ordering::Release);
+        }
+    }
+
+    fn checkpoint(&self, id: &RequestId, state: Value) {
+        if let Some(op) = self.lock().get_mut(id) {
+            op.checkpoint = Some(state);
+            self.moved.store(true, Ordering::Release);
+        }
+    }
+
+    /// Marks the set as changed, so the next flush writes it (after a restore).
+    pub(crate) fn touch(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// The running calls to write, if they need writing: always when the set changed, and
+    /// when only progress moved, if `progress_due`.
+    pub(crate) fn take_if_due(&self, progress_due: bool) -> Option<Vec<OperationRecord>> {
+        let changed = self.changed.swap(false, Ordering::AcqRel);
+        let moved = progress_due && self.moved.swap(false, Ordering::AcqRel);
+        if !changed && !moved {
+            return None;
+        }
+        if changed {
+            self.moved.store(false, Ordering::Release);
+        }
+        let mut ops: Vec<OperationRecord> = self.lock().values().cloned().collect();
+        ops.sort_by_key(|op| op.started_ms);
+        Some(ops)
+    }
+
+    /// Puts the write back after a failed flush.
+    pub(crate) fn write_failed(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// Whether a call started or ended since the last write.
+    pub(crate) fn has_changed(&self) -> bool {
+        self.changed.load(Ordering::Acquire)
+    }
+
+    /// Whether progress moved since the last write.
+    pub(crate) fn has_moved(&self) -> bool {
+        self.moved.load(Ordering::Acquire)
+    }
+}
+
+/// Keeps a call's checkpoints with its operation record.
+pub(crate) struct OperationCheckpoint {
+    pub(crate) operations: std::sync::Arc<Operations>,
+    pub(crate) id: RequestId,
+}
+
+impl CheckpointSink for OperationCheckpoint {
+    fn save(&self, state: Value) {
+        self.operations.checkpoint(&self.id, state);
     }
 }
 

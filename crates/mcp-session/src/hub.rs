@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
+use crate::outbound::with_member;
 use crate::outbound::{self, OutboundReceiver};
-use crate::resumable::{Control, with_member};
+use crate::resumable::Control;
 use crate::router::{Router, to_value};
 use crate::{MemoryStore, Session, SessionId, SessionStore};
 

@@ -644,7 +644,7 @@ impl OutboundReceiver {
                 shared.metrics.outbound_queued(-1);
             }
             let text = if stamp {
-                crate::resumable::with_member(&entry.text, "seq", &Value::from(entry.seq))
+                with_member(&entry.text, "seq", &Value::from(entry.seq))
             } else if keep {
                 entry.text.clone()
             } else {
@@ -713,3 +713,26 @@ impl Drop for OutboundReceiver {
 
 #[cfg(test)]
 mod tests;
+
+/// The message with `member` added at the top level (to each element of a batch).
+pub(crate) fn with_member(text: &str, key: &str, value: &Value) -> String {
+    if let Some(rest) = text.strip_prefix('{') {
+        let sep = if rest.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
+        return format!("{{{}:{value}{sep}{rest}", Value::from(key));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(mut items)) => {
+            for item in &mut items {
+                if let Value::Object(map) = item {
+                    map.insert(key.to_owned(), value.clone());
+                }
+            }
+            Value::Array(items).to_string()
+        }
+        _ => text.to_owned(),
+    }
+}

@@ -6,9 +6,7 @@
 //! The concept has one name, the resumable session; the seeds' agent API calls the same thing
 //! an agent.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -16,13 +14,12 @@ use mcp_protocol::{
     ErrorObject, InitializeParams, Notification, ProgressToken, ProtocolVersion, RequestId,
     error_codes, methods,
 };
-use mcp_tools::CheckpointSink;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::calls::Finished;
+use crate::calls::{Finished, Operations};
 use crate::hub::Claim;
 use crate::limits::CallSlot;
 use crate::outbound::{AttachError, OutboundQueue};
@@ -109,97 +106,6 @@ impl Resumable {
             control,
             client_name: None,
         }
-    }
-}
-
-/// The running calls of a resumable session, as the store should know them. Updated by the
-/// calls' progress and checkpoints from any thread; written by the session.
-#[derive(Default)]
-pub(crate) struct Operations {
-    running: Mutex<HashMap<RequestId, OperationRecord>>,
-    /// The set changed (a call started or finished): write at the next flush.
-    changed: AtomicBool,
-    /// Only progress or checkpoints changed: written at most once per second.
-    moved: AtomicBool,
-}
-
-impl Operations {
-    fn lock(&self) -> MutexGuard<'_, HashMap<RequestId, OperationRecord>> {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn insert(&self, record: OperationRecord) {
-        self.lock().insert(record.request_id.clone(), record);
-        self.changed.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn remove(&self, id: &RequestId) {
-        if self.lock().remove(id).is_some() {
-            self.changed.store(true, Ordering::Release);
-        }
-    }
-
-    pub(crate) fn progress(&self, id: &RequestId, progress: f64, total: Option<f64>) {
-        if let Some(op) = self.lock().get_mut(id) {
-            op.progress = progress;
-            op.total = total;
-            self.moved.store(true, Ordering::Release);
-        }
-    }
-
-    fn checkpoint(&self, id: &RequestId, state: Value) {
-        if let Some(op) = self.lock().get_mut(id) {
-            op.checkpoint = Some(state);
-            self.moved.store(true, Ordering::Release);
-        }
-    }
-
-    /// Marks the set as changed, so the next flush writes it (after a restore).
-    pub(crate) fn touch(&self) {
-        self.changed.store(true, Ordering::Release);
-    }
-
-    /// The running calls to write, if they need writing: always when the set changed, and
-    /// when only progress moved, if `progress_due`.
-    pub(crate) fn take_if_due(&self, progress_due: bool) -> Option<Vec<OperationRecord>> {
-        let changed = self.changed.swap(false, Ordering::AcqRel);
-        let moved = progress_due && self.moved.swap(false, Ordering::AcqRel);
-        if !changed && !moved {
-            return None;
-        }
-        if changed {
-            self.moved.store(false, Ordering::Release);
-        }
-        let mut ops: Vec<OperationRecord> = self.lock().values().cloned().collect();
-        ops.sort_by_key(|op| op.started_ms);
-        Some(ops)
-    }
-
-    /// Puts the write back after a failed flush.
-    pub(crate) fn write_failed(&self) {
-        self.changed.store(true, Ordering::Release);
-    }
-
-    /// Whether a call started or ended since the last write.
-    pub(crate) fn has_changed(&self) -> bool {
-        self.changed.load(Ordering::Acquire)
-    }
-
-    /// Whether progress moved since the last write.
-    pub(crate) fn has_moved(&self) -> bool {
-        self.moved.load(Ordering::Acquire)
-    }
-}
-
-/// Keeps a call's checkpoints with its operation record.
-pub(crate) struct OperationCheckpoint {
-    pub(crate) operations: std::sync::Arc<Operations>,
-    pub(crate) id: RequestId,
-}
-
-impl CheckpointSink for OperationCheckpoint {
-    fn save(&self, state: Value) {
-        self.operations.checkpoint(&self.id, state);
     }
 }
 
@@ -344,29 +250,6 @@ pub(crate) fn progress_sent(entries: &[LogEntry], token: &ProgressToken) -> Opti
             (params.get("progressToken")? == &token).then(|| params.get("progress")?.as_f64())?
         })
         .reduce(f64::max)
-}
-
-/// The message with `member` added at the top level (to each element of a batch).
-pub(crate) fn with_member(text: &str, key: &str, value: &Value) -> String {
-    if let Some(rest) = text.strip_prefix('{') {
-        let sep = if rest.trim_start().starts_with('}') {
-            ""
-        } else {
-            ","
-        };
-        return format!("{{{}:{value}{sep}{rest}", Value::from(key));
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(mut items)) => {
-            for item in &mut items {
-                if let Value::Object(map) = item {
-                    map.insert(key.to_owned(), value.clone());
-                }
-            }
-            Value::Array(items).to_string()
-        }
-        _ => text.to_owned(),
-    }
 }
 
 /// How often the progress and checkpoints of running calls are written, at most.

@@ -23,16 +23,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::calls::{Answer, BatchId, CallInfo, CallTable, CancelledBy, Reply};
+use crate::calls::{Answer, BatchId, CallInfo, CallTable, CancelledBy, Operations, Reply};
 use crate::hub::Notices;
 use crate::lifecycle::{Admitted, CloseReason, Drain, Due, Lifecycle, SessionEnd, shutdown_error};
 use crate::metrics::Outcome;
-use crate::outbound::{Coalesce, OutboundQueue};
+use crate::outbound::{Coalesce, OutboundQueue, with_member};
 use crate::peer::PendingTable;
 use crate::resources::{Resources, STATS_URI};
 use crate::resumable::{
-    self, Attach, Claimed, Control, Flushed, Operations, Resumable, Resume, ResumeRequest,
-    last_seq, resume_request, wants_resume, with_member,
+    self, Attach, Claimed, Control, Flushed, Resumable, Resume, ResumeRequest, last_seq,
+    resume_request, wants_resume,
 };
 use crate::router::{self, Polled, RequestContext, Route, Router, ToolCall, to_value};
 use crate::sinks::{SessionSinks, updated_text};

@@ -14,10 +14,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::Peer;
+use crate::calls::{OperationCheckpoint, Operations};
 use crate::hub::Notices;
 use crate::outbound::{Coalesce, OutboundQueue};
 use crate::resources::Resources;
-use crate::resumable::{OperationCheckpoint, Operations};
 use crate::router::{CallScope, ToolCall};
 
 /// What a 2025 session lends its tool calls.

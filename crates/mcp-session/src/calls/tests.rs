@@ -170,7 +170,7 @@ fn a_resumable_session_records_its_running_calls() {
         info(),
         Some(record(1)),
     );
-    let ops = std::sync::Arc::new(crate::resumable::Operations::default());
+    let ops = std::sync::Arc::new(crate::calls::Operations::default());
     table.record_operations(std::sync::Arc::clone(&ops));
     table.start(
         id(2),

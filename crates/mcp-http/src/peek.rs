@@ -43,18 +43,32 @@ pub enum PostError {
 }
 
 impl Post {
-    /// Reads a body: one scan that checks it is JSON, and one that picks out what routing
-    /// needs, neither building a tree.
+    /// Reads a body, building no tree: a single message is one scan that picks out what
+    /// routing needs; a batch, or a body that is not an object, is first checked to be JSON.
     pub fn parse(body: Bytes) -> Result<Self, PostError> {
-        let text = String::from_utf8(body.to_vec())
+        // The buffer is taken over, not copied, when nothing else holds it.
+        let text = String::from_utf8(Vec::from(body))
             .map_err(|e| PostError::NotJson(format!("not UTF-8: {e}")))?;
+        // Only an object: serde would read a struct from an array too, by position.
+        if text.trim_start().starts_with('{')
+            && let Ok(peek) = serde_json::from_str::<PeekIn<'_>>(&text)
+        {
+            let (message, agent_request) = inbound(peek);
+            return Ok(Self {
+                messages: vec![message],
+                agent_request,
+                text,
+            });
+        }
         let whole: &RawValue =
             serde_json::from_str(&text).map_err(|e| PostError::NotJson(e.to_string()))?;
+        let lenient = |text: &str| inbound(serde_json::from_str(text).unwrap_or_default());
         let (messages, agent_request) = if whole.get().starts_with('[') {
             let items: Vec<&RawValue> = serde_json::from_str(whole.get()).unwrap_or_default();
-            (items.iter().map(|m| inbound(m.get()).0).collect(), false)
+            (items.iter().map(|m| lenient(m.get()).0).collect(), false)
         } else {
-            let (message, agent_request) = inbound(whole.get());
+            // Something other than an object (a number, a string): the session answers it.
+            let (message, agent_request) = lenient(whole.get());
             (vec![message], agent_request)
         };
         Ok(Self {
@@ -120,10 +134,8 @@ fn key(raw: &RawValue) -> Option<String> {
         .map(|v| v.to_string())
 }
 
-/// What routing needs of one message (nothing, for one that is not an object: the session
-/// answers it), and whether it looks like an agent API body.
-fn inbound(text: &str) -> (Inbound, bool) {
-    let peek: PeekIn<'_> = serde_json::from_str(text).unwrap_or_default();
+/// What routing needs of one message, and whether it looks like an agent API body.
+fn inbound(peek: PeekIn<'_>) -> (Inbound, bool) {
     let params = peek.params.unwrap_or_default();
     let is_request = peek.method.is_some();
     let message = Inbound {

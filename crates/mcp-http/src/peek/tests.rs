@@ -39,6 +39,14 @@ fn the_seeds_agent_api_is_told_apart() {
     assert!(post(r#"{"agentId":"x","request":{"method":"add"}}"#).is_agent_request());
     assert!(!post(r#"{"jsonrpc":"2.0","agentId":"x","method":"ping","id":1}"#).is_agent_request());
     assert!(!post(r#"[{"agentId":"x"}]"#).is_agent_request());
+    // An array is a batch, never read as one message by position.
+    let batch = post(r#"["tools/call", 5]"#);
+    assert!(
+        batch
+            .messages()
+            .iter()
+            .all(|m| m.method.is_none() && m.id.is_none())
+    );
 }
 
 #[test]

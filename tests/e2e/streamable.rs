@@ -498,6 +498,17 @@ async fn a_request_id_still_running_is_refused_without_disturbing_it() {
     let refusal = json_of(response).await;
     assert_eq!(refusal["id"], 9, "{refusal}");
     assert_eq!(refusal["error"]["code"], -32600, "{refusal}");
+    // An id no answer could be routed back by is refused at once, as the session would.
+    let response = post(
+        &server,
+        Some(&id),
+        json!({"jsonrpc":"2.0","id":{"x":9},"method":"ping"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let refusal = json_of(response).await;
+    assert_eq!(refusal["id"], Value::Null, "{refusal}");
+    assert_eq!(refusal["error"]["code"], -32600, "{refusal}");
     // The first request still gets its own answer.
     let answer = loop {
         let message = running.message().await;

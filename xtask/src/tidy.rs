@@ -99,8 +99,8 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     // The WebSocket transport makes no protocol decisions: it never parses JSON (it knows the
     // protocol crate only for the shape of a dialect's translation).
     ("mcp-ws", &["mcp-protocol", "mcp-session"], &["serde_json"]),
-    // The Streamable HTTP transport makes no protocol decisions either: it peeks at ids,
-    // methods and progress tokens, only to route.
+    // The Streamable HTTP transport makes no protocol decisions either: it reads the ids,
+    // methods and progress tokens of what it receives, only to route the answers back.
     (
         "mcp-http",
         &["mcp-protocol", "mcp-session"],

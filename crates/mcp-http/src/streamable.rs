@@ -9,7 +9,7 @@
 //!
 //! Each HTTP session is a session of the core, driven like a WebSocket connection's: its
 //! input is fed by POSTs, and one task (the demultiplexer) reads its output and routes every
-//! message to the stream it belongs to. What cannot be delivered (its stream was closed by
+//! message to the stream it belongs to, by what the session says it answers (it is not read). What cannot be delivered (its stream was closed by
 //! the client) waits, bounded, for the next GET stream, which is how a client that lost a
 //! stream resumes (with `Last-Event-ID`).
 
@@ -22,14 +22,16 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
-use mcp_protocol::{Message, ProtocolVersion, Response as RpcResponse};
-use mcp_session::{Hub, Outbound, OutboundReceiver, Principal, SessionId, SessionSlot};
+use mcp_protocol::{Message, ProgressToken, ProtocolVersion, RequestId, Response as RpcResponse};
+use mcp_session::{
+    Answered, Hub, Outbound, OutboundReceiver, Principal, Regarding, SessionId, SessionSlot,
+};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::peek::{Peek, Post, peek};
+use crate::post::{Post, Unroutable};
 use crate::reply::{Body, accepts, text};
 
 /// The session header.
@@ -146,10 +148,11 @@ struct Stream {
 struct Router {
     next_stream: u64,
     next_event: u64,
-    /// The stream each running request's response goes to, by id (as JSON text).
-    requests: HashMap<String, u64>,
-    /// The stream each progress token's notifications go to, by token (as JSON text).
-    tokens: HashMap<String, u64>,
+    /// The streams waiting for an answer to each request id, oldest first: the oldest is the
+    /// running request's, a newer one a duplicate's (which the session refuses).
+    requests: HashMap<RequestId, VecDeque<u64>>,
+    /// The stream each progress token's notifications go to.
+    tokens: HashMap<ProgressToken, u64>,
     /// Open POST streams; the newest takes what belongs to no request.
     streams: BTreeMap<u64, Stream>,
     /// The standalone GET stream, by its number.
@@ -171,20 +174,19 @@ enum Destination {
 }
 
 impl Router {
-    /// Opens a stream for requests `ids`; the id of one that is still running (on another
-    /// stream) when there is one, since its answer could not tell the two apart.
+    /// Opens a stream for requests `ids`.
     fn open(
         &mut self,
-        ids: &[String],
-        tokens: &[String],
-    ) -> Result<(u64, mpsc::Receiver<Event>), String> {
-        if let Some(running) = ids.iter().find(|id| self.requests.contains_key(*id)) {
-            return Err(running.clone());
-        }
+        ids: &[RequestId],
+        tokens: &[ProgressToken],
+    ) -> (u64, mpsc::Receiver<Event>) {
         let stream = self.new_stream();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         for id in ids {
-            self.requests.insert(id.clone(), stream);
+            self.requests
+                .entry(id.clone())
+                .or_default()
+                .push_back(stream);
         }
         for token in tokens {
             self.tokens.insert(token.clone(), stream);
@@ -196,7 +198,21 @@ impl Router {
                 owed: ids.len(),
             },
         );
-        Ok((stream, rx))
+        (stream, rx)
+    }
+
+    /// The stream waiting for an answer: the oldest for its id (the running request's), or
+    /// the newest for the refusal of a duplicate.
+    fn take_waiting(&mut self, answered: &Answered) -> Option<u64> {
+        let waiting = self.requests.get_mut(&answered.id)?;
+        let stream = match answered.duplicate {
+            true => waiting.pop_back(),
+            false => waiting.pop_front(),
+        };
+        if waiting.is_empty() {
+            self.requests.remove(&answered.id);
+        }
+        stream
     }
 
     fn new_stream(&mut self) -> u64 {
@@ -204,16 +220,20 @@ impl Router {
         self.next_stream
     }
 
-    /// Decides where `text` goes and makes its event.
-    fn route(&mut self, text: String) -> (Destination, Event) {
+    /// Decides where `text`, which the session says is `regarding` that, goes and makes its
+    /// event.
+    fn route(&mut self, text: String, regarding: &Regarding) -> (Destination, Event) {
         self.next_event += 1;
         let n = self.next_event;
-        let peeks = peek(&text);
-        let responses: Vec<String> = peeks.iter().filter_map(Peek::response_id).collect();
+        let answers = match regarding {
+            Regarding::Answer(answered) => std::slice::from_ref(answered),
+            Regarding::Batch(answered) => answered.as_slice(),
+            _ => &[],
+        };
         let mut target = None;
         let mut completes = false;
-        for response in &responses {
-            if let Some(stream) = self.requests.remove(response) {
+        for answered in answers {
+            if let Some(stream) = self.take_waiting(answered) {
                 target = Some(stream);
                 if let Some(s) = self.streams.get_mut(&stream) {
                     s.owed = s.owed.saturating_sub(1);
@@ -221,16 +241,13 @@ impl Router {
                 }
             }
         }
-        let token = peeks.first().and_then(Peek::progress_token);
-        if responses.is_empty()
-            && let Some(token) = &token
-        {
-            target = self.tokens.get(token).copied();
-        }
-        // What belongs to no request goes to the newest POST stream. An answer or progress
-        // whose stream is gone does not go to another request's: it waits for the GET stream.
-        if responses.is_empty() && token.is_none() {
-            target = target.or_else(|| self.streams.keys().next_back().copied());
+        match regarding {
+            Regarding::Progress(token) => target = self.tokens.get(token).copied(),
+            // What belongs to no request goes to the newest POST stream.
+            Regarding::Other => target = self.streams.keys().next_back().copied(),
+            // An answer or progress whose stream is gone does not go to another request's,
+            // nor does what was restored after a restart: it waits for the GET stream.
+            _ => {}
         }
         let destination = match target.and_then(|t| self.streams.get(&t).map(|s| (t, s))) {
             Some((t, s)) => Destination::Stream(t, s.tx.clone()),
@@ -303,8 +320,8 @@ impl Router {
 
     /// The client cancelled request `id`: it gets no answer. When nothing else is owed on its
     /// stream, the stream ends; returns it, to be told so.
-    fn cancelled(&mut self, id: &str) -> Option<mpsc::Sender<Event>> {
-        let stream = self.requests.remove(id)?;
+    fn cancelled(&mut self, id: &RequestId) -> Option<mpsc::Sender<Event>> {
+        let stream = self.take_waiting(&Answered::to(id.clone()))?;
         let s = self.streams.get_mut(&stream)?;
         s.owed = s.owed.saturating_sub(1);
         if s.owed > 0 {
@@ -320,7 +337,10 @@ impl Router {
         self.streams.remove(&stream);
         self.tokens.retain(|_, s| *s != stream);
         // Responses still owed will find no stream and wait for a GET.
-        self.requests.retain(|_, s| *s != stream);
+        self.requests.retain(|_, waiting| {
+            waiting.retain(|s| *s != stream);
+            !waiting.is_empty()
+        });
     }
 }
 
@@ -332,12 +352,12 @@ async fn demultiplex(
     mut output: OutboundReceiver,
     stall: Duration,
 ) {
-    while let Some(item) = output.recv().await {
+    while let Some((item, regarding)) = output.recv_with_regarding().await {
         let Outbound::Text(text) = item else {
             // The session closes (idle, shutdown, replaced): its streams end with it.
             break;
         };
-        let (destination, event) = session.router().route(text);
+        let (destination, event) = session.router().route(text, &regarding);
         let (stream, tx, standalone) = match destination {
             Destination::Stream(stream, tx) => (stream, tx, false),
             Destination::Standalone(stream, tx) => (stream, tx, true),
@@ -437,7 +457,7 @@ fn session_of(
         })
 }
 
-/// `POST /mcp` with a JSON-RPC body (already read, and peeked at once).
+/// `POST /mcp` with a JSON-RPC body (already read, and scanned once for what routing needs).
 pub async fn post(
     headers: &HeaderMap,
     body: Post,
@@ -464,8 +484,16 @@ pub async fn post(
         None => None,
     };
     let messages = body.messages();
-    let ids: Vec<String> = messages.iter().filter_map(|m| m.id.clone()).collect();
-    let tokens: Vec<String> = messages
+    if let Some(Err(Unroutable(error))) = messages.iter().map(|m| &m.id).find(|id| id.is_err()) {
+        // Its answer could not find its way back: refused here, as the session would.
+        let refusal = Message::Response(RpcResponse::error(None, error.clone()));
+        return crate::reply::json(StatusCode::OK, refusal.to_text());
+    }
+    let ids: Vec<RequestId> = messages
+        .iter()
+        .filter_map(|m| m.id.as_ref().ok().cloned().flatten())
+        .collect();
+    let tokens: Vec<ProgressToken> = messages
         .iter()
         .filter_map(|m| m.progress_token.clone())
         .collect();
@@ -520,20 +548,8 @@ pub async fn post(
             Err(_) => refuse(StatusCode::NOT_FOUND, "the MCP session has ended"),
         };
     }
-    let opened = session.router().open(&ids, &tokens);
-    let (stream, mut rx) = match opened {
-        Ok(opened) => opened,
-        Err(running) => {
-            let id = serde_json::from_str(&running).ok();
-            let error = mcp_protocol::ErrorObject::invalid_request(format_args!(
-                "duplicate request id {running}: a request with this id is still in flight"
-            ));
-            return crate::reply::json(
-                StatusCode::OK,
-                Message::Response(RpcResponse::error(id, error)).to_text(),
-            );
-        }
-    };
+    // A request id still running is the session's to refuse; its refusal comes back here.
+    let (stream, mut rx) = session.router().open(&ids, &tokens);
     if inbound.send(body.into_text()).await.is_err() {
         session.router().gone(stream);
         return refuse(StatusCode::NOT_FOUND, "the MCP session has ended");

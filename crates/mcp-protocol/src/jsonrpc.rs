@@ -67,6 +67,19 @@ impl RequestId {
         }
     }
 
+    /// Reads a message's `id` member: `None` when it is absent or `null`, the -32600 error
+    /// every refusal of it carries when it is neither an integer nor a string.
+    pub fn read(value: Option<&Value>) -> Result<Option<Self>, ErrorObject> {
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Self::from_value(v).map(Some).ok_or_else(|| {
+                ErrorObject::invalid_request(format_args!(
+                    "`id` must be an integer or a string, got {v}"
+                ))
+            }),
+        }
+    }
+
     /// The id as a JSON value.
     pub fn to_value(&self) -> Value {
         match self {
@@ -338,15 +351,8 @@ impl Message {
         };
         // The id is read first so that every later complaint can be answered with it.
         let raw_id = obj.remove("id");
-        let id = match &raw_id {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(RequestId::from_value(v).ok_or_else(|| InvalidMessage {
-                id: None,
-                error: ErrorObject::invalid_request(format_args!(
-                    "`id` must be an integer or a string, got {v}"
-                )),
-            })?),
-        };
+        let id =
+            RequestId::read(raw_id.as_ref()).map_err(|error| InvalidMessage { id: None, error })?;
         let invalid = |detail: String| InvalidMessage {
             id: id.clone(),
             error: ErrorObject::invalid_request(detail),

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Outcome;
+use crate::outbound::{Answered, Regarding};
 use crate::resources::Status;
 use crate::store::OperationRecord;
 
@@ -64,8 +65,30 @@ struct Entry {
 /// The responses of one batch, sent as one array when the last of its requests finishes.
 #[derive(Default)]
 struct Batch {
-    responses: Vec<Response>,
+    responses: BatchResponses,
     running: usize,
+}
+
+/// A batch's responses, in the order they were made.
+#[derive(Debug, Default)]
+pub(crate) struct BatchResponses {
+    pub(crate) responses: Vec<Response>,
+    /// Which of them (by index) refuse a request whose id was still running.
+    duplicates: Vec<usize>,
+}
+
+impl BatchResponses {
+    /// What the batch's array answers, for the transport.
+    pub(crate) fn regarding(&self) -> Regarding {
+        let answered = self.responses.iter().enumerate().filter_map(|(i, r)| {
+            let id = r.id.clone()?;
+            Some(Answered {
+                id,
+                duplicate: self.duplicates.contains(&i),
+            })
+        });
+        Regarding::Batch(answered.collect())
+    }
 }
 
 /// What to send for a request that finished.
@@ -74,7 +97,7 @@ pub(crate) enum Answer {
     /// Its own response.
     One(Reply),
     /// The batch it was the last running request of, as one array (never empty).
-    Batch(Vec<Response>),
+    Batch(BatchResponses),
     /// Nothing: the client cancelled it, or its batch waits for others.
     Nothing,
 }
@@ -165,22 +188,26 @@ impl CallTable {
         id
     }
 
-    /// Adds a response that was ready at once to an open batch.
-    pub(crate) fn batch_reply(&mut self, batch: BatchId, response: Response) {
+    /// Adds a response that was ready at once to an open batch; `duplicate` when it refuses a
+    /// request whose id was still running.
+    pub(crate) fn batch_reply(&mut self, batch: BatchId, response: Response, duplicate: bool) {
         if let Some(b) = self.batches.get_mut(&batch) {
-            b.responses.push(response);
+            if duplicate {
+                b.responses.duplicates.push(b.responses.responses.len());
+            }
+            b.responses.responses.push(response);
         }
     }
 
     /// Every message of the batch was handled: its responses, if nothing of it still runs
     /// (and it has any).
-    pub(crate) fn close_batch(&mut self, batch: BatchId) -> Option<Vec<Response>> {
+    pub(crate) fn close_batch(&mut self, batch: BatchId) -> Option<BatchResponses> {
         match self.batches.get(&batch) {
             Some(b) if b.running == 0 => self
                 .batches
                 .remove(&batch)
                 .map(|b| b.responses)
-                .filter(|r| !r.is_empty()),
+                .filter(|r| !r.responses.is_empty()),
             _ => None,
         }
     }
@@ -296,7 +323,7 @@ impl CallTable {
                     // Batches (protocol 2025-03-26 only) are answered as one array of trees.
                     let result = reply
                         .map(|reply| serde_json::from_str(reply.body.get()).unwrap_or(Value::Null));
-                    batch.responses.push(Response {
+                    batch.responses.responses.push(Response {
                         id: Some(id.clone()),
                         result,
                     });

@@ -30,7 +30,7 @@ pub use error::PeerError;
 pub use hub::{Hub, HubBuilder, ServerConfig, SessionSlot, Stat};
 pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
-pub use outbound::{Outbound, OutboundReceiver};
+pub use outbound::{Answered, Outbound, OutboundReceiver, Regarding};
 pub use peer::Peer;
 pub use principal::{Principal, SCOPE_ADMIN, SCOPE_TOOL_PREFIX, SCOPE_TOOLS};
 pub use session::Session;

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use mcp_protocol::ProgressToken;
+use mcp_protocol::{ProgressToken, RequestId};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -35,6 +35,45 @@ pub enum Outbound {
     Text(String),
     /// Close the connection; the transport picks the matching close code.
     Close(CloseReason),
+}
+
+/// What a message answers, so that a transport that sends each answer where its request came
+/// from (Streamable HTTP) need not read the message to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Regarding {
+    /// The response to one request.
+    Answer(Answered),
+    /// The responses of one batch, as one array.
+    Batch(Vec<Answered>),
+    /// Progress of the request that gave this token.
+    Progress(ProgressToken),
+    /// Read back from the store after a restart: it answers requests no connection of this
+    /// process made.
+    Restored,
+    /// Anything else: a notification, a request to the client, an error without an id.
+    #[default]
+    Other,
+}
+
+/// A response's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// The request's id.
+    pub id: RequestId,
+    /// The response refuses a request whose id was still running: it answers the newest
+    /// request with that id, not the running one.
+    pub duplicate: bool,
+}
+
+impl Answered {
+    /// The answer to request `id`.
+    pub fn to(id: RequestId) -> Self {
+        Self {
+            id,
+            duplicate: false,
+        }
+    }
 }
 
 /// How many notices may be queued beyond the capacity.
@@ -71,6 +110,7 @@ pub(crate) enum Coalesce {
 struct Entry {
     seq: u64,
     text: String,
+    regarding: Regarding,
     /// Set for a notification a newer one may replace while unsent.
     key: Option<Coalesce>,
     /// Written to the store (always true for a session that is not resumable).
@@ -88,7 +128,7 @@ struct Reader {
     cursor: u64,
     /// Messages for this connection only, sent before the log (the answer to its resuming
     /// `initialize`, output of the session it came from).
-    preamble: VecDeque<String>,
+    preamble: VecDeque<(String, Regarding)>,
     /// How many unsent entries are messages (not coalescing notifications): what
     /// `capacity` bounds.
     unsent_messages: usize,
@@ -166,7 +206,7 @@ impl WeakQueue {
 
 /// What [`OutboundReceiver::recv`] found.
 enum Step {
-    Item(Outbound),
+    Item(Outbound, Regarding),
     /// Carry on with the log of the session this connection resumed.
     Next(OutboundReceiver),
     Done,
@@ -236,7 +276,13 @@ impl OutboundQueue {
     }
 
     /// Appends an entry; the caller holds the lock and has checked that pushing is allowed.
-    fn append(&self, state: &mut State, text: String, key: Option<Coalesce>) -> u64 {
+    fn append(
+        &self,
+        state: &mut State,
+        text: String,
+        regarding: Regarding,
+        key: Option<Coalesce>,
+    ) -> u64 {
         let seq = state.next_seq;
         state.next_seq += 1;
         let resumable = state.resumable;
@@ -246,6 +292,7 @@ impl OutboundQueue {
         state.entries.push_back(Entry {
             seq,
             text,
+            regarding,
             key,
             persisted: resumable.is_none(),
             version: 0,
@@ -282,8 +329,8 @@ impl OutboundQueue {
 
     /// Queues a message, waiting while a connection is attached and `capacity` messages are
     /// unsent. Returns its position.
-    pub(crate) async fn push(&self, text: String) -> Result<u64, Closed> {
-        let mut text = Some(text);
+    pub(crate) async fn push(&self, text: String, regarding: Regarding) -> Result<u64, Closed> {
+        let mut message = Some((text, regarding));
         let mut result = Err(Closed);
         wait_until(&self.shared.writable, || {
             let mut state = self.shared.lock();
@@ -297,8 +344,8 @@ impl OutboundQueue {
             {
                 return false;
             }
-            let text = text.take().unwrap_or_default();
-            result = Ok(self.append(&mut state, text, None));
+            let (text, regarding) = message.take().unwrap_or_default();
+            result = Ok(self.append(&mut state, text, regarding, None));
             true
         })
         .await;
@@ -321,7 +368,7 @@ impl OutboundQueue {
             self.shared.metrics.notice_dropped();
             return Ok(false);
         }
-        self.append(&mut state, text, None);
+        self.append(&mut state, text, Regarding::Other, None);
         Ok(true)
     }
 
@@ -360,7 +407,11 @@ impl OutboundQueue {
             }
             return Ok(());
         }
-        self.append(&mut state, text, Some(key));
+        let regarding = match &key {
+            Coalesce::Progress(token) => Regarding::Progress(token.clone()),
+            Coalesce::Updated(_) => Regarding::Other,
+        };
+        self.append(&mut state, text, regarding, Some(key));
         Ok(())
     }
 
@@ -412,7 +463,7 @@ impl OutboundQueue {
         entries: Vec<LogEntry>,
         next_seq: u64,
         after: u64,
-        preamble: Vec<String>,
+        preamble: Vec<(String, Regarding)>,
     ) {
         let mut state = self.shared.lock();
         let old: Vec<Entry> = state.entries.drain(..).collect();
@@ -423,7 +474,7 @@ impl OutboundQueue {
                 self.shared.metrics.outbound_queued(-1);
             }
             if entry.seq > cursor {
-                unsent.push_back(entry.text);
+                unsent.push_back((entry.text, entry.regarding));
             }
         }
         state.entries = entries
@@ -431,6 +482,7 @@ impl OutboundQueue {
             .map(|e| Entry {
                 seq: e.seq,
                 text: e.text,
+                regarding: Regarding::Restored,
                 key: None,
                 persisted: true,
                 version: 0,
@@ -443,7 +495,7 @@ impl OutboundQueue {
         state.delivered = state.next_seq - 1;
         let unsent_messages = state.entries.iter().filter(|e| e.seq > after).count();
         if let Some(reader) = &mut state.reader {
-            let mut queued: VecDeque<String> = reader.preamble.drain(..).collect();
+            let mut queued: VecDeque<(String, Regarding)> = reader.preamble.drain(..).collect();
             queued.extend(unsent);
             queued.extend(preamble);
             reader.preamble = queued;
@@ -461,7 +513,7 @@ impl OutboundQueue {
     pub(crate) fn attach(
         &self,
         after: Option<u64>,
-        preamble: Vec<String>,
+        preamble: Vec<(String, Regarding)>,
     ) -> Result<OutboundReceiver, AttachError> {
         let mut state = self.shared.lock();
         let after = after.unwrap_or(state.delivered);
@@ -545,6 +597,11 @@ impl OutboundReceiver {
     /// The next item to send; `None` once the session's output has ended and all of it was
     /// taken.
     pub async fn recv(&mut self) -> Option<Outbound> {
+        self.recv_with_regarding().await.map(|(item, _)| item)
+    }
+
+    /// The next item to send, and what it answers ([`Regarding::Other`] for a close).
+    pub async fn recv_with_regarding(&mut self) -> Option<(Outbound, Regarding)> {
         loop {
             let shared = Arc::clone(&self.shared);
             let generation = self.generation;
@@ -558,7 +615,7 @@ impl OutboundReceiver {
             .await;
             self.replaced = replaced;
             match step {
-                Some(Step::Item(item)) => return Some(item),
+                Some(Step::Item(item, regarding)) => return Some((item, regarding)),
                 Some(Step::Next(next)) => *self = next,
                 Some(Step::Done) | None => return None,
             }
@@ -581,7 +638,10 @@ impl OutboundReceiver {
                 return Some(Step::Done);
             }
             *replaced = true;
-            return Some(Step::Item(Outbound::Close(CloseReason::Replaced)));
+            return Some(Step::Item(
+                Outbound::Close(CloseReason::Replaced),
+                Regarding::Other,
+            ));
         }
         let State {
             entries,
@@ -595,8 +655,8 @@ impl OutboundReceiver {
             ..
         } = state;
         let reader = reader.as_mut()?;
-        if let Some(text) = reader.preamble.pop_front() {
-            return Some(Step::Item(Outbound::Text(text)));
+        if let Some((text, regarding)) = reader.preamble.pop_front() {
+            return Some(Step::Item(Outbound::Text(text), regarding));
         }
         let first = entries.front().map_or(*next_seq, |e| e.seq);
         if reader.cursor + 1 < first && first < *next_seq {
@@ -629,7 +689,7 @@ impl OutboundReceiver {
                 );
                 entries.truncate(index);
                 return Some(match (close.take(), handover.take()) {
-                    (Some(reason), _) => Step::Item(Outbound::Close(reason)),
+                    (Some(reason), _) => Step::Item(Outbound::Close(reason), Regarding::Other),
                     (None, Some(receiver)) => Step::Next(receiver),
                     (None, None) => Step::Done,
                 });
@@ -650,6 +710,11 @@ impl OutboundReceiver {
             } else {
                 std::mem::take(&mut entry.text)
             };
+            let regarding = if keep {
+                entry.regarding.clone()
+            } else {
+                std::mem::take(&mut entry.regarding)
+            };
             if !keep {
                 // Nobody resumes this session: what was sent can go.
                 let cursor = reader.cursor;
@@ -658,11 +723,11 @@ impl OutboundReceiver {
                 }
             }
             shared.writable.notify_waiters();
-            return Some(Step::Item(Outbound::Text(text)));
+            return Some(Step::Item(Outbound::Text(text), regarding));
         }
         if *ended {
             if let Some(reason) = close.take() {
-                return Some(Step::Item(Outbound::Close(reason)));
+                return Some(Step::Item(Outbound::Close(reason), Regarding::Other));
             }
             if let Some(receiver) = handover.take() {
                 return Some(Step::Next(receiver));

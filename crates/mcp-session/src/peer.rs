@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::PeerError;
-use crate::outbound::{OutboundQueue, WeakQueue};
+use crate::outbound::{OutboundQueue, Regarding, WeakQueue};
 
 type Reply = Result<Value, ErrorObject>;
 
@@ -149,7 +149,10 @@ impl Peer {
             params,
         })
         .to_text();
-        outbound.push(text).await.map_err(|_| PeerError::Closed)?;
+        outbound
+            .push(text, Regarding::Other)
+            .await
+            .map_err(|_| PeerError::Closed)?;
         drop(outbound);
         match rx.await {
             Ok(Ok(result)) => Ok(result),

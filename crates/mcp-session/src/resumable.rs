@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::calls::{Finished, Operations};
 use crate::hub::Claim;
 use crate::limits::CallSlot;
-use crate::outbound::{AttachError, OutboundQueue};
+use crate::outbound::{Answered, AttachError, OutboundQueue, Regarding};
 use crate::router::ToolCall;
 use crate::store::{
     HistoryEntry, LogEntry, OperationRecord, SessionId, SessionRecord, SessionStore, Update, now_ms,
@@ -394,13 +394,13 @@ impl Resumable {
             .map(|at| at + grace)
     }
 
-    /// Gives a resuming connection the log after `last_seq`, behind `text`, the answer to
+    /// Gives a resuming connection the log after `last_seq`, behind `answer`, the answer to
     /// its `initialize`; the previous connection's receiver yields
     /// [`crate::CloseReason::Replaced`].
     pub(crate) fn attach(
         &mut self,
         outbound: &OutboundQueue,
-        text: String,
+        answer: (String, Regarding),
         last_seq: Position,
     ) -> Result<OutboundReceiver, ErrorObject> {
         let after = match last_seq {
@@ -408,7 +408,7 @@ impl Resumable {
             Position::Delivered => None,
         };
         let receiver = outbound
-            .attach(after, vec![text])
+            .attach(after, vec![answer])
             .map_err(|e| attach_error(e, last_seq))?;
         self.detached_at = None;
         self.expired = false;
@@ -457,8 +457,9 @@ impl Resumable {
             let _ = reply.send(Err((error, inbound)));
             return None;
         };
+        let regarding = Regarding::Answer(Answered::to(request.clone()));
         let text = hub.initialize_text(version, &self.id, request);
-        match self.attach(outbound, text, last_seq) {
+        match self.attach(outbound, (text, regarding), last_seq) {
             Ok(receiver) => {
                 let client = &params.client_info.name;
                 tracing::info!(%last_seq, %client, "resumed on a new connection");
@@ -667,6 +668,7 @@ pub(crate) async fn restore(
     }
     resumable.client_name = Some(params.client_info.name.clone());
     outbound.make_resumable(hub.inner.config.resume_log, true);
+    let regarding = Regarding::Answer(Answered::to(request.clone()));
     let text = hub.initialize_text(version, &record.id, request);
     let interrupted: Vec<(OperationRecord, Option<f64>)> = record
         .operations
@@ -679,7 +681,7 @@ pub(crate) async fn restore(
             (op, seen)
         })
         .collect();
-    outbound.restore(entries, record.next_seq, after, vec![text]);
+    outbound.restore(entries, record.next_seq, after, vec![(text, regarding)]);
     tracing::info!(
         session = %record.id,
         %last_seq,

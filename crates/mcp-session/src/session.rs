@@ -23,26 +23,27 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::calls::{Answer, BatchId, CallInfo, CallTable, CancelledBy, Operations, Reply};
+use crate::calls::{Answer, BatchId, BatchResponses, CallInfo, CallTable, CancelledBy, Reply};
 use crate::hub::Notices;
 use crate::lifecycle::{Admitted, CloseReason, Drain, Due, Lifecycle, SessionEnd, shutdown_error};
 use crate::metrics::Outcome;
-use crate::outbound::{Coalesce, OutboundQueue, with_member};
+use crate::outbound::{Answered, Coalesce, OutboundQueue, Regarding, with_member};
 use crate::peer::PendingTable;
 use crate::resources::{Resources, STATS_URI};
-use crate::resumable::{
-    self, Attach, Claimed, Control, Flushed, Resumable, Resume, ResumeRequest, last_seq,
-    resume_request, wants_resume,
-};
+use crate::resumable::{self, Control, Flushed, Resumable, Resume, resume_request, wants_resume};
 use crate::router::{self, Polled, RequestContext, Route, Router, ToolCall, to_value};
 use crate::sinks::{SessionSinks, updated_text};
 use crate::store::{OperationRecord, now_ms};
 use crate::{Hub, Peer, Principal, SessionId};
 
+mod resume;
+
 /// What became of one incoming message.
 enum Handled {
     /// Answer right away.
     Reply(Response),
+    /// Refuse a request whose id is still running, right away.
+    Duplicate(Response),
     /// A request is running; its response comes when it finishes.
     Spawned,
     /// A tool call that finished when first polled (a quick tool): it ran without a task,
@@ -422,114 +423,6 @@ impl Session {
         self.calls.cancel_all();
     }
 
-    /// A connection resumes this (live) session (see [`Resumable::accept`]); it takes the
-    /// connection's input, principal and capabilities.
-    fn attach(&mut self, attach: Attach) {
-        let (hub, version) = (&self.hub, self.lifecycle.version());
-        let Some(r) = &mut self.resumable else {
-            return;
-        };
-        if let Some(taken) = r.accept(
-            attach,
-            hub,
-            version,
-            &self.principal,
-            &self.outbound,
-            &self.peer,
-        ) {
-            self.inbound = Some(taken.inbound);
-            self.principal = taken.principal;
-            self.client = Some(taken.capabilities);
-            self.last_activity = Instant::now();
-        }
-    }
-
-    /// Handles a resuming `initialize`: attaches this connection to the live session it
-    /// names, or restores that session from the store into this one.
-    async fn resume(&mut self, request: ResumeRequest) {
-        let id = request.id.clone();
-        if let Err(error) = self.try_resume(request).await {
-            tracing::info!(%error, "resume refused");
-            self.send_error(Some(id), error).await;
-        }
-    }
-
-    async fn try_resume(&mut self, request: ResumeRequest) -> Result<(), ErrorObject> {
-        let params: InitializeParams = decode_params(request.params.clone())?;
-        let last_seq = last_seq(&params)?;
-        let hub = self.hub.clone();
-        let claimed = resumable::claim(
-            &hub,
-            &request,
-            &params,
-            last_seq,
-            &self.principal,
-            &mut self.inbound,
-        )
-        .await?;
-        let stored = match claimed {
-            Claimed::Attached(attached) => {
-                if let Some((receiver, peer)) = attached {
-                    // The transport's requests (heartbeat pings) follow the connection.
-                    self.peer.follow(&peer);
-                    self.outbound.hand_over(receiver);
-                }
-                self.handed_over = true;
-                return Ok(());
-            }
-            Claimed::Stored(stored) => *stored,
-        };
-        let session = stored.record.id.clone();
-        let operations = Arc::new(Operations::default());
-        let restored = resumable::restore(
-            &hub,
-            stored,
-            request.id,
-            &params,
-            last_seq,
-            &self.outbound,
-            Arc::clone(&operations),
-        )
-        .await
-        .inspect_err(|_| hub.release(&session))?;
-        self.calls.record_operations(operations);
-        self.resumable = Some(restored.resumable);
-        self.client = Some(Arc::new(params.capabilities));
-        self.lifecycle = Lifecycle::Operating(restored.version);
-        for (op, seen) in restored.interrupted {
-            self.interrupted(op, seen, restored.version).await;
-        }
-        Ok(())
-    }
-
-    /// Reports a call that was running when the server stopped, and resumes it when its
-    /// tool can; otherwise answers it with an -32004 error.
-    async fn interrupted(
-        &mut self,
-        op: OperationRecord,
-        seen: Option<f64>,
-        version: ProtocolVersion,
-    ) {
-        let resumes = self.hub.inner.catalog.tools.is_resumable(&op.tool);
-        let (notice, refusal) = resumable::interrupted(&op, seen, resumes);
-        self.send_message(Message::Notification(notice)).await;
-        if let Some(error) = refusal {
-            self.send_error(Some(op.request_id), error).await;
-            return;
-        }
-        // It was admitted before the restart: it counts, but is not refused.
-        let slot = self.hub.inner.limits.count_call(&self.principal);
-        let (id, call, resume) = resumable::resumed_call(op, slot, seen);
-        match self.start_call(id.clone(), call, version, None, Some(resume)) {
-            Err(error) => self.send_error(Some(id), error).await,
-            Ok(Handled::Finished(done)) => {
-                let (id, reply) = *done;
-                self.complete(id, reply).await;
-            }
-            Ok(_) => {}
-        }
-    }
-
     /// Queues `notifications/resources/updated` for `uri`, replacing one still queued.
     fn resource_updated(&mut self, uri: &str) {
         if self
@@ -552,7 +445,8 @@ impl Session {
         inner.metrics.drained();
         let (drain, notice) = Drain::begin(deadline, self.calls.len());
         self.drain = Some(drain);
-        self.send_message(Message::Notification(notice)).await;
+        self.send_message(Message::Notification(notice), Regarding::Other)
+            .await;
     }
 
     /// Moves the drain on when its deadline passes: first the running requests are
@@ -584,20 +478,23 @@ impl Session {
         true
     }
 
-    async fn send(&mut self, text: String) {
-        if self.outbound.push(text).await.is_err() {
+    async fn send(&mut self, text: String, regarding: Regarding) {
+        if self.outbound.push(text, regarding).await.is_err() {
             self.output_closed = true;
         }
     }
 
     async fn send_error(&mut self, id: Option<RequestId>, error: ErrorObject) {
-        self.send_message(Message::Response(Response::error(id, error)))
+        let regarding = id
+            .clone()
+            .map_or(Regarding::Other, |id| Regarding::Answer(Answered::to(id)));
+        self.send_message(Message::Response(Response::error(id, error)), regarding)
             .await;
     }
 
-    async fn send_message(&mut self, message: impl Serialize) {
+    async fn send_message(&mut self, message: impl Serialize, regarding: Regarding) {
         match serde_json::to_string(&message) {
-            Ok(text) => self.send(text).await,
+            Ok(text) => self.send(text, regarding).await,
             Err(e) => tracing::error!(error = %e, "could not serialize an outgoing message"),
         }
     }
@@ -615,14 +512,8 @@ impl Session {
                 self.send_error(None, error).await;
             }
             Ok(Incoming::Single(message)) => match self.handle_message(message, None) {
-                Handled::Reply(response) => {
-                    let mut text = Message::Response(response).to_text();
-                    if let Some(id) = self.announce.take() {
-                        // SEP-1288: the answer to `initialize` names the session.
-                        text = with_member(&text, "mcpSessionId", &Value::from(id.as_str()));
-                    }
-                    self.send(text).await;
-                }
+                Handled::Reply(response) => self.reply(response, false).await,
+                Handled::Duplicate(response) => self.reply(response, true).await,
                 Handled::Finished(finished) => {
                     let (id, reply) = *finished;
                     self.complete(id, reply).await;
@@ -631,6 +522,20 @@ impl Session {
             },
             Ok(Incoming::Batch(messages)) => Box::pin(self.handle_batch(messages)).await,
         }
+    }
+
+    /// Sends an answer that was ready at once; `duplicate` when it refuses a request whose id
+    /// was still running.
+    async fn reply(&mut self, response: Response, duplicate: bool) {
+        let regarding = response.id.clone().map_or(Regarding::Other, |id| {
+            Regarding::Answer(Answered { id, duplicate })
+        });
+        let mut text = Message::Response(response).to_text();
+        if let Some(id) = self.announce.take() {
+            // SEP-1288: the answer to `initialize` names the session.
+            text = with_member(&text, "mcpSessionId", &Value::from(id.as_str()));
+        }
+        self.send(text, regarding).await;
     }
 
     async fn handle_batch(&mut self, messages: Vec<Result<Message, InvalidMessage>>) {
@@ -642,7 +547,8 @@ impl Session {
         let mut finished = Vec::new();
         for message in messages {
             match self.handle_message(message, Some(batch)) {
-                Handled::Reply(response) => self.calls.batch_reply(batch, response),
+                Handled::Reply(response) => self.calls.batch_reply(batch, response, false),
+                Handled::Duplicate(response) => self.calls.batch_reply(batch, response, true),
                 Handled::Finished(done) => finished.push(done),
                 Handled::Spawned | Handled::Nothing => {}
             }
@@ -659,9 +565,14 @@ impl Session {
 
     /// A batch's responses, as one array. A batch of only notifications (or of only
     /// cancelled requests) has none and gets no response.
-    async fn send_batch(&mut self, responses: Vec<Response>) {
-        let messages: Vec<Message> = responses.into_iter().map(Message::Response).collect();
-        self.send_message(messages).await;
+    async fn send_batch(&mut self, responses: BatchResponses) {
+        let regarding = responses.regarding();
+        let messages: Vec<Message> = responses
+            .responses
+            .into_iter()
+            .map(Message::Response)
+            .collect();
+        self.send_message(messages, regarding).await;
     }
 
     fn handle_message(
@@ -676,6 +587,7 @@ impl Session {
             }
             Ok(Message::Request(request)) => {
                 let id = request.id.clone();
+                let duplicate = self.calls.contains(&id);
                 let method = request.method.clone();
                 let metrics = self.hub.inner.metrics.clone();
                 let started = Instant::now();
@@ -688,7 +600,11 @@ impl Session {
                     Err(error) => {
                         tracing::debug!(%id, %error, "request refused");
                         metrics.count_request(&method, Outcome::error);
-                        Handled::Reply(Response::error(Some(id.clone()), error))
+                        let refusal = Response::error(Some(id.clone()), error);
+                        match duplicate {
+                            true => Handled::Duplicate(refusal),
+                            false => Handled::Reply(refusal),
+                        }
                     }
                 };
                 metrics.observe_latency(&method, started.elapsed().as_secs_f64());
@@ -794,23 +710,6 @@ impl Session {
         to_value(self.hub.initialize_result(version))
     }
 
-    /// Makes this new session resumable: it gets an id, and its messages are kept (and
-    /// written to the store before they are sent) from its answer to `initialize` on.
-    fn make_resumable(
-        &mut self,
-        version: ProtocolVersion,
-        client: &str,
-    ) -> Result<(), ErrorObject> {
-        let resumable = Resumable::create(&self.hub, version, client)?;
-        self.calls
-            .record_operations(Arc::clone(&resumable.operations));
-        self.outbound
-            .make_resumable(self.hub.inner.config.resume_log, true);
-        self.announce = Some(resumable.id.clone());
-        self.resumable = Some(resumable);
-        Ok(())
-    }
-
     /// Starts an admitted tool call (a new one, or one resumed after a restart), with sinks
     /// into this session: polled once here, and spawned if it is not done at once.
     fn start_call(
@@ -883,7 +782,9 @@ impl Session {
     /// small: it is inline in the session's loop, and so in every session's frame.
     async fn complete(&mut self, id: RequestId, reply: Reply) {
         match self.conclude(id, reply) {
-            Some(Concluded::Text(text)) => self.send(text).await,
+            Some(Concluded::Answer(id, text)) => {
+                self.send(text, Regarding::Answer(Answered::to(id))).await
+            }
             Some(Concluded::Batch(responses)) => Box::pin(self.send_batch(responses)).await,
             None => {}
         }
@@ -926,13 +827,14 @@ impl Session {
                 None
             }
             // The result's text goes out as it is: no tree is built or copied again.
-            Answer::One(Ok(reply)) => Some(Concluded::Text(mcp_protocol::response_text(
-                &id,
-                &reply.body,
-            ))),
-            Answer::One(Err(error)) => Some(Concluded::Text(
-                Message::Response(Response::error(Some(id), error)).to_text(),
-            )),
+            Answer::One(Ok(reply)) => {
+                let text = mcp_protocol::response_text(&id, &reply.body);
+                Some(Concluded::Answer(id, text))
+            }
+            Answer::One(Err(error)) => {
+                let text = Message::Response(Response::error(Some(id.clone()), error)).to_text();
+                Some(Concluded::Answer(id, text))
+            }
             Answer::Batch(responses) => Some(Concluded::Batch(responses)),
         }
     }
@@ -950,9 +852,9 @@ impl Session {
 /// What is sent when a tool call ends.
 enum Concluded {
     /// Its response.
-    Text(String),
+    Answer(RequestId, String),
     /// Its batch, whose last request it was.
-    Batch(Vec<Response>),
+    Batch(BatchResponses),
 }
 
 impl Drop for Session {

@@ -25,6 +25,10 @@
 //! of 200 ms finishes after one of 100 ms, deterministically and instantly.
 //! Outputs are compared as JSON with sorted keys. `UPDATE_EXPECT=1 cargo test` rewrites the
 //! `<-` lines from the actual output.
+//!
+//! What the session says each message answers (the [`Regarding`] a transport routes by) is
+//! checked against the message itself; the refusal of a duplicate id, which says so, is
+//! written `<- duplicate {...}`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -37,7 +41,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::{
-    Hub, MemoryStore, Outbound, OutboundReceiver, PeerError, ServerConfig, SessionEnd, SessionStore,
+    Answered, Hub, MemoryStore, Outbound, OutboundReceiver, PeerError, Regarding, ServerConfig,
+    SessionEnd, SessionStore,
 };
 
 /// One line of a transcript file.
@@ -80,28 +85,69 @@ fn parse_transcript(text: &str) -> Vec<Line> {
         .collect()
 }
 
-/// Canonical form of one output item: JSON with sorted keys, or `close <reason>`. An
-/// announced session id is kept in `session` and written `$SESSION`.
-fn canonical(item: Outbound, session: &mut Option<String>) -> String {
+/// Canonical form of one output item: JSON with sorted keys (behind `duplicate ` for the
+/// refusal of a duplicate id), or `close <reason>`. An announced session id is kept in
+/// `session` and written `$SESSION`.
+fn canonical((item, regarding): (Outbound, Regarding), session: &mut Option<String>) -> String {
     match item {
         Outbound::Text(text) => {
             let mut value: Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("the session sent invalid JSON ({e}): {text}"));
+            let duplicate = check_regarding(&value, &regarding);
             if let Some(id) = value.get_mut("mcpSessionId")
                 && let Some(text) = id.as_str()
             {
                 *session = Some(text.to_owned());
                 *id = Value::from(SESSION);
             }
-            value.to_string()
+            match duplicate {
+                true => format!("duplicate {value}"),
+                false => value.to_string(),
+            }
         }
         Outbound::Close(reason) => format!("close {reason:?}"),
     }
 }
 
+/// Checks that `regarding` says what `message` answers; returns whether it says that the
+/// message refuses a duplicate id.
+fn check_regarding(message: &Value, regarding: &Regarding) -> bool {
+    let id = |m: &Value| mcp_protocol::RequestId::from_value(m.get("id")?);
+    let answers = |m: &Value| m.get("method").is_none() && id(m).is_some();
+    let (expected, duplicate) = match (message, regarding) {
+        (_, Regarding::Restored) => return false,
+        (Value::Array(items), Regarding::Batch(answered)) => {
+            let ids: Vec<_> = items.iter().filter_map(id).collect();
+            let got: Vec<_> = answered.iter().map(|a| a.id.clone()).collect();
+            assert_eq!(got, ids, "a batch regards its answers' ids: {message}");
+            assert!(answered.iter().all(|a| !a.duplicate), "{message}");
+            return false;
+        }
+        (m, Regarding::Answer(a)) if answers(m) => (
+            Regarding::Answer(Answered::to(id(m).unwrap_or(a.id.clone()))),
+            a.duplicate,
+        ),
+        (m, _) if m["method"] == methods::PROGRESS => {
+            let token = mcp_protocol::RequestId::from_value(&m["params"]["progressToken"]);
+            (token.map_or(Regarding::Other, Regarding::Progress), false)
+        }
+        _ => (Regarding::Other, false),
+    };
+    let got = match regarding {
+        Regarding::Answer(a) => Regarding::Answer(Answered::to(a.id.clone())),
+        other => other.clone(),
+    };
+    assert_eq!(got, expected, "what the session says it answers: {message}");
+    duplicate
+}
+
 fn canonical_expected(line: &str) -> String {
-    match serde_json::from_str::<Value>(line) {
-        Ok(value) => value.to_string(),
+    let (prefix, json) = match line.strip_prefix("duplicate ") {
+        Some(rest) => ("duplicate ", rest),
+        None => ("", line),
+    };
+    match serde_json::from_str::<Value>(json) {
+        Ok(value) => format!("{prefix}{value}"),
         Err(_) => line.to_owned(),
     }
 }
@@ -114,7 +160,7 @@ async fn drain(rx: &mut OutboundReceiver, session: &mut Option<String>) -> (Vec<
     let mut out = Vec::new();
     loop {
         // On the paused clock this timeout fires only once every task is idle.
-        match tokio::time::timeout(Duration::from_secs(24 * 3600), rx.recv()).await {
+        match tokio::time::timeout(Duration::from_secs(24 * 3600), rx.recv_with_regarding()).await {
             Ok(Some(item)) => out.push(canonical(item, session)),
             Ok(None) => return (out, true),
             Err(_) => return (out, false),
@@ -126,7 +172,9 @@ async fn drain(rx: &mut OutboundReceiver, session: &mut Option<String>) -> (Vec<
 /// clock moves by a millisecond at most, so calls that wait on a timer are still running.
 async fn settle(rx: &mut OutboundReceiver, session: &mut Option<String>) -> Vec<String> {
     let mut out = Vec::new();
-    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(1), rx.recv()).await {
+    while let Ok(Some(item)) =
+        tokio::time::timeout(Duration::from_millis(1), rx.recv_with_regarding()).await
+    {
         out.push(canonical(item, session));
     }
     out

@@ -1,12 +1,13 @@
 //! The call table alone: answers at most once, nothing after a client's cancel, batches
 //! complete with their last request, and the operations a resumable session records.
 
-use mcp_protocol::{ErrorObject, RequestId};
+use mcp_protocol::{ErrorObject, RequestId, Response};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Answer, CallInfo, CallReply, CallTable, CancelledBy, Reply};
+use crate::outbound::{Answered, Regarding};
 use crate::store::OperationRecord;
 
 fn info() -> CallInfo {
@@ -108,8 +109,11 @@ fn a_server_cancel_answers_with_the_server_error() {
 fn a_batch_goes_out_with_its_last_request() {
     let mut table = CallTable::default();
     let batch = table.open_batch();
-    table.batch_reply(batch, mcp_protocol::Response::ok(id(9), json!({})));
+    table.batch_reply(batch, mcp_protocol::Response::ok(id(9), json!({})), false);
     table.start(id(1), CancellationToken::new(), Some(batch), info(), None);
+    // The same id again, refused while the first runs.
+    let refusal = ErrorObject::invalid_request("duplicate");
+    table.batch_reply(batch, Response::error(Some(id(1)), refusal), true);
     table.start(id(2), CancellationToken::new(), Some(batch), info(), None);
     table.start(id(3), CancellationToken::new(), Some(batch), info(), None);
     assert!(table.close_batch(batch).is_none(), "requests still run");
@@ -125,11 +129,26 @@ fn a_batch_goes_out_with_its_last_request() {
     match table.finish(&id(1), ok("1"), shutdown).unwrap().send {
         Answer::Batch(responses) => {
             let ids: Vec<String> = responses
+                .responses
                 .iter()
                 .map(|r| r.id.as_ref().unwrap().to_string())
                 .collect();
             // The cancelled request is left out.
-            assert_eq!(ids, ["9", "2", "1"]);
+            assert_eq!(ids, ["9", "1", "2", "1"]);
+            // The transport learns which answer is the refusal, without reading them.
+            let answered = |n, duplicate| Answered {
+                id: id(n),
+                duplicate,
+            };
+            assert_eq!(
+                responses.regarding(),
+                Regarding::Batch(vec![
+                    answered(9, false),
+                    answered(1, true),
+                    answered(2, false),
+                    answered(1, false),
+                ])
+            );
         }
         other => panic!("expected the batch, got {other:?}"),
     }
@@ -139,8 +158,8 @@ fn a_batch_goes_out_with_its_last_request() {
 fn a_batch_of_answers_only_is_complete_when_closed() {
     let mut table = CallTable::default();
     let batch = table.open_batch();
-    table.batch_reply(batch, mcp_protocol::Response::ok(id(1), json!({})));
-    assert_eq!(table.close_batch(batch).unwrap().len(), 1);
+    table.batch_reply(batch, mcp_protocol::Response::ok(id(1), json!({})), false);
+    assert_eq!(table.close_batch(batch).unwrap().responses.len(), 1);
     // A batch with nothing to answer (only notifications) has no array at all.
     let empty = table.open_batch();
     assert!(table.close_batch(empty).is_none());

@@ -26,7 +26,9 @@ async fn progress_for_one_token_coalesces_newest_wins() {
     }
     tx.push_progress(ProgressToken::from(7), "other".to_owned())
         .unwrap();
-    tx.push("response".to_owned()).await.unwrap();
+    tx.push("response".to_owned(), Regarding::Other)
+        .await
+        .unwrap();
     assert_eq!(rx.len(), 3, "one slot per token plus the message");
     assert_eq!(text(rx.recv().await), "p999");
     assert_eq!(text(rx.recv().await), "other");
@@ -44,11 +46,11 @@ async fn progress_for_one_token_coalesces_newest_wins() {
 #[tokio::test(start_paused = true)]
 async fn messages_wait_for_room_and_are_never_dropped() {
     let (tx, mut rx, _) = queue(2);
-    tx.push("a".to_owned()).await.unwrap();
-    tx.push("b".to_owned()).await.unwrap();
+    tx.push("a".to_owned(), Regarding::Other).await.unwrap();
+    tx.push("b".to_owned(), Regarding::Other).await.unwrap();
     let pusher = tokio::spawn({
         let tx = tx.clone();
-        async move { tx.push("c".to_owned()).await }
+        async move { tx.push("c".to_owned(), Regarding::Other).await }
     });
     // Progress still gets in while messages wait.
     tx.push_progress(ProgressToken::from(1), "progress".to_owned())
@@ -70,9 +72,14 @@ async fn messages_wait_for_room_and_are_never_dropped() {
 #[tokio::test]
 async fn close_goes_out_after_what_was_queued_and_refuses_more() {
     let (tx, mut rx, _) = queue(4);
-    tx.push("last words".to_owned()).await.unwrap();
+    tx.push("last words".to_owned(), Regarding::Other)
+        .await
+        .unwrap();
     tx.close(CloseReason::ShuttingDown);
-    assert_eq!(tx.push("too late".to_owned()).await, Err(Closed));
+    assert_eq!(
+        tx.push("too late".to_owned(), Regarding::Other).await,
+        Err(Closed)
+    );
     assert_eq!(text(rx.recv().await), "last words");
     assert_eq!(
         rx.recv().await,
@@ -84,10 +91,10 @@ async fn close_goes_out_after_what_was_queued_and_refuses_more() {
 #[tokio::test]
 async fn a_gone_receiver_releases_waiting_pushers() {
     let (tx, rx, metrics) = queue(1);
-    tx.push("a".to_owned()).await.unwrap();
+    tx.push("a".to_owned(), Regarding::Other).await.unwrap();
     let pusher = tokio::spawn({
         let tx = tx.clone();
-        async move { tx.push("b".to_owned()).await }
+        async move { tx.push("b".to_owned(), Regarding::Other).await }
     });
     tokio::task::yield_now().await;
     drop(rx);
@@ -100,7 +107,7 @@ async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() 
     let (tx, mut rx, _) = queue(8);
     tx.make_resumable(2, false);
     for i in 1..=5 {
-        tx.push(format!("m{i}")).await.unwrap();
+        tx.push(format!("m{i}"), Regarding::Other).await.unwrap();
     }
     let written = tx.take_unpersisted();
     tx.mark_persisted(&written);
@@ -108,7 +115,7 @@ async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() 
         assert_eq!(text(rx.recv().await), format!("m{i}"));
     }
     // Once read, the cap applies: a new connection can resume only from the last two.
-    tx.push("m6".to_owned()).await.unwrap();
+    tx.push("m6".to_owned(), Regarding::Other).await.unwrap();
     assert!(matches!(
         tx.attach(Some(3), Vec::new()),
         Err(AttachError::Truncated { oldest: 5 })
@@ -122,7 +129,7 @@ async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
     tx.make_resumable(3, false);
     drop(rx);
     for i in 1..=10 {
-        tx.push(format!("m{i}")).await.unwrap();
+        tx.push(format!("m{i}"), Regarding::Other).await.unwrap();
     }
     assert!(matches!(
         tx.attach(Some(6), Vec::new()),
@@ -130,7 +137,9 @@ async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
     ));
     let written = tx.take_unpersisted();
     tx.mark_persisted(&written);
-    let mut rx = tx.attach(Some(7), vec!["hello".to_owned()]).unwrap();
+    let mut rx = tx
+        .attach(Some(7), vec![("hello".to_owned(), Regarding::Other)])
+        .unwrap();
     assert_eq!(text(rx.recv().await), "hello");
     for i in 8..=10 {
         assert_eq!(text(rx.recv().await), format!("m{i}"));
@@ -142,7 +151,7 @@ async fn attaching_at_the_delivered_position_gets_only_what_no_connection_was_gi
     let (tx, mut rx, _) = queue(8);
     tx.make_resumable(16, false);
     for i in 1..=4 {
-        tx.push(format!("m{i}")).await.unwrap();
+        tx.push(format!("m{i}"), Regarding::Other).await.unwrap();
     }
     let written = tx.take_unpersisted();
     tx.mark_persisted(&written);
@@ -158,4 +167,55 @@ async fn attaching_at_the_delivered_position_gets_only_what_no_connection_was_gi
     drop(rx);
     let mut rx = tx.attach(None, Vec::new()).unwrap();
     assert_eq!(text(rx.recv().await), "m4");
+}
+
+#[tokio::test]
+async fn each_message_says_what_it_answers_and_keeps_it_across_a_resume() {
+    let (tx, mut rx, _) = queue(8);
+    tx.make_resumable(16, false);
+    let answer = Regarding::Answer(Answered::to(RequestId::Number(7)));
+    let token = RequestId::String("t".to_owned());
+    tx.push("answer".to_owned(), answer.clone()).await.unwrap();
+    tx.push_progress(token.clone(), "50%".to_owned()).unwrap();
+    // A newer progress replaces the unsent one and still regards the same token.
+    tx.push_progress(token.clone(), "60%".to_owned()).unwrap();
+    assert_eq!(tx.try_push_notice("log".to_owned()), Ok(true));
+    let written = tx.take_unpersisted();
+    tx.mark_persisted(&written);
+    let progress = Regarding::Progress(token);
+    let expected = [
+        ("answer", answer.clone()),
+        ("60%", progress.clone()),
+        ("log", Regarding::Other),
+    ];
+    for (text, regarding) in &expected {
+        let item = rx.recv_with_regarding().await;
+        assert_eq!(
+            item,
+            Some((Outbound::Text((*text).to_owned()), regarding.clone()))
+        );
+    }
+    // A connection that resumes reads them again with what they regard; its preamble too.
+    drop(rx);
+    let hello = Regarding::Answer(Answered::to(RequestId::Number(8)));
+    let mut rx = tx
+        .attach(Some(0), vec![("hello".to_owned(), hello.clone())])
+        .unwrap();
+    assert_eq!(rx.recv_with_regarding().await.unwrap().1, hello);
+    for (_, regarding) in &expected {
+        assert_eq!(&rx.recv_with_regarding().await.unwrap().1, regarding);
+    }
+    // Read back from the store, they answer requests of another process.
+    tx.restore(
+        written.into_iter().map(|(e, _)| e).collect(),
+        4,
+        0,
+        Vec::new(),
+    );
+    for _ in &expected {
+        assert_eq!(
+            rx.recv_with_regarding().await.unwrap().1,
+            Regarding::Restored
+        );
+    }
 }

@@ -1,12 +1,13 @@
-//! What routing needs of a message, read without building it: of a POST body (its requests'
-//! ids, their progress tokens, the requests a cancellation names) and of the session's
-//! output (the ids of responses, the token of a progress notification). The rest of a
-//! message (a result may be megabytes) is skipped, not built; the session parses the
-//! message itself, once.
+//! What routing needs of a POST body, read without building it: its requests' ids, their
+//! progress tokens, the requests a cancellation names. The rest of a message (arguments may
+//! be megabytes) is skipped, not built; the session parses the message itself, once. What
+//! the session sends back needs no reading: it says what each message answers
+//! ([`mcp_session::Regarding`]).
 
 use std::borrow::Cow;
 
 use hyper::body::Bytes;
+use mcp_protocol::{ErrorObject, ProgressToken, RequestId};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -21,15 +22,20 @@ pub struct Post {
     agent_request: bool,
 }
 
+/// A request whose id is neither an integer nor a string: its answer could not be told
+/// apart from others', so it is refused at once, with the error the session would give.
+#[derive(Debug)]
+pub(crate) struct Unroutable(pub(crate) ErrorObject);
+
 /// What routing needs of one message of a POST.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Inbound {
     pub(crate) method: Option<String>,
-    /// A request's id, as JSON text (`null` ids are no ids).
-    pub(crate) id: Option<String>,
-    pub(crate) progress_token: Option<String>,
-    /// The request a `notifications/cancelled` names, as JSON text.
-    pub(crate) cancels: Option<String>,
+    /// A request's id (`null` ids are no ids), or why it cannot be one.
+    pub(crate) id: Result<Option<RequestId>, Unroutable>,
+    pub(crate) progress_token: Option<ProgressToken>,
+    /// The request a `notifications/cancelled` names.
+    pub(crate) cancels: Option<RequestId>,
 }
 
 /// Why a POST body is not one.
@@ -126,47 +132,28 @@ struct PeekMeta<'a> {
     progress_token: Option<&'a RawValue>,
 }
 
-/// The same id or token always makes the same key, however the client spelled it.
-fn key(raw: &RawValue) -> Option<String> {
-    serde_json::from_str::<Value>(raw.get())
-        .ok()
-        .filter(|v| !v.is_null())
-        .map(|v| v.to_string())
+/// An id or token as the session reads it, however the client spelled it.
+fn value(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
 /// What routing needs of one message, and whether it looks like an agent API body.
 fn inbound(peek: PeekIn<'_>) -> (Inbound, bool) {
     let params = peek.params.unwrap_or_default();
-    let is_request = peek.method.is_some();
+    let id = match peek.id.filter(|_| peek.method.is_some()) {
+        Some(raw) => RequestId::read(Some(&value(raw))).map_err(Unroutable),
+        None => Ok(None),
+    };
+    let token = params.meta.and_then(|m| m.progress_token);
     let message = Inbound {
-        id: peek.id.filter(|_| is_request).and_then(key),
-        progress_token: params.meta.and_then(|m| m.progress_token).and_then(key),
-        cancels: params.request_id.and_then(key),
+        id,
+        progress_token: token.and_then(|t| RequestId::from_value(&value(t))),
+        cancels: params
+            .request_id
+            .and_then(|r| RequestId::from_value(&value(r))),
         method: peek.method.map(Cow::into_owned),
     };
     (message, peek.agent_id.0 && !peek.jsonrpc.0)
-}
-
-/// What routing needs of a message of the session; the rest (a result may be megabytes)
-/// is skipped, not built.
-#[derive(Deserialize)]
-pub(crate) struct Peek {
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    result: Seen,
-    #[serde(default)]
-    error: Seen,
-    #[serde(default)]
-    params: Option<PeekParams>,
-}
-
-#[derive(Deserialize)]
-struct PeekParams {
-    #[serde(default, rename = "progressToken")]
-    progress_token: Option<Value>,
 }
 
 /// Whether a member is there, whatever its value (`null` included).
@@ -177,34 +164,6 @@ impl<'de> Deserialize<'de> for Seen {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         serde::de::IgnoredAny::deserialize(d)?;
         Ok(Self(true))
-    }
-}
-
-/// The messages of one text: one, or a batch's.
-pub(crate) fn peek(text: &str) -> Vec<Peek> {
-    if text.trim_start().starts_with('[') {
-        serde_json::from_str(text).unwrap_or_default()
-    } else {
-        serde_json::from_str(text)
-            .map(|p| vec![p])
-            .unwrap_or_default()
-    }
-}
-
-impl Peek {
-    pub(crate) fn response_id(&self) -> Option<String> {
-        let is_response = self.method.is_none() && (self.result.0 || self.error.0);
-        is_response.then(|| self.id.as_ref().map(Value::to_string))?
-    }
-
-    pub(crate) fn progress_token(&self) -> Option<String> {
-        (self.method.as_deref()? == mcp_protocol::methods::PROGRESS).then(|| {
-            self.params
-                .as_ref()?
-                .progress_token
-                .as_ref()
-                .map(Value::to_string)
-        })?
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod dialect;
 mod jsonrpc;
 pub mod methods;
+pub mod modern;
 mod types;
 
 pub use jsonrpc::{

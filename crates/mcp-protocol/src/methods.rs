@@ -40,3 +40,15 @@ pub const PROMPTS_LIST: &str = "prompts/list";
 pub const PROMPTS_GET: &str = "prompts/get";
 /// Suggests values for an argument.
 pub const COMPLETION_COMPLETE: &str = "completion/complete";
+/// Modern: what the server speaks and offers (2026-07-28).
+pub const SERVER_DISCOVER: &str = "server/discover";
+/// Modern: a long-lived request whose stream carries the notifications it asks for.
+pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
+/// Modern: the first message of a `subscriptions/listen` stream.
+pub const SUBSCRIPTIONS_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+/// The tool list changed.
+pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+/// The prompt list changed.
+pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
+/// The resource list changed.
+pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";

@@ -20,21 +20,39 @@ pub enum ProtocolVersion {
     V2025_03_26,
     /// 2025-06-18: removes batches, adds structured tool output and elicitation.
     V2025_06_18,
-    /// 2025-11-25: the current revision.
+    /// 2025-11-25: the last revision of the `initialize` era.
     V2025_11_25,
+    /// 2026-07-28: the first modern revision: no `initialize`, every request self-contained.
+    V2026_07_28,
 }
 
 impl ProtocolVersion {
     /// Every revision this server speaks, newest first.
-    pub const SUPPORTED: [ProtocolVersion; 4] = [
+    pub const SUPPORTED: [ProtocolVersion; 5] = [
+        Self::V2026_07_28,
         Self::V2025_11_25,
         Self::V2025_06_18,
         Self::V2025_03_26,
         Self::V2024_11_05,
     ];
 
-    /// The newest revision, offered when the client asks for one this server does not speak.
-    pub const LATEST: ProtocolVersion = Self::V2025_11_25;
+    /// The revisions a client reaches with `initialize` (a session), newest first.
+    pub const LEGACY: [ProtocolVersion; 4] = [
+        Self::V2025_11_25,
+        Self::V2025_06_18,
+        Self::V2025_03_26,
+        Self::V2024_11_05,
+    ];
+
+    /// The revisions served per request, with no `initialize`, newest first.
+    pub const MODERN: [ProtocolVersion; 1] = [Self::V2026_07_28];
+
+    /// The newest legacy revision, offered to an `initialize` that asks for one this server
+    /// does not speak (a modern one included: `initialize` is the legacy era's).
+    pub const LATEST_LEGACY: ProtocolVersion = Self::V2025_11_25;
+
+    /// The newest modern revision.
+    pub const LATEST_MODERN: ProtocolVersion = Self::V2026_07_28;
 
     /// The revision's date string as it appears on the wire.
     pub fn as_str(self) -> &'static str {
@@ -43,6 +61,7 @@ impl ProtocolVersion {
             Self::V2025_03_26 => "2025-03-26",
             Self::V2025_06_18 => "2025-06-18",
             Self::V2025_11_25 => "2025-11-25",
+            Self::V2026_07_28 => "2026-07-28",
         }
     }
 
@@ -51,10 +70,17 @@ impl ProtocolVersion {
         Self::SUPPORTED.into_iter().find(|v| v.as_str() == s)
     }
 
-    /// The answer to a client that asked for `requested`: the same revision when supported,
-    /// otherwise the latest.
+    /// Whether requests of this revision are self-contained (no `initialize`).
+    pub fn is_modern(self) -> bool {
+        self >= Self::V2026_07_28
+    }
+
+    /// The answer to an `initialize` that asked for `requested`: the same revision when it
+    /// is a legacy one this server speaks, otherwise the newest legacy one.
     pub fn negotiate(requested: &str) -> Self {
-        Self::parse(requested).unwrap_or(Self::LATEST)
+        Self::parse(requested)
+            .filter(|v| !v.is_modern())
+            .unwrap_or(Self::LATEST_LEGACY)
     }
 
     /// Whether JSON-RPC batches (arrays of messages) are allowed: only in 2025-03-26.

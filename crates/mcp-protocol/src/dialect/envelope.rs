@@ -100,7 +100,7 @@ impl Envelope {
             "method": methods::INITIALIZE,
             "mcpSessionId": self.agent,
             "params": {
-                "protocolVersion": ProtocolVersion::LATEST.as_str(),
+                "protocolVersion": ProtocolVersion::LATEST_LEGACY.as_str(),
                 "capabilities": {"experimental": {"resume": {"lastSeq": self.last_seq}}},
                 "clientInfo": {"name": "websocket-envelope", "version": "1"},
             },

@@ -1,0 +1,117 @@
+//! Reading a modern request's `_meta`, and what a modern result carries.
+
+use serde_json::{Map, Value, json};
+
+use super::*;
+
+fn params(meta: Value) -> Value {
+    json!({"name": "add", "_meta": meta})
+}
+
+#[test]
+fn a_complete_meta_is_read_with_its_optional_fields() {
+    let p = params(json!({
+        PROTOCOL_VERSION: "2026-07-28",
+        CLIENT_CAPABILITIES: {"sampling": {}, "extensions": {"io.modelcontextprotocol/tasks": {}}},
+        CLIENT_INFO: {"name": "c", "version": "1"},
+        LOG_LEVEL: "warning",
+        "progressToken": 7
+    }));
+    let meta = RequestMeta::read(Some(&p)).unwrap();
+    assert_eq!(meta.version, ProtocolVersion::V2026_07_28);
+    assert!(meta.declares("sampling"));
+    assert!(!meta.declares("elicitation"));
+    assert!(meta.declares("io.modelcontextprotocol/tasks"));
+    assert_eq!(meta.log_level, Some(LoggingLevel::Warning));
+    assert_eq!(meta.client_info.unwrap().name, "c");
+    assert_eq!(meta.progress_token, Some(crate::RequestId::Number(7)));
+    assert!(names_a_version(Some(&p)));
+}
+
+#[test]
+fn missing_or_malformed_required_fields_are_invalid_params() {
+    let cases = [
+        json!({}),
+        json!({"_meta": 3}),
+        params(json!({CLIENT_CAPABILITIES: {}})),
+        params(json!({PROTOCOL_VERSION: 2026, CLIENT_CAPABILITIES: {}})),
+        params(json!({PROTOCOL_VERSION: "2026-07-28"})),
+        params(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: []})),
+        params(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: {}, LOG_LEVEL: "loud"})),
+    ];
+    for p in cases {
+        let error = RequestMeta::read(Some(&p)).unwrap_err();
+        assert_eq!(
+            error.code,
+            crate::error_codes::INVALID_PARAMS,
+            "{p}: {error:?}"
+        );
+    }
+    assert!(RequestMeta::read(None).is_err());
+    assert!(!names_a_version(Some(&json!({"_meta": {}}))));
+}
+
+#[test]
+fn an_unknown_or_legacy_version_is_unsupported_per_request_naming_what_is() {
+    for requested in ["v999.0.0", "2025-11-25"] {
+        let p = params(json!({PROTOCOL_VERSION: requested, CLIENT_CAPABILITIES: {}}));
+        let error = RequestMeta::read(Some(&p)).unwrap_err();
+        assert_eq!(error.code, codes::UNSUPPORTED_PROTOCOL_VERSION);
+        let data = error.data.unwrap();
+        assert_eq!(data["requested"], requested);
+        assert_eq!(data["supported"][0], "2026-07-28");
+        assert!(
+            data["supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("2025-11-25"))
+        );
+    }
+}
+
+#[test]
+fn a_complete_result_says_so_names_the_server_and_may_be_cached() {
+    let server = Implementation {
+        name: "s".to_owned(),
+        version: "1".to_owned(),
+        title: None,
+        extra: Map::new(),
+    };
+    let mut result = Map::new();
+    result.insert("_meta".to_owned(), json!({"other": 1}));
+    complete(
+        &mut result,
+        &server,
+        Some(Cache {
+            ttl_ms: 60_000,
+            public: true,
+        }),
+    );
+    assert_eq!(
+        Value::Object(result),
+        json!({
+            "resultType": "complete",
+            "_meta": {"other": 1, SERVER_INFO: {"name": "s", "version": "1"}},
+            "ttlMs": 60_000,
+            "cacheScope": "public"
+        })
+    );
+}
+
+#[test]
+fn initialize_never_negotiates_a_modern_revision() {
+    assert_eq!(
+        ProtocolVersion::negotiate("2026-07-28"),
+        ProtocolVersion::V2025_11_25
+    );
+    assert_eq!(
+        ProtocolVersion::negotiate("2025-06-18"),
+        ProtocolVersion::V2025_06_18
+    );
+    assert!(is_removed("initialize") && is_removed("ping") && !is_removed("tools/call"));
+    let error = missing_capability("sampling");
+    assert_eq!(
+        error.data.unwrap(),
+        json!({"requiredCapabilities": {"sampling": {}}})
+    );
+}

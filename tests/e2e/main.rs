@@ -18,6 +18,7 @@ mod jwt;
 mod lifecycle;
 mod limits;
 mod long_running;
+mod modern;
 mod notices;
 mod resources;
 mod resume;

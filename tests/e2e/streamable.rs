@@ -11,10 +11,10 @@ use tokio::net::TcpStream;
 
 use crate::support::{HANG, TestServer, broadcast};
 
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+pub(crate) const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 /// Sends one request on a new connection; `headers` are added to Host.
-async fn send(
+pub(crate) async fn send(
     server: &TestServer,
     method: &str,
     headers: &[(&str, &str)],
@@ -53,7 +53,7 @@ async fn post(server: &TestServer, session: Option<&str>, body: Value) -> Respon
     send(server, "POST", &headers, Some(body)).await
 }
 
-fn header(response: &Response<Incoming>, name: &str) -> String {
+pub(crate) fn header(response: &Response<Incoming>, name: &str) -> String {
     response
         .headers()
         .get(name)
@@ -61,7 +61,7 @@ fn header(response: &Response<Incoming>, name: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn json_of(response: Response<Incoming>) -> Value {
+pub(crate) async fn json_of(response: Response<Incoming>) -> Value {
     assert_eq!(header(&response, "content-type"), "application/json");
     let bytes = tokio::time::timeout(HANG, response.into_body().collect())
         .await
@@ -71,27 +71,22 @@ async fn json_of(response: Response<Incoming>) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-async fn text_of(response: Response<Incoming>) -> String {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
 /// One SSE event: its id, `retry`, and data.
 #[derive(Debug, Default)]
-struct Event {
-    id: Option<String>,
-    retry: Option<u64>,
-    data: String,
+pub(crate) struct Event {
+    pub(crate) id: Option<String>,
+    pub(crate) retry: Option<u64>,
+    pub(crate) data: String,
 }
 
 /// Reads an SSE body event by event.
-struct Sse {
+pub(crate) struct Sse {
     body: Incoming,
     buffer: String,
 }
 
 impl Sse {
-    fn new(response: Response<Incoming>) -> Self {
+    pub(crate) fn new(response: Response<Incoming>) -> Self {
         assert_eq!(header(&response, "content-type"), "text/event-stream");
         Self {
             body: response.into_body(),
@@ -100,7 +95,7 @@ impl Sse {
     }
 
     /// The next event (comments skipped), or `None` when the stream ended.
-    async fn next(&mut self) -> Option<Event> {
+    pub(crate) async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -133,7 +128,7 @@ impl Sse {
     }
 
     /// The next message event, as JSON.
-    async fn message(&mut self) -> Value {
+    pub(crate) async fn message(&mut self) -> Value {
         let event = self.next().await.expect("the stream ended");
         serde_json::from_str(&event.data).unwrap_or_else(|e| panic!("{e}: {event:?}"))
     }
@@ -299,10 +294,18 @@ async fn bad_http_requests_get_clear_refusals() {
     };
     let server = TestServer::with_config(config).await;
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
-    // No session: only initialize may start one.
+    // No session and no revision: a modern request without its headers (-32020), which
+    // tells a 2025 client to initialize first.
     let response = post(&server, None, ping.clone()).await;
     assert_eq!(response.status(), 400);
-    assert!(text_of(response).await.contains("Mcp-Session-Id"));
+    let refusal = json_of(response).await;
+    assert_eq!(refusal["error"]["code"], -32020, "{refusal}");
+    assert_eq!(refusal["id"], 1, "{refusal}");
+    let message = refusal["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("initialize") && message.contains("Mcp-Session-Id"),
+        "{message}"
+    );
     let response = post(
         &server,
         Some("0123456789abcdef0123456789abcdef"),

@@ -12,6 +12,7 @@
 
 mod post;
 pub mod reply;
+mod stateless;
 mod streamable;
 
 pub use post::{Post, PostError};

@@ -50,7 +50,7 @@ const SENT_KEPT: usize = 256;
 /// What SSE clients are told to wait before reconnecting.
 const RETRY_MS: u64 = 1000;
 /// How often an idle SSE stream gets a comment, so proxies do not cut it.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The HTTP sessions, by their `Mcp-Session-Id`.
 pub struct HttpSessions {
@@ -473,6 +473,18 @@ pub async fn post(
             "accept both application/json and text/event-stream",
         );
     }
+    let messages = body.messages();
+    let initialize = messages.len() == 1
+        && messages[0].method.as_deref() == Some(mcp_protocol::methods::INITIALIZE);
+    let modern_header = header(headers, &VERSION_HEADER)
+        .and_then(ProtocolVersion::parse)
+        .is_some_and(ProtocolVersion::is_modern);
+    if header(headers, &SESSION_HEADER).is_none() && (!initialize || modern_header) {
+        // No session, and none being started (a legacy client's `initialize` comes without
+        // the version header): a modern request, served on its own.
+        let tracker = &sessions.tracker;
+        return crate::stateless::post(headers, body.text(), server, tracker, principal).await;
+    }
     if let Err(refusal) = check_version(headers) {
         return refusal.response();
     }
@@ -483,7 +495,6 @@ pub async fn post(
         },
         None => None,
     };
-    let messages = body.messages();
     if let Some(Err(Unroutable(error))) = messages.iter().map(|m| &m.id).find(|id| id.is_err()) {
         // Its answer could not find its way back: refused here, as the session would.
         let refusal = Message::Response(RpcResponse::error(None, error.clone()));
@@ -497,8 +508,6 @@ pub async fn post(
         .iter()
         .filter_map(|m| m.progress_token.clone())
         .collect();
-    let initialize = messages.len() == 1
-        && messages[0].method.as_deref() == Some(mcp_protocol::methods::INITIALIZE);
     let (session, new_id) = match existing {
         Some(session) => (session, None),
         None if initialize && ids.len() == 1 => {

@@ -179,6 +179,24 @@ pub fn is_removed(method: &str) -> bool {
     )
 }
 
+/// A header value as the HTTP binding encodes it (SEP-2243): as is when it is plain ASCII,
+/// `=?base64?{UTF-8 as Base64}?=` otherwise. `None` when the Base64 or its UTF-8 is bad.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    use base64::Engine as _;
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(value.to_owned()),
+    }
+}
+
 /// How long, and for whom, a result may be cached (SEP-2549).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cache {

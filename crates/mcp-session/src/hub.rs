@@ -125,6 +125,8 @@ pub(crate) struct HubInner {
     stats: Vec<(&'static str, Stat)>,
     /// Where sessions (the seeds' agents) are kept.
     pub(crate) store: Arc<dyn SessionStore>,
+    /// The resources a modern request sees: no session's, so none of its own.
+    pub(crate) stateless_resources: crate::resources::Resources,
     /// Per-principal rate and concurrency limits.
     pub(crate) limits: crate::limits::Limits,
     next_session: AtomicU64,
@@ -189,7 +191,11 @@ impl Notices {
 }
 
 /// The text of a `notifications/message`.
-fn notice_text(level: LoggingLevel, logger: &str, data: serde_json::Value) -> Option<String> {
+pub(crate) fn notice_text(
+    level: LoggingLevel,
+    logger: &str,
+    data: serde_json::Value,
+) -> Option<String> {
     let params = LoggingMessageParams {
         level,
         logger: Some(logger.to_owned()),
@@ -297,6 +303,7 @@ impl Hub {
                 scheduler,
                 metrics: Metrics::new(),
                 store,
+                stateless_resources: crate::stateless::stateless_resources(),
                 stats,
                 open_sessions: std::sync::atomic::AtomicUsize::new(0),
                 limits,

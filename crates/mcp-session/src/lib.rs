@@ -24,6 +24,7 @@ mod resumable;
 mod router;
 mod session;
 mod sinks;
+mod stateless;
 pub mod store;
 
 pub use error::PeerError;
@@ -34,6 +35,7 @@ pub use outbound::{Answered, Outbound, OutboundReceiver, Regarding};
 pub use peer::Peer;
 pub use principal::{Principal, SCOPE_ADMIN, SCOPE_TOOL_PREFIX, SCOPE_TOOLS};
 pub use session::Session;
+pub use stateless::{Mirrored, Stateless, StatelessCall};
 pub use store::{
     ANONYMOUS, HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord, Replay,
     SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, Update,

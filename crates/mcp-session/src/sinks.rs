@@ -52,8 +52,7 @@ impl SessionSinks<'_> {
                 progress_token: call.progress_token.clone(),
                 outbound: self.outbound.clone(),
                 call: token.clone(),
-                resources: Arc::clone(self.resources),
-                operation: operation.to_owned(),
+                resource: Some((Arc::clone(self.resources), operation.to_owned())),
                 operations: self.operations.map(|o| (Arc::clone(o), id.clone())),
             }),
             self.progress_interval,
@@ -87,16 +86,33 @@ impl SessionSinks<'_> {
 
 /// Queues a call's progress as `notifications/progress` with the caller's token. Never waits:
 /// a notification still queued for the same token is replaced by the newer one.
-struct ProgressNotifier {
+pub(crate) struct ProgressNotifier {
     progress_token: Option<ProgressToken>,
     outbound: OutboundQueue,
     /// Once the call is cancelled nobody waits for its progress, and after a time limit its
     /// response may already be out: no progress may follow it.
     call: CancellationToken,
-    resources: Arc<Resources>,
-    operation: String,
+    /// A 2025 session's resources, and the call's resource there.
+    resource: Option<(Arc<Resources>, String)>,
     /// A resumable session's record of the call, and its id there.
     operations: Option<(Arc<Operations>, RequestId)>,
+}
+
+impl ProgressNotifier {
+    /// The progress of a modern call: notifications on its own output, nothing else.
+    pub(crate) fn stateless(
+        progress_token: Option<ProgressToken>,
+        outbound: OutboundQueue,
+        call: CancellationToken,
+    ) -> Self {
+        Self {
+            progress_token,
+            outbound,
+            call,
+            resource: None,
+            operations: None,
+        }
+    }
 }
 
 impl ProgressSink for ProgressNotifier {
@@ -107,15 +123,17 @@ impl ProgressSink for ProgressNotifier {
         if let Some((operations, id)) = &self.operations {
             operations.progress(id, update.progress, update.total);
         }
-        if self.resources.progress(
-            &self.operation,
-            update.progress,
-            update.total,
-            update.message.as_deref(),
-        ) {
+        if let Some((resources, operation)) = &self.resource
+            && resources.progress(
+                operation,
+                update.progress,
+                update.total,
+                update.message.as_deref(),
+            )
+        {
             let _ = self.outbound.push_coalesced(
-                Coalesce::Updated(self.operation.clone()),
-                updated_text(&self.operation),
+                Coalesce::Updated(operation.clone()),
+                updated_text(operation),
             );
         }
         let Some(progress_token) = &self.progress_token else {

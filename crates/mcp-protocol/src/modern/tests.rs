@@ -115,3 +115,18 @@ fn initialize_never_negotiates_a_modern_revision() {
         json!({"requiredCapabilities": {"sampling": {}}})
     );
 }
+
+#[test]
+fn header_values_decode_from_their_base64_sentinel() {
+    assert_eq!(decode_header_value("us-west1").as_deref(), Some("us-west1"));
+    assert_eq!(
+        decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
+        Some("Hello, 世界")
+    );
+    assert_eq!(
+        decode_header_value("=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=").as_deref(),
+        Some("=?base64?literal?=")
+    );
+    assert_eq!(decode_header_value("=?base64?not base64!?="), None);
+    assert_eq!(decode_header_value("=?base64?/w==?="), None, "not UTF-8");
+}

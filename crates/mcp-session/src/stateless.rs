@@ -1,0 +1,400 @@
+//! Modern requests (2026-07-28): served one by one, with no session.
+//!
+//! A modern request says in its own `_meta` which revision it speaks and what its client can
+//! do ([`RequestMeta`]); nothing is remembered between requests. [`Hub::serve_stateless`]
+//! reads one, checks it (and the headers the HTTP binding mirrors from it), and answers it
+//! through the same router, tools and providers as a 2025 session: a result gets
+//! `resultType`, the server's identity and, for what may be cached, `ttlMs` and
+//! `cacheScope`. A tool call that does not finish at once runs on with a log of its own,
+//! which carries its progress and the log messages it was asked for, then its response.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use mcp_protocol::modern::{self, Cache, DiscoverResult, RequestMeta};
+use mcp_protocol::{
+    ErrorObject, Incoming, LoggingLevel, Message, ProtocolVersion, Request, RequestId, Response,
+    error_codes, methods,
+};
+use serde_json::{Map, Value};
+use tokio_util::sync::DropGuard;
+
+use crate::calls::Reply;
+use crate::hub::notice_text;
+use crate::outbound::{self, Answered, Regarding, WeakQueue};
+use crate::resources::Resources;
+use crate::router::{self, CallScope, Polled, RequestContext, Route, Router};
+use crate::sinks::ProgressNotifier;
+use crate::{Hub, OutboundReceiver, Principal};
+
+/// What the HTTP binding mirrors from a request's body into its headers, to be checked
+/// against it: `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name`, as received (`None`
+/// when absent).
+#[derive(Debug, Clone, Default)]
+pub struct Mirrored {
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<String>,
+    /// `Mcp-Method`.
+    pub method: Option<String>,
+    /// `Mcp-Name`, still encoded when it is (`=?base64?...?=`).
+    pub name: Option<String>,
+}
+
+/// What became of a modern request.
+pub enum Stateless {
+    /// Refused before it ran: its JSON-RPC error, and whether the method is one this server
+    /// does not serve (HTTP says 404 then, and 400 otherwise).
+    Refused {
+        /// The error response.
+        text: String,
+        /// The method is unknown, or one the revision removed.
+        not_found: bool,
+    },
+    /// Its response, ready now.
+    Answer(String),
+    /// A notification: nothing to answer.
+    Accepted,
+    /// A call that goes on: read [`StatelessCall::output`] to its end.
+    Running(StatelessCall),
+}
+
+/// A modern tool call that did not finish at once.
+pub struct StatelessCall {
+    /// Its progress and log messages, then its response, last; then the end.
+    pub output: OutboundReceiver,
+    /// Runs the call: the transport spawns it where it tracks its tasks.
+    pub run: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Cancels the call when dropped: keep it while someone waits for the answer.
+    pub cancel: DropGuard,
+}
+
+/// How long list results stay fresh for a client's cache: they change only with a new
+/// configuration.
+const LIST_TTL_MS: u64 = 300_000;
+
+impl Hub {
+    /// Serves one modern request (`text`) for `principal`; `mirrored` holds the HTTP
+    /// headers to check against it, `None` on a transport that mirrors nothing.
+    pub fn serve_stateless(
+        &self,
+        text: &str,
+        mirrored: Option<&Mirrored>,
+        principal: &Principal,
+    ) -> Stateless {
+        let request = match mcp_protocol::parse(text) {
+            Err(error) => return refused(None, error, false),
+            Ok(Incoming::Batch(_)) => {
+                let error = ErrorObject::invalid_request(
+                    "a modern request is one JSON-RPC message: batches ended with 2025-03-26",
+                );
+                return refused(None, error, false);
+            }
+            Ok(Incoming::Single(Err(invalid))) => return refused(invalid.id, invalid.error, false),
+            // Modern Streamable HTTP defines no client notifications, and nothing is waiting
+            // for a response: accepted and ignored.
+            Ok(Incoming::Single(Ok(Message::Notification(_) | Message::Response(_)))) => {
+                return Stateless::Accepted;
+            }
+            Ok(Incoming::Single(Ok(Message::Request(request)))) => request,
+        };
+        let id = request.id.clone();
+        let meta = match self.admit_stateless(&request, mirrored) {
+            Ok(meta) => meta,
+            Err((error, not_found)) => return refused(Some(id), error, not_found),
+        };
+        tracing::debug!(%id, method = %request.method, "stateless request");
+        let Request { id, method, params } = request;
+        match self.route_stateless(&id, &method, params, &meta, principal) {
+            Err(error) if error.code == error_codes::METHOD_NOT_FOUND => {
+                refused(Some(id), error, true)
+            }
+            Err(error) => Stateless::Answer(error_text(id, error)),
+            Ok(Served::Answer(result)) => Stateless::Answer(response_text(id, result)),
+            Ok(Served::Running(call)) => Stateless::Running(call),
+        }
+    }
+
+    /// Checks a modern request before it runs: the mirrored headers, its `_meta`, and that
+    /// its method is one the revision has. The error, and whether it is a method not found.
+    fn admit_stateless(
+        &self,
+        request: &Request,
+        mirrored: Option<&Mirrored>,
+    ) -> Result<RequestMeta, (ErrorObject, bool)> {
+        let params = request.params.as_ref();
+        if let Some(mirrored) = mirrored {
+            check_headers(request, mirrored).map_err(|e| (e, false))?;
+        }
+        let meta = RequestMeta::read(params).map_err(|e| (e, false))?;
+        if modern::is_removed(&request.method) {
+            let error =
+                ErrorObject::method_not_found(&request.method).with_data(serde_json::json!({
+                    "method": request.method,
+                    "removedIn": ProtocolVersion::LATEST_MODERN.as_str(),
+                }));
+            return Err((error, true));
+        }
+        Ok(meta)
+    }
+
+    /// Answers an admitted modern request, or starts its tool call.
+    fn route_stateless(
+        &self,
+        id: &RequestId,
+        method: &str,
+        params: Option<Value>,
+        meta: &RequestMeta,
+        principal: &Principal,
+    ) -> Result<Served, ErrorObject> {
+        let inner = &self.inner;
+        if method == methods::SERVER_DISCOVER {
+            return Ok(Served::Answer(self.complete(self.discover(), cache(true))));
+        }
+        inner.limits.check_rate(principal)?;
+        let ctx = RequestContext {
+            version: meta.version,
+            principal,
+            resources: &inner.stateless_resources,
+            running: 0,
+        };
+        let routed = inner
+            .router
+            .route(self, method, &ctx, params)
+            .map_err(modern_error)?;
+        let call = match routed {
+            Route::Answer(value) => {
+                let cacheable = match method {
+                    // Filtered by the caller's scopes: the same for the same token only.
+                    methods::TOOLS_LIST => cache(principal.scopes().is_none()),
+                    methods::PROMPTS_LIST
+                    | methods::RESOURCES_LIST
+                    | methods::RESOURCES_TEMPLATES_LIST => cache(true),
+                    // The statistics change all the time; others' contents may too.
+                    methods::RESOURCES_READ => Some(Cache {
+                        ttl_ms: 0,
+                        public: false,
+                    }),
+                    _ => None,
+                };
+                return Ok(Served::Answer(self.complete(value, cacheable)));
+            }
+            Route::Call(call) => call,
+        };
+        let token = inner.shutdown.child_token();
+        let (queue, output) =
+            outbound::channel(inner.config.outbound_capacity, inner.metrics.clone());
+        let scope = CallScope {
+            cancel: token.clone(),
+            progress: mcp_tools::Progress::new(
+                Arc::new(ProgressNotifier::stateless(
+                    call.progress_token.clone(),
+                    queue.clone(),
+                    token.clone(),
+                )),
+                inner.config.progress_interval,
+            ),
+            checkpoint: mcp_tools::Checkpoint::none(),
+            log: mcp_tools::Logger::new(
+                Arc::new(RequestLog {
+                    queue: queue.downgrade(),
+                    level: meta.log_level,
+                }),
+                call.name.clone(),
+            ),
+            client: mcp_tools::Client::none(),
+            session: 0,
+        };
+        let run = Router::start_call(self, id, meta.version, call, scope)?;
+        inner.metrics.request_started();
+        match router::poll_once(run) {
+            Polled::Ready(reply) => {
+                inner.metrics.request_finished();
+                Ok(Served::Answer(self.finish_call(reply)?))
+            }
+            Polled::Pending(run) => {
+                let hub = self.clone();
+                let id = id.clone();
+                let run = Box::pin(async move {
+                    let reply = run.await;
+                    hub.inner.metrics.request_finished();
+                    let text = match hub.finish_call(reply) {
+                        Ok(result) => response_text(id.clone(), result),
+                        Err(error) => error_text(id.clone(), error),
+                    };
+                    // Nobody reads a call whose client went away: its answer goes nowhere.
+                    let _ = queue.push(text, Regarding::Answer(Answered::to(id))).await;
+                    queue.end();
+                });
+                Ok(Served::Running(StatelessCall {
+                    output,
+                    run,
+                    cancel: token.drop_guard(),
+                }))
+            }
+        }
+    }
+
+    /// A tool call's reply as a modern result.
+    fn finish_call(&self, reply: Reply) -> Result<Value, ErrorObject> {
+        let reply = reply.map_err(modern_error)?;
+        let value = serde_json::from_str(reply.body.get()).map_err(ErrorObject::internal)?;
+        Ok(self.complete(value, None))
+    }
+
+    /// `result` as a complete modern result.
+    fn complete(&self, result: Value, cache: Option<Cache>) -> Value {
+        let mut map = match result {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        modern::complete(&mut map, &self.inner.config.server_info, cache);
+        Value::Object(map)
+    }
+
+    /// What `server/discover` says.
+    fn discover(&self) -> Value {
+        let legacy = self.initialize_result(ProtocolVersion::LATEST_LEGACY);
+        let mut capabilities = legacy.capabilities;
+        // A modern client subscribes with `subscriptions/listen`, not `resources/subscribe`.
+        if let Some(resources) = &mut capabilities.resources {
+            resources.subscribe = None;
+        }
+        router::to_value(DiscoverResult {
+            supported_versions: ProtocolVersion::SUPPORTED
+                .map(|v| v.as_str().to_owned())
+                .to_vec(),
+            capabilities,
+            instructions: legacy.instructions,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// What a routed modern request became.
+enum Served {
+    Answer(Value),
+    Running(StatelessCall),
+}
+
+fn cache(public: bool) -> Option<Cache> {
+    Some(Cache {
+        ttl_ms: LIST_TTL_MS,
+        public,
+    })
+}
+
+/// An error as the modern revision numbers it: a resource that is not there is -32602
+/// (SEP-2164), no longer -32002.
+fn modern_error(mut error: ErrorObject) -> ErrorObject {
+    if error.code == error_codes::RESOURCE_NOT_FOUND {
+        error.code = error_codes::INVALID_PARAMS;
+    }
+    error
+}
+
+fn refused(id: Option<RequestId>, error: ErrorObject, not_found: bool) -> Stateless {
+    Stateless::Refused {
+        text: Message::Response(Response::error(id, error)).to_text(),
+        not_found,
+    }
+}
+
+fn response_text(id: RequestId, result: Value) -> String {
+    Message::Response(Response::ok(id, result)).to_text()
+}
+
+fn error_text(id: RequestId, error: ErrorObject) -> String {
+    Message::Response(Response::error(Some(id), error)).to_text()
+}
+
+/// Checks the headers the HTTP binding mirrors against the body: -32020 when one that is
+/// required is missing or says otherwise.
+fn check_headers(request: &Request, mirrored: &Mirrored) -> Result<(), ErrorObject> {
+    let body_version = request
+        .params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(modern::PROTOCOL_VERSION))
+        .and_then(Value::as_str);
+    match (mirrored.protocol_version.as_deref(), body_version) {
+        (None, _) => {
+            return Err(modern::header_mismatch(format_args!(
+                "the MCP-Protocol-Version header is required: a {} request names its revision there and in `_meta`; a 2025 client starts with `initialize`, then sends the Mcp-Session-Id it answers with",
+                ProtocolVersion::LATEST_MODERN
+            )));
+        }
+        (Some(header), Some(body)) if header != body => {
+            return Err(modern::header_mismatch(format_args!(
+                "MCP-Protocol-Version `{}` does not match `_meta.{}` `{}`",
+                mcp_protocol::shorten(header, 40),
+                modern::PROTOCOL_VERSION,
+                mcp_protocol::shorten(body, 40)
+            )));
+        }
+        // Without one in the body, `_meta` is what is wrong: said by its own check.
+        _ => {}
+    }
+    match mirrored.method.as_deref() {
+        None => return Err(modern::header_mismatch("the Mcp-Method header is required")),
+        Some(method) if method != request.method => {
+            return Err(modern::header_mismatch(format_args!(
+                "Mcp-Method `{}` does not match the body's method `{}`",
+                mcp_protocol::shorten(method, 60),
+                mcp_protocol::shorten(&request.method, 60)
+            )));
+        }
+        Some(_) => {}
+    }
+    let source = match request.method.as_str() {
+        methods::TOOLS_CALL | methods::PROMPTS_GET => "name",
+        methods::RESOURCES_READ => "uri",
+        _ => return Ok(()),
+    };
+    let body = request
+        .params
+        .as_ref()
+        .and_then(|p| p.get(source))
+        .and_then(Value::as_str);
+    let Some(header) = mirrored.name.as_deref() else {
+        return Err(modern::header_mismatch(format_args!(
+            "the Mcp-Name header is required for {}",
+            request.method
+        )));
+    };
+    let decoded = modern::decode_header_value(header).ok_or_else(|| {
+        modern::header_mismatch("Mcp-Name is not valid: its =?base64?...?= value does not decode")
+    })?;
+    if Some(decoded.as_str()) != body {
+        return Err(modern::header_mismatch(format_args!(
+            "Mcp-Name `{}` does not match `params.{source}` `{}`",
+            mcp_protocol::shorten(&decoded, 100),
+            mcp_protocol::shorten(body.unwrap_or(""), 100)
+        )));
+    }
+    Ok(())
+}
+
+/// A modern request's log messages: queued on its own output at or above the level its
+/// `_meta` asked for, and none when it asked for none.
+struct RequestLog {
+    queue: WeakQueue,
+    level: Option<LoggingLevel>,
+}
+
+impl mcp_tools::LogSink for RequestLog {
+    fn log(&self, level: LoggingLevel, logger: &str, data: Value) {
+        if self.level.is_none_or(|wanted| level < wanted) {
+            return;
+        }
+        let (Some(queue), Some(text)) = (self.queue.upgrade(), notice_text(level, logger, data))
+        else {
+            return;
+        };
+        let _ = queue.try_push_notice(text);
+    }
+}
+
+/// The resources a modern request sees: the catalog's and the server's, none of a session.
+pub(crate) fn stateless_resources() -> Resources {
+    Resources::default()
+}

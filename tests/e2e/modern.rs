@@ -1,0 +1,186 @@
+//! MCP 2026-07-28 over Streamable HTTP: requests with no session, each carrying its revision
+//! and its client's capabilities in `_meta` and mirrored in headers; discovery, complete
+//! results, progress on the request's own stream, a closed stream that cancels, and the
+//! revision's refusals.
+
+use serde_json::{Value, json};
+
+use crate::streamable::{ACCEPT_BOTH, Sse, header, json_of, send};
+use crate::support::{TestServer, metric, metrics, wait_for_metric};
+
+const REVISION: &str = "2026-07-28";
+
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": REVISION,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}
+    })
+}
+
+/// A modern request `method` with `params` (given `_meta` is kept, else [`meta`]), its
+/// headers mirrored as the binding says; `headers` adds or replaces some.
+async fn request(
+    server: &TestServer,
+    id: i64,
+    method: &str,
+    mut params: Value,
+    headers: &[(&str, &str)],
+) -> hyper::Response<hyper::body::Incoming> {
+    if params.get("_meta").is_none() {
+        params["_meta"] = meta();
+    }
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut all: Vec<(&str, &str)> = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", ACCEPT_BOTH),
+        ("MCP-Protocol-Version", REVISION),
+        ("Mcp-Method", method),
+    ];
+    if let Some(name) = &name {
+        all.push(("Mcp-Name", name));
+    }
+    for (key, value) in headers {
+        all.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        all.push((key, value));
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    send(server, "POST", &all, Some(body)).await
+}
+
+#[tokio::test]
+async fn a_modern_client_discovers_lists_and_calls_without_a_session() {
+    let server = TestServer::start().await;
+    let response = request(&server, 1, "server/discover", json!({}), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "mcp-session-id"),
+        "",
+        "no session is minted"
+    );
+    let discover = json_of(response).await;
+    let result = &discover["result"];
+    assert_eq!(result["resultType"], "complete", "{discover}");
+    assert_eq!(result["supportedVersions"][0], REVISION, "{discover}");
+    assert!(result["capabilities"]["tools"].is_object(), "{discover}");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcp-server"
+    );
+    let list = json_of(request(&server, 2, "tools/list", json!({}), &[]).await).await;
+    assert_eq!(list["result"]["resultType"], "complete");
+    assert!(list["result"]["ttlMs"].as_u64().is_some(), "{list}");
+    assert_eq!(list["result"]["cacheScope"], "public", "{list}");
+    let params = json!({"name": "add", "arguments": {"a": 2, "b": 3}});
+    let call = json_of(request(&server, 3, "tools/call", params, &[]).await).await;
+    assert_eq!(call["id"], 3);
+    assert_eq!(call["result"]["resultType"], "complete", "{call}");
+    assert_eq!(call["result"]["structuredContent"]["result"], 5.0, "{call}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn progress_flows_on_the_request_s_own_stream_and_closing_it_cancels_the_call() {
+    let server = TestServer::start().await;
+    let mut meta = meta();
+    meta["progressToken"] = json!("p");
+    let params = json!({"name": "sleep", "arguments": {"ms": 400}, "_meta": meta.clone()});
+    let mut stream = Sse::new(request(&server, 1, "tools/call", params, &[]).await);
+    let mut progressed = false;
+    let answer = loop {
+        let message = stream.message().await;
+        if message.get("id").is_some() {
+            break message;
+        }
+        assert_eq!(message["method"], "notifications/progress", "{message}");
+        assert_eq!(message["params"]["progressToken"], "p", "{message}");
+        progressed = true;
+    };
+    assert!(progressed, "a call of 400 ms reports progress first");
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends with its answer"
+    );
+    // A client that closes the stream cancels the call: nothing stays in flight.
+    let params = json!({"name": "sleep", "arguments": {"ms": 300_000}, "_meta": meta});
+    // Its response starts as a stream while it runs, before it has anything to say.
+    let stream = Sse::new(request(&server, 2, "tools/call", params, &[]).await);
+    assert_eq!(
+        metric(&metrics(&server).await, "mcp_inflight_requests"),
+        1.0
+    );
+    drop(stream);
+    wait_for_metric(&server, "mcp_inflight_requests", 0.0).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_revision_s_refusals_carry_their_codes_and_statuses() {
+    let server = TestServer::start().await;
+    // No `_meta`: -32602, 400.
+    let response = request(&server, 1, "tools/list", json!({"_meta": {}}), &[]).await;
+    assert_eq!(response.status(), 400);
+    let refusal = json_of(response).await;
+    assert_eq!(
+        (refusal["id"].clone(), refusal["error"]["code"].clone()),
+        (json!(1), json!(-32602))
+    );
+    // A revision the server does not speak: -32022 naming what it does.
+    let mut unknown = meta();
+    unknown["io.modelcontextprotocol/protocolVersion"] = json!("1999-01-01");
+    let params = json!({"_meta": unknown});
+    let response = request(
+        &server,
+        2,
+        "tools/list",
+        params,
+        &[("MCP-Protocol-Version", "1999-01-01")],
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let refusal = json_of(response).await;
+    assert_eq!(refusal["error"]["code"], -32022, "{refusal}");
+    assert_eq!(refusal["error"]["data"]["requested"], "1999-01-01");
+    assert_eq!(refusal["error"]["data"]["supported"][0], REVISION);
+    // Headers that say otherwise than the body: -32020.
+    for headers in [
+        [("MCP-Protocol-Version", "2025-11-25")],
+        [("Mcp-Method", "tools/list")],
+        [("Mcp-Name", "subtract")],
+    ] {
+        let params = json!({"name": "add", "arguments": {"a": 1, "b": 1}});
+        let response = request(&server, 3, "tools/call", params, &headers).await;
+        assert_eq!(response.status(), 400, "{headers:?}");
+        let refusal = json_of(response).await;
+        assert_eq!(refusal["error"]["code"], -32020, "{headers:?}: {refusal}");
+    }
+    // A name outside plain ASCII travels Base64-encoded, and is decoded before comparing.
+    let params = json!({"name": "add", "arguments": {"a": 1, "b": 1}});
+    let encoded = [("Mcp-Name", "=?base64?YWRk?=")];
+    let answer = json_of(request(&server, 4, "tools/call", params, &encoded).await).await;
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    // Methods of the `initialize` era, and unknown ones: 404 with -32601.
+    for method in [
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "no/such",
+    ] {
+        let response = request(&server, 5, method, json!({}), &[]).await;
+        assert_eq!(response.status(), 404, "{method}");
+        let refusal = json_of(response).await;
+        assert_eq!(refusal["error"]["code"], -32601, "{method}: {refusal}");
+        assert_eq!(refusal["id"], 5);
+    }
+    // A resource that is not there: -32602 (SEP-2164), not -32002.
+    let params = json!({"uri": "test://nowhere"});
+    let answer = json_of(request(&server, 6, "resources/read", params, &[]).await).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    server.shutdown().await;
+}

@@ -3,6 +3,7 @@
 //! results, progress on the request's own stream, a closed stream that cancels, and the
 //! revision's refusals.
 
+use mcp_server::Config;
 use serde_json::{Value, json};
 
 use crate::streamable::{ACCEPT_BOTH, Sse, header, json_of, send};
@@ -182,5 +183,68 @@ async fn the_revision_s_refusals_carry_their_codes_and_statuses() {
     let params = json!({"uri": "test://nowhere"});
     let answer = json_of(request(&server, 6, "resources/read", params, &[]).await).await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tool_that_asks_its_client_takes_rounds_with_a_tamper_proof_state() {
+    let server = TestServer::with_config(Config {
+        conformance_fixtures: true,
+        ..Config::default()
+    })
+    .await;
+    let mut meta = meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({"elicitation": {}});
+    let tool = "test_input_required_result_multi_round";
+    let first = json!({"name": tool, "arguments": {}, "_meta": meta.clone()});
+    let round = json_of(request(&server, 1, "tools/call", first, &[]).await).await;
+    let result = &round["result"];
+    assert_eq!(result["resultType"], "input_required", "{round}");
+    assert_eq!(
+        result["inputRequests"]["step1"]["method"],
+        "elicitation/create"
+    );
+    let state = result["requestState"].as_str().unwrap().to_owned();
+    // The retry answers step 1; the tool asks step 2, the state carrying step 1's answer.
+    let answer = |field: &str, value: &str| json!({"action": "accept", "content": {field: value}});
+    let retry = json!({"name": tool, "arguments": {}, "_meta": meta.clone(),
+        "inputResponses": {"step1": answer("name", "Ada")}, "requestState": state});
+    let round = json_of(request(&server, 2, "tools/call", retry, &[]).await).await;
+    let result = &round["result"];
+    assert_eq!(result["resultType"], "input_required", "{round}");
+    assert!(result["inputRequests"].get("step1").is_none(), "{round}");
+    let state = result["requestState"].as_str().unwrap().to_owned();
+    // A changed state is refused, and so is the state of another call.
+    let mut tampered = state.clone().into_bytes();
+    tampered[5] ^= 1;
+    let tampered = String::from_utf8(tampered).unwrap();
+    let other = json!({"name": "test_input_required_result_elicitation", "arguments": {}});
+    for (name, state) in [
+        (tool, tampered.as_str()),
+        ("test_input_required_result_elicitation", state.as_str()),
+    ] {
+        let retry = json!({"name": name, "arguments": {}, "_meta": meta.clone(),
+            "inputResponses": {"step2": answer("color", "green")}, "requestState": state});
+        let refusal = json_of(request(&server, 3, "tools/call", retry, &[]).await).await;
+        assert_eq!(refusal["error"]["code"], -32602, "{other}: {refusal}");
+    }
+    let retry = json!({"name": tool, "arguments": {}, "_meta": meta.clone(),
+        "inputResponses": {"step2": answer("color", "green")}, "requestState": state});
+    let done = json_of(request(&server, 4, "tools/call", retry, &[]).await).await;
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "Ada likes green",
+        "{done}"
+    );
+    // A call that needs a capability the client did not declare: -32021, HTTP 400.
+    let params = json!({"name": "test_missing_capability", "arguments": {}});
+    let response = request(&server, 5, "tools/call", params, &[]).await;
+    assert_eq!(response.status(), 400);
+    let refusal = json_of(response).await;
+    assert_eq!(refusal["error"]["code"], -32021, "{refusal}");
+    assert_eq!(
+        refusal["error"]["data"]["requiredCapabilities"],
+        json!({"sampling": {}})
+    );
     server.shutdown().await;
 }

@@ -161,6 +161,63 @@ pub enum Error {
     /// The listener or the data directory failed (the operating system's error).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The key of 2026-07-28 `requestState`s cannot be read or made: give a file of at least
+    /// 32 secret bytes, or a data directory the server may write to.
+    #[error("the request-state key {}: {reason}", path.display())]
+    StateKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The secret of 2026-07-28 `requestState`s: the configured key file, or the data
+/// directory's `request-state.key` (made, readable by the owner only, at the first start);
+/// `None` without either (the hub then makes a random one).
+pub(crate) fn request_state_key(config: &Config) -> Result<Option<Vec<u8>>, Error> {
+    const MIN: usize = 32;
+    let fail = |path: &std::path::Path, reason: String| Error::StateKey {
+        path: path.to_owned(),
+        reason,
+    };
+    let (path, make) = match (&config.request_state_key_file, &config.data_dir) {
+        (Some(file), _) => (file.clone(), false),
+        (None, Some(dir)) => (dir.join("request-state.key"), true),
+        (None, None) => return Ok(None),
+    };
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= MIN => return Ok(Some(key)),
+        Ok(key) => {
+            return Err(fail(
+                &path,
+                format!("it has {} bytes; at least {MIN} are needed", key.len()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && make => {}
+        Err(e) => return Err(fail(&path, e.to_string())),
+    }
+    let mut key = vec![0u8; MIN];
+    getrandom::fill(&mut key).map_err(|e| fail(&path, format!("no randomness: {e}")))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(&path, e.to_string()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&path).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, &key)?;
+        file.sync_all()
+    });
+    match written {
+        Ok(()) => Ok(Some(key)),
+        // Another server on the same directory made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)
+            .map(Some)
+            .map_err(|e| fail(&path, e.to_string())),
+        Err(e) => Err(fail(&path, e.to_string())),
+    }
 }
 
 /// Where resumable sessions are kept: the data directory's redb file, or memory.
@@ -172,4 +229,40 @@ pub(crate) fn store(config: &Config) -> Result<Arc<dyn SessionStore>, Error> {
         }
         None => Arc::new(mcp_session::MemoryStore::default()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_state_key_is_made_once_in_the_data_directory_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: Some(dir.path().to_owned()),
+            ..Config::default()
+        };
+        let first = request_state_key(&config).unwrap().unwrap();
+        assert_eq!(first.len(), 32);
+        let path = dir.path().join("request-state.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A restart, or another instance on the same directory, reads the same key.
+        assert_eq!(request_state_key(&config).unwrap().unwrap(), first);
+        // A configured file wins; one too short is refused, naming it.
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, b"too short").unwrap();
+        let config = Config {
+            request_state_key_file: Some(short.clone()),
+            ..config
+        };
+        let error = request_state_key(&config).unwrap_err().to_string();
+        assert!(error.contains("short.key") && error.contains("at least 32"), "{error}");
+        // Without either, the hub makes its own.
+        assert_eq!(request_state_key(&Config::default()).unwrap(), None);
+    }
 }

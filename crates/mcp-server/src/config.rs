@@ -81,6 +81,13 @@ pub struct Cli {
     #[arg(long, env = "MCP_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// A file of at least 32 secret bytes that makes the `requestState` of a 2026-07-28
+    /// input-required result tamper-proof; instances behind one load balancer share it.
+    /// Default: `request-state.key` in the data directory, made at the first start; without
+    /// a data directory, a random key that dies with the process.
+    #[arg(long, env = "MCP_REQUEST_STATE_KEY_FILE", value_name = "FILE")]
+    pub request_state_key_file: Option<PathBuf>,
+
     /// Seconds a session (agent) may go unused before it expires and its data is removed.
     #[arg(
         long,
@@ -349,6 +356,9 @@ pub struct Config {
     pub stats_interval: Duration,
     /// Where durable state is kept; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
+    /// The secret of 2026-07-28 `requestState`s (see `--request-state-key-file`); `None`:
+    /// `request-state.key` in the data directory, or a random key without one.
+    pub request_state_key_file: Option<PathBuf>,
     /// How long an unused session (agent) is kept.
     pub session_ttl: Duration,
     /// What the built-in tools need.
@@ -382,6 +392,7 @@ impl Default for Config {
             max_connections: 10_000,
             stats_interval: Duration::from_secs(1),
             data_dir: None,
+            request_state_key_file: None,
             session_ttl: Duration::from_secs(86_400),
             tools: ToolsConfig::default(),
             conformance_fixtures: false,
@@ -469,6 +480,7 @@ impl Cli {
             max_connections: self.max_connections.max(1),
             stats_interval: defaults.stats_interval,
             data_dir: self.data_dir.clone(),
+            request_state_key_file: self.request_state_key_file.clone(),
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,
             conformance_fixtures: self.conformance_fixtures,

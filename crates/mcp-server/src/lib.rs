@@ -93,6 +93,8 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let store = builder::store(&config)?;
+    let mut config = config;
+    config.session.request_state_key = builder::request_state_key(&config)?;
     let connections = std::sync::Arc::default();
     let server = hub(&config, tools, providers, store, &connections)?;
     let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);

@@ -68,6 +68,13 @@ pub struct ServerConfig {
     /// How many tool calls one principal may have running at once, across its sessions;
     /// `None` (the default): no limit.
     pub max_calls_per_principal: Option<usize>,
+    /// The secret that makes a modern request's `requestState` tamper-proof (32 bytes or
+    /// more); `None`: a random one, so states do not outlive the process. Instances that
+    /// serve one client in turn must share it.
+    pub request_state_key: Option<Vec<u8>>,
+    /// How long a `requestState` stays valid: a client has this long to answer an
+    /// input-required result.
+    pub request_state_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +106,8 @@ impl Default for ServerConfig {
             resume_log: 4096,
             rate_limit: None,
             max_calls_per_principal: None,
+            request_state_key: None,
+            request_state_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -127,6 +136,8 @@ pub(crate) struct HubInner {
     pub(crate) store: Arc<dyn SessionStore>,
     /// The resources a modern request sees: no session's, so none of its own.
     pub(crate) stateless_resources: crate::resources::Resources,
+    /// The key of modern requests' `requestState`.
+    pub(crate) state_key: crate::round_trip::StateKey,
     /// Per-principal rate and concurrency limits.
     pub(crate) limits: crate::limits::Limits,
     next_session: AtomicU64,
@@ -291,6 +302,7 @@ impl Hub {
         let router = Router::new(&catalog);
         let scheduler = Scheduler::new(config.heavy_concurrency);
         let limits = crate::limits::Limits::new(config.rate_limit, config.max_calls_per_principal);
+        let state_key = crate::round_trip::StateKey::new(config.request_state_key.as_deref());
         Self {
             inner: Arc::new(HubInner {
                 config,
@@ -304,6 +316,7 @@ impl Hub {
                 metrics: Metrics::new(),
                 store,
                 stateless_resources: crate::stateless::stateless_resources(),
+                state_key,
                 stats,
                 open_sessions: std::sync::atomic::AtomicUsize::new(0),
                 limits,

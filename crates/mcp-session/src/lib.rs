@@ -21,6 +21,7 @@ mod peer;
 mod principal;
 mod resources;
 mod resumable;
+mod round_trip;
 mod router;
 mod session;
 mod sinks;

@@ -192,6 +192,7 @@ impl mcp_tools::ClientSink for ToolClient {
 
     fn request(
         &self,
+        _key: &str,
         method: &str,
         params: Value,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {

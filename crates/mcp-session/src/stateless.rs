@@ -23,6 +23,7 @@ use crate::calls::Reply;
 use crate::hub::notice_text;
 use crate::outbound::{self, Answered, Regarding, WeakQueue};
 use crate::resources::Resources;
+use crate::round_trip::{self, Round, RoundTrip};
 use crate::router::{self, CallScope, Polled, RequestContext, Route, Router};
 use crate::sinks::ProgressNotifier;
 use crate::{Hub, OutboundReceiver, Principal};
@@ -104,9 +105,13 @@ impl Hub {
         };
         tracing::debug!(%id, method = %request.method, "stateless request");
         let Request { id, method, params } = request;
-        match self.route_stateless(&id, &method, params, &meta, principal) {
+        match self.route_stateless(&id, &method, params, meta, principal) {
             Err(error) if error.code == error_codes::METHOD_NOT_FOUND => {
                 refused(Some(id), error, true)
+            }
+            // The revision's own refusals are HTTP 400 too.
+            Err(error) if error.code == modern::codes::MISSING_REQUIRED_CLIENT_CAPABILITY => {
+                refused(Some(id), error, false)
             }
             Err(error) => Stateless::Answer(error_text(id, error)),
             Ok(Served::Answer(result)) => Stateless::Answer(response_text(id, result)),
@@ -142,11 +147,20 @@ impl Hub {
         &self,
         id: &RequestId,
         method: &str,
-        params: Option<Value>,
-        meta: &RequestMeta,
+        mut params: Option<Value>,
+        meta: RequestMeta,
         principal: &Principal,
     ) -> Result<Served, ErrorObject> {
         let inner = &self.inner;
+        let round = match round_trip::may_require_input(method) {
+            true => Some(Round::read(
+                &inner.state_key,
+                principal.name(),
+                method,
+                &mut params,
+            )?),
+            false => None,
+        };
         if method == methods::SERVER_DISCOVER {
             return Ok(Served::Answer(self.complete(self.discover(), cache(true))));
         }
@@ -180,7 +194,13 @@ impl Hub {
             }
             Route::Call(call) => call,
         };
+        let meta = Arc::new(meta);
         let token = inner.shutdown.child_token();
+        let round_trip = round.map(|round| RoundTrip::new(Arc::clone(&meta), round));
+        let client = match &round_trip {
+            Some(rt) => mcp_tools::Client::new(Arc::clone(rt) as Arc<dyn mcp_tools::ClientSink>),
+            None => mcp_tools::Client::none(),
+        };
         let (queue, output) =
             outbound::channel(inner.config.outbound_capacity, inner.metrics.clone());
         let scope = CallScope {
@@ -201,10 +221,11 @@ impl Hub {
                 }),
                 call.name.clone(),
             ),
-            client: mcp_tools::Client::none(),
+            client,
             session: 0,
         };
         let run = Router::start_call(self, id, meta.version, call, scope)?;
+        let run = self.until_input_required(run, round_trip, principal);
         inner.metrics.request_started();
         match router::poll_once(run) {
             Polled::Ready(reply) => {
@@ -234,6 +255,39 @@ impl Hub {
         }
     }
 
+    /// Runs a call until it ends, or until it asks its client for something this round does
+    /// not have: it stops there, and its reply is the input-required result (or -32021).
+    fn until_input_required(
+        &self,
+        run: impl Future<Output = Reply> + Send + 'static,
+        round_trip: Option<Arc<RoundTrip>>,
+        principal: &Principal,
+    ) -> Pin<Box<impl Future<Output = Reply> + Send + 'static>> {
+        let hub = self.clone();
+        let principal = principal.name().to_owned();
+        Box::pin(async move {
+            let Some(rt) = round_trip else {
+                return run.await;
+            };
+            tokio::select! {
+                // The call first: what it asks in one poll goes out together.
+                biased;
+                // A call that asked for a capability the client lacks is refused (-32021),
+                // however the tool took the refusal.
+                reply = run => match rt.missing() {
+                    Some(capability) => Err(mcp_protocol::modern::missing_capability(&capability)),
+                    None => reply,
+                },
+                () = rt.stopped() => {
+                    let inner = &hub.inner;
+                    let result = rt.input_required(&inner.state_key, &principal, inner.config.request_state_ttl)?;
+                    let body = serde_json::value::to_raw_value(&result).map_err(ErrorObject::internal)?;
+                    Ok(crate::calls::CallReply { body, is_error: false })
+                }
+            }
+        })
+    }
+
     /// A tool call's reply as a modern result.
     fn finish_call(&self, reply: Reply) -> Result<Value, ErrorObject> {
         let reply = reply.map_err(modern_error)?;
@@ -241,13 +295,18 @@ impl Hub {
         Ok(self.complete(value, None))
     }
 
-    /// `result` as a complete modern result.
+    /// `result` as a complete modern result (one that says it is not complete, an
+    /// input-required result, only names the server).
     fn complete(&self, result: Value, cache: Option<Cache>) -> Value {
         let mut map = match result {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        modern::complete(&mut map, &self.inner.config.server_info, cache);
+        let server = &self.inner.config.server_info;
+        match map.contains_key("resultType") {
+            true => modern::stamp_server(&mut map, server),
+            false => modern::complete(&mut map, server, cache),
+        }
         Value::Object(map)
     }
 

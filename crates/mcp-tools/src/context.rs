@@ -62,53 +62,103 @@ impl ToolContext {
     }
 }
 
-/// Sends requests to the client of a call's session; the session implements it with its
-/// `Peer`.
+/// Sends requests to the client of a call: a 2025 session sends them through its `Peer` and
+/// waits for the answers; a modern request cannot wait, and turns them into an
+/// input-required result that the client answers by retrying its request.
 pub trait ClientSink: Send + Sync {
-    /// Whether the client declared `capability` (`sampling`, `elicitation`, `roots`) in its
-    /// `initialize`.
+    /// Whether the client declared `capability` (`sampling`, `elicitation`, `roots`).
     fn supports(&self, capability: &str) -> bool;
     /// Sends `method` with `params` and waits for the client's answer; the error says why
-    /// there is none (the client refused, or went away).
+    /// there is none (the client refused, or went away). `key` names the request among the
+    /// call's (a modern client answers by key).
     fn request(
         &self,
+        key: &str,
         method: &str,
         params: Value,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>>;
+    /// The call asked for `capability`, which the client did not declare. A modern request
+    /// is refused for it (-32021); a 2025 session lets the tool fail.
+    fn unsupported(&self, capability: &str) {
+        let _ = capability;
+    }
 }
 
 /// A tool's way to its caller's client.
+///
+/// A tool writes its requests once: in a 2025 session they are requests to the client,
+/// answered while the call waits; in a 2026-07-28 request the call stops at the first one
+/// not answered yet, the client gets them all as one input-required result, and the call
+/// runs again from the start with the answers (so a tool that asks should ask the same
+/// things in the same order each time, and do nothing irreversible before it has them).
 #[derive(Clone)]
 pub struct Client {
     sink: Option<Arc<dyn ClientSink>>,
+    /// How many requests were sent without a key: the next one's automatic key.
+    asked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Client {
     /// No client to ask (tests, the agent HTTP API): every request fails.
     pub fn none() -> Self {
-        Self { sink: None }
+        Self {
+            sink: None,
+            asked: Arc::default(),
+        }
     }
 
     /// Requests go to `sink`.
     pub fn new(sink: Arc<dyn ClientSink>) -> Self {
-        Self { sink: Some(sink) }
+        Self {
+            sink: Some(sink),
+            asked: Arc::default(),
+        }
+    }
+
+    /// Whether the client declared `capability` (`sampling`, `elicitation`, `roots`): a
+    /// tool may ask only for what the client can give.
+    pub fn supports(&self, capability: &str) -> bool {
+        self.sink.as_ref().is_some_and(|s| s.supports(capability))
     }
 
     /// Sends `method` to the client, which must have declared `capability`; a failure is a
-    /// [`crate::ToolError::Failed`] saying why.
+    /// [`crate::ToolError::Failed`] saying why. Its key, for a modern client, is
+    /// `input-1`, `input-2`... in the order of the call's requests without a key.
     pub async fn request(
         &self,
         capability: &str,
         method: &str,
         params: Value,
     ) -> Result<Value, crate::ToolError> {
-        let sink = self.sink.as_ref().filter(|s| s.supports(capability));
-        let Some(sink) = sink else {
+        let n = self
+            .asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.ask(&format!("input-{n}"), capability, method, params)
+            .await
+    }
+
+    /// Like [`Client::request`], under `key`: the name a modern client sees it by, unique
+    /// within the call.
+    pub async fn ask(
+        &self,
+        key: &str,
+        capability: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, crate::ToolError> {
+        let Some(sink) = self.sink.as_ref() else {
+            return Err(crate::ToolError::Failed(format!(
+                "there is no client to ask for {capability}"
+            )));
+        };
+        if !sink.supports(capability) {
+            sink.unsupported(capability);
             return Err(crate::ToolError::Failed(format!(
                 "the client does not support {capability}: it did not declare the `{capability}` capability"
             )));
-        };
-        sink.request(method, params)
+        }
+        sink.request(key, method, params)
             .await
             .map_err(|e| crate::ToolError::Failed(format!("{method} failed: {e}")))
     }

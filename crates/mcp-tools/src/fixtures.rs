@@ -69,7 +69,7 @@ pub fn register(registry: &mut ToolRegistry) -> Result<(), RegistryError> {
     for elicit in ELICITATIONS {
         registry.register(elicit)?;
     }
-    Ok(())
+    rounds::register(registry)
 }
 
 /// The resource a client may subscribe to (it never changes).
@@ -735,6 +735,8 @@ impl Tool for Elicit {
         ))])
     }
 }
+
+mod rounds;
 
 #[cfg(test)]
 mod tests {

@@ -248,3 +248,64 @@ async fn a_tool_that_asks_its_client_takes_rounds_with_a_tamper_proof_state() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_listen_stream_is_acknowledged_tagged_and_ended_well_by_a_shutdown() {
+    let server = TestServer::with_config(Config {
+        stats_interval: std::time::Duration::from_millis(20),
+        ..Config::default()
+    })
+    .await;
+    let params = json!({"notifications": {
+        "toolsListChanged": true,
+        "resourceSubscriptions": ["mcp://server/stats", "test://nowhere"]
+    }});
+    let mut stream = Sse::new(request(&server, 7, "subscriptions/listen", params, &[]).await);
+    let ack = stream.message().await;
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        7
+    );
+    // Only what can be honoured: the statistics; lists never change here.
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"resourceSubscriptions": ["mcp://server/stats"]}),
+        "{ack}"
+    );
+    // A new session changes the statistics: the stream hears of it, tagged.
+    let session = crate::support::Client::initialized(&server).await;
+    let update = stream.message().await;
+    assert_eq!(
+        update["method"], "notifications/resources/updated",
+        "{update}"
+    );
+    assert_eq!(update["params"]["uri"], "mcp://server/stats");
+    assert_eq!(
+        update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        7
+    );
+    drop(session);
+    // A graceful shutdown ends the stream with the request's result, tagged as well.
+    let stopping = tokio::spawn(server.shutdown());
+    let end = loop {
+        let message = stream.message().await;
+        if message.get("id").is_some() {
+            break message;
+        }
+    };
+    assert_eq!(end["id"], 7);
+    assert_eq!(end["result"]["resultType"], "complete", "{end}");
+    assert_eq!(
+        end["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        7
+    );
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends with its result"
+    );
+    stopping.await.unwrap();
+}

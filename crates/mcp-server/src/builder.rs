@@ -261,7 +261,10 @@ mod tests {
             ..config
         };
         let error = request_state_key(&config).unwrap_err().to_string();
-        assert!(error.contains("short.key") && error.contains("at least 32"), "{error}");
+        assert!(
+            error.contains("short.key") && error.contains("at least 32"),
+            "{error}"
+        );
         // Without either, the hub makes its own.
         assert_eq!(request_state_key(&Config::default()).unwrap(), None);
     }

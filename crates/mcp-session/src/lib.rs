@@ -15,6 +15,7 @@ mod error;
 mod hub;
 mod lifecycle;
 mod limits;
+mod listen;
 mod metrics;
 mod outbound;
 mod peer;

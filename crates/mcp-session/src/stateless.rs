@@ -165,6 +165,9 @@ impl Hub {
             return Ok(Served::Answer(self.complete(self.discover(), cache(true))));
         }
         inner.limits.check_rate(principal)?;
+        if method == methods::SUBSCRIPTIONS_LISTEN {
+            return self.listen(id, params).map(Served::Running);
+        }
         let ctx = RequestContext {
             version: meta.version,
             principal,
@@ -313,11 +316,8 @@ impl Hub {
     /// What `server/discover` says.
     fn discover(&self) -> Value {
         let legacy = self.initialize_result(ProtocolVersion::LATEST_LEGACY);
-        let mut capabilities = legacy.capabilities;
-        // A modern client subscribes with `subscriptions/listen`, not `resources/subscribe`.
-        if let Some(resources) = &mut capabilities.resources {
-            resources.subscribe = None;
-        }
+        // `resources.subscribe`: a modern client subscribes with `subscriptions/listen`.
+        let capabilities = legacy.capabilities;
         router::to_value(DiscoverResult {
             supported_versions: ProtocolVersion::SUPPORTED
                 .map(|v| v.as_str().to_owned())

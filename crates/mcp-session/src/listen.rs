@@ -8,15 +8,16 @@
 //! no list-changed subscription is acknowledged. The stream lasts until the client closes it;
 //! a graceful shutdown ends it with the request's result.
 
-use mcp_protocol::modern::{self, SUBSCRIPTION_ID};
-use mcp_protocol::{ErrorObject, Message, Notification, RequestId, Response, methods};
+use mcp_protocol::modern::SUBSCRIPTION_ID;
+use mcp_protocol::{ErrorObject, Message, Notification, RequestId, methods};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::Hub;
-use crate::outbound::{self, Answered, Regarding};
+use crate::calls::{CallReply, Reply};
+use crate::outbound::{self, OutboundQueue};
 use crate::resources::STATS_URI;
-use crate::stateless::StatelessCall;
 
 /// What a listener asks to hear of; of the list changes it may ask for (which never happen
 /// here) nothing is read.
@@ -36,12 +37,17 @@ struct ListenParams {
 const MAX_SUBSCRIPTIONS: usize = 1000;
 
 impl Hub {
-    /// Opens a `subscriptions/listen` stream for request `id`.
+    /// Opens a `subscriptions/listen` stream for request `id` on `queue`: acknowledges it
+    /// there at once, then returns the future that carries its notifications until `cancel`
+    /// (the client closed it) or a graceful shutdown, which it answers with the request's
+    /// result.
     pub(crate) fn listen(
         &self,
         id: &RequestId,
         params: Option<Value>,
-    ) -> Result<StatelessCall, ErrorObject> {
+        queue: OutboundQueue,
+        cancel: CancellationToken,
+    ) -> Result<impl Future<Output = Reply> + Send + 'static, ErrorObject> {
         let params: ListenParams = mcp_protocol::decode_params(params)?;
         let filter = params.notifications;
         if filter.resource_subscriptions.len() > MAX_SUBSCRIPTIONS {
@@ -64,48 +70,41 @@ impl Hub {
             methods::SUBSCRIPTIONS_ACKNOWLEDGED,
             json!({"_meta": tag, "notifications": acknowledged}),
         );
-        let inner = &self.inner;
-        let (queue, output) =
-            outbound::channel(inner.config.outbound_capacity, inner.metrics.clone());
-        // Queued before the stream is handed over: nothing can come before it.
-        let _ = queue.try_push_notice(ack);
-        let token = inner.shutdown.child_token();
+        // Queued before anyone reads the stream: nothing of it can come before.
+        queue
+            .try_push_notice(ack)
+            .map_err(|_| ErrorObject::internal("the stream closed before it was acknowledged"))?;
         let stats = honoured.iter().any(|uri| uri == STATS_URI);
-        let hub = self.clone();
+        let mut changes = self.inner.stats_version.subscribe();
+        changes.mark_unchanged();
+        let draining = self.inner.draining.clone();
         let id = id.clone();
-        let stop = token.clone();
-        let run = Box::pin(async move {
-            let mut changes = hub.inner.stats_version.subscribe();
-            changes.mark_unchanged();
-            let draining = hub.inner.draining.clone();
+        Ok(async move {
             loop {
                 tokio::select! {
-                    () = stop.cancelled() => break,
+                    () = cancel.cancelled() => {
+                        return Err(ErrorObject::internal("the subscription was cancelled"));
+                    }
                     () = draining.cancelled() => {
                         // Ended by the server: the request's result says it ended well.
-                        let mut result = serde_json::Map::new();
-                        result.insert("_meta".to_owned(), json!({ SUBSCRIPTION_ID: id.to_value() }));
-                        modern::complete(&mut result, &hub.inner.config.server_info, None);
-                        let text = Message::Response(Response::ok(id.clone(), Value::Object(result))).to_text();
-                        let _ = queue.push(text, Regarding::Answer(Answered::to(id))).await;
-                        break;
+                        let result = json!({
+                            "resultType": "complete",
+                            "_meta": { SUBSCRIPTION_ID: id.to_value() },
+                        });
+                        let body = serde_json::value::to_raw_value(&result)
+                            .map_err(ErrorObject::internal)?;
+                        return Ok(CallReply { body, is_error: false });
                     }
                     Ok(()) = changes.changed(), if stats => {
                         let params = json!({"_meta": { SUBSCRIPTION_ID: id.to_value() }, "uri": STATS_URI});
                         let updated = notification(methods::RESOURCES_UPDATED, params);
                         let key = outbound::Coalesce::Updated(STATS_URI.to_owned());
                         if queue.push_coalesced(key, updated).is_err() {
-                            break;
+                            return Err(ErrorObject::internal("the stream closed"));
                         }
                     }
                 }
             }
-            queue.end();
-        });
-        Ok(StatelessCall {
-            output,
-            run,
-            cancel: token.drop_guard(),
         })
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::calls::Reply;
 use crate::hub::notice_text;
-use crate::outbound::{self, Answered, Regarding, WeakQueue};
+use crate::outbound::{self, Answered, OutboundQueue, Regarding, WeakQueue};
 use crate::resources::Resources;
 use crate::round_trip::{self, Round, RoundTrip};
 use crate::router::{self, CallScope, Polled, RequestContext, Route, Router};
@@ -142,93 +142,30 @@ impl Hub {
         Ok(meta)
     }
 
-    /// Answers an admitted modern request, or starts its tool call.
+    /// Answers an admitted modern request on HTTP, or starts its call on an output of its
+    /// own.
     fn route_stateless(
         &self,
         id: &RequestId,
         method: &str,
-        mut params: Option<Value>,
+        params: Option<Value>,
         meta: RequestMeta,
         principal: &Principal,
     ) -> Result<Served, ErrorObject> {
         let inner = &self.inner;
-        let round = match round_trip::may_require_input(method) {
-            true => Some(Round::read(
-                &inner.state_key,
-                principal.name(),
-                method,
-                &mut params,
-            )?),
-            false => None,
-        };
-        if method == methods::SERVER_DISCOVER {
-            return Ok(Served::Answer(self.complete(self.discover(), cache(true))));
-        }
-        inner.limits.check_rate(principal)?;
-        if method == methods::SUBSCRIPTIONS_LISTEN {
-            return self.listen(id, params).map(Served::Running);
-        }
-        let ctx = RequestContext {
-            version: meta.version,
-            principal,
-            resources: &inner.stateless_resources,
-            running: 0,
-        };
-        let routed = inner
-            .router
-            .route(self, method, &ctx, params)
-            .map_err(modern_error)?;
-        let call = match routed {
-            Route::Answer(value) => {
-                let cacheable = match method {
-                    // Filtered by the caller's scopes: the same for the same token only.
-                    methods::TOOLS_LIST => cache(principal.scopes().is_none()),
-                    methods::PROMPTS_LIST
-                    | methods::RESOURCES_LIST
-                    | methods::RESOURCES_TEMPLATES_LIST => cache(true),
-                    // The statistics change all the time; others' contents may too.
-                    methods::RESOURCES_READ => Some(Cache {
-                        ttl_ms: 0,
-                        public: false,
-                    }),
-                    _ => None,
-                };
-                return Ok(Served::Answer(self.complete(value, cacheable)));
-            }
-            Route::Call(call) => call,
-        };
-        let meta = Arc::new(meta);
         let token = inner.shutdown.child_token();
-        let round_trip = round.map(|round| RoundTrip::new(Arc::clone(&meta), round));
-        let client = match &round_trip {
-            Some(rt) => mcp_tools::Client::new(Arc::clone(rt) as Arc<dyn mcp_tools::ClientSink>),
-            None => mcp_tools::Client::none(),
-        };
         let (queue, output) =
             outbound::channel(inner.config.outbound_capacity, inner.metrics.clone());
-        let scope = CallScope {
-            cancel: token.clone(),
-            progress: mcp_tools::Progress::new(
-                Arc::new(ProgressNotifier::stateless(
-                    call.progress_token.clone(),
-                    queue.clone(),
-                    token.clone(),
-                )),
-                inner.config.progress_interval,
-            ),
-            checkpoint: mcp_tools::Checkpoint::none(),
-            log: mcp_tools::Logger::new(
-                Arc::new(RequestLog {
-                    queue: queue.downgrade(),
-                    level: meta.log_level,
-                }),
-                call.name.clone(),
-            ),
-            client,
+        let out = ModernOutput {
+            queue: &queue,
+            cancel: &token,
+            running: 0,
             session: 0,
         };
-        let run = Router::start_call(self, id, meta.version, call, scope)?;
-        let run = self.until_input_required(run, round_trip, principal);
+        let run = match self.serve_modern(id, method, params, meta, principal, out)? {
+            Modern::Answer(result) => return Ok(Served::Answer(result)),
+            Modern::Call(run) => run,
+        };
         inner.metrics.request_started();
         match router::poll_once(run) {
             Polled::Ready(reply) => {
@@ -256,6 +193,99 @@ impl Hub {
                 }))
             }
         }
+    }
+
+    /// Serves an admitted modern request, whatever carries it: answers it, or makes the call
+    /// that will (a tool call, a listen stream) with its output going to `out`. The call's
+    /// reply is a modern result already ([`Hub::finish_call`] completes it).
+    pub(crate) fn serve_modern(
+        &self,
+        id: &RequestId,
+        method: &str,
+        mut params: Option<Value>,
+        meta: RequestMeta,
+        principal: &Principal,
+        out: ModernOutput<'_>,
+    ) -> Result<Modern, ErrorObject> {
+        let inner = &self.inner;
+        let round = match round_trip::may_require_input(method) {
+            true => Some(Round::read(
+                &inner.state_key,
+                principal.name(),
+                method,
+                &mut params,
+            )?),
+            false => None,
+        };
+        if method == methods::SERVER_DISCOVER {
+            return Ok(Modern::Answer(self.complete(self.discover(), cache(true))));
+        }
+        inner.limits.check_rate(principal)?;
+        if method == methods::SUBSCRIPTIONS_LISTEN {
+            let listen = self.listen(id, params, out.queue.clone(), out.cancel.clone())?;
+            return Ok(Modern::Call(Box::pin(listen)));
+        }
+        let ctx = RequestContext {
+            version: meta.version,
+            principal,
+            resources: &inner.stateless_resources,
+            running: out.running,
+        };
+        let routed = inner
+            .router
+            .route(self, method, &ctx, params)
+            .map_err(modern_error)?;
+        let call = match routed {
+            Route::Answer(value) => {
+                let cacheable = match method {
+                    // Filtered by the caller's scopes: the same for the same token only.
+                    methods::TOOLS_LIST => cache(principal.scopes().is_none()),
+                    methods::PROMPTS_LIST
+                    | methods::RESOURCES_LIST
+                    | methods::RESOURCES_TEMPLATES_LIST => cache(true),
+                    // The statistics change all the time; others' contents may too.
+                    methods::RESOURCES_READ => Some(Cache {
+                        ttl_ms: 0,
+                        public: false,
+                    }),
+                    _ => None,
+                };
+                return Ok(Modern::Answer(self.complete(value, cacheable)));
+            }
+            Route::Call(call) => call,
+        };
+        let meta = Arc::new(meta);
+        let token = out.cancel;
+        let round_trip = round.map(|round| RoundTrip::new(Arc::clone(&meta), round));
+        let client = match &round_trip {
+            Some(rt) => mcp_tools::Client::new(Arc::clone(rt) as Arc<dyn mcp_tools::ClientSink>),
+            None => mcp_tools::Client::none(),
+        };
+        let scope = CallScope {
+            cancel: token.clone(),
+            progress: mcp_tools::Progress::new(
+                Arc::new(ProgressNotifier::stateless(
+                    call.progress_token.clone(),
+                    out.queue.clone(),
+                    token.clone(),
+                )),
+                inner.config.progress_interval,
+            ),
+            checkpoint: mcp_tools::Checkpoint::none(),
+            log: mcp_tools::Logger::new(
+                Arc::new(RequestLog {
+                    queue: out.queue.downgrade(),
+                    level: meta.log_level,
+                }),
+                call.name.clone(),
+            ),
+            client,
+            session: out.session,
+        };
+        let run = Router::start_call(self, id, meta.version, call, scope)?;
+        Ok(Modern::Call(self.until_input_required(
+            run, round_trip, principal,
+        )))
     }
 
     /// Runs a call until it ends, or until it asks its client for something this round does
@@ -291,8 +321,8 @@ impl Hub {
         })
     }
 
-    /// A tool call's reply as a modern result.
-    fn finish_call(&self, reply: Reply) -> Result<Value, ErrorObject> {
+    /// A call's reply as a modern result.
+    pub(crate) fn finish_call(&self, reply: Reply) -> Result<Value, ErrorObject> {
         let reply = reply.map_err(modern_error)?;
         let value = serde_json::from_str(reply.body.get()).map_err(ErrorObject::internal)?;
         Ok(self.complete(value, None))
@@ -329,10 +359,27 @@ impl Hub {
     }
 }
 
-/// What a routed modern request became.
+/// What a routed modern request became, on HTTP.
 enum Served {
     Answer(Value),
     Running(StatelessCall),
+}
+
+/// Where a modern call's output goes: an outbound log (the request's own on HTTP, the
+/// session's on WebSocket), the call's cancellation, and what limits it.
+pub(crate) struct ModernOutput<'a> {
+    pub(crate) queue: &'a OutboundQueue,
+    pub(crate) cancel: &'a tokio_util::sync::CancellationToken,
+    /// How many requests of its scope run already.
+    pub(crate) running: usize,
+    /// The fairness key of the heavy-call scheduler.
+    pub(crate) session: u64,
+}
+
+/// A modern request served: its result, or the call that will give it.
+pub(crate) enum Modern {
+    Answer(Value),
+    Call(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
 fn cache(public: bool) -> Option<Cache> {

@@ -39,6 +39,24 @@ async fn accepts_a_client_offering_no_subprotocol() {
 }
 
 #[tokio::test]
+async fn a_modern_client_s_subprotocol_is_selected_over_mcp() {
+    let server = TestServer::start().await;
+    let offered = "mcp, mcp.version.2026-07-28";
+    let (mut client, response) = Client::connect_with(&server, "/mcp", Some(offered))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "mcp.version.2026-07-28"
+    );
+    // The era is still the request's: a 2025 client may start a session on it.
+    let init = client.initialize("2025-11-25").await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    drop(client);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn refuses_other_subprotocols_with_400() {
     let server = TestServer::start().await;
     match Client::connect_with(&server, "/mcp", Some("graphql-ws")).await {

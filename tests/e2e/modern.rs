@@ -309,3 +309,67 @@ async fn a_listen_stream_is_acknowledged_tagged_and_ended_well_by_a_shutdown() {
     );
     stopping.await.unwrap();
 }
+
+/// A modern request over WebSocket: the same message as over HTTP, no headers.
+fn ws_request(id: i64, method: &str, mut params: Value) -> Value {
+    if params.get("_meta").is_none() {
+        params["_meta"] = meta();
+    }
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test]
+async fn over_websocket_a_modern_client_needs_no_initialize_and_may_mix_eras() {
+    let mut config = Config::default();
+    // Shorter than the call below: a socket serving modern requests owes no `initialize`.
+    config.session.init_timeout = std::time::Duration::from_secs(1);
+    let server = TestServer::with_config(config).await;
+    let mut client = crate::support::Client::connect(&server).await;
+    let discover = client
+        .request(ws_request(1, "server/discover", json!({})))
+        .await;
+    assert_eq!(discover["result"]["resultType"], "complete", "{discover}");
+    let list = client.request(ws_request(2, "tools/list", json!({}))).await;
+    assert!(list["result"]["ttlMs"].is_u64(), "{list}");
+    let params = json!({"name": "add", "arguments": {"a": 2, "b": 2}});
+    let sum = client.request(ws_request(3, "tools/call", params)).await;
+    assert_eq!(sum["result"]["structuredContent"]["result"], 4.0, "{sum}");
+    // Progress on the socket, for a call that outlives the initialize deadline.
+    let mut meta = meta();
+    meta["progressToken"] = json!(4);
+    let params = json!({"name": "sleep", "arguments": {"ms": 1500}, "_meta": meta});
+    client.send(ws_request(4, "tools/call", params)).await;
+    // Cancelled by notification: it stops, and is never answered.
+    let params = json!({"name": "sleep", "arguments": {"ms": 300_000}});
+    client.send(ws_request(5, "tools/call", params)).await;
+    client
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5}}))
+        .await;
+    let mut progress = 0;
+    let answer = loop {
+        let message = client.recv().await;
+        assert_ne!(
+            message["id"], 5,
+            "a cancelled call is not answered: {message}"
+        );
+        if message["id"] == 4 {
+            break message;
+        }
+        assert_eq!(message["params"]["progressToken"], 4, "{message}");
+        progress += 1;
+    };
+    assert!(progress > 0);
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    crate::support::wait_for_metric(&server, "mcp_inflight_requests", 0.0).await;
+    // The same socket may start a 2025 session, and keeps serving modern requests.
+    let init = client.initialize("2025-11-25").await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
+    let legacy = client
+        .request(json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}))
+        .await;
+    assert!(legacy["result"].get("resultType").is_none(), "{legacy}");
+    let modern = client.request(ws_request(7, "tools/list", json!({}))).await;
+    assert_eq!(modern["result"]["resultType"], "complete", "{modern}");
+    drop(client);
+    server.shutdown().await;
+}

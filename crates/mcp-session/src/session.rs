@@ -36,6 +36,7 @@ use crate::sinks::{SessionSinks, updated_text};
 use crate::store::{OperationRecord, now_ms};
 use crate::{Hub, Peer, Principal, SessionId};
 
+mod modern;
 mod resume;
 
 /// What became of one incoming message.
@@ -87,6 +88,8 @@ pub struct Session {
     announce: Option<SessionId>,
     /// The connection went on to the session it resumed: this one ends.
     handed_over: bool,
+    /// A 2026-07-28 request was served: the connection needs no `initialize`.
+    served_modern: bool,
     /// The session was deleted: it ends.
     deleted: bool,
     /// The principal the session belongs to: only it may resume it, and its scopes say
@@ -141,6 +144,7 @@ impl Session {
             resumable: None,
             announce: None,
             handed_over: false,
+            served_modern: false,
             deleted: false,
             principal: Principal::anonymous(),
             span: None,
@@ -279,7 +283,7 @@ impl Session {
         let config = &self.hub.inner.config;
         let resumable = self.resumable.as_ref();
         let running = !self.calls.is_empty();
-        let awaiting_init = self.lifecycle == Lifecycle::AwaitingInitialize;
+        let awaiting_init = self.lifecycle == Lifecycle::AwaitingInitialize && !self.served_modern;
         let idle = !running && self.drain.is_none() && self.inbound.is_some() && !awaiting_init;
         [
             (Due::Retry, resumable.and_then(|r| r.retry_at)),
@@ -637,6 +641,10 @@ impl Session {
         if self.drain.is_some() && method != methods::PING {
             return Err(shutdown_error("new requests are refused"));
         }
+        if mcp_protocol::modern::names_a_version(params.as_ref()) {
+            // A 2026-07-28 request: served on its own, whatever this connection's era.
+            return self.handle_modern(id, method, params, batch);
+        }
         // Pings keep connections alive; they are not work to limit.
         if method != methods::PING {
             self.hub.inner.limits.check_rate(&self.principal)?;
@@ -755,15 +763,29 @@ impl Session {
             uri: operation,
             call: history,
         };
+        Ok(self.launch(id, run, token, batch, info, record))
+    }
+
+    /// Enters a started call in the call table and polls it once, where it arrived: done at
+    /// once, or spawned to go on.
+    fn launch(
+        &mut self,
+        id: RequestId,
+        run: impl Future<Output = Reply> + Send + Unpin + 'static,
+        token: CancellationToken,
+        batch: Option<BatchId>,
+        info: CallInfo,
+        record: Option<OperationRecord>,
+    ) -> Handled {
         self.calls.start(id.clone(), token, batch, info, record);
         self.hub.inner.metrics.request_started();
         match router::poll_once(run) {
             Polled::Pending(run) => {
                 let handle = self.tasks.spawn(run);
                 self.calls.spawned(handle.id(), id);
-                Ok(Handled::Spawned)
+                Handled::Spawned
             }
-            Polled::Ready(reply) => Ok(Handled::Finished(Box::new((id, reply)))),
+            Polled::Ready(reply) => Handled::Finished(Box::new((id, reply))),
         }
     }
 
@@ -816,7 +838,8 @@ impl Session {
         }
         // The result moves into the call's resource: no second copy of it is made.
         let uri = std::mem::take(&mut done.info.uri);
-        if self.resources.finish(&uri, status, done.result.take()) {
+        // A modern call has no resource here.
+        if !uri.is_empty() && self.resources.finish(&uri, status, done.result.take()) {
             self.resource_updated(&uri);
         }
         match done.send {

@@ -283,9 +283,9 @@ impl Hub {
             session: out.session,
         };
         let run = Router::start_call(self, id, meta.version, call, scope)?;
-        Ok(Modern::Call(self.until_input_required(
-            run, round_trip, principal,
-        )))
+        Ok(Modern::Call(
+            self.until_input_required(run, round_trip, principal),
+        ))
     }
 
     /// Runs a call until it ends, or until it asks its client for something this round does

@@ -17,6 +17,6 @@ pub use connection::{
 };
 pub use mcp_protocol::dialect::Translated;
 pub use upgrade::{
-    SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, UpgradeError, accept, is_upgrade_request,
-    offered_subprotocols, subprotocol_token,
+    MODERN_SUBPROTOCOL, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, UpgradeError, accept,
+    is_upgrade_request, offered_subprotocols, subprotocol_token,
 };

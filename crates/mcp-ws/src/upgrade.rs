@@ -12,6 +12,11 @@ use crate::WsConfig;
 /// drop a connection whose handshake does not select it when they offered it.
 pub const SUBPROTOCOL: &str = "mcp";
 
+/// The subprotocol of a client that speaks MCP 2026-07-28 (as SEP-1288 proposes: the
+/// revision in the name). Selected over `mcp` when offered; the era is still decided per
+/// request, by the request's `_meta`, so either carries both eras.
+pub const MODERN_SUBPROTOCOL: &str = "mcp.version.2026-07-28";
+
 /// The prefix of the subprotocol that carries a bearer token, for browsers, which cannot set
 /// headers on a WebSocket (SEP-1288): `mcp.auth.<token>`. It is never selected, echoed nor
 /// logged.
@@ -37,9 +42,12 @@ pub fn subprotocol_token(headers: &HeaderMap) -> Option<&str> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpgradeError {
-    /// The client offered subprotocols, none of them `mcp`: it expects another protocol on
-    /// this socket. The client should offer `mcp`, or none.
-    #[error("none of the offered WebSocket subprotocols ({offered}) is supported; offer `mcp`")]
+    /// The client offered subprotocols, none of them `mcp` or `mcp.version.2026-07-28`: it
+    /// expects another protocol on this socket. The client should offer one of those, or
+    /// none.
+    #[error(
+        "none of the offered WebSocket subprotocols ({offered}) is supported; offer `mcp` or `mcp.version.2026-07-28`"
+    )]
     UnsupportedSubprotocol {
         /// The `Sec-WebSocket-Protocol` values the client sent, a token subprotocol written
         /// `mcp.auth.<token>`: the token itself is never repeated.
@@ -58,14 +66,17 @@ pub fn is_upgrade_request<B>(request: &Request<B>) -> bool {
 /// Accepts a WebSocket upgrade: returns the 101 response to send and the future connection,
 /// which [`crate::serve_connection`] turns into a session once the response has gone out.
 ///
-/// The `mcp` subprotocol is selected when offered; a client offering none is accepted too.
+/// `mcp.version.2026-07-28` is selected when offered, else `mcp`; a client offering none
+/// is accepted too.
 pub fn accept<B>(
     request: &mut Request<B>,
     config: &WsConfig,
 ) -> Result<(Response<Full<Bytes>>, HyperWebsocket), UpgradeError> {
     let offered: Vec<&str> = offered_subprotocols(request.headers()).collect();
-    let select_mcp = offered.contains(&SUBPROTOCOL);
-    if !offered.is_empty() && !select_mcp {
+    let selected = [MODERN_SUBPROTOCOL, SUBPROTOCOL]
+        .into_iter()
+        .find(|p| offered.contains(p));
+    if !offered.is_empty() && selected.is_none() {
         let shown: Vec<&str> = offered
             .iter()
             .map(|p| match p.starts_with(TOKEN_SUBPROTOCOL_PREFIX) {
@@ -79,11 +90,10 @@ pub fn accept<B>(
     }
     let (mut response, websocket) =
         hyper_tungstenite::upgrade(request, Some(config.tungstenite()))?;
-    if select_mcp {
-        response.headers_mut().insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
+    if let Some(selected) = selected {
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(selected));
     }
     Ok((response, websocket))
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask conformance`: the official MCP conformance suite's server scenarios against
 //! the real release binary, over Streamable HTTP, scored against
-//! `tests/conformance/expected-failures.yml`; then scripted clients on the official
+//! `tests/conformance/expected-failures.yml`; then the suite 0.2.0-alpha.12, which knows MCP
+//! 2026-07-28, with the requirements of 2025-11-25 and of 2026-07-28, each scored against
+//! its own baseline (`expected-failures-<revision>.yml`); then scripted clients on the official
 //! TypeScript and Python SDKs (`tests/conformance/sdk_client.*`) over WebSocket and
 //! Streamable HTTP: initialize, tools, progress, cancellation, logging, resources and
 //! subscriptions, prompts and completion, sampling and elicitation answered by the client;
@@ -44,7 +46,18 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         .context("cannot run the conformance suite")?;
     let report = String::from_utf8_lossy(&output.stdout);
     print!("{report}");
-    let mut rows = summary_rows(&report);
+    let baseline = expected_failures("expected-failures.yml")?;
+    let mut rows = summary_rows(&report, SUITE, None, &baseline);
+    // The suite that knows 2026-07-28, run with the requirements of each era.
+    let next = deps.join("node_modules/conformance-2026/dist/index.js");
+    let mut next_failed = Vec::new();
+    for (requirements, label) in NEXT_SUITE_RUNS {
+        let (next_rows, passed) = next_suite_rows(&node, &next, &url, requirements, label)?;
+        rows.extend(next_rows);
+        if !passed {
+            next_failed.push(requirements);
+        }
+    }
     // The scripted clients of both official SDKs, over both transports.
     let script = deps.join("sdk_client.mjs");
     std::fs::copy(root().join("tests/conformance/sdk_client.mjs"), &script)
@@ -66,13 +79,7 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     let url = format!("http://localhost:{}/mcp", server.port);
     rows.extend(inspector_rows(&node, &inspector, &url));
     let stopped = server.stop();
-    let baseline = std::fs::read_to_string(root().join("tests/conformance/expected-failures.yml"))
-        .context("cannot read tests/conformance/expected-failures.yml")?;
-    let expected: Vec<&str> = baseline
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("- "))
-        .collect();
-    print_table(&rows, &expected);
+    print_table(&rows);
     let total = report
         .lines()
         .find(|l| l.starts_with("Total: "))
@@ -82,9 +89,15 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     if rows.is_empty() {
         bail!("the conformance suite printed no summary");
     }
+    if !next_failed.is_empty() {
+        bail!(
+            "the conformance suite 0.2.0-alpha.12 failed with --requirements {}: a scored scenario failed that is not in its tests/conformance/expected-failures-*.yml, or one listed there passes now",
+            next_failed.join(" and ")
+        );
+    }
     let failed: Vec<String> = rows
         .iter()
-        .filter(|r| r.client != SUITE && !r.passed)
+        .filter(|r| !r.client.starts_with("official suite") && !r.passed)
         .map(|r| {
             format!(
                 "{} over {}: {} ({})",
@@ -108,6 +121,74 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
 /// The official suite's name in the table.
 const SUITE: &str = "official suite";
 
+/// The runs of the suite 0.2.0-alpha.12 (npm alias `conformance-2026`): the requirements of
+/// a revision, frozen at its release, and their name in the table. Each has its baseline,
+/// `tests/conformance/expected-failures-<revision>.yml`.
+const NEXT_SUITE_RUNS: [(&str, &str); 2] = [
+    ("2025-11-25", "official suite 0.2 (2025-11-25)"),
+    ("2026-07-28", "official suite 0.2 (2026-07-28)"),
+];
+
+/// The scenarios a baseline file lists as expected to fail.
+fn expected_failures(file: &str) -> anyhow::Result<Vec<String>> {
+    let path = root().join("tests/conformance").join(file);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Runs the suite 0.2 with `--requirements <revision>` against `url`: its scored server
+/// scenarios as rows (those it runs without scoring are counted, not shown), and whether it
+/// passed against its baseline.
+fn next_suite_rows(
+    node: &Path,
+    suite: &Path,
+    url: &str,
+    requirements: &str,
+    label: &'static str,
+) -> anyhow::Result<(Vec<Row>, bool)> {
+    let listed = Command::new(node)
+        .arg(suite)
+        .args(["list", "--requirements", requirements])
+        .output()
+        .context("cannot list the suite's scenarios")?;
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    // The server scenarios the revision requires: the first section of the listing.
+    let scored: Vec<String> = listing
+        .lines()
+        .skip_while(|l| !l.starts_with("Server scenarios"))
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("- "))
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .map(str::to_owned)
+        .collect();
+    if scored.is_empty() {
+        bail!("the suite listed no server scenarios for {requirements}:\n{listing}");
+    }
+    let file = format!("expected-failures-{requirements}.yml");
+    let baseline = expected_failures(&file)?;
+    eprintln!("==> official conformance suite 0.2.0-alpha.12, --requirements {requirements}, against {url}");
+    let output = Command::new(node)
+        .arg(suite)
+        .args(["server", "--url", url, "--requirements", requirements])
+        .arg("--expected-failures")
+        .arg(root().join("tests/conformance").join(&file))
+        .current_dir(root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run the conformance suite 0.2")?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    print!("{report}");
+    let rows = summary_rows(&report, label, Some(&scored), &baseline);
+    let unscored = summary_rows(&report, label, None, &baseline).len() - rows.len();
+    eprintln!("    ({unscored} scenarios run but not scored for {requirements}: extensions and pending ones)");
+    Ok((rows, output.status.success()))
+}
+
 /// One result: a line of the suite's summary (`✓ tools-list: 1 passed, 0 failed`), or one
 /// script of an SDK client.
 struct Row {
@@ -116,6 +197,8 @@ struct Row {
     scenario: String,
     passed: bool,
     counts: String,
+    /// Listed in the suite's baseline of expected failures.
+    expected_failure: bool,
 }
 
 /// What the MCP Inspector's CLI is asked, and what its JSON answer must show.
@@ -183,6 +266,7 @@ fn inspector_rows(node: &Path, inspector: &Path, url: &str) -> Vec<Row> {
                 scenario: (*method).to_owned(),
                 passed: outcome.is_ok(),
                 counts: outcome.err().unwrap_or_else(|| "ok".to_owned()),
+                expected_failure: false,
             }
         })
         .collect()
@@ -215,6 +299,7 @@ fn sdk_rows(
                     Some(error) if !passed => error.to_owned(),
                     _ => "ok".to_owned(),
                 },
+                expected_failure: false,
             })
         })
         .collect();
@@ -227,7 +312,14 @@ fn sdk_rows(
     Ok(rows)
 }
 
-fn summary_rows(report: &str) -> Vec<Row> {
+/// The rows of a suite's summary (`✓ tools-list: 1 passed, 0 failed`), of the scenarios in
+/// `only` when given.
+fn summary_rows(
+    report: &str,
+    client: &'static str,
+    only: Option<&[String]>,
+    baseline: &[String],
+) -> Vec<Row> {
     report
         .lines()
         .skip_while(|l| !l.contains("=== SUMMARY ==="))
@@ -238,34 +330,36 @@ fn summary_rows(report: &str) -> Vec<Row> {
                 (false, line.strip_prefix("✗ ")?)
             };
             let (scenario, counts) = rest.split_once(": ")?;
+            if only.is_some_and(|only| !only.iter().any(|s| s == scenario)) {
+                return None;
+            }
             Some(Row {
-                client: SUITE,
+                client,
                 transport: "streamable-http",
                 scenario: scenario.to_owned(),
                 passed,
                 counts: counts.to_owned(),
+                expected_failure: baseline.iter().any(|s| s == scenario),
             })
         })
         .collect()
 }
 
-fn print_table(rows: &[Row], expected: &[&str]) {
+fn print_table(rows: &[Row]) {
     let width = rows.iter().map(|r| r.scenario.len()).max().unwrap_or(8);
+    let clients = rows.iter().map(|r| r.client.len()).max().unwrap_or(16);
     println!();
     println!(
-        "{:<16} {:<16} {:<width$} result",
+        "{:<clients$} {:<16} {:<width$} result",
         "client", "transport", "scenario"
     );
     for row in rows {
         println!(
-            "{:<16} {:<16} {:<width$} {} ({})",
+            "{:<clients$} {:<16} {:<width$} {} ({})",
             row.client,
             row.transport,
             row.scenario,
-            match (
-                row.passed,
-                row.client == SUITE && expected.contains(&row.scenario.as_str()),
-            ) {
+            match (row.passed, row.expected_failure) {
                 (true, false) => "pass",
                 (true, true) => "PASS, but listed as an expected failure",
                 (false, true) => "expected failure",

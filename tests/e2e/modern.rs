@@ -373,3 +373,58 @@ async fn over_websocket_a_modern_client_needs_no_initialize_and_may_mix_eras() {
     drop(client);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_prompt_that_asks_its_client_is_written_once_for_both_eras() {
+    let server = TestServer::with_config(Config {
+        conformance_fixtures: true,
+        ..Config::default()
+    })
+    .await;
+    let prompt = "test_input_required_result_prompt";
+    // 2026-07-28 over HTTP: a round.
+    let mut meta = meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({"elicitation": {}});
+    let params = json!({"name": prompt, "_meta": meta.clone()});
+    let round = json_of(request(&server, 1, "prompts/get", params, &[]).await).await;
+    assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+    assert_eq!(
+        round["result"]["inputRequests"]["user_context"]["method"],
+        "elicitation/create"
+    );
+    let retry = json!({"name": prompt, "_meta": meta,
+        "inputResponses": {"user_context": {"action": "accept", "content": {"context": "maths"}}},
+        "requestState": round["result"]["requestState"]});
+    let done = json_of(request(&server, 2, "prompts/get", retry, &[]).await).await;
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    let text = &done["result"]["messages"][0]["content"]["text"];
+    assert_eq!(text, "Answer within this context: maths", "{done}");
+    // A 2025 session: the same prompt asks the client with a request, and waits.
+    let mut client = crate::support::Client::connect(&server).await;
+    client
+        .request(
+            json!({"jsonrpc":"2.0","id":"init","method":"initialize","params":{
+            "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+            "clientInfo": {"name":"e2e","version":"1"}}}),
+        )
+        .await;
+    client
+        .send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    client
+        .send(json!({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name": prompt}}))
+        .await;
+    let ask = client.recv().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    client
+        .send(json!({"jsonrpc":"2.0","id": ask["id"],
+            "result": {"action": "accept", "content": {"context": "physics"}}}))
+        .await;
+    let rendered = client.recv().await;
+    assert_eq!(rendered["id"], 3, "{rendered}");
+    let text = &rendered["result"]["messages"][0]["content"]["text"];
+    assert_eq!(text, "Answer within this context: physics", "{rendered}");
+    assert!(rendered["result"].get("resultType").is_none(), "{rendered}");
+    drop(client);
+    server.shutdown().await;
+}

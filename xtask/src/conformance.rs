@@ -171,7 +171,9 @@ fn next_suite_rows(
     }
     let file = format!("expected-failures-{requirements}.yml");
     let baseline = expected_failures(&file)?;
-    eprintln!("==> official conformance suite 0.2.0-alpha.12, --requirements {requirements}, against {url}");
+    eprintln!(
+        "==> official conformance suite 0.2.0-alpha.12, --requirements {requirements}, against {url}"
+    );
     let output = Command::new(node)
         .arg(suite)
         .args(["server", "--url", url, "--requirements", requirements])
@@ -185,7 +187,9 @@ fn next_suite_rows(
     print!("{report}");
     let rows = summary_rows(&report, label, Some(&scored), &baseline);
     let unscored = summary_rows(&report, label, None, &baseline).len() - rows.len();
-    eprintln!("    ({unscored} scenarios run but not scored for {requirements}: extensions and pending ones)");
+    eprintln!(
+        "    ({unscored} scenarios run but not scored for {requirements}: extensions and pending ones)"
+    );
     Ok((rows, output.status.success()))
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use mcp_protocol::{
-    CompleteParams, CompleteResult, Completion, ErrorObject, GetPromptParams, GetPromptResult,
-    Prompt, Resource, ResourceContents, ResourceTemplate,
+    CompleteParams, CompleteResult, Completion, ErrorObject, GetPromptParams, Prompt, Resource,
+    ResourceContents, ResourceTemplate,
 };
 use mcp_tools::{Provider, ToolRegistry};
 
@@ -60,18 +60,21 @@ impl Catalog {
         self.providers.iter().flat_map(|p| p.prompts()).collect()
     }
 
-    pub(crate) fn get_prompt(
+    /// Renders a prompt, which may ask `client` first; -32602 for a prompt no provider has.
+    pub(crate) fn render_prompt(
         &self,
-        params: &GetPromptParams,
-    ) -> Result<GetPromptResult, ErrorObject> {
+        params: GetPromptParams,
+        client: &mcp_tools::Client,
+    ) -> Result<mcp_tools::PromptFuture, ErrorObject> {
+        let name = params.name.clone();
         self.providers
             .iter()
-            .find_map(|p| p.get_prompt(params))
-            .unwrap_or_else(|| {
-                Err(ErrorObject::invalid_params(format!(
+            .find_map(|p| p.render_prompt(params.clone(), client.clone()))
+            .ok_or_else(|| {
+                ErrorObject::invalid_params(format!(
                     "unknown prompt `{}`: see prompts/list",
-                    mcp_protocol::shorten(&params.name, 80)
-                )))
+                    mcp_protocol::shorten(&name, 80)
+                ))
             })
     }
 

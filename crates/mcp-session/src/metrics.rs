@@ -42,7 +42,7 @@ const KNOWN_METHODS: [&str; 5] = [
     methods::LOGGING_SET_LEVEL,
 ];
 
-fn known(method: &str) -> &'static str {
+pub(crate) fn known(method: &str) -> &'static str {
     KNOWN_METHODS
         .into_iter()
         .find(|m| *m == method)

@@ -39,6 +39,8 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) resources: &'a Resources,
     /// How many requests of its scope are running already (a limit applies).
     pub(crate) running: usize,
+    /// The way to the request's client, made when a handler needs it (a prompt that asks).
+    pub(crate) client: &'a (dyn Fn() -> mcp_tools::Client + Sync),
 }
 
 /// What a handler decided.
@@ -47,6 +49,8 @@ pub(crate) enum Route {
     Answer(Value),
     /// A tool to run, admitted: start it with [`Router::start_call`].
     Call(ToolCall),
+    /// The answer, once this is done: it may ask the client first (a prompt being rendered).
+    Pending(Pin<Box<dyn Future<Output = Result<Value, ErrorObject>> + Send>>),
 }
 
 /// A tool call that passed its checks and holds its place under the principal's limit.
@@ -318,11 +322,14 @@ fn list_prompts(
 
 fn get_prompt(
     hub: &Hub,
-    _: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     params: Option<Value>,
 ) -> Result<Route, ErrorObject> {
     let p: GetPromptParams = decode_params(params)?;
-    answer(hub.inner.catalog.get_prompt(&p)?)
+    let rendering = hub.inner.catalog.render_prompt(p, &(ctx.client)())?;
+    Ok(Route::Pending(Box::pin(async move {
+        to_value(rendering.await?)
+    })))
 }
 
 fn complete(

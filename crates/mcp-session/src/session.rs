@@ -7,6 +7,7 @@
 //! control messages, and the methods only a 2025 session has (`initialize`, `ping`,
 //! `logging/setLevel`, `resources/subscribe`).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -23,7 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::calls::{Answer, BatchId, BatchResponses, CallInfo, CallTable, CancelledBy, Reply};
+use crate::calls::{
+    Answer, BatchId, BatchResponses, CallInfo, CallReply, CallTable, CancelledBy, Reply,
+};
 use crate::hub::Notices;
 use crate::lifecycle::{Admitted, CloseReason, Drain, Due, Lifecycle, SessionEnd, shutdown_error};
 use crate::metrics::Outcome;
@@ -32,7 +35,7 @@ use crate::peer::PendingTable;
 use crate::resources::{Resources, STATS_URI};
 use crate::resumable::{self, Control, Flushed, Resumable, Resume, resume_request, wants_resume};
 use crate::router::{self, Polled, RequestContext, Route, Router, ToolCall, to_value};
-use crate::sinks::{SessionSinks, updated_text};
+use crate::sinks::{SessionSinks, session_client, updated_text};
 use crate::store::{OperationRecord, now_ms};
 use crate::{Hub, Peer, Principal, SessionId};
 
@@ -681,11 +684,14 @@ impl Session {
                 empty()
             }
             _ => {
+                let (peer, capabilities) = (&self.peer, &self.client);
+                let client = || session_client(peer, capabilities.clone().unwrap_or_default());
                 let ctx = RequestContext {
                     version,
                     principal: &self.principal,
                     resources: &self.resources,
                     running: self.calls.len(),
+                    client: &client,
                 };
                 match self
                     .hub
@@ -695,6 +701,7 @@ impl Session {
                 {
                     Route::Answer(value) => Ok(Handled::Reply(Response::ok(id, value))),
                     Route::Call(call) => self.start_call(id, call, version, batch, None),
+                    Route::Pending(answer) => Ok(self.answer_later(id, &method, answer, batch)),
                 }
             }
         }
@@ -764,6 +771,37 @@ impl Session {
             call: history,
         };
         Ok(self.launch(id, run, token, batch, info, record))
+    }
+
+    /// Answers request `id` when `answer` is done (it may ask the client first), as a call:
+    /// in the call table, so it can be cancelled, and counted.
+    fn answer_later(
+        &mut self,
+        id: RequestId,
+        method: &str,
+        answer: Pin<Box<dyn Future<Output = Result<Value, ErrorObject>> + Send>>,
+        batch: Option<BatchId>,
+    ) -> Handled {
+        let token = self.token.child_token();
+        let cancel = token.clone();
+        let run = Box::pin(async move {
+            let value = tokio::select! {
+                value = answer => value?,
+                () = cancel.cancelled() => return Err(shutdown_error("it was cancelled")),
+            };
+            let body = serde_json::value::to_raw_value(&value).map_err(ErrorObject::internal)?;
+            Ok(CallReply {
+                body,
+                is_error: false,
+            })
+        });
+        let info = CallInfo {
+            method: crate::metrics::known(method),
+            started: Instant::now(),
+            uri: String::new(),
+            call: None,
+        };
+        self.launch(id, run, token, batch, info, None)
     }
 
     /// Enters a started call in the call table and polls it once, where it arrived: done at

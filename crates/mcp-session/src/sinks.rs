@@ -173,6 +173,17 @@ impl LogSink for Notices {
     }
 }
 
+/// The way to a 2025 session's client, for what is not a tool call (a prompt that asks).
+pub(crate) fn session_client(
+    peer: &Peer,
+    capabilities: Arc<ClientCapabilities>,
+) -> mcp_tools::Client {
+    mcp_tools::Client::new(Arc::new(ToolClient {
+        peer: peer.clone(),
+        capabilities,
+    }))
+}
+
 /// A tool's requests to the session's client, through the session's `Peer`.
 struct ToolClient {
     peer: Peer,

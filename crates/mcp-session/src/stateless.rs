@@ -225,11 +225,18 @@ impl Hub {
             let listen = self.listen(id, params, out.queue.clone(), out.cancel.clone())?;
             return Ok(Modern::Call(Box::pin(listen)));
         }
+        let meta = Arc::new(meta);
+        let round_trip = round.map(|round| RoundTrip::new(Arc::clone(&meta), round));
+        let client = || match &round_trip {
+            Some(rt) => mcp_tools::Client::new(Arc::clone(rt) as Arc<dyn mcp_tools::ClientSink>),
+            None => mcp_tools::Client::none(),
+        };
         let ctx = RequestContext {
             version: meta.version,
             principal,
             resources: &inner.stateless_resources,
             running: out.running,
+            client: &client,
         };
         let routed = inner
             .router
@@ -252,15 +259,25 @@ impl Hub {
                 };
                 return Ok(Modern::Answer(self.complete(value, cacheable)));
             }
+            Route::Pending(answer) => {
+                // Answered once done; what it asks of the client makes rounds, like a call's.
+                let run = async move {
+                    let value = answer.await?;
+                    let body =
+                        serde_json::value::to_raw_value(&value).map_err(ErrorObject::internal)?;
+                    Ok(crate::calls::CallReply {
+                        body,
+                        is_error: false,
+                    })
+                };
+                return Ok(Modern::Call(
+                    self.until_input_required(run, round_trip, principal),
+                ));
+            }
             Route::Call(call) => call,
         };
-        let meta = Arc::new(meta);
         let token = out.cancel;
-        let round_trip = round.map(|round| RoundTrip::new(Arc::clone(&meta), round));
-        let client = match &round_trip {
-            Some(rt) => mcp_tools::Client::new(Arc::clone(rt) as Arc<dyn mcp_tools::ClientSink>),
-            None => mcp_tools::Client::none(),
-        };
+        let client = client();
         let scope = CallScope {
             cancel: token.clone(),
             progress: mcp_tools::Progress::new(

@@ -47,6 +47,17 @@ impl Provider for Fixtures {
         Some(get_prompt(params))
     }
 
+    fn render_prompt(
+        &self,
+        params: GetPromptParams,
+        client: crate::Client,
+    ) -> Option<crate::PromptFuture> {
+        if params.name == rounds::ASKING_PROMPT {
+            return Some(rounds::asking_prompt(client));
+        }
+        Some(Box::pin(std::future::ready(get_prompt(&params))))
+    }
+
     fn offers_completions(&self) -> bool {
         true
     }
@@ -194,6 +205,11 @@ fn prompts() -> Vec<Prompt> {
         prompt(
             "test_prompt_with_image",
             "A prompt with an image (conformance fixture).",
+            vec![],
+        ),
+        prompt(
+            rounds::ASKING_PROMPT,
+            "A prompt that asks the user for its context first (elicitation, key `user_context`; conformance fixture).",
             vec![],
         ),
     ]

@@ -1,10 +1,19 @@
 //! Providers: what a server offers besides its tools (resources, prompts, completions),
 //! registered by whoever builds the server.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use mcp_protocol::{
     CompleteParams, CompleteResult, ErrorObject, GetPromptParams, GetPromptResult, Prompt,
     Resource, ResourceContents, ResourceTemplate,
 };
+
+use crate::Client;
+
+/// A prompt being rendered, which may ask the client first.
+pub type PromptFuture =
+    Pin<Box<dyn Future<Output = Result<GetPromptResult, ErrorObject>> + Send + 'static>>;
 
 /// A source of resources, prompts and completions.
 ///
@@ -48,6 +57,16 @@ pub trait Provider: Send + Sync + 'static {
     fn get_prompt(&self, params: &GetPromptParams) -> Option<Result<GetPromptResult, ErrorObject>> {
         let _ = params;
         None
+    }
+
+    /// Renders prompt `params.name`, asking `client` first if it needs to (an elicitation,
+    /// say): in a 2025 session the client is asked and answers; a 2026-07-28 request gets an
+    /// input-required round. `None` when it is not this provider's. By default, what
+    /// [`Provider::get_prompt`] renders.
+    fn render_prompt(&self, params: GetPromptParams, client: Client) -> Option<PromptFuture> {
+        let _ = client;
+        let rendered = self.get_prompt(&params)?;
+        Some(Box::pin(std::future::ready(rendered)))
     }
 
     /// Whether it offers argument completion (`completion/complete`).

@@ -6,7 +6,7 @@
 //! input-required result, never a request to the client.
 
 use mcp_protocol::modern::{self, RequestMeta};
-use mcp_protocol::{ErrorObject, ProtocolVersion, RequestId, Response, methods};
+use mcp_protocol::{ErrorObject, ProtocolVersion, RequestId, Response};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -52,12 +52,8 @@ impl Session {
             let body = serde_json::value::to_raw_value(&result).map_err(ErrorObject::internal)?;
             Ok(CallReply { body, is_error })
         });
-        let method = match method.as_str() {
-            methods::SUBSCRIPTIONS_LISTEN => methods::SUBSCRIPTIONS_LISTEN,
-            _ => methods::TOOLS_CALL,
-        };
         let info = CallInfo {
-            method,
+            method: crate::metrics::known(&method),
             started: Instant::now(),
             // A modern call has no resource in the session.
             uri: String::new(),

@@ -99,15 +99,20 @@ fn python_sdk_tests() -> anyhow::Result<()> {
 /// The virtualenv under target/ with the official MCP Python SDK (tests/python's
 /// requirements); returns its python.
 pub(crate) fn python_venv() -> anyhow::Result<PathBuf> {
-    let venv = target_dir().join("py-venv");
+    venv("py-venv", &root().join("tests/python/requirements.txt"))
+}
+
+/// A virtualenv under target/`name` with `requirements` installed (once, behind a stamp);
+/// returns its python.
+pub(crate) fn venv(name: &str, requirements: &Path) -> anyhow::Result<PathBuf> {
+    let venv = target_dir().join(name);
     let python = venv.join("bin").join("python");
     if !python.exists() && run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).is_err() {
         // Debian's python3 ships venv separately.
         apt_install(&["python3-venv"])?;
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    let requirements = root().join("tests/python/requirements.txt");
-    install_once(&requirements, &venv.join("requirements.installed"), || {
+    install_once(requirements, &venv.join("requirements.installed"), || {
         run(Command::new(&python)
             .args([
                 "-m",
@@ -117,7 +122,7 @@ pub(crate) fn python_venv() -> anyhow::Result<PathBuf> {
                 "--disable-pip-version-check",
                 "-r",
             ])
-            .arg(&requirements))
+            .arg(requirements))
     })?;
     Ok(python)
 }

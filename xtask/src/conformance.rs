@@ -6,7 +6,10 @@
 //! TypeScript and Python SDKs (`tests/conformance/sdk_client.*`) over WebSocket and
 //! Streamable HTTP: initialize, tools, progress, cancellation, logging, resources and
 //! subscriptions, prompts and completion, sampling and elicitation answered by the client;
-//! and the MCP Inspector's CLI (`--cli --method ...`) against the HTTP endpoint.
+//! then the SDKs' 2.x clients, which speak 2026-07-28 (`sdk_client_2026.*`), pinned to it and
+//! in their probing mode, over Streamable HTTP: tools, progress, an input-required
+//! elicitation answered by the client, a subscription; and the MCP Inspector's CLI
+//! (`--cli --method ...`) against the HTTP endpoint.
 //!
 //! Everything it needs goes under `target/conformance`, installed from the lockfile in
 //! `tests/conformance`: the suite, and Node 22 (which the suite needs; the machine's Node may
@@ -74,6 +77,26 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
             .args([scheme, &url])
             .env("PYTHONDONTWRITEBYTECODE", "1");
         rows.extend(sdk_rows("python sdk", transport, &mut py)?);
+    }
+    // The 2.x clients of both SDKs, which speak 2026-07-28: pinned to it, and probing.
+    let script = deps.join("sdk_client_2026.mjs");
+    std::fs::copy(root().join("tests/conformance/sdk_client_2026.mjs"), &script)
+        .context("cannot copy tests/conformance/sdk_client_2026.mjs")?;
+    let python2 = crate::ci::venv(
+        "py-venv-2026",
+        &root().join("tests/conformance/requirements-2026.txt"),
+    )?;
+    let url = format!("http://localhost:{}/mcp", server.port);
+    for mode in ["2026-07-28", "auto"] {
+        let mut typescript = Command::new(&node);
+        typescript.arg(&script).args([mode, &url]);
+        rows.extend(sdk_rows("typescript sdk 2.4", "streamable-http", &mut typescript)?);
+        let mut py = Command::new(&python2);
+        py.args(["-W", "ignore::DeprecationWarning"])
+            .arg(root().join("tests/conformance/sdk_client_2026.py"))
+            .args([mode, &url])
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        rows.extend(sdk_rows("python sdk 2.3", "streamable-http", &mut py)?);
     }
     let inspector = deps.join("node_modules/@modelcontextprotocol/inspector/cli/build/cli.js");
     let url = format!("http://localhost:{}/mcp", server.port);

@@ -428,3 +428,53 @@ async fn a_prompt_that_asks_its_client_is_written_once_for_both_eras() {
     drop(client);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_parameter_mirrored_in_a_header_must_say_what_the_body_says() {
+    let server = TestServer::with_config(Config {
+        conformance_fixtures: true,
+        ..Config::default()
+    })
+    .await;
+    let list = json_of(request(&server, 1, "tools/list", json!({}), &[]).await).await;
+    let tool = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "test_header_param")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        tool["inputSchema"]["properties"]["region"]["x-mcp-header"], "Region",
+        "{tool}"
+    );
+    let call = |region: &str| json!({"name": "test_header_param", "arguments": {"region": region}});
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: [Case<'_>; 6] = [
+        ("us-west1", &[("Mcp-Param-Region", "us-west1")], 200),
+        // Header names are case-insensitive; a Base64 value is decoded first.
+        ("Hello", &[("mcp-param-region", "=?base64?SGVsbG8=?=")], 200),
+        ("us-west1", &[], 400),
+        ("us-west1", &[("Mcp-Param-Region", "eu-north1")], 400),
+        // Bad padding, and characters outside the alphabet: not Base64.
+        ("Hello", &[("Mcp-Param-Region", "=?base64?SGVsbG8?=")], 400),
+        (
+            "Hello",
+            &[("Mcp-Param-Region", "=?base64?SGVs!!!bG8=?=")],
+            400,
+        ),
+    ];
+    for (region, headers, status) in cases {
+        let response = request(&server, 2, "tools/call", call(region), headers).await;
+        assert_eq!(response.status(), status, "{region} {headers:?}");
+        let answer = json_of(response).await;
+        match status {
+            200 => assert_eq!(
+                answer["result"]["content"][0]["text"],
+                format!("region={region} query=")
+            ),
+            _ => assert_eq!(answer["error"]["code"], -32020, "{answer}"),
+        }
+    }
+    server.shutdown().await;
+}

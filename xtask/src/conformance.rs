@@ -80,8 +80,11 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     }
     // The 2.x clients of both SDKs, which speak 2026-07-28: pinned to it, and probing.
     let script = deps.join("sdk_client_2026.mjs");
-    std::fs::copy(root().join("tests/conformance/sdk_client_2026.mjs"), &script)
-        .context("cannot copy tests/conformance/sdk_client_2026.mjs")?;
+    std::fs::copy(
+        root().join("tests/conformance/sdk_client_2026.mjs"),
+        &script,
+    )
+    .context("cannot copy tests/conformance/sdk_client_2026.mjs")?;
     let python2 = crate::ci::venv(
         "py-venv-2026",
         &root().join("tests/conformance/requirements-2026.txt"),
@@ -90,7 +93,11 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     for mode in ["2026-07-28", "auto"] {
         let mut typescript = Command::new(&node);
         typescript.arg(&script).args([mode, &url]);
-        rows.extend(sdk_rows("typescript sdk 2.4", "streamable-http", &mut typescript)?);
+        rows.extend(sdk_rows(
+            "typescript sdk 2.4",
+            "streamable-http",
+            &mut typescript,
+        )?);
         let mut py = Command::new(&python2);
         py.args(["-W", "ignore::DeprecationWarning"])
             .arg(root().join("tests/conformance/sdk_client_2026.py"))

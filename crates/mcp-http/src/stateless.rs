@@ -27,6 +27,9 @@ use crate::reply::{Body, json, text};
 const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
 /// `Mcp-Name`: the tool or prompt name, or the resource URI.
 const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+/// The prefix of the headers that mirror a tool's parameters (`Mcp-Param-{Name}`), as hyper
+/// spells header names: in lower case.
+const PARAM_PREFIX: &str = "mcp-param-";
 /// The protocol version header.
 const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 /// How long a call may take to send something before its response starts as a stream
@@ -71,10 +74,18 @@ fn mirrored(headers: &HeaderMap) -> Mirrored {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let params = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let param = name.as_str().strip_prefix(PARAM_PREFIX)?;
+            Some((param.to_owned(), value.to_str().ok().map(str::to_owned)))
+        })
+        .collect();
     Mirrored {
         protocol_version: get(&VERSION_HEADER),
         method: get(&METHOD_HEADER),
         name: get(&NAME_HEADER),
+        params,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Mirrored {
     pub method: Option<String>,
     /// `Mcp-Name`, still encoded when it is (`=?base64?...?=`).
     pub name: Option<String>,
+    /// Every `Mcp-Param-{Name}` header (SEP-2243): its name after the prefix, lowercased,
+    /// and its value, still encoded; `None` for a value that is not visible ASCII.
+    pub params: Vec<(String, Option<String>)>,
 }
 
 /// What became of a modern request.
@@ -129,6 +132,8 @@ impl Hub {
         let params = request.params.as_ref();
         if let Some(mirrored) = mirrored {
             check_headers(request, mirrored).map_err(|e| (e, false))?;
+            self.check_param_headers(request, mirrored)
+                .map_err(|e| (e, false))?;
         }
         let meta = RequestMeta::read(params).map_err(|e| (e, false))?;
         if modern::is_removed(&request.method) {
@@ -140,6 +145,75 @@ impl Hub {
             return Err((error, true));
         }
         Ok(meta)
+    }
+
+    /// Checks a tool call's `Mcp-Param-*` headers (SEP-2243) against its arguments: every
+    /// parameter the tool's input schema annotates with `x-mcp-header` and the call gives a
+    /// value must come with its header, saying the same (-32020 otherwise).
+    fn check_param_headers(
+        &self,
+        request: &Request,
+        mirrored: &Mirrored,
+    ) -> Result<(), ErrorObject> {
+        if request.method != methods::TOOLS_CALL {
+            return Ok(());
+        }
+        let params = request.params.as_ref();
+        let Some(tool) = params
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .and_then(|name| self.inner.catalog.tools.get(name))
+        else {
+            return Ok(());
+        };
+        let arguments = params.and_then(|p| p.get("arguments"));
+        let mut annotated = Vec::new();
+        header_params(&tool.input_schema, &mut Vec::new(), &mut annotated);
+        for (path, header) in annotated {
+            let value = arguments
+                .and_then(|arguments| path.iter().try_fold(arguments, |v, key| v.get(key)))
+                .filter(|v| !v.is_null());
+            let sent = mirrored
+                .params
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&header));
+            let name = format!("Mcp-Param-{header}");
+            match (value, sent) {
+                (None, None) => {}
+                (None, Some(_)) => {
+                    return Err(modern::header_mismatch(format_args!(
+                        "{name} is sent, but the call gives `{}` no value",
+                        path.join(".")
+                    )));
+                }
+                (Some(_), None) => {
+                    return Err(modern::header_mismatch(format_args!(
+                        "{name} is required: the call gives `{}` a value",
+                        path.join(".")
+                    )));
+                }
+                (Some(_), Some((_, None))) => {
+                    return Err(modern::header_mismatch(format_args!(
+                        "{name} has characters a header may not carry: encode it as =?base64?...?="
+                    )));
+                }
+                (Some(value), Some((_, Some(sent)))) => {
+                    let decoded = modern::decode_header_value(sent).ok_or_else(|| {
+                        modern::header_mismatch(format_args!(
+                            "{name} is not valid: its =?base64?...?= value does not decode"
+                        ))
+                    })?;
+                    if !header_matches(&decoded, value) {
+                        return Err(modern::header_mismatch(format_args!(
+                            "{name} `{}` does not match `arguments.{}`",
+                            mcp_protocol::shorten(&decoded, 60),
+                            path.join(".")
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Answers an admitted modern request on HTTP, or starts its call on an output of its
@@ -497,6 +571,41 @@ fn check_headers(request: &Request, mirrored: &Mirrored) -> Result<(), ErrorObje
     Ok(())
 }
 
+/// The parameters an input schema annotates with `x-mcp-header`: their path of `properties`
+/// keys, and the header's name.
+fn header_params(schema: &Value, path: &mut Vec<String>, found: &mut Vec<(Vec<String>, String)>) {
+    if path.len() > 8 {
+        return;
+    }
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (key, property) in properties {
+        path.push(key.clone());
+        if let Some(header) = property.get("x-mcp-header").and_then(Value::as_str) {
+            found.push((path.clone(), header.to_owned()));
+        }
+        header_params(property, path, found);
+        path.pop();
+    }
+}
+
+/// Whether a header's (decoded) text says what the body's value is: a string as is, a number
+/// by its value (`42` and `42.0` alike), a boolean as `true` or `false`.
+fn header_matches(header: &str, value: &Value) -> bool {
+    match value {
+        Value::String(s) => s == header,
+        Value::Number(n) => header
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .zip(n.as_f64())
+            .is_some_and(|(h, b)| h == b),
+        Value::Bool(b) => header == if *b { "true" } else { "false" },
+        _ => false,
+    }
+}
+
 /// A modern request's log messages: queued on its own output at or above the level its
 /// `_meta` asked for, and none when it asked for none.
 struct RequestLog {
@@ -520,4 +629,36 @@ impl mcp_tools::LogSink for RequestLog {
 /// The resources a modern request sees: the catalog's and the server's, none of a session.
 pub(crate) fn stateless_resources() -> Resources {
     Resources::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{header_matches, header_params};
+
+    #[test]
+    fn annotated_parameters_are_found_at_their_path_and_compared_by_type() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "limits": {"type": "object", "properties": {
+                "rows": {"type": "integer", "x-mcp-header": "Rows"}
+            }},
+            "plain": {"type": "string"}
+        }});
+        let mut found = Vec::new();
+        header_params(&schema, &mut Vec::new(), &mut found);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (vec!["limits".to_owned(), "rows".to_owned()], "Rows".to_owned()),
+                (vec!["region".to_owned()], "Region".to_owned()),
+            ]
+        );
+        assert!(header_matches("42", &json!(42.0)) && header_matches("42.0", &json!(42)));
+        assert!(!header_matches("43", &json!(42)));
+        assert!(header_matches("true", &json!(true)) && !header_matches("True", &json!(true)));
+        assert!(header_matches("a b", &json!("a b")) && !header_matches("a", &json!(["a"])));
+    }
 }

@@ -534,15 +534,18 @@ impl Tool for JsonSchema202012 {
     }
 
     fn description(&self) -> &str {
-        "Has a JSON Schema 2020-12 input schema with $defs (conformance fixture, SEP-1613)."
+        "Has a JSON Schema 2020-12 input schema with $defs, composition, conditionals and an anchor (conformance fixture, SEP-1613 and SEP-2106)."
     }
 
     fn input_schema(&self) -> Option<Value> {
+        // The suite's canonical schema: composition, conditional and reference keywords
+        // (SEP-2106) must reach the client as they are.
         Some(json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
             "$defs": {
                 "address": {
+                    "$anchor": "addressDef",
                     "type": "object",
                     "properties": {
                         "street": {"type": "string"},
@@ -552,8 +555,18 @@ impl Tool for JsonSchema202012 {
             },
             "properties": {
                 "name": {"type": "string"},
-                "address": {"$ref": "#/$defs/address"}
+                "address": {"$ref": "#/$defs/address"},
+                "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                "phone": {"type": "string"},
+                "email": {"type": "string"}
             },
+            "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+            "if": {
+                "properties": {"contactMethod": {"const": "phone"}},
+                "required": ["contactMethod"]
+            },
+            "then": {"required": ["phone"]},
+            "else": {"required": ["email"]},
             "additionalProperties": false
         }))
     }

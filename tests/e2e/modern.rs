@@ -478,3 +478,42 @@ async fn a_parameter_mirrored_in_a_header_must_say_what_the_body_says() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn log_messages_come_only_at_the_level_a_request_asks_for() {
+    let server = TestServer::with_config(Config {
+        conformance_fixtures: true,
+        ..Config::default()
+    })
+    .await;
+    let levels = [(Some("info"), 3), (Some("warning"), 0), (None, 0)];
+    for (level, expected) in levels {
+        let mut meta = meta();
+        if let Some(level) = level {
+            meta["io.modelcontextprotocol/logLevel"] = json!(level);
+        }
+        let params = json!({"name": "test_tool_with_logging", "arguments": {}, "_meta": meta});
+        let response = request(&server, 1, "tools/call", params, &[]).await;
+        // Without messages to send first, the call may be answered as plain JSON.
+        let logged = if header(&response, "content-type") == "text/event-stream" {
+            let mut stream = Sse::new(response);
+            let mut logged = 0;
+            loop {
+                let message = stream.message().await;
+                if message.get("id").is_some() {
+                    assert_eq!(message["result"]["resultType"], "complete", "{message}");
+                    break logged;
+                }
+                assert_eq!(message["method"], "notifications/message", "{message}");
+                assert_eq!(message["params"]["level"], "info", "{message}");
+                logged += 1;
+            }
+        } else {
+            let answer = json_of(response).await;
+            assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+            0
+        };
+        assert_eq!(logged, expected, "at {level:?}");
+    }
+    server.shutdown().await;
+}

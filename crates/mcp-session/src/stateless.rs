@@ -652,7 +652,10 @@ mod tests {
         assert_eq!(
             found,
             [
-                (vec!["limits".to_owned(), "rows".to_owned()], "Rows".to_owned()),
+                (
+                    vec!["limits".to_owned(), "rows".to_owned()],
+                    "Rows".to_owned()
+                ),
                 (vec!["region".to_owned()], "Region".to_owned()),
             ]
         );

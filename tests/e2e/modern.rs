@@ -81,6 +81,14 @@ async fn a_modern_client_discovers_lists_and_calls_without_a_session() {
     assert_eq!(call["id"], 3);
     assert_eq!(call["result"]["resultType"], "complete", "{call}");
     assert_eq!(call["result"]["structuredContent"]["result"], 5.0, "{call}");
+    // Counted like any request.
+    let text = metrics(&server).await;
+    for counted in [
+        r#"mcp_requests_total{method="tools/call",outcome="ok"} 1"#,
+        r#"mcp_requests_total{method="tools/list",outcome="ok"} 1"#,
+    ] {
+        assert!(text.contains(counted), "{counted} not in\n{text}");
+    }
     server.shutdown().await;
 }
 

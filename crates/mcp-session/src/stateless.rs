@@ -21,6 +21,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::calls::Reply;
 use crate::hub::notice_text;
+use crate::metrics::Outcome;
 use crate::outbound::{self, Answered, OutboundQueue, Regarding, WeakQueue};
 use crate::resources::Resources;
 use crate::round_trip::{self, Round, RoundTrip};
@@ -108,7 +109,19 @@ impl Hub {
         };
         tracing::debug!(%id, method = %request.method, "stateless request");
         let Request { id, method, params } = request;
-        match self.route_stateless(&id, &method, params, meta, principal) {
+        let started = tokio::time::Instant::now();
+        let served = self.route_stateless(&id, &method, params, meta, principal);
+        let metrics = &self.inner.metrics;
+        // A call that runs on is counted when it ends.
+        if !matches!(served, Ok(Served::Running(_))) {
+            let outcome = match &served {
+                Ok(_) => Outcome::ok,
+                Err(_) => Outcome::error,
+            };
+            metrics.count_request(&method, outcome);
+            metrics.observe_latency(&method, started.elapsed().as_secs_f64());
+        }
+        match served {
             Err(error) if error.code == error_codes::METHOD_NOT_FOUND => {
                 refused(Some(id), error, true)
             }
@@ -249,9 +262,19 @@ impl Hub {
             Polled::Pending(run) => {
                 let hub = self.clone();
                 let id = id.clone();
+                let method = method.to_owned();
+                let started = tokio::time::Instant::now();
                 let run = Box::pin(async move {
                     let reply = run.await;
-                    hub.inner.metrics.request_finished();
+                    let metrics = &hub.inner.metrics;
+                    metrics.request_finished();
+                    let outcome = match &reply {
+                        Ok(reply) if reply.is_error => Outcome::tool_error,
+                        Ok(_) => Outcome::ok,
+                        Err(_) => Outcome::error,
+                    };
+                    metrics.count_request(&method, outcome);
+                    metrics.observe_latency(&method, started.elapsed().as_secs_f64());
                     let text = match hub.finish_call(reply) {
                         Ok(result) => response_text(id.clone(), result),
                         Err(error) => error_text(id.clone(), error),

@@ -10,6 +10,9 @@ use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
+/// How often an idle SSE stream gets a comment, so proxies do not cut it.
+pub(crate) const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Response bodies: whole (most) or streamed (SSE).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 

@@ -21,7 +21,7 @@ use mcp_session::{
 use tokio_util::sync::DropGuard;
 use tokio_util::task::TaskTracker;
 
-use crate::reply::{Body, json, text};
+use crate::reply::{Body, KEEPALIVE, json, text};
 
 /// `Mcp-Method`: the request's method.
 const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
@@ -130,8 +130,7 @@ fn sse(first: Option<String>, output: OutboundReceiver, cancel: DropGuard) -> Re
             ));
         }
         let receiver = output.as_mut()?;
-        let bytes = match tokio::time::timeout(crate::streamable::KEEPALIVE, receiver.recv()).await
-        {
+        let bytes = match tokio::time::timeout(KEEPALIVE, receiver.recv()).await {
             Ok(Some(Outbound::Text(message))) => event(&message),
             // The answer went out: the stream ends.
             Ok(Some(Outbound::Close(_)) | None) => return None,

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::post::{Post, Unroutable};
-use crate::reply::{Body, accepts, text};
+use crate::reply::{Body, KEEPALIVE, accepts, text};
 
 /// The session header.
 pub const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -49,8 +49,6 @@ const UNDELIVERED_CAP: usize = 1024;
 const SENT_KEPT: usize = 256;
 /// What SSE clients are told to wait before reconnecting.
 const RETRY_MS: u64 = 1000;
-/// How often an idle SSE stream gets a comment, so proxies do not cut it.
-pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The HTTP sessions, by their `Mcp-Session-Id`.
 pub struct HttpSessions {

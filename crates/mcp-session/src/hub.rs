@@ -315,7 +315,7 @@ impl Hub {
                 scheduler,
                 metrics: Metrics::new(),
                 store,
-                stateless_resources: crate::stateless::stateless_resources(),
+                stateless_resources: crate::resources::Resources::default(),
                 state_key,
                 stats,
                 open_sessions: std::sync::atomic::AtomicUsize::new(0),

@@ -23,7 +23,6 @@ use crate::calls::Reply;
 use crate::hub::notice_text;
 use crate::metrics::Outcome;
 use crate::outbound::{self, Answered, OutboundQueue, Regarding, WeakQueue};
-use crate::resources::Resources;
 use crate::round_trip::{self, Round, RoundTrip};
 use crate::router::{self, CallScope, Polled, RequestContext, Route, Router};
 use crate::sinks::ProgressNotifier;
@@ -647,11 +646,6 @@ impl mcp_tools::LogSink for RequestLog {
         };
         let _ = queue.try_push_notice(text);
     }
-}
-
-/// The resources a modern request sees: the catalog's and the server's, none of a session.
-pub(crate) fn stateless_resources() -> Resources {
-    Resources::default()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Client, TestServer};
 
-fn with_fixtures() -> Config {
+pub(crate) fn with_fixtures() -> Config {
     Config {
         conformance_fixtures: true,
         ..Config::default()

@@ -6,6 +6,7 @@
 use mcp_server::Config;
 use serde_json::{Value, json};
 
+use crate::client_requests::with_fixtures;
 use crate::streamable::{ACCEPT_BOTH, Sse, header, json_of, send};
 use crate::support::{TestServer, metric, metrics, wait_for_metric};
 
@@ -196,11 +197,7 @@ async fn the_revision_s_refusals_carry_their_codes_and_statuses() {
 
 #[tokio::test]
 async fn a_tool_that_asks_its_client_takes_rounds_with_a_tamper_proof_state() {
-    let server = TestServer::with_config(Config {
-        conformance_fixtures: true,
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::with_config(with_fixtures()).await;
     let mut meta = meta();
     meta["io.modelcontextprotocol/clientCapabilities"] = json!({"elicitation": {}});
     let tool = "test_input_required_result_multi_round";
@@ -384,11 +381,7 @@ async fn over_websocket_a_modern_client_needs_no_initialize_and_may_mix_eras() {
 
 #[tokio::test]
 async fn a_prompt_that_asks_its_client_is_written_once_for_both_eras() {
-    let server = TestServer::with_config(Config {
-        conformance_fixtures: true,
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::with_config(with_fixtures()).await;
     let prompt = "test_input_required_result_prompt";
     // 2026-07-28 over HTTP: a round.
     let mut meta = meta();
@@ -439,11 +432,7 @@ async fn a_prompt_that_asks_its_client_is_written_once_for_both_eras() {
 
 #[tokio::test]
 async fn a_parameter_mirrored_in_a_header_must_say_what_the_body_says() {
-    let server = TestServer::with_config(Config {
-        conformance_fixtures: true,
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::with_config(with_fixtures()).await;
     let list = json_of(request(&server, 1, "tools/list", json!({}), &[]).await).await;
     let tool = list["result"]["tools"]
         .as_array()
@@ -489,11 +478,7 @@ async fn a_parameter_mirrored_in_a_header_must_say_what_the_body_says() {
 
 #[tokio::test]
 async fn log_messages_come_only_at_the_level_a_request_asks_for() {
-    let server = TestServer::with_config(Config {
-        conformance_fixtures: true,
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::with_config(with_fixtures()).await;
     let levels = [(Some("info"), 3), (Some("warning"), 0), (None, 0)];
     for (level, expected) in levels {
         let mut meta = meta();

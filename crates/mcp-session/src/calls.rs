@@ -36,6 +36,17 @@ pub(crate) struct CallReply {
     pub(crate) is_error: bool,
 }
 
+impl CallReply {
+    /// A result that is not a tool's (a prompt, a listen stream's end), serialized.
+    pub(crate) fn from_value(value: &Value) -> Reply {
+        let body = serde_json::value::to_raw_value(value).map_err(ErrorObject::internal)?;
+        Ok(Self {
+            body,
+            is_error: false,
+        })
+    }
+}
+
 /// What the session knows of a running request, besides its id.
 pub(crate) struct CallInfo {
     pub(crate) method: &'static str,

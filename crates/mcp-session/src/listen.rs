@@ -91,9 +91,7 @@ impl Hub {
                             "resultType": "complete",
                             "_meta": { SUBSCRIPTION_ID: id.to_value() },
                         });
-                        let body = serde_json::value::to_raw_value(&result)
-                            .map_err(ErrorObject::internal)?;
-                        return Ok(CallReply { body, is_error: false });
+                        return CallReply::from_value(&result);
                     }
                     Ok(()) = changes.changed(), if stats => {
                         let params = json!({"_meta": { SUBSCRIPTION_ID: id.to_value() }, "uri": STATS_URI});

@@ -789,11 +789,7 @@ impl Session {
                 value = answer => value?,
                 () = cancel.cancelled() => return Err(shutdown_error("it was cancelled")),
             };
-            let body = serde_json::value::to_raw_value(&value).map_err(ErrorObject::internal)?;
-            Ok(CallReply {
-                body,
-                is_error: false,
-            })
+            CallReply::from_value(&value)
         });
         let info = CallInfo {
             method: crate::metrics::known(method),

@@ -19,7 +19,7 @@ use mcp_protocol::{
 use serde_json::{Map, Value};
 use tokio_util::sync::DropGuard;
 
-use crate::calls::Reply;
+use crate::calls::{CallReply, Reply};
 use crate::hub::notice_text;
 use crate::metrics::Outcome;
 use crate::outbound::{self, Answered, OutboundQueue, Regarding, WeakQueue};
@@ -147,16 +147,10 @@ impl Hub {
             self.check_param_headers(request, mirrored)
                 .map_err(|e| (e, false))?;
         }
-        let meta = RequestMeta::read(params).map_err(|e| (e, false))?;
-        if modern::is_removed(&request.method) {
-            let error =
-                ErrorObject::method_not_found(&request.method).with_data(serde_json::json!({
-                    "method": request.method,
-                    "removedIn": ProtocolVersion::LATEST_MODERN.as_str(),
-                }));
-            return Err((error, true));
-        }
-        Ok(meta)
+        admit(&request.method, params).map_err(|e| {
+            let not_found = e.code == error_codes::METHOD_NOT_FOUND;
+            (e, not_found)
+        })
     }
 
     /// Checks a tool call's `Mcp-Param-*` headers (SEP-2243) against its arguments: every
@@ -357,15 +351,7 @@ impl Hub {
             }
             Route::Pending(answer) => {
                 // Answered once done; what it asks of the client makes rounds, like a call's.
-                let run = async move {
-                    let value = answer.await?;
-                    let body =
-                        serde_json::value::to_raw_value(&value).map_err(ErrorObject::internal)?;
-                    Ok(crate::calls::CallReply {
-                        body,
-                        is_error: false,
-                    })
-                };
+                let run = async move { CallReply::from_value(&answer.await?) };
                 return Ok(Modern::Call(
                     self.until_input_required(run, round_trip, principal),
                 ));
@@ -427,8 +413,7 @@ impl Hub {
                 () = rt.stopped() => {
                     let inner = &hub.inner;
                     let result = rt.input_required(&inner.state_key, &principal, inner.config.request_state_ttl)?;
-                    let body = serde_json::value::to_raw_value(&result).map_err(ErrorObject::internal)?;
-                    Ok(crate::calls::CallReply { body, is_error: false })
+                    CallReply::from_value(&result)
                 }
             }
         })
@@ -470,6 +455,21 @@ impl Hub {
         })
         .unwrap_or_default()
     }
+}
+
+/// Admits a modern request, whatever carries it: its `_meta` (-32602, -32022), then its
+/// method (-32601 for one the revision removed).
+pub(crate) fn admit(method: &str, params: Option<&Value>) -> Result<RequestMeta, ErrorObject> {
+    let meta = RequestMeta::read(params)?;
+    if modern::is_removed(method) {
+        return Err(
+            ErrorObject::method_not_found(method).with_data(serde_json::json!({
+                "method": method,
+                "removedIn": ProtocolVersion::LATEST_MODERN.as_str(),
+            })),
+        );
+    }
+    Ok(meta)
 }
 
 /// What a routed modern request became, on HTTP.

@@ -5,8 +5,7 @@
 //! table like any other request (limits, shutdown); what it asks of the client becomes an
 //! input-required result, never a request to the client.
 
-use mcp_protocol::modern::{self, RequestMeta};
-use mcp_protocol::{ErrorObject, ProtocolVersion, RequestId, Response};
+use mcp_protocol::{ErrorObject, RequestId, Response};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -23,15 +22,7 @@ impl Session {
         batch: Option<BatchId>,
     ) -> Result<Handled, ErrorObject> {
         self.served_modern = true;
-        let meta = RequestMeta::read(params.as_ref())?;
-        if modern::is_removed(&method) {
-            return Err(
-                ErrorObject::method_not_found(&method).with_data(serde_json::json!({
-                    "method": method,
-                    "removedIn": ProtocolVersion::LATEST_MODERN.as_str(),
-                })),
-            );
-        }
+        let meta = crate::stateless::admit(&method, params.as_ref())?;
         let token = self.token.child_token();
         let out = ModernOutput {
             queue: &self.outbound,
@@ -48,9 +39,8 @@ impl Session {
         let run = Box::pin(async move {
             let reply = run.await;
             let is_error = reply.as_ref().is_ok_and(|r| r.is_error);
-            let result = hub.finish_call(reply)?;
-            let body = serde_json::value::to_raw_value(&result).map_err(ErrorObject::internal)?;
-            Ok(CallReply { body, is_error })
+            let reply = CallReply::from_value(&hub.finish_call(reply)?)?;
+            Ok(CallReply { is_error, ..reply })
         });
         let info = CallInfo {
             method: crate::metrics::known(&method),

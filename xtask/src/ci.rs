@@ -78,8 +78,9 @@ pub(crate) fn install_tool(cargo: &str, name: &str, version: &str) -> anyhow::Re
     Ok(bin)
 }
 
-/// Runs the official MCP Python SDK's client against the real binary, in a virtualenv under
-/// target/ so nothing is installed on the machine itself.
+/// Runs the official MCP Python SDK's client against the real binary, and `mcpc` against
+/// the SDK's (legacy-only) server, in a virtualenv under target/ so nothing is installed on
+/// the machine itself.
 fn python_sdk_tests() -> anyhow::Result<()> {
     let python = python_venv()?;
     let server = target_dir().join("debug").join("mcp-server");
@@ -93,6 +94,7 @@ fn python_sdk_tests() -> anyhow::Result<()> {
             "tests/python",
         ])
         .env("MCP_SERVER_BIN", &server)
+        .env("MCPC_BIN", target_dir().join("debug").join("mcpc"))
         .env("PYTHONDONTWRITEBYTECODE", "1"))
 }
 
@@ -143,6 +145,7 @@ fn js_tests() -> anyhow::Result<()> {
         .arg("--test")
         .args(&tests)
         .env("MCP_SERVER_BIN", &server)
+        .env("MCPC_BIN", target_dir().join("debug").join("mcpc"))
         .env("JS_DEPS", &deps))
 }
 

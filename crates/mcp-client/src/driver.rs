@@ -1,5 +1,8 @@
-//! The task that owns the connection: it reads and writes frames, answers server requests,
-//! and reconnects and resumes when the connection drops.
+//! The WebSocket transport: the task that owns the connection. It finds out which era the
+//! server speaks (the `server/discover` probe, then `initialize` for a legacy server), reads
+//! and writes frames, answers server requests, and reconnects when the connection drops:
+//! resuming a 2025 session, or probing again for 2026-07-28 (whose requests in flight fail
+//! with [`Error::Interrupted`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +19,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::modern::{self, Probe};
 use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status, dispatch};
+
+/// How long a server may take to answer the `server/discover` probe before it counts as a
+/// legacy server that stays silent.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -28,6 +36,8 @@ pub(crate) struct Driver {
     socket: Socket,
     /// The resumable session's id.
     session: Option<String>,
+    /// Whether the server speaks 2026-07-28 (no session).
+    modern: bool,
 }
 
 /// Why a connection ended.
@@ -39,7 +49,7 @@ enum Ended {
 }
 
 impl Driver {
-    /// Connects and initializes a new session.
+    /// Connects, and speaks 2026-07-28 or initializes a new session.
     pub(crate) async fn start(
         options: Options,
         shared: Arc<Shared>,
@@ -52,12 +62,77 @@ impl Driver {
             out,
             socket,
             session: None,
+            modern: false,
         };
-        driver.initialize(false).await.map_err(|e| match e {
+        driver.establish().await.map_err(|e| match e {
             Attempt::Refused(error) => Error::Rpc(error),
             Attempt::Failed(why) => Error::Connect(why),
         })?;
         Ok(driver)
+    }
+
+    /// On a new connection: probes with `server/discover` (unless the options say legacy);
+    /// a modern server is spoken to per request from now on, any other gets `initialize`
+    /// (on the same socket, or a new one when the probe closed it).
+    async fn establish(&mut self) -> Result<(), Attempt> {
+        if !self.options.legacy {
+            match self.probe().await? {
+                Probe::Modern(result) => {
+                    self.modern = true;
+                    self.session = None;
+                    self.shared.set_session(None);
+                    self.shared
+                        .set_modern(Some(modern::request_meta(&self.options)));
+                    self.shared.set_initialized(*result);
+                    return Ok(());
+                }
+                Probe::Refused(error) => return Err(Attempt::Refused(error)),
+                Probe::Legacy(why) => {
+                    tracing::info!(%why, "a server of the 2025 revisions: initializing a session");
+                }
+            }
+        }
+        self.modern = false;
+        self.shared.set_modern(None);
+        self.initialize(false).await
+    }
+
+    /// Sends `server/discover` and reads its answer. A connection the server closed
+    /// instead is opened again for `initialize`.
+    async fn probe(&mut self) -> Result<Probe, Attempt> {
+        let probe = modern::discover_request(&self.options).to_string();
+        self.send(probe).await.map_err(Attempt::Failed)?;
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
+            loop {
+                let text = match self.socket.next().await {
+                    Some(Ok(Frame::Text(text))) => text,
+                    Some(Ok(Frame::Close(_)) | Err(_)) | None => return None,
+                    Some(Ok(_)) => continue,
+                };
+                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                    return None;
+                };
+                if value.get("id") == Some(&json!(modern::DISCOVER_ID)) {
+                    return Some(value);
+                }
+                self.handle(value).await;
+            }
+        })
+        .await;
+        match answer {
+            Ok(Some(answer)) => Ok(modern::read_discover(&answer)),
+            Ok(None) => {
+                self.socket = open(&self.options)
+                    .await
+                    .map_err(|e| Attempt::Failed(e.to_string()))?;
+                Ok(Probe::Legacy(
+                    "the server closed the connection at server/discover".to_owned(),
+                ))
+            }
+            Err(_) => Ok(Probe::Legacy(
+                "no answer to server/discover in time".to_owned(),
+            )),
+        }
     }
 
     /// Sends `initialize` (resuming the session when `resume`) and waits for its answer.
@@ -169,8 +244,11 @@ impl Driver {
                 message = out.recv() => match message {
                     Some(Outgoing::Text(text)) => {
                         if let Err(e) = self.send(text.clone()).await {
-                            // Sent again after the resume: the server never had it.
-                            self.requeue(text);
+                            // Sent again after the resume: the server never had it. A
+                            // modern request fails instead, with the others in flight.
+                            if !self.modern {
+                                self.requeue(text);
+                            }
                             return Ended::Dropped(e);
                         }
                     }
@@ -271,6 +349,13 @@ impl Driver {
     /// One reconnect attempt: connect, then resume (or start anew when the session is gone).
     async fn attempt(&mut self) -> Result<(), String> {
         self.socket = open(&self.options).await.map_err(|e| e.to_string())?;
+        if self.modern {
+            // Modern requests have no session: the ones in flight died with the connection.
+            // The server may have changed: probe again.
+            self.shared
+                .fail_all(|| Error::Interrupted("the WebSocket connection dropped".to_owned()));
+            return self.establish().await.map_err(attempt_error);
+        }
         if self.session.is_none() {
             // Nothing to resume: the calls in flight died with the connection.
             self.shared.fail_all(|| {
@@ -279,7 +364,7 @@ impl Driver {
                     "the server's sessions are not resumable",
                 ))
             });
-            return self.initialize(false).await.map_err(attempt_error);
+            return self.establish().await.map_err(attempt_error);
         }
         match self.initialize(true).await {
             Ok(()) => Ok(()),
@@ -338,7 +423,8 @@ pub(crate) fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(1.0 + spread / 2.0)
 }
 
-/// Opens the WebSocket, with the token and the `mcp` subprotocol.
+/// Opens the WebSocket, with the token and the subprotocols: `mcp.version.2026-07-28` (as
+/// SEP-1288 proposes) and `mcp`, or only `mcp` for a legacy client.
 async fn open(options: &Options) -> Result<Socket, Error> {
     let mut request = options
         .url
@@ -346,7 +432,12 @@ async fn open(options: &Options) -> Result<Socket, Error> {
         .into_client_request()
         .map_err(|e| Error::Connect(format!("{}: {e}", options.url)))?;
     let headers = request.headers_mut();
-    headers.insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mcp"));
+    let subprotocols = if options.legacy {
+        HeaderValue::from_static("mcp")
+    } else {
+        HeaderValue::from_static("mcp.version.2026-07-28, mcp")
+    };
+    headers.insert("Sec-WebSocket-Protocol", subprotocols);
     if let Some(token) = &options.token {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| Error::Connect("the token is not a valid header value".to_owned()))?;

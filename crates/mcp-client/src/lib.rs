@@ -1,14 +1,26 @@
-//! An MCP client over WebSocket or Streamable HTTP that survives dropped connections and
-//! server restarts.
+//! An MCP client over WebSocket or Streamable HTTP, for servers of both eras, that survives
+//! dropped connections and server restarts.
 //!
 //! [`Client::connect`] opens a WebSocket (`ws://` or `wss://`), or speaks Streamable HTTP
-//! (`http://` or `https://`), with a bearer token when given, initializes a resumable session (the server's `resume` capability), and runs a
-//! driver task that owns the socket. When the connection drops, the driver reconnects with
-//! exponential backoff and jitter and resumes the session after the last message it
-//! received (`lastSeq`), so calls in flight complete as if nothing happened: nothing is
-//! missed, and nothing is seen twice. If the session cannot be resumed (it expired, or the
-//! server forgot it), calls in flight fail with [`Error::SessionLost`] and a new session
-//! starts.
+//! (`http://` or `https://`), with a bearer token when given, and runs a driver task that
+//! owns the connection. It speaks MCP 2026-07-28 when the server does, as the official SDKs
+//! do: it probes with `server/discover`, and every request then carries what it needs in its
+//! own `_meta` (no session). A server that does not answer the probe as a modern server gets
+//! the 2025 handshake instead, as does every server when [`Options::legacy`] is set.
+//!
+//! **2026-07-28.** A request whose tool needs something from the client (sampling,
+//! elicitation, roots) comes back asking for input: the [`Handler`] answers, and the client
+//! retries the request with the answers, as often as the tool asks (at most 10 rounds).
+//! Over HTTP every request is its own POST; over WebSocket requests share the socket. A
+//! connection that drops is reopened with backoff, but the requests it carried fail with
+//! [`Error::Interrupted`]: a modern request has no session to resume.
+//!
+//! **2025, resumable.** The client initializes a resumable session (the server's `resume`
+//! capability). When the connection drops, the driver reconnects with exponential backoff
+//! and jitter and resumes the session after the last message it received (`lastSeq`), so
+//! calls in flight complete as if nothing happened: nothing is missed, and nothing is seen
+//! twice. If the session cannot be resumed (it expired, or the server forgot it), calls in
+//! flight fail with [`Error::SessionLost`] and a new session starts.
 //!
 //! Calls are typed ([`Client::list_tools`], [`Client::call_tool`], resources, prompts); a
 //! [`Call`] also yields the call's progress, and dropping it before it finishes cancels the
@@ -19,6 +31,8 @@
 mod dispatch;
 mod driver;
 pub mod http;
+mod modern;
+mod stateless;
 mod streamable;
 mod tls;
 
@@ -36,6 +50,7 @@ use mcp_protocol::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
 
 /// How long a connection attempt (TCP, TLS, upgrade and `initialize`) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +67,10 @@ pub enum Error {
     /// The session the call belonged to could not be resumed; a new one was started.
     #[error("the session was lost ({0}); a new one was started")]
     SessionLost(ErrorObject),
+    /// The connection that carried a 2026-07-28 request broke before its answer: the
+    /// request may or may not have run, and is not resumed (a 2025 session would be).
+    #[error("the connection broke before the answer ({0}); the request may or may not have run")]
+    Interrupted(String),
     /// The client was closed, or gave up reconnecting.
     #[error("the client is closed: {0}")]
     Closed(String),
@@ -84,8 +103,11 @@ impl Default for Reconnect {
 
 /// Answers the server's requests: sampling (`sampling/createMessage`), elicitation
 /// (`elicitation/create`) and roots (`roots/list`). `ping` is answered by the client itself.
+/// A 2025 session gets them as requests; a 2026-07-28 request's tool asks for them in an
+/// input-required result, and the same `handle` answers.
 pub trait Handler: Send + Sync + 'static {
-    /// The capabilities to declare in `initialize`, for the requests this handler answers.
+    /// The capabilities to declare (in `initialize`, or in every modern request's `_meta`),
+    /// for the requests this handler answers.
     fn capabilities(&self) -> ClientCapabilities;
     /// The answer to a request from the server.
     fn handle(
@@ -112,6 +134,9 @@ pub struct Options {
     /// Extra trusted certificates (DER), beside the system's, for `wss://` to a server with
     /// a private CA or a self-signed certificate.
     pub extra_roots: Vec<Vec<u8>>,
+    /// Speak the 2025 handshake (`initialize`) even to a server of 2026-07-28: for its
+    /// resumable session, in which calls survive a dropped connection.
+    pub legacy: bool,
 }
 
 impl Options {
@@ -129,6 +154,7 @@ impl Options {
             reconnect: Reconnect::default(),
             handler: None,
             extra_roots: Vec::new(),
+            legacy: false,
         }
     }
 }
@@ -181,6 +207,28 @@ pub(crate) struct Shared {
     session: Mutex<Option<String>>,
     /// The positions (`seq`) received.
     seen: Mutex<Seen>,
+    /// With a server of 2026-07-28: the `_meta` every request carries.
+    modern: Mutex<Option<Map<String, Value>>>,
+    /// The log level asked for (stamped on modern requests).
+    log_level: Mutex<Option<String>>,
+    /// Whether requests go over Streamable HTTP.
+    http: bool,
+    /// The tools' parameters mirrored in headers (SEP-2243), by tool, from the last
+    /// `tools/list`; `None` before one.
+    header_params: Mutex<Option<HashMap<String, HeaderParams>>>,
+    /// The running `subscriptions/listen` requests, by resource URI.
+    listens: Mutex<HashMap<String, AbortHandle>>,
+    /// Answers the server's requests (the options' handler).
+    handler: Option<Arc<dyn Handler>>,
+    /// How to reconnect (the options' policy), for subscriptions to open again.
+    reconnect: Reconnect,
+}
+
+/// A tool's parameters mirrored in headers: the path to each, and its header's name.
+pub(crate) type HeaderParams = Vec<(Vec<String>, String)>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The positions received: everything up to `contiguous`, and some above it (over HTTP,
@@ -280,6 +328,34 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(result);
     }
+
+    /// Speaks 2026-07-28 from now on, stamping `meta` on every request; `None`: 2025.
+    pub(crate) fn set_modern(&self, meta: Option<Map<String, Value>>) {
+        *lock(&self.modern) = meta;
+    }
+
+    pub(crate) fn is_modern(&self) -> bool {
+        lock(&self.modern).is_some()
+    }
+
+    /// The headers mirroring `arguments` of the tool `name`, as its schema annotates them.
+    pub(crate) fn param_headers(&self, name: &str, arguments: &Value) -> Vec<(String, String)> {
+        let known = lock(&self.header_params);
+        let Some(params) = known.as_ref().and_then(|k| k.get(name)) else {
+            return Vec::new();
+        };
+        params
+            .iter()
+            .filter_map(|(path, header)| {
+                let value = path.iter().try_fold(arguments, |v, key| v.get(key))?;
+                let text = mcp_protocol::modern::header_text(value)?;
+                Some((
+                    format!("Mcp-Param-{header}"),
+                    mcp_protocol::modern::encode_header_value(&text),
+                ))
+            })
+            .collect()
+    }
 }
 
 /// What the driver sends.
@@ -300,8 +376,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects, initializes a resumable session, and starts the driver. Fails at once when
-    /// the first connection or `initialize` fails (reconnecting is for later drops).
+    /// Connects, finds out which era the server speaks (see the crate's documentation),
+    /// initializes a resumable session with a 2025 server, and starts the driver. Fails at
+    /// once when the first connection, the probe or `initialize` fails (reconnecting is
+    /// for later drops).
     pub async fn connect(options: Options) -> Result<Self, Error> {
         let (status, _) = watch::channel(Status::Connected);
         let shared = Arc::new(Shared {
@@ -312,10 +390,17 @@ impl Client {
             initialized: Mutex::new(None),
             session: Mutex::new(None),
             seen: Mutex::new(Seen::default()),
+            modern: Mutex::new(None),
+            log_level: Mutex::new(None),
+            http: options.url.starts_with("http://") || options.url.starts_with("https://"),
+            header_params: Mutex::new(None),
+            listens: Mutex::new(HashMap::new()),
+            handler: options.handler.clone(),
+            reconnect: options.reconnect.clone(),
         });
         let (out, out_rx) = mpsc::channel(256);
         let (cancels, cancels_rx) = mpsc::unbounded_channel();
-        if options.url.starts_with("http://") || options.url.starts_with("https://") {
+        if shared.http {
             streamable::start(
                 options,
                 Arc::clone(&shared),
@@ -335,7 +420,8 @@ impl Client {
         })
     }
 
-    /// The server's answer to `initialize` (of the session now running).
+    /// The server's answer to `initialize` (of the session now running); with a server of
+    /// 2026-07-28, what its `server/discover` said, in the same shape.
     pub fn server(&self) -> InitializeResult {
         self.shared
             .initialized
@@ -367,45 +453,91 @@ impl Client {
         self.shared.notifications.subscribe()
     }
 
-    /// Sends a request and waits for its answer. Dropping the future before the answer
-    /// cancels the request on the server.
+    /// Whether the client speaks 2026-07-28 with the server (stateless requests), rather
+    /// than a 2025 session.
+    pub fn is_modern(&self) -> bool {
+        self.shared.is_modern()
+    }
+
+    /// Sends a request and waits for its answer (with a server of 2026-07-28, after the
+    /// rounds of input its tool asked for). Dropping the future before the answer cancels
+    /// the request on the server.
     pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, Error> {
-        let (id, reply, _) = self.send_request(method, params, false).await?;
-        let mut waiting = Waiting {
+        let params = params.unwrap_or_else(|| json!({}));
+        let waiting = self.start(method, &params, None).await?;
+        self.clone()
+            .rounds(method.to_owned(), params, waiting, None)
+            .await
+    }
+
+    /// Sends `method` with `params`; the wait for its answer.
+    async fn start(
+        &self,
+        method: &str,
+        params: &Value,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<Waiting, Error> {
+        let (id, reply) = self.send_request(method, params.clone(), progress).await?;
+        Ok(Waiting {
             id: Some(id),
             reply,
             cancels: Some(self.cancels.clone()),
-        };
-        waiting.wait().await
+        })
+    }
+
+    /// Waits for the answer of a request sent with `params`; while it asks for input (a
+    /// modern server's multi-round-trip request), answers with the handler and retries.
+    async fn rounds(
+        self,
+        method: String,
+        mut params: Value,
+        mut waiting: Waiting,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Reply {
+        for _ in 0..modern::MAX_ROUNDS {
+            let value = waiting.wait().await?;
+            if !self.shared.is_modern() || !modern::asks_for_input(&value) {
+                return Ok(value);
+            }
+            params = modern::answer_inputs(self.shared.handler.as_ref(), &params, &value).await?;
+            waiting = self.start(&method, &params, progress.clone()).await?;
+        }
+        let value = waiting.wait().await?;
+        if self.shared.is_modern() && modern::asks_for_input(&value) {
+            return Err(Error::Decode(format!(
+                "{method}: the server still asks for input after {} rounds",
+                modern::MAX_ROUNDS
+            )));
+        }
+        Ok(value)
     }
 
     async fn send_request(
         &self,
         method: &str,
-        params: Option<Value>,
-        progress: bool,
-    ) -> Result<
-        (
-            RequestId,
-            oneshot::Receiver<Reply>,
-            Option<mpsc::Receiver<Progress>>,
-        ),
-        Error,
-    > {
+        mut params: Value,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<(RequestId, oneshot::Receiver<Reply>), Error> {
         let id = RequestId::Number(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let mut params = params.unwrap_or_else(|| json!({}));
-        let (progress_tx, progress_rx) = if progress {
-            let (tx, rx) = mpsc::channel(64);
-            if let Some(object) = params.as_object_mut() {
-                let meta = object.entry("_meta").or_insert_with(|| json!({}));
-                if let Some(meta) = meta.as_object_mut() {
+        let modern_meta = lock(&self.shared.modern).clone();
+        if let Some(object) = params.as_object_mut() {
+            let meta = object.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(meta) = meta.as_object_mut() {
+                if progress.is_some() {
                     meta.insert("progressToken".to_owned(), id.to_value());
                 }
+                if let Some(stamp) = modern_meta {
+                    meta.extend(stamp);
+                    if let Some(level) = lock(&self.shared.log_level).clone() {
+                        meta.insert(mcp_protocol::modern::LOG_LEVEL.to_owned(), json!(level));
+                    }
+                }
+                if meta.is_empty() {
+                    object.remove("_meta");
+                }
             }
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
+        }
+        let progress_tx = progress;
         let (reply_tx, reply_rx) = oneshot::channel();
         self.shared.pending().insert(
             id.clone(),
@@ -421,7 +553,7 @@ impl Client {
             self.shared.pending().remove(&id);
             return Err(Error::Closed(closed_reason(&self.shared)));
         }
-        Ok((id, reply_rx, progress_rx))
+        Ok((id, reply_rx))
     }
 
     /// Sends a notification.
@@ -451,24 +583,48 @@ impl Client {
             tools.extend(page.tools);
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
-                None => return Ok(tools),
+                None => break,
             }
         }
+        // What calls over HTTP mirror in headers.
+        let params = tools
+            .iter()
+            .map(|tool| {
+                let params = mcp_protocol::modern::header_params(&tool.input_schema);
+                (tool.name.clone(), params)
+            })
+            .filter(|(_, params)| !params.is_empty())
+            .collect();
+        *lock(&self.shared.header_params) = Some(params);
+        Ok(tools)
+    }
+
+    /// Before a modern call over HTTP: the tools' header annotations are known (a server
+    /// refuses a call that does not mirror its annotated parameters).
+    async fn know_header_params(&self) -> Result<(), Error> {
+        let known = lock(&self.shared.header_params).is_some();
+        if self.shared.http && self.shared.is_modern() && !known {
+            self.list_tools().await?;
+        }
+        Ok(())
     }
 
     /// Starts a tool call that reports progress; see [`Call`].
     pub async fn call(&self, name: &str, arguments: Map<String, Value>) -> Result<Call, Error> {
+        self.know_header_params().await?;
         let params = json!({"name": name, "arguments": arguments});
-        let (id, reply, progress) = self
-            .send_request(methods::TOOLS_CALL, Some(params), true)
+        let (tx, progress) = mpsc::channel(64);
+        let waiting = self
+            .start(methods::TOOLS_CALL, &params, Some(tx.clone()))
             .await?;
+        let id = waiting.id.clone();
+        let reply = self
+            .clone()
+            .rounds(methods::TOOLS_CALL.to_owned(), params, waiting, Some(tx));
         Ok(Call {
-            waiting: Waiting {
-                id: Some(id),
-                reply,
-                cancels: Some(self.cancels.clone()),
-            },
-            progress,
+            id,
+            reply: Box::pin(reply),
+            progress: Some(progress),
             done: false,
         })
     }
@@ -479,16 +635,9 @@ impl Client {
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<CallToolResult, Error> {
+        self.know_header_params().await?;
         let params = json!({"name": name, "arguments": arguments});
-        let (id, reply, _) = self
-            .send_request(methods::TOOLS_CALL, Some(params), false)
-            .await?;
-        let mut waiting = Waiting {
-            id: Some(id),
-            reply,
-            cancels: Some(self.cancels.clone()),
-        };
-        let value = waiting.wait().await?;
+        let value = self.request(methods::TOOLS_CALL, Some(params)).await?;
         serde_json::from_value(value).map_err(|e| Error::Decode(format!("tools/call: {e}")))
     }
 
@@ -514,17 +663,126 @@ impl Client {
     }
 
     /// Subscribes to a resource: its updates come as `notifications/resources/updated`.
+    /// With a server of 2026-07-28, that is a `subscriptions/listen` request that stays open
+    /// (opened again after a dropped connection) until [`Client::unsubscribe`] or
+    /// [`Client::close`]; this returns once the server acknowledged it.
     pub async fn subscribe(&self, uri: &str) -> Result<(), Error> {
-        self.request(methods::RESOURCES_SUBSCRIBE, Some(json!({"uri": uri})))
-            .await
-            .map(drop)
+        if !self.shared.is_modern() {
+            return self
+                .request(methods::RESOURCES_SUBSCRIBE, Some(json!({"uri": uri})))
+                .await
+                .map(drop);
+        }
+        let params = json!({"notifications": {"resourceSubscriptions": [uri]}});
+        let waiting = self.listen(uri, &params).await?;
+        let task = tokio::spawn(self.clone().keep_listening(params, waiting));
+        if let Some(old) = lock(&self.shared.listens).insert(uri.to_owned(), task.abort_handle()) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Opens a `subscriptions/listen` stream for `uri` and waits for its acknowledgement.
+    async fn listen(&self, uri: &str, params: &Value) -> Result<Waiting, Error> {
+        let mut notes = self.notifications();
+        let mut waiting = self
+            .start(methods::SUBSCRIPTIONS_LISTEN, params, None)
+            .await?;
+        let id = waiting.id.clone().map(|id| id.to_value());
+        let acknowledged = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                tokio::select! {
+                    note = notes.recv() => match note {
+                        Ok(note) if note.method == methods::SUBSCRIPTIONS_ACKNOWLEDGED => {
+                            let params = note.params.unwrap_or_default();
+                            let tag = params
+                                .get("_meta")
+                                .and_then(|m| m.get(mcp_protocol::modern::SUBSCRIPTION_ID));
+                            if tag == id.as_ref() {
+                                return Ok(params);
+                            }
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => {
+                            return Err(Error::Closed(closed_reason(&self.shared)));
+                        }
+                    },
+                    answer = waiting.wait() => {
+                        return Err(answer.err().unwrap_or_else(|| {
+                            Error::Decode("subscriptions/listen ended before it was acknowledged".to_owned())
+                        }));
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::Decode("subscriptions/listen was not acknowledged in time".to_owned()))??;
+        let honoured = acknowledged
+            .pointer("/notifications/resourceSubscriptions")
+            .and_then(Value::as_array)
+            .is_some_and(|uris| uris.iter().any(|u| u == uri));
+        if !honoured {
+            // Dropping `waiting` ends the stream.
+            return Err(Error::Rpc(ErrorObject::invalid_params(format_args!(
+                "the server does not send updates of `{uri}`"
+            ))));
+        }
+        Ok(waiting)
+    }
+
+    /// Keeps a subscription's stream open: when it ends (a dropped connection, a server
+    /// shutting down), opens it again after a pause, until the client closes.
+    async fn keep_listening(self, params: Value, mut waiting: Waiting) {
+        let uri = params["notifications"]["resourceSubscriptions"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let policy = self.shared.reconnect.clone();
+        let mut delay = policy.initial;
+        loop {
+            let started = tokio::time::Instant::now();
+            match waiting.wait().await {
+                Ok(_) | Err(Error::Interrupted(_) | Error::SessionLost(_)) => {}
+                Err(Error::Closed(_)) => return,
+                Err(e) => {
+                    tracing::warn!(%uri, error = %e, "the subscription ended");
+                    return;
+                }
+            }
+            if started.elapsed() > policy.max {
+                delay = policy.initial;
+            }
+            loop {
+                tokio::time::sleep(driver::jitter(delay)).await;
+                delay = (delay * 2).min(policy.max);
+                if matches!(*self.shared.status.borrow(), Status::Closed(_)) {
+                    return;
+                }
+                match self.listen(&uri, &params).await {
+                    Ok(next) => {
+                        waiting = next;
+                        break;
+                    }
+                    Err(Error::Closed(_)) => return,
+                    Err(e) => tracing::debug!(%uri, error = %e, "cannot subscribe again yet"),
+                }
+            }
+        }
     }
 
     /// Ends a subscription.
     pub async fn unsubscribe(&self, uri: &str) -> Result<(), Error> {
-        self.request(methods::RESOURCES_UNSUBSCRIBE, Some(json!({"uri": uri})))
-            .await
-            .map(drop)
+        if !self.shared.is_modern() {
+            return self
+                .request(methods::RESOURCES_UNSUBSCRIBE, Some(json!({"uri": uri})))
+                .await
+                .map(drop);
+        }
+        // Aborting drops the request's wait, which cancels it on the server.
+        if let Some(task) = lock(&self.shared.listens).remove(uri) {
+            task.abort();
+        }
+        Ok(())
     }
 
     /// Every prompt.
@@ -546,8 +804,13 @@ impl Client {
         .await
     }
 
-    /// Asks for log messages at `level` and above.
+    /// Asks for log messages at `level` and above: of the session, or with a server of
+    /// 2026-07-28 of every request from now on (its `_meta` says the level).
     pub async fn set_log_level(&self, level: &str) -> Result<(), Error> {
+        if self.shared.is_modern() {
+            *lock(&self.shared.log_level) = Some(level.to_owned());
+            return Ok(());
+        }
         self.request(methods::LOGGING_SET_LEVEL, Some(json!({"level": level})))
             .await
             .map(drop)
@@ -556,6 +819,9 @@ impl Client {
     /// Closes the connection (close 1000) and stops reconnecting. Calls in flight fail
     /// with [`Error::Closed`].
     pub async fn close(&self) {
+        for (_, task) in lock(&self.shared.listens).drain() {
+            task.abort();
+        }
         let (done, closed) = oneshot::channel();
         if self.out.send(Outgoing::Close(done)).await.is_ok() {
             let _ = closed.await;
@@ -598,9 +864,13 @@ impl Drop for Waiting {
 }
 
 /// A running tool call: its progress, then its result. Dropping it before the result
-/// cancels the call on the server (`notifications/cancelled`).
+/// cancels the call on the server (`notifications/cancelled`, or over HTTP with a server of
+/// 2026-07-28, closing the request's stream).
 pub struct Call {
-    waiting: Waiting,
+    /// The first request's id, until the result.
+    id: Option<RequestId>,
+    /// The result, after the rounds of input the call asks for.
+    reply: futures_util::future::BoxFuture<'static, Reply>,
     progress: Option<mpsc::Receiver<Progress>>,
     /// The result was yielded.
     done: bool,
@@ -619,13 +889,11 @@ impl Call {
             Some(progress) => tokio::select! {
                 biased;
                 Some(p) = progress.recv() => return CallEvent::Progress(p),
-                reply = &mut self.waiting.reply => {
-                    self.waiting.id = None;
-                    reply.unwrap_or_else(|_| Err(Error::Closed("the connection's driver stopped".to_owned())))
-                }
+                reply = &mut self.reply => reply,
             },
-            None => self.waiting.wait().await,
+            None => (&mut self.reply).await,
         };
+        self.id = None;
         // Set only now: a `next` dropped while waiting leaves the call as it was.
         self.done = true;
         self.progress = None;
@@ -641,9 +909,10 @@ impl Call {
         }
     }
 
-    /// The request id, which is also the progress token.
+    /// The request id, which is also the progress token (of the first round, when the
+    /// call asks for input), until the result.
     pub fn id(&self) -> Option<&RequestId> {
-        self.waiting.id.as_ref()
+        self.id.as_ref()
     }
 }
 

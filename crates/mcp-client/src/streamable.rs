@@ -1,5 +1,8 @@
-//! The Streamable HTTP transport (`http://` or `https://` endpoints): every message is a
-//! POST; an answer comes as JSON or as an SSE stream (progress first); a standing GET
+//! The Streamable HTTP transport (`http://` or `https://` endpoints). A server that answers
+//! the `server/discover` probe as one of 2026-07-28 is spoken to statelessly (see
+//! [`crate::stateless`]); with any other, the client initializes a 2025 session, as follows.
+//!
+//! Every message is a POST; an answer comes as JSON or as an SSE stream (progress first); a standing GET
 //! stream carries what the server sends on its own (notifications, its requests).
 //!
 //! Resuming: a POST stream that breaks is continued with a GET carrying `Last-Event-ID`;
@@ -9,7 +12,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use mcp_protocol::{ErrorObject, RequestId, error_codes, methods};
@@ -17,6 +20,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::modern::{self, Probe};
+use crate::stateless::Stateless;
 use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status, dispatch};
 
 /// The largest SSE event or JSON answer read.
@@ -57,6 +62,21 @@ pub(crate) async fn start(
         .url
         .parse()
         .map_err(|e| Error::Connect(format!("{}: {e}", options.url)))?;
+    if !options.legacy {
+        match Stateless::probe(&options, &endpoint).await? {
+            Probe::Modern(result) => {
+                shared.set_modern(Some(modern::request_meta(&options)));
+                shared.set_initialized(*result);
+                let transport = Stateless::new(options, shared, out, endpoint);
+                tokio::spawn(transport.run(out_rx, cancels));
+                return Ok(());
+            }
+            Probe::Refused(error) => return Err(Error::Rpc(error)),
+            Probe::Legacy(why) => {
+                tracing::info!(%why, "a server of the 2025 revisions: initializing a session");
+            }
+        }
+    }
     let core = Arc::new(Core {
         options,
         shared,
@@ -212,58 +232,13 @@ impl Core {
         response: Response<Incoming>,
         mut take: impl FnMut(Value) -> Option<Value>,
     ) -> (Option<String>, bool) {
-        let sse = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("text/event-stream"));
-        let mut body = response.into_body();
-        if !sse {
-            let bytes = match http_body_util::Limited::new(body, MAX_EVENT)
-                .collect()
-                .await
-            {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => return (None, false),
-            };
-            if let Ok(value) = serde_json::from_slice::<Value>(&bytes)
-                && let Some(value) = take(value)
-            {
+        let mut messages = Messages::new(response);
+        while let Some(value) = messages.next().await {
+            if let Some(value) = take(value) {
                 self.handle(value).await;
             }
-            return (None, true);
         }
-        let mut buffer = Vec::new();
-        let mut last_id = None;
-        loop {
-            let frame = match body.frame().await {
-                None => return (last_id, true),
-                Some(Err(_)) => return (last_id, false),
-                Some(Ok(frame)) => frame,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            buffer.extend_from_slice(&data);
-            if buffer.len() > MAX_EVENT {
-                return (last_id, false);
-            }
-            while let Some(end) = find_event_end(&buffer) {
-                let event: Vec<u8> = buffer.drain(..end).collect();
-                let (id, data) = parse_event(&event);
-                if id.is_some() {
-                    last_id = id;
-                }
-                if data.trim().is_empty() {
-                    continue;
-                }
-                if let Ok(value) = serde_json::from_str::<Value>(&data)
-                    && let Some(value) = take(value)
-                {
-                    self.handle(value).await;
-                }
-            }
-        }
+        messages.ended()
     }
 
     async fn handle(&self, value: Value) {
@@ -474,6 +449,82 @@ impl Core {
             .set_status(Status::Closed("closed by the client".to_owned()));
         self.shared
             .fail_all(|| Error::Closed("closed by the client".to_owned()));
+    }
+}
+
+/// The messages of a JSON or SSE body (by its content type), one at a time.
+pub(crate) struct Messages {
+    body: Option<Incoming>,
+    sse: bool,
+    buffer: Vec<u8>,
+    /// The last SSE event id seen.
+    last_id: Option<String>,
+    /// Whether the body ended cleanly (once it ended).
+    clean: bool,
+}
+
+impl Messages {
+    pub(crate) fn new(response: Response<Incoming>) -> Self {
+        let sse = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        Self {
+            body: Some(response.into_body()),
+            sse,
+            buffer: Vec::new(),
+            last_id: None,
+            clean: false,
+        }
+    }
+
+    /// The next message; `None` once the body ended (see [`Messages::ended`]).
+    pub(crate) async fn next(&mut self) -> Option<Value> {
+        let body = self.body.as_mut()?;
+        if !self.sse {
+            let bytes = Limited::new(self.body.take()?, MAX_EVENT).collect().await;
+            self.clean = bytes.is_ok();
+            return bytes
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok());
+        }
+        loop {
+            while let Some(end) = find_event_end(&self.buffer) {
+                let event: Vec<u8> = self.buffer.drain(..end).collect();
+                let (id, data) = parse_event(&event);
+                if id.is_some() {
+                    self.last_id = id;
+                }
+                if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                    return Some(value);
+                }
+            }
+            let frame = match body.frame().await {
+                None => {
+                    self.clean = true;
+                    self.body = None;
+                    return None;
+                }
+                Some(Err(_)) => {
+                    self.body = None;
+                    return None;
+                }
+                Some(Ok(frame)) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                self.buffer.extend_from_slice(&data);
+                if self.buffer.len() > MAX_EVENT {
+                    self.body = None;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The last SSE event id seen, and whether the body ended cleanly.
+    pub(crate) fn ended(self) -> (Option<String>, bool) {
+        (self.last_id, self.clean)
     }
 }
 

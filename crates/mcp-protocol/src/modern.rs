@@ -197,6 +197,74 @@ pub fn decode_header_value(value: &str) -> Option<String> {
     }
 }
 
+/// A header value as the HTTP binding wants it (SEP-2243): as is when it is visible ASCII and
+/// spaces with no space at either end, and does not look like the sentinel itself;
+/// `=?base64?{UTF-8 as Base64}?=` otherwise. [`decode_header_value`] reads it back.
+pub fn encode_header_value(value: &str) -> String {
+    use base64::Engine as _;
+    let visible = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    let padded = value.starts_with(' ') || value.ends_with(' ');
+    let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
+    if visible && !padded && !sentinel {
+        value.to_owned()
+    } else {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        format!("=?base64?{encoded}?=")
+    }
+}
+
+/// The parameters an input schema annotates with `x-mcp-header` (SEP-2243): the path of
+/// `properties` keys to each (nested objects at most 8 deep), and its header's name (sent
+/// as `Mcp-Param-{name}`).
+pub fn header_params(schema: &Value) -> Vec<(Vec<String>, String)> {
+    fn walk(schema: &Value, path: &mut Vec<String>, found: &mut Vec<(Vec<String>, String)>) {
+        if path.len() > 8 {
+            return;
+        }
+        let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (key, property) in properties {
+            path.push(key.clone());
+            if let Some(header) = property.get("x-mcp-header").and_then(Value::as_str) {
+                found.push((path.clone(), header.to_owned()));
+            }
+            walk(property, path, found);
+            path.pop();
+        }
+    }
+    let mut found = Vec::new();
+    walk(schema, &mut Vec::new(), &mut found);
+    found
+}
+
+/// What a header mirrors of an argument's value, before encoding: a string as is, a number
+/// in decimal, a boolean as `true` or `false`; `None` for anything else (not mirrored).
+pub fn header_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether a header's (decoded) text says what the body's value is: a string as is, a number
+/// by its value (`42` and `42.0` alike), a boolean as `true` or `false`.
+pub fn header_matches(header: &str, value: &Value) -> bool {
+    match value {
+        Value::String(s) => s == header,
+        Value::Number(n) => header
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .zip(n.as_f64())
+            .is_some_and(|(h, b)| h == b),
+        Value::Bool(b) => header == if *b { "true" } else { "false" },
+        _ => false,
+    }
+}
+
 /// How long, and for whom, a result may be cached (SEP-2549).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cache {

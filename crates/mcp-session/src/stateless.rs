@@ -173,9 +173,7 @@ impl Hub {
             return Ok(());
         };
         let arguments = params.and_then(|p| p.get("arguments"));
-        let mut annotated = Vec::new();
-        header_params(&tool.input_schema, &mut Vec::new(), &mut annotated);
-        for (path, header) in annotated {
+        for (path, header) in modern::header_params(&tool.input_schema) {
             let value = arguments
                 .and_then(|arguments| path.iter().try_fold(arguments, |v, key| v.get(key)))
                 .filter(|v| !v.is_null());
@@ -209,7 +207,7 @@ impl Hub {
                             "{name} is not valid: its =?base64?...?= value does not decode"
                         ))
                     })?;
-                    if !header_matches(&decoded, value) {
+                    if !modern::header_matches(&decoded, value) {
                         return Err(modern::header_mismatch(format_args!(
                             "{name} `{}` does not match `arguments.{}`",
                             mcp_protocol::shorten(&decoded, 60),
@@ -593,41 +591,6 @@ fn check_headers(request: &Request, mirrored: &Mirrored) -> Result<(), ErrorObje
     Ok(())
 }
 
-/// The parameters an input schema annotates with `x-mcp-header`: their path of `properties`
-/// keys, and the header's name.
-fn header_params(schema: &Value, path: &mut Vec<String>, found: &mut Vec<(Vec<String>, String)>) {
-    if path.len() > 8 {
-        return;
-    }
-    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    for (key, property) in properties {
-        path.push(key.clone());
-        if let Some(header) = property.get("x-mcp-header").and_then(Value::as_str) {
-            found.push((path.clone(), header.to_owned()));
-        }
-        header_params(property, path, found);
-        path.pop();
-    }
-}
-
-/// Whether a header's (decoded) text says what the body's value is: a string as is, a number
-/// by its value (`42` and `42.0` alike), a boolean as `true` or `false`.
-fn header_matches(header: &str, value: &Value) -> bool {
-    match value {
-        Value::String(s) => s == header,
-        Value::Number(n) => header
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .zip(n.as_f64())
-            .is_some_and(|(h, b)| h == b),
-        Value::Bool(b) => header == if *b { "true" } else { "false" },
-        _ => false,
-    }
-}
-
 /// A modern request's log messages: queued on its own output at or above the level its
 /// `_meta` asked for, and none when it asked for none.
 struct RequestLog {
@@ -645,40 +608,5 @@ impl mcp_tools::LogSink for RequestLog {
             return;
         };
         let _ = queue.try_push_notice(text);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::{header_matches, header_params};
-
-    #[test]
-    fn annotated_parameters_are_found_at_their_path_and_compared_by_type() {
-        let schema = json!({"type": "object", "properties": {
-            "region": {"type": "string", "x-mcp-header": "Region"},
-            "limits": {"type": "object", "properties": {
-                "rows": {"type": "integer", "x-mcp-header": "Rows"}
-            }},
-            "plain": {"type": "string"}
-        }});
-        let mut found = Vec::new();
-        header_params(&schema, &mut Vec::new(), &mut found);
-        found.sort();
-        assert_eq!(
-            found,
-            [
-                (
-                    vec!["limits".to_owned(), "rows".to_owned()],
-                    "Rows".to_owned()
-                ),
-                (vec!["region".to_owned()], "Region".to_owned()),
-            ]
-        );
-        assert!(header_matches("42", &json!(42.0)) && header_matches("42.0", &json!(42)));
-        assert!(!header_matches("43", &json!(42)));
-        assert!(header_matches("true", &json!(true)) && !header_matches("True", &json!(true)));
-        assert!(header_matches("a b", &json!("a b")) && !header_matches("a", &json!(["a"])));
     }
 }

@@ -1,7 +1,9 @@
 //! `mcpc`: an MCP client for the terminal. Lists and calls tools (arguments as `key=value`,
 //! parsed by the tool's schema, or JSON), reads and watches resources, and manages the
 //! server's agents. A long call shows a progress bar with rate and ETA; Ctrl-C cancels the
-//! call on the server and exits 130; a dropped connection is resumed and the bar carries on.
+//! call on the server and exits 130. It speaks MCP 2026-07-28 with a server that does, and
+//! the 2025 handshake with older servers or with `--legacy`, whose resumable session lets a
+//! call carry on across a dropped connection (the bar too).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -35,6 +37,12 @@ struct Cli {
     /// A CA certificate (PEM) to trust for wss:// and https://, beside the system's.
     #[arg(long, env = "MCP_CA_CERT", global = true, value_name = "PATH")]
     ca_cert: Option<PathBuf>,
+
+    /// Speak the 2025 handshake (`initialize`) even to a server of 2026-07-28: its session
+    /// is resumable, so a call in flight survives a dropped connection. Without it, a
+    /// 2026-07-28 call fails when its connection drops.
+    #[arg(long, env = "MCP_LEGACY", global = true)]
+    legacy: bool,
 
     /// Print JSON (one document per result) instead of text.
     #[arg(long, global = true)]
@@ -138,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut options = Options::new(cli.url.clone());
     options.token = cli.token.clone();
     options.extra_roots = roots;
+    options.legacy = cli.legacy;
     options.client_info.name = "mcpc".to_owned();
     let client = Client::connect(options)
         .await
@@ -322,7 +331,7 @@ async fn call(
     } else {
         ProgressMode::Lines
     });
-    let mut display = Display::new(mode);
+    let mut display = Display::new(mode, client.is_modern());
     let mut status = client.status();
     let mut call = client.call(name, arguments).await?;
     let interrupted = tokio::signal::ctrl_c();
@@ -331,6 +340,12 @@ async fn call(
         tokio::select! {
             event = call.next() => match event {
                 CallEvent::Progress(p) => display.progress(&p),
+                CallEvent::Done(Err(e @ mcp_client::Error::Interrupted(_))) => {
+                    display.finish("interrupted");
+                    return Err(anyhow::Error::new(e).context(
+                        "the call's connection dropped (with --legacy, a call resumes after a dropped connection)",
+                    ));
+                }
                 CallEvent::Done(result) => break result?,
             },
             changed = status.changed() => {
@@ -379,6 +394,8 @@ fn show_result(cli: &Cli, result: &CallToolResult) -> anyhow::Result<()> {
 /// A call's progress on stderr.
 struct Display {
     mode: ProgressMode,
+    /// Speaking 2026-07-28: a reconnection resumes no session.
+    modern: bool,
     bar: Option<ProgressBar>,
     started: Instant,
     /// The last progress shown and when, for the rate and the ETA.
@@ -386,9 +403,10 @@ struct Display {
 }
 
 impl Display {
-    fn new(mode: ProgressMode) -> Self {
+    fn new(mode: ProgressMode, modern: bool) -> Self {
         Self {
             mode,
+            modern,
             bar: None,
             started: Instant::now(),
             first: None,
@@ -457,6 +475,7 @@ impl Display {
 
     fn status(&mut self, status: &Status) {
         let text = match status {
+            Status::Connected if self.modern => "reconnected".to_owned(),
             Status::Connected => "reconnected; the session was resumed".to_owned(),
             Status::Reconnecting { attempt, reason } => {
                 format!("connection lost ({reason}); reconnecting, attempt {attempt}")

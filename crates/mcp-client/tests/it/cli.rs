@@ -1,7 +1,7 @@
 //! `mcpc` against the real server: listing, calling with schema-parsed arguments, progress
 //! lines, tool errors and usage errors with their exit codes, Ctrl-C cancelling the call
-//! (exit 130), watching a resource, the agent commands, and a dropped connection resumed
-//! mid-call.
+//! (exit 130), watching a resource, the agent commands, a dropped connection resumed
+//! mid-call with `--legacy`, and the hint to use it when a 2026-07-28 call's connection drops.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use mcp_server::Config;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader, Lines};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStderr, Command};
 
 use mcp_test_support::{HANG, Relay, TestServer as Server, wait_for_metric};
 
@@ -181,24 +181,31 @@ async fn ctrl_c_cancels_the_call_on_the_server_and_exits_130() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_dropped_connection_is_resumed_and_the_call_carries_on() {
+/// Starts a long `process_batch` call through a relay, with `era` options, and cuts the
+/// connection at its first progress; the server, the running `mcpc`, and its stderr lines.
+async fn cut_a_long_call(era: &[&str]) -> (Server, Child, Lines<BufReader<ChildStderr>>) {
     let server = Server::with_config(Config::default()).await;
     let relay = Relay::start(server.addr).await;
     let url = format!("ws://{}/mcp", relay.addr);
-    let mut child = spawn(
-        &url,
-        &[
-            "--progress",
-            "lines",
-            "call",
-            "process_batch",
-            "count=300000",
-        ],
-    );
+    let mut args = era.to_vec();
+    args.extend([
+        "--progress",
+        "lines",
+        "call",
+        "process_batch",
+        "count=300000",
+    ]);
+    let mut child = spawn(&url, &args);
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
     until(&mut err, "progress ").await;
     relay.cut();
+    // The relay's task outlives the handle: the client reconnects through it.
+    (server, child, err)
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_resumed_and_the_call_carries_on() {
+    let (server, child, mut err) = cut_a_long_call(&["--legacy"]).await;
     until(&mut err, "reconnecting").await;
     let after = until(&mut err, "reconnected; the session was resumed").await;
     assert!(after.iter().all(|l| !l.contains("closed")), "{after:?}");
@@ -209,6 +216,22 @@ async fn a_dropped_connection_is_resumed_and_the_call_carries_on() {
     assert_eq!(output.status.code(), Some(0));
     let result: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["processed"], 300_000);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_fails_a_modern_call_with_a_hint() {
+    let (server, mut child, mut err) = cut_a_long_call(&[]).await;
+    let lines = until(&mut err, "--legacy").await;
+    assert!(
+        lines.iter().any(|l| l.contains("may or may not have run")),
+        "{lines:?}"
+    );
+    let status = tokio::time::timeout(HANG, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
     server.shutdown().await;
 }
 

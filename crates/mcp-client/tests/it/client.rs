@@ -1,6 +1,9 @@
-//! The client against the real server (`mcp_server::serve` on port 0): typed calls,
-//! progress, cancellation by dropping, server requests, and resuming after the network cut
-//! the connection (a TCP relay between the two that drops every connection on demand).
+//! The client against the real server (`mcp_server::serve` on port 0), in both eras (2026-07-28
+//! by default, the 2025 session with `legacy`): typed calls, progress, cancellation by
+//! dropping, server requests (answered as input-required rounds in 2026-07-28),
+//! subscriptions and log levels, resuming a 2025 session after the network cut the
+//! connection (a TCP relay between the two that drops every connection on demand), and what
+//! a cut does to a 2026-07-28 request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,14 @@ fn args(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }
 
-fn fast_reconnect(url: String) -> Options {
+fn era(url: String, legacy: bool) -> Options {
     let mut options = Options::new(url);
+    options.legacy = legacy;
+    options
+}
+
+fn fast_reconnect(url: String, legacy: bool) -> Options {
+    let mut options = era(url, legacy);
     options.reconnect = Reconnect {
         initial: Duration::from_millis(10),
         max: Duration::from_millis(200),
@@ -29,11 +38,24 @@ fn fast_reconnect(url: String) -> Options {
 
 #[tokio::test]
 async fn typed_calls_progress_and_tool_errors() {
+    typed_calls(false).await;
+}
+
+#[tokio::test]
+async fn typed_calls_progress_and_tool_errors_in_a_2025_session() {
+    typed_calls(true).await;
+}
+
+async fn typed_calls(legacy: bool) {
     let server = Server::with_config(Config::default()).await;
-    let client = Client::connect(Options::new(format!("ws://{}/mcp", server.addr)))
+    let client = Client::connect(era(format!("ws://{}/mcp", server.addr), legacy))
         .await
         .unwrap();
     assert_eq!(client.server().server_info.name, "mcp-server");
+    assert_eq!(client.is_modern(), !legacy);
+    let version = if legacy { "2025-11-25" } else { "2026-07-28" };
+    assert_eq!(client.server().protocol_version, version);
+    assert_eq!(client.session_id().is_some(), legacy);
     let tools = client.list_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "add"), "{tools:?}");
     let sum = client
@@ -82,16 +104,24 @@ async fn typed_calls_progress_and_tool_errors() {
 
 #[tokio::test]
 async fn dropping_a_call_cancels_it_on_the_server() {
+    for url in ["ws", "http"] {
+        for legacy in [false, true] {
+            dropping_cancels(url, legacy).await;
+        }
+    }
+}
+
+async fn dropping_cancels(scheme: &str, legacy: bool) {
     let server = Server::with_config(Config::default()).await;
-    let client = Client::connect(Options::new(format!("ws://{}/mcp", server.addr)))
+    let client = Client::connect(era(format!("{scheme}://{}/mcp", server.addr), legacy))
         .await
         .unwrap();
-    let mut call = client
+    let call = client
         .call("sleep", args(json!({"ms": 60_000})))
         .await
         .unwrap();
-    // Running once its first progress is out.
-    assert!(matches!(call.next().await, CallEvent::Progress(_)));
+    // Running on the server (its first progress would take 6 s).
+    wait_for_metric(server.addr, "mcp_inflight_requests", 1.0).await;
     drop(call);
     // The server stops it: nothing is left running.
     wait_for_metric(server.addr, "mcp_inflight_requests", 0.0).await;
@@ -129,12 +159,21 @@ impl Handler for Model {
 
 #[tokio::test]
 async fn server_requests_go_to_the_handler() {
+    server_requests(false).await;
+}
+
+#[tokio::test]
+async fn server_requests_go_to_the_handler_in_a_2025_session() {
+    server_requests(true).await;
+}
+
+async fn server_requests(legacy: bool) {
     let config = Config {
         conformance_fixtures: true,
         ..Config::default()
     };
     let server = Server::with_config(config).await;
-    let mut options = Options::new(format!("ws://{}/mcp", server.addr));
+    let mut options = era(format!("ws://{}/mcp", server.addr), legacy);
     options.handler = Some(Arc::new(Model));
     let client = Client::connect(options).await.unwrap();
     let answer = client
@@ -163,9 +202,8 @@ async fn a_cut_http_stream_is_continued_and_the_call_completes() {
 async fn cut_mid_call(scheme: &str) {
     let server = Server::with_config(Config::default()).await;
     let relay = Relay::start(server.addr).await;
-    let client = Client::connect(fast_reconnect(format!("{scheme}://{}/mcp", relay.addr)))
-        .await
-        .unwrap();
+    let url = format!("{scheme}://{}/mcp", relay.addr);
+    let client = Client::connect(fast_reconnect(url, true)).await.unwrap();
     let session = client.session_id();
     let mut status = client.status();
     let mut call = client
@@ -219,16 +257,37 @@ async fn cut_mid_call(scheme: &str) {
 
 #[tokio::test]
 async fn over_streamable_http_too_calls_progress_and_server_requests() {
+    over_http(false).await;
+}
+
+#[tokio::test]
+async fn over_streamable_http_too_in_a_2025_session() {
+    over_http(true).await;
+}
+
+async fn over_http(legacy: bool) {
     let config = Config {
         conformance_fixtures: true,
         ..Config::default()
     };
     let server = Server::with_config(config).await;
-    let mut options = Options::new(format!("http://{}/mcp", server.addr));
+    let mut options = era(format!("http://{}/mcp", server.addr), legacy);
     options.handler = Some(Arc::new(Model));
     let client = Client::connect(options).await.unwrap();
     assert_eq!(client.server().server_info.name, "mcp-server");
-    assert!(client.session_id().is_some());
+    assert_eq!(client.is_modern(), !legacy);
+    assert_eq!(client.session_id().is_some(), legacy);
+    // A parameter the tool mirrors in a header (SEP-2243): the client sends it, before it
+    // listed the tools (it lists them first by itself).
+    let mirrored = client
+        .call_tool(
+            "test_header_param",
+            args(json!({"region": "eu-west 1 ü", "query": "q"})),
+        )
+        .await
+        .unwrap();
+    let text = serde_json::to_value(&mirrored.content).unwrap()[0]["text"].clone();
+    assert_eq!(text, "region=eu-west 1 ü query=q", "{mirrored:?}");
     assert!(
         client
             .list_tools()
@@ -261,6 +320,119 @@ async fn over_streamable_http_too_calls_progress_and_server_requests() {
         .unwrap();
     let text = serde_json::to_value(&answer.content).unwrap()[0]["text"].clone();
     assert_eq!(text, "LLM response: you said hi");
+    client.close().await;
+    server.shutdown().await;
+}
+
+/// With 2026-07-28, a cut connection fails the requests it carried (there is no session to
+/// resume them in), clearly; the client reconnects by itself and the next call works.
+#[tokio::test]
+async fn a_cut_fails_the_modern_requests_in_flight_and_the_client_carries_on() {
+    for scheme in ["ws", "http"] {
+        let server = Server::with_config(Config::default()).await;
+        let relay = Relay::start(server.addr).await;
+        let url = format!("{scheme}://{}/mcp", relay.addr);
+        let client = Client::connect(fast_reconnect(url, false)).await.unwrap();
+        assert!(client.is_modern());
+        let mut call = client
+            .call("process_batch", args(json!({"count": 300_000})))
+            .await
+            .unwrap();
+        let failed = loop {
+            match tokio::time::timeout(HANG, call.next()).await.unwrap() {
+                CallEvent::Progress(_) => relay.cut(),
+                CallEvent::Done(result) => break result,
+            }
+        };
+        match failed {
+            Err(Error::Interrupted(why)) => assert!(!why.is_empty()),
+            other => panic!("{scheme}: {other:?}"),
+        }
+        // The server stops the work whose connection broke.
+        wait_for_metric(server.addr, "mcp_inflight_requests", 0.0).await;
+        let mut status = client.status();
+        tokio::time::timeout(HANG, status.wait_for(|s| *s == Status::Connected))
+            .await
+            .unwrap()
+            .unwrap();
+        let sum = client
+            .call_tool("add", args(json!({"a": 1, "b": 2})))
+            .await
+            .unwrap();
+        assert_eq!(sum.structured_content.unwrap()["result"], 3, "{scheme}");
+        client.close().await;
+        server.shutdown().await;
+    }
+}
+
+/// With 2026-07-28, a subscription is a `subscriptions/listen` stream: updates arrive as
+/// `notifications/resources/updated`, and unsubscribing closes the stream on the server.
+#[tokio::test]
+async fn modern_subscriptions_hear_updates_until_unsubscribed() {
+    for scheme in ["ws", "http"] {
+        let server = Server::with_config(Config {
+            stats_interval: Duration::from_millis(20),
+            ..Config::default()
+        })
+        .await;
+        let url = format!("{scheme}://{}/mcp", server.addr);
+        let client = Client::connect(era(url.clone(), false)).await.unwrap();
+        let mut notes = client.notifications();
+        client.subscribe("mcp://server/stats").await.unwrap();
+        // A resource the server has not: refused, not silently ignored.
+        let refused = client.subscribe("mcp://no/such/thing").await;
+        assert!(matches!(refused, Err(Error::Rpc(_))), "{refused:?}");
+        // Another client is a change of the statistics.
+        let other = Client::connect(era(url, true)).await.unwrap();
+        let updated = tokio::time::timeout(HANG, async {
+            loop {
+                let note = notes.recv().await.unwrap();
+                if note.method == "notifications/resources/updated" {
+                    return note;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(updated.params.unwrap()["uri"], "mcp://server/stats");
+        other.close().await;
+        client.unsubscribe("mcp://server/stats").await.unwrap();
+        // The stream is gone on the server: nothing in flight.
+        wait_for_metric(server.addr, "mcp_inflight_requests", 0.0).await;
+        client.close().await;
+        server.shutdown().await;
+    }
+}
+
+/// With 2026-07-28, the log level is per request: none before it is set, then the
+/// messages at or above it.
+#[tokio::test]
+async fn modern_log_levels_ride_on_every_request() {
+    let server = Server::with_config(Config {
+        conformance_fixtures: true,
+        ..Config::default()
+    })
+    .await;
+    let client = Client::connect(era(format!("ws://{}/mcp", server.addr), false))
+        .await
+        .unwrap();
+    let mut notes = client.notifications();
+    client
+        .call_tool("test_logging_tool", Map::new())
+        .await
+        .unwrap();
+    client.set_log_level("warning").await.unwrap();
+    client
+        .call_tool("test_logging_tool", Map::new())
+        .await
+        .unwrap();
+    let mut levels = Vec::new();
+    while let Ok(note) = notes.try_recv() {
+        if note.method == "notifications/message" {
+            levels.push(note.params.unwrap()["level"].clone());
+        }
+    }
+    assert_eq!(levels, [json!("warning")]);
     client.close().await;
     server.shutdown().await;
 }

@@ -130,3 +130,47 @@ fn header_values_decode_from_their_base64_sentinel() {
     assert_eq!(decode_header_value("=?base64?not base64!?="), None);
     assert_eq!(decode_header_value("=?base64?/w==?="), None, "not UTF-8");
 }
+
+#[test]
+fn header_values_encode_only_when_they_must_and_read_back() {
+    for (value, encoded) in [
+        ("us-west1", "us-west1"),
+        ("Hello, 世界", "=?base64?SGVsbG8sIOS4lueVjA==?="),
+        (" padded ", "=?base64?IHBhZGRlZCA=?="),
+        ("line1\nline2", "=?base64?bGluZTEKbGluZTI=?="),
+        ("=?base64?literal?=", "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="),
+    ] {
+        assert_eq!(encode_header_value(value), encoded, "{value:?}");
+        assert_eq!(decode_header_value(encoded).as_deref(), Some(value));
+    }
+}
+
+#[test]
+fn annotated_parameters_are_found_at_their_path_and_compared_by_type() {
+    let schema = json!({"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "limits": {"type": "object", "properties": {
+            "rows": {"type": "integer", "x-mcp-header": "Rows"}
+        }},
+        "plain": {"type": "string"}
+    }});
+    let mut found = header_params(&schema);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (
+                vec!["limits".to_owned(), "rows".to_owned()],
+                "Rows".to_owned()
+            ),
+            (vec!["region".to_owned()], "Region".to_owned()),
+        ]
+    );
+    assert!(header_matches("42", &json!(42.0)) && header_matches("42.0", &json!(42)));
+    assert!(!header_matches("43", &json!(42)));
+    assert!(header_matches("true", &json!(true)) && !header_matches("True", &json!(true)));
+    assert!(header_matches("a b", &json!("a b")) && !header_matches("a", &json!(["a"])));
+    assert_eq!(header_text(&json!(42)).as_deref(), Some("42"));
+    assert_eq!(header_text(&json!(false)).as_deref(), Some("false"));
+    assert_eq!(header_text(&json!({"a": 1})), None);
+}

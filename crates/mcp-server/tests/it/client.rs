@@ -32,6 +32,8 @@ async fn across_a_restart(scheme: &str) {
     let data = dir.path().to_str().unwrap().to_owned();
     let (mut child, address) = start(&["--data-dir", &data]).await;
     let mut options = Options::new(format!("{scheme}://{address}/mcp"));
+    // The 2025 session, which resumes; a 2026-07-28 request does not outlive its connection.
+    options.legacy = true;
     options.reconnect = Reconnect {
         initial: Duration::from_millis(20),
         max: Duration::from_millis(200),

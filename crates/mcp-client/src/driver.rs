@@ -22,10 +22,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::modern::{self, Probe};
 use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status, dispatch};
 
-/// How long a server may take to answer the `server/discover` probe before it counts as a
-/// legacy server that stays silent.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub(crate) struct Driver {
@@ -102,7 +98,7 @@ impl Driver {
     async fn probe(&mut self) -> Result<Probe, Attempt> {
         let probe = modern::discover_request(&self.options).to_string();
         self.send(probe).await.map_err(Attempt::Failed)?;
-        let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
+        let answer = tokio::time::timeout(modern::PROBE_TIMEOUT, async {
             loop {
                 let text = match self.socket.next().await {
                     Some(Ok(Frame::Text(text))) => text,

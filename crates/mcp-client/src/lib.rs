@@ -601,17 +601,21 @@ impl Client {
 
     /// Before a modern call over HTTP: the tools' header annotations are known (a server
     /// refuses a call that does not mirror its annotated parameters).
-    async fn know_header_params(&self) -> Result<(), Error> {
+    async fn know_header_params(&self) {
         let known = lock(&self.shared.header_params).is_some();
-        if self.shared.http && self.shared.is_modern() && !known {
-            self.list_tools().await?;
+        if self.shared.http
+            && self.shared.is_modern()
+            && !known
+            && let Err(e) = self.list_tools().await
+        {
+            // The call goes out anyway: the server says if it misses a header.
+            tracing::debug!(error = %e, "cannot list the tools for their header parameters");
         }
-        Ok(())
     }
 
     /// Starts a tool call that reports progress; see [`Call`].
     pub async fn call(&self, name: &str, arguments: Map<String, Value>) -> Result<Call, Error> {
-        self.know_header_params().await?;
+        self.know_header_params().await;
         let params = json!({"name": name, "arguments": arguments});
         let (tx, progress) = mpsc::channel(64);
         let waiting = self
@@ -635,7 +639,7 @@ impl Client {
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<CallToolResult, Error> {
-        self.know_header_params().await?;
+        self.know_header_params().await;
         let params = json!({"name": name, "arguments": arguments});
         let value = self.request(methods::TOOLS_CALL, Some(params)).await?;
         serde_json::from_value(value).map_err(|e| Error::Decode(format!("tools/call: {e}")))

@@ -4,6 +4,7 @@
 //! `inputRequests` with the [`Handler`] and retrying with `inputResponses`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mcp_protocol::modern::{self as wire, DiscoverResult, codes};
 use mcp_protocol::{ErrorObject, Implementation, InitializeResult, ProtocolVersion, methods};
@@ -16,6 +17,10 @@ pub(crate) const VERSION: ProtocolVersion = ProtocolVersion::LATEST_MODERN;
 
 /// The id of the `server/discover` probe, told apart from the client's own ids.
 pub(crate) const DISCOVER_ID: &str = "discover";
+
+/// How long a server may take to answer the `server/discover` probe before it counts as a
+/// legacy server that stays silent.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many times one request may come back asking for input before the client gives up.
 pub(crate) const MAX_ROUNDS: usize = 10;

@@ -54,17 +54,21 @@ impl Stateless {
             .map_err(Error::Connect)?;
         match posted {
             Posted::Body(response) => {
-                let mut answer = None;
                 let mut messages = Messages::new(response);
-                while let Some(value) = messages.next().await {
-                    if value.get("id") == probe.get("id") {
-                        answer = Some(value);
+                let answer = tokio::time::timeout(modern::PROBE_TIMEOUT, async {
+                    while let Some(value) = messages.next().await {
+                        if value.get("id") == probe.get("id") {
+                            return Some(value);
+                        }
                     }
-                }
-                Ok(answer.map_or_else(
-                    || Probe::Legacy("no answer to server/discover".to_owned()),
-                    |answer| modern::read_discover(&answer),
-                ))
+                    None
+                })
+                .await;
+                Ok(match answer {
+                    Ok(Some(answer)) => modern::read_discover(&answer),
+                    Ok(None) => Probe::Legacy("no answer to server/discover".to_owned()),
+                    Err(_) => Probe::Legacy("no answer to server/discover in time".to_owned()),
+                })
             }
             // A modern server says what is wrong in a modern error; anything else is a
             // legacy server (400 for a request without a session, 404, 405...).
@@ -133,6 +137,9 @@ impl Stateless {
         }
         let this = Arc::clone(self);
         let task_id = id.clone();
+        // Held until the task is registered: a task that ends at once still finds itself
+        // there to remove.
+        let mut running = lock(&self.running);
         let task = tokio::spawn(async move {
             this.exchange(task_id.as_ref(), message).await;
             if let Some(id) = task_id {
@@ -140,7 +147,7 @@ impl Stateless {
             }
         });
         if let Some(id) = id {
-            lock(&self.running).insert(id, task.abort_handle());
+            running.insert(id, task.abort_handle());
         }
     }
 

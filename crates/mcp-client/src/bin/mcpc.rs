@@ -41,7 +41,7 @@ struct Cli {
     /// Speak the 2025 handshake (`initialize`) even to a server of 2026-07-28: its session
     /// is resumable, so a call in flight survives a dropped connection. Without it, a
     /// 2026-07-28 call fails when its connection drops.
-    #[arg(long, env = "MCP_LEGACY", global = true)]
+    #[arg(long, env = "MCP_LEGACY", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     legacy: bool,
 
     /// Print JSON (one document per result) instead of text.

@@ -20,6 +20,7 @@ fn mcpc(url: &str, args: &[&str]) -> Command {
         .arg(url)
         .args(args)
         .env_remove("MCP_TOKEN")
+        .env_remove("MCP_LEGACY")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command

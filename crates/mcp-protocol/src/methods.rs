@@ -52,3 +52,11 @@ pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
 pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
 /// The resource list changed.
 pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
+/// The tasks extension: a task's state (2026-07-28, `io.modelcontextprotocol/tasks`).
+pub const TASKS_GET: &str = "tasks/get";
+/// The tasks extension: answers to a task's input requests.
+pub const TASKS_UPDATE: &str = "tasks/update";
+/// The tasks extension: asks a task to stop.
+pub const TASKS_CANCEL: &str = "tasks/cancel";
+/// The tasks extension: a task's state changed (on a `subscriptions/listen` stream).
+pub const TASK_STATUS: &str = "notifications/tasks";

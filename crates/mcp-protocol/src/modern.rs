@@ -166,6 +166,20 @@ pub fn missing_capability(capability: &str) -> ErrorObject {
     .with_data(json!({"requiredCapabilities": {capability: {}}}))
 }
 
+/// The tasks extension's name, under `capabilities.extensions`.
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+/// -32021: the request needs the extension `name`, which the client did not declare.
+pub fn missing_extension(name: &str) -> ErrorObject {
+    ErrorObject::new(
+        codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
+        format!(
+            "this request needs the client to declare the extension `{name}` under `extensions` in `{CLIENT_CAPABILITIES}`"
+        ),
+    )
+    .with_data(json!({"requiredCapabilities": {"extensions": {name: {}}}}))
+}
+
 /// Whether the modern revision removed `method` (it belongs to the `initialize` era): such
 /// a request is answered -32601, as a method this server does not implement.
 pub fn is_removed(method: &str) -> bool {

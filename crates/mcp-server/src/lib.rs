@@ -97,6 +97,12 @@ pub(crate) async fn run(
     config.session.request_state_key = builder::request_state_key(&config)?;
     let connections = std::sync::Arc::default();
     let server = hub(&config, tools, providers, store, &connections)?;
+    // Tasks that were running when the server stopped: resumed, or failed as interrupted.
+    match server.recover_tasks().await {
+        Ok(0) => {}
+        Ok(resumed) => tracing::info!(resumed, "tasks resumed after a restart"),
+        Err(e) => tracing::error!(error = %e, "cannot read the stored tasks; they are not resumed"),
+    }
     let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
@@ -233,8 +239,8 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// Removes sessions (agents) idle for longer than `ttl`, with their data, checking a few
-/// times per `ttl` (at least once a minute).
+/// Removes sessions (agents) idle for longer than `ttl`, with their data, and tasks past
+/// their own time to live, checking a few times per `ttl` (at least once a minute).
 async fn expire_idle_sessions(server: Hub, ttl: Duration) {
     let every = (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
     let mut ticks = tokio::time::interval(every);
@@ -249,6 +255,9 @@ async fn expire_idle_sessions(server: Hub, ttl: Duration) {
                 continue;
             }
         };
+        if let Err(e) = server.expire_tasks().await {
+            tracing::warn!(error = %e, "cannot expire old tasks; will retry");
+        }
         // A session running here is in use, however long ago it last wrote.
         for id in idle.into_iter().filter(|id| !server.is_live(id)) {
             match server.store().delete(&id).await {

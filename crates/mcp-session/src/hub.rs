@@ -75,6 +75,16 @@ pub struct ServerConfig {
     /// How long a `requestState` stays valid: a client has this long to answer an
     /// input-required result.
     pub request_state_ttl: Duration,
+    /// How long a task is kept after its creation (its `ttlMs`); one still running then is
+    /// stopped. It is also the longest a task may run.
+    pub task_ttl: Duration,
+    /// How often a task's client should poll it (`pollIntervalMs`).
+    pub task_poll_interval: Duration,
+    /// How many tasks one principal may keep (running or ended, until they expire); more
+    /// are refused with -32001.
+    pub max_tasks_per_principal: usize,
+    /// The largest result a task keeps, in bytes (its JSON); a larger one fails the task.
+    pub max_task_result_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +118,10 @@ impl Default for ServerConfig {
             max_calls_per_principal: None,
             request_state_key: None,
             request_state_ttl: Duration::from_secs(600),
+            task_ttl: Duration::from_secs(3600),
+            task_poll_interval: Duration::from_secs(1),
+            max_tasks_per_principal: 100,
+            max_task_result_bytes: 4 << 20,
         }
     }
 }
@@ -140,6 +154,8 @@ pub(crate) struct HubInner {
     pub(crate) state_key: crate::round_trip::StateKey,
     /// Per-principal rate and concurrency limits.
     pub(crate) limits: crate::limits::Limits,
+    /// The tasks (2026-07-28 tasks extension).
+    pub(crate) tasks: crate::tasks::Tasks,
     next_session: AtomicU64,
     /// Bumped when the server statistics change (at most once per `refresh_stats` call).
     pub(crate) stats_version: tokio::sync::watch::Sender<u64>,
@@ -320,6 +336,7 @@ impl Hub {
                 stats,
                 open_sessions: std::sync::atomic::AtomicUsize::new(0),
                 limits,
+                tasks: crate::tasks::Tasks::default(),
                 next_session: AtomicU64::new(1),
                 sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
                 live: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -485,6 +502,7 @@ impl Hub {
             checkpoint: mcp_tools::Checkpoint::none(),
             // The agent API has no client to ask.
             client: mcp_tools::Client::none(),
+            task: mcp_tools::TaskGate::open(),
         };
         let Some(call) = self.inner.catalog.tools.call(name, arguments, ctx) else {
             return Ok(None);
@@ -591,6 +609,7 @@ impl Hub {
                 prompts: catalog.offers_prompts().then(serde_json::Map::new),
                 completions: catalog.offers_completions().then(serde_json::Map::new),
                 experimental: None,
+                extensions: None,
             },
             server_info: config.server_info.clone(),
             instructions: config.instructions.clone(),

@@ -28,6 +28,7 @@ mod session;
 mod sinks;
 mod stateless;
 pub mod store;
+mod tasks;
 
 pub use error::PeerError;
 pub use hub::{Hub, HubBuilder, ServerConfig, SessionSlot, Stat};
@@ -40,7 +41,8 @@ pub use session::Session;
 pub use stateless::{Mirrored, Stateless, StatelessCall};
 pub use store::{
     ANONYMOUS, HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord, Replay,
-    SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, Update,
+    SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId, TaskRecord,
+    TaskStatus, Update,
 };
 
 #[cfg(test)]

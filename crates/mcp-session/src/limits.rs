@@ -126,7 +126,7 @@ impl Limits {
 }
 
 /// The -32001 error of a refused request: `data` names the limit and the retry hint.
-fn refuse(limit: &str, message: String, retry_after: Duration) -> ErrorObject {
+pub(crate) fn refuse(limit: &str, message: String, retry_after: Duration) -> ErrorObject {
     ErrorObject::new(error_codes::LIMIT_EXCEEDED, message).with_data(serde_json::json!({
         "limit": limit,
         "retryAfterMs": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1),

@@ -105,6 +105,8 @@ pub(crate) enum Coalesce {
     Progress(ProgressToken),
     /// A change of one resource.
     Updated(String),
+    /// A change of one task's state.
+    Task(String),
 }
 
 struct Entry {
@@ -409,7 +411,7 @@ impl OutboundQueue {
         }
         let regarding = match &key {
             Coalesce::Progress(token) => Regarding::Progress(token.clone()),
-            Coalesce::Updated(_) => Regarding::Other,
+            Coalesce::Updated(_) | Coalesce::Task(_) => Regarding::Other,
         };
         self.append(&mut state, text, regarding, Some(key));
         Ok(())

@@ -229,6 +229,11 @@ impl RoundTrip {
         self.stop.notified().await;
     }
 
+    /// Every answer the client gave so far (this retry's and the earlier rounds').
+    pub(crate) fn answers(&self) -> Map<String, Value> {
+        self.round.answers.clone()
+    }
+
     /// The capability the call asked for that the client did not declare, if it did.
     pub(crate) fn missing(&self) -> Option<String> {
         let asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);

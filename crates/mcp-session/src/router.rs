@@ -69,8 +69,14 @@ pub(crate) struct CallScope {
     pub(crate) checkpoint: Checkpoint,
     pub(crate) log: Logger,
     pub(crate) client: mcp_tools::Client,
+    /// Where a tool that asks first becomes a task (open, but in a modern request that may
+    /// become one).
+    pub(crate) task: mcp_tools::TaskGate,
     /// The fairness key of the heavy-call scheduler (the session's number).
     pub(crate) session: u64,
+    /// How long the call may run; `None`: the configured `call_timeout` (a task may run
+    /// until it expires).
+    pub(crate) time_limit: Option<std::time::Duration>,
 }
 
 type Handler = fn(&Hub, &RequestContext<'_>, Option<Value>) -> Result<Route, ErrorObject>;
@@ -142,11 +148,15 @@ impl Router {
             log: scope.log,
             checkpoint: scope.checkpoint,
             client: scope.client,
+            task: scope.task,
         };
         let Some(run) = hub.inner.catalog.tools.call(&name, arguments, ctx) else {
             return Err(unknown_tool(&name));
         };
-        let (time_limit, grace) = (config.call_timeout, config.stop_grace);
+        let (time_limit, grace) = (
+            scope.time_limit.unwrap_or(config.call_timeout),
+            config.stop_grace,
+        );
         // Debug, like tower-http's request spans: formatting an info span's fields for every
         // call was 7% of a small call's cost. The session's span carries the context of
         // what is logged at info.

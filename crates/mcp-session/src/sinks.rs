@@ -79,7 +79,9 @@ impl SessionSinks<'_> {
                 peer: self.peer.clone(),
                 capabilities: self.capabilities.cloned().unwrap_or_default(),
             })),
+            task: mcp_tools::TaskGate::open(),
             session: self.session,
+            time_limit: None,
         }
     }
 }

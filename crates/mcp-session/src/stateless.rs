@@ -16,6 +16,7 @@ use mcp_protocol::{
     ErrorObject, Incoming, LoggingLevel, Message, ProtocolVersion, Request, RequestId, Response,
     error_codes, methods,
 };
+use mcp_tools::TaskSupport;
 use serde_json::{Map, Value};
 use tokio_util::sync::DropGuard;
 
@@ -24,7 +25,7 @@ use crate::hub::notice_text;
 use crate::metrics::Outcome;
 use crate::outbound::{self, Answered, OutboundQueue, Regarding, WeakQueue};
 use crate::round_trip::{self, Round, RoundTrip};
-use crate::router::{self, CallScope, Polled, RequestContext, Route, Router};
+use crate::router::{self, CallScope, Polled, RequestContext, Route, Router, ToolCall};
 use crate::sinks::ProgressNotifier;
 use crate::{Hub, OutboundReceiver, Principal};
 
@@ -310,8 +311,29 @@ impl Hub {
         }
         inner.limits.check_rate(principal)?;
         if method == methods::SUBSCRIPTIONS_LISTEN {
-            let listen = self.listen(id, params, out.queue.clone(), out.cancel.clone())?;
+            let listen = self.listen(
+                id,
+                params,
+                &meta,
+                principal,
+                out.queue.clone(),
+                out.cancel.clone(),
+            )?;
             return Ok(Modern::Call(Box::pin(listen)));
+        }
+        if let Some(tasks_method) = TasksMethod::of(method) {
+            // The extension's methods exist for the clients that declare it.
+            if !meta.declares(modern::TASKS_EXTENSION) {
+                return Err(modern::missing_extension(modern::TASKS_EXTENSION));
+            }
+            let (hub, principal) = (self.clone(), principal.clone());
+            return Ok(Modern::Call(Box::pin(async move {
+                match tasks_method {
+                    TasksMethod::Get => hub.task_get(&principal, params).await,
+                    TasksMethod::Update => hub.task_update(&principal, params).await,
+                    TasksMethod::Cancel => hub.task_cancel(&principal, params).await,
+                }
+            })));
         }
         let meta = Arc::new(meta);
         let round_trip = round.map(|round| RoundTrip::new(Arc::clone(&meta), round));
@@ -356,6 +378,34 @@ impl Hub {
             }
             Route::Call(call) => call,
         };
+        // A task, when the tool may be one and the client takes tasks.
+        let takes_tasks = meta.declares(modern::TASKS_EXTENSION);
+        let detaches = match inner.catalog.tools.task_support(&call.name) {
+            TaskSupport::Required if !takes_tasks => {
+                return Err(modern::missing_extension(modern::TASKS_EXTENSION));
+            }
+            TaskSupport::Optional | TaskSupport::Required if takes_tasks => {
+                if !inner.catalog.tools.detaches_itself(&call.name) {
+                    let answers = round_trip.map(|rt| rt.answers()).unwrap_or_default();
+                    let (hub, principal) = (self.clone(), principal.clone());
+                    let meta = (*meta).clone();
+                    return Ok(Modern::Call(Box::pin(async move {
+                        hub.create_task(&principal, call, meta, answers).await
+                    })));
+                }
+                // It asks its client first, in rounds, and becomes a task where it says.
+                Some((
+                    Arc::new(tokio::sync::Notify::new()),
+                    ToolCall {
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                        progress_token: None,
+                        slot: None,
+                    },
+                ))
+            }
+            _ => None,
+        };
         let token = out.cancel;
         let client = client();
         let scope = CallScope {
@@ -377,12 +427,34 @@ impl Hub {
                 call.name.clone(),
             ),
             client,
+            task: match &detaches {
+                Some((signal, _)) => mcp_tools::TaskGate::signalling(Arc::clone(signal)),
+                None => mcp_tools::TaskGate::open(),
+            },
             session: out.session,
+            time_limit: None,
         };
         let run = Router::start_call(self, id, meta.version, call, scope)?;
-        Ok(Modern::Call(
-            self.until_input_required(run, round_trip, principal),
-        ))
+        let Some((signal, task_call)) = detaches else {
+            return Ok(Modern::Call(
+                self.until_input_required(run, round_trip, principal),
+            ));
+        };
+        let answers = round_trip.as_ref().map(Arc::clone);
+        let run = self.until_input_required(run, round_trip, principal);
+        let (hub, principal) = (self.clone(), principal.clone());
+        let meta = (*meta).clone();
+        Ok(Modern::Call(Box::pin(async move {
+            tokio::select! {
+                biased;
+                reply = run => reply,
+                // Everything it asked is answered: the task runs it again with the answers.
+                () = signal.notified() => {
+                    let answers = answers.map(|rt| rt.answers()).unwrap_or_default();
+                    hub.create_task(&principal, task_call, meta, answers).await
+                }
+            }
+        })))
     }
 
     /// Runs a call until it ends, or until it asks its client for something this round does
@@ -443,7 +515,11 @@ impl Hub {
     fn discover(&self) -> Value {
         let legacy = self.initialize_result(ProtocolVersion::LATEST_LEGACY);
         // `resources.subscribe`: a modern client subscribes with `subscriptions/listen`.
-        let capabilities = legacy.capabilities;
+        let mut capabilities = legacy.capabilities;
+        capabilities.extensions = Some(serde_json::Map::from_iter([(
+            modern::TASKS_EXTENSION.to_owned(),
+            serde_json::json!({}),
+        )]));
         router::to_value(DiscoverResult {
             supported_versions: ProtocolVersion::SUPPORTED
                 .map(|v| v.as_str().to_owned())
@@ -452,6 +528,25 @@ impl Hub {
             instructions: legacy.instructions,
         })
         .unwrap_or_default()
+    }
+}
+
+/// The tasks extension's methods.
+#[derive(Clone, Copy)]
+enum TasksMethod {
+    Get,
+    Update,
+    Cancel,
+}
+
+impl TasksMethod {
+    fn of(method: &str) -> Option<Self> {
+        match method {
+            methods::TASKS_GET => Some(Self::Get),
+            methods::TASKS_UPDATE => Some(Self::Update),
+            methods::TASKS_CANCEL => Some(Self::Cancel),
+            _ => None,
+        }
     }
 }
 
@@ -565,6 +660,8 @@ fn check_headers(request: &Request, mirrored: &Mirrored) -> Result<(), ErrorObje
     let source = match request.method.as_str() {
         methods::TOOLS_CALL | methods::PROMPTS_GET => "name",
         methods::RESOURCES_READ => "uri",
+        // The tasks extension: the task's id, so that a load balancer can route on it.
+        methods::TASKS_GET | methods::TASKS_UPDATE | methods::TASKS_CANCEL => "taskId",
         _ => return Ok(()),
     };
     let body = request

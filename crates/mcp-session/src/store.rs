@@ -19,40 +19,61 @@ use serde_json::Value;
 /// A future returned by a store.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A session's id: 128 random bits as 32 lowercase hex digits, safe in URLs and file names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SessionId(String);
+/// An id of 128 random bits as 32 lowercase hex digits: unguessable, safe in URLs, file
+/// names and headers.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl SessionId {
-    /// A new random id, from the operating system's generator.
-    pub fn random() -> Result<Self, StoreError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| StoreError::Backend(format!("no randomness for a session id: {e}")))?;
-        Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
-    }
+        impl $name {
+            /// A new random id, from the operating system's generator.
+            pub fn random() -> Result<Self, StoreError> {
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes).map_err(|e| {
+                    StoreError::Backend(format!(concat!("no randomness for a ", $what, " id: {}"), e))
+                })?;
+                Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+            }
 
-    /// Reads an id given by a client; `None` unless it is exactly 32 lowercase hex digits.
-    pub fn parse(text: &str) -> Option<Self> {
-        (text.len() == 32
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| Self(text.to_owned()))
-    }
+            /// Reads an id given by a client; `None` unless it is exactly 32 lowercase hex
+            /// digits.
+            pub fn parse(text: &str) -> Option<Self> {
+                (text.len() == 32
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                .then(|| Self(text.to_owned()))
+            }
 
-    /// The id's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The id's text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+random_id!(
+    /// A session's id.
+    SessionId,
+    "session"
+);
+
+random_id!(
+    /// A task's id (the tasks extension's `taskId`), which is also what a client needs to
+    /// reach the task: it is never derived from anything guessable.
+    TaskId,
+    "task"
+);
 
 /// One completed tool call in a session's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +142,100 @@ pub struct SessionRecord {
 
 /// The owner of every session until authentication exists.
 pub const ANONYMOUS: &str = "anonymous";
+
+/// Where a task is (the tasks extension's statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Running.
+    Working,
+    /// Waiting for the client's answers to its `inputRequests`.
+    InputRequired,
+    /// Done, with a result (a tool's error result too).
+    Completed,
+    /// Ended by a JSON-RPC error, which it keeps.
+    Failed,
+    /// Stopped at the client's request.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// Whether the task has ended: its record no longer changes.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The status as the wire says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::InputRequired => "input_required",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A task: a tool call that outlives the request that started it, polled by its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    /// Its id.
+    pub id: TaskId,
+    /// The principal it belongs to: nobody else sees it.
+    pub owner: String,
+    /// The tool.
+    pub tool: String,
+    /// The arguments it was called with.
+    pub arguments: Value,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// What it is doing, or why it ended (progress, with rate and ETA, while it works).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When it last changed.
+    pub updated_ms: u64,
+    /// How long after its creation it is kept, in milliseconds.
+    pub ttl_ms: u64,
+    /// How often its client should poll, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Its requests to the client not answered yet, by key (`inputRequests`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub input_requests: serde_json::Map<String, Value>,
+    /// The client's answers so far, by key (those of the multi-round-trip requests before
+    /// the task existed too): a run started again gets them without asking twice.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub answers: serde_json::Map<String, Value>,
+    /// How far it got, as last reported, and out of how much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+    /// Out of how much, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// The tool's last checkpoint: what a resumable tool needs to carry on after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Value>,
+    /// The tool's result, once completed (`CallToolResult` as JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The JSON-RPC error it failed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// The client's capabilities, as the request that created it declared them: what the
+    /// tool may ask of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_capabilities: Option<Value>,
+}
+
+impl TaskRecord {
+    /// When the task expires, in milliseconds since the Unix epoch.
+    pub fn expires_ms(&self) -> u64 {
+        self.created_ms.saturating_add(self.ttl_ms)
+    }
+}
 
 /// Milliseconds since the Unix epoch: the clock of records and expiry.
 pub fn now_ms() -> u64 {
@@ -259,6 +374,15 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()>;
     /// The sessions not used since `before_ms` (milliseconds since the Unix epoch).
     fn idle_since<'a>(&'a self, before_ms: u64) -> StoreFuture<'a, Vec<SessionId>>;
+    /// Stores a task's record, replacing any with its id, in one transaction.
+    fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()>;
+    /// Loads a task.
+    fn load_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, Option<TaskRecord>>;
+    /// Removes a task; removing one that is gone is not an error.
+    fn delete_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, ()>;
+    /// Every task (at start: to resume the running ones, count each principal's and expire
+    /// the old ones).
+    fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>>;
 }
 
 /// Works out a replay from the entries a log holds, oldest first.
@@ -280,6 +404,7 @@ pub fn replay_from(
 struct Memory {
     records: HashMap<SessionId, SessionRecord>,
     logs: HashMap<SessionId, BTreeMap<u64, String>>,
+    tasks: BTreeMap<TaskId, TaskRecord>,
 }
 
 /// A store in memory: for tests, and for a server run without a data directory.
@@ -315,7 +440,7 @@ impl SessionStore for MemoryStore {
 
     fn update<'a>(&'a self, id: &'a SessionId, update: &'a Update) -> StoreFuture<'a, ()> {
         let mut memory = self.lock();
-        let Memory { records, logs } = &mut *memory;
+        let Memory { records, logs, .. } = &mut *memory;
         let (Some(record), Some(log)) = (records.get_mut(id), logs.get_mut(id)) else {
             return ready(Err(StoreError::NotFound(id.clone())));
         };
@@ -361,6 +486,24 @@ impl SessionStore for MemoryStore {
             .collect();
         idle.sort();
         ready(Ok(idle))
+    }
+
+    fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()> {
+        self.lock().tasks.insert(record.id.clone(), record.clone());
+        ready(Ok(()))
+    }
+
+    fn load_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, Option<TaskRecord>> {
+        ready(Ok(self.lock().tasks.get(id).cloned()))
+    }
+
+    fn delete_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, ()> {
+        self.lock().tasks.remove(id);
+        ready(Ok(()))
+    }
+
+    fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>> {
+        ready(Ok(self.lock().tasks.values().cloned().collect()))
     }
 }
 

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mcp_session::{
-    LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, Update,
+    LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId,
+    TaskRecord, Update,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -19,6 +20,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
 /// (session id, position) → the message as sent.
 const LOG: TableDefinition<'_, (&str, u64), &str> = TableDefinition::new("outbound_log");
+/// Task id → the task's record as JSON.
+const TASKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tasks");
 
 /// Sessions in a redb file.
 #[derive(Clone)]
@@ -38,6 +41,7 @@ impl RedbStore {
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(RECORDS).map_err(backend)?;
         txn.open_table(LOG).map_err(backend)?;
+        txn.open_table(TASKS).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -185,6 +189,63 @@ impl SessionStore for RedbStore {
             }
             idle.sort();
             Ok(idle)
+        })
+    }
+
+    fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()> {
+        let bytes = serde_json::to_vec(record).map_err(backend);
+        let id = record.id.clone();
+        self.blocking(move |db| {
+            let bytes = bytes?;
+            let txn = db.begin_write().map_err(backend)?;
+            txn.open_table(TASKS)
+                .map_err(backend)?
+                .insert(id.as_str(), bytes.as_slice())
+                .map_err(backend)?;
+            txn.commit().map_err(backend)
+        })
+    }
+
+    fn load_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, Option<TaskRecord>> {
+        let id = id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(TASKS).map_err(backend)?;
+            match table.get(id.as_str()).map_err(backend)? {
+                Some(bytes) => serde_json::from_slice(bytes.value())
+                    .map(Some)
+                    .map_err(|e| backend(format!("task {id} is unreadable: {e}"))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn delete_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, ()> {
+        let id = id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            txn.open_table(TASKS)
+                .map_err(backend)?
+                .remove(id.as_str())
+                .map_err(backend)?;
+            txn.commit().map_err(backend)
+        })
+    }
+
+    fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(TASKS).map_err(backend)?;
+            let mut tasks = Vec::new();
+            for item in table.iter().map_err(backend)? {
+                let (key, value) = item.map_err(backend)?;
+                match serde_json::from_slice(value.value()) {
+                    Ok(task) => tasks.push(task),
+                    // One unreadable record does not hide the others.
+                    Err(e) => tracing::error!(task = key.value(), error = %e, "a stored task is unreadable; skipped"),
+                }
+            }
+            Ok(tasks)
         })
     }
 }

@@ -93,6 +93,11 @@ impl Tool for ProcessBatch {
     type Params = BatchParams;
     type Output = BatchSummary;
 
+    /// A task when the client takes tasks: it may run long.
+    fn task_support(&self) -> crate::TaskSupport {
+        crate::TaskSupport::Optional
+    }
+
     fn name(&self) -> &str {
         "process_batch"
     }

@@ -34,6 +34,8 @@ pub struct ToolContext {
     pub checkpoint: Checkpoint,
     /// Requests to the caller's client: sampling, elicitation, roots.
     pub client: Client,
+    /// Where a tool that asks its client first becomes a task ([`crate::Tool::detaches_itself`]).
+    pub task: TaskGate,
 }
 
 impl ToolContext {
@@ -48,6 +50,7 @@ impl ToolContext {
             log: Logger::none(),
             checkpoint: Checkpoint::none(),
             client: Client::none(),
+            task: TaskGate::open(),
         }
     }
 
@@ -280,6 +283,49 @@ impl fmt::Debug for Checkpoint {
         f.debug_struct("Checkpoint")
             .field("requested", &self.is_requested())
             .field("resuming", &self.resume.is_some())
+            .finish()
+    }
+}
+
+/// Where a call that may become a task does (see [`crate::Tool::detaches_itself`]).
+///
+/// In a 2026-07-28 request whose client takes tasks, [`TaskGate::detach`] ends the request's
+/// part: the client gets a task's id, and the call runs again as that task from the start,
+/// with every answer its client gave so far (so it asks nothing twice), past this point. Anywhere
+/// else (a task already, a 2025 session, a client without tasks) it returns at once.
+#[derive(Clone, Default)]
+pub struct TaskGate {
+    signal: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl TaskGate {
+    /// A gate that lets the call through: it is not becoming a task.
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    /// A gate that signals `signal` and stops the call there (the caller turns it into a
+    /// task).
+    pub fn signalling(signal: Arc<tokio::sync::Notify>) -> Self {
+        Self {
+            signal: Some(signal),
+        }
+    }
+
+    /// Becomes a task here, when the call can; returns at once when it cannot or already is.
+    pub async fn detach(&self) {
+        if let Some(signal) = &self.signal {
+            signal.notify_one();
+            // The request stops here: the task runs the call again, through an open gate.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl fmt::Debug for TaskGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskGate")
+            .field("detaches", &self.signal.is_some())
             .finish()
     }
 }

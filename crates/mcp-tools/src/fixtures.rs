@@ -80,7 +80,8 @@ pub fn register(registry: &mut ToolRegistry) -> Result<(), RegistryError> {
     for elicit in ELICITATIONS {
         registry.register(elicit)?;
     }
-    rounds::register(registry)
+    rounds::register(registry)?;
+    tasks::register(registry)
 }
 
 /// The resource a client may subscribe to (it never changes).
@@ -766,6 +767,7 @@ impl Tool for Elicit {
 }
 
 mod rounds;
+mod tasks;
 
 #[cfg(test)]
 mod tests {

@@ -92,6 +92,11 @@ impl Tool for ProcessImages {
     type Params = ImagesParams;
     type Output = ImagesSummary;
 
+    /// A task when the client takes tasks: it may run long.
+    fn task_support(&self) -> crate::TaskSupport {
+        crate::TaskSupport::Optional
+    }
+
     fn name(&self) -> &str {
         "process_images"
     }

@@ -23,7 +23,7 @@ mod tool;
 pub use batch::{BatchParams, BatchSummary, ItemFailure, ProcessBatch};
 pub use context::{
     Checkpoint, CheckpointSink, Client, ClientSink, LogSink, Logger, Progress, ProgressSink,
-    ProgressUpdate, ToolContext, rate_message,
+    ProgressUpdate, TaskGate, ToolContext, rate_message,
 };
 pub use images::{ERRORS_FILE, FileError, ImagesParams, ImagesSummary, ProcessImages};
 pub use math::{BinaryOp, BinaryParams, MathResult, MathTool, Sqrt, UnaryParams};
@@ -32,4 +32,4 @@ pub use provider::{PromptFuture, Provider};
 pub use registry::{Page, RegistryError, ToolRegistry, ToolsConfig};
 pub use scheduler::{Permit, Scheduler};
 pub use sleep::{Sleep, SleepOutput, SleepParams};
-pub use tool::{Tool, ToolError};
+pub use tool::{TaskSupport, Tool, ToolError};

@@ -190,6 +190,24 @@ impl ToolRegistry {
             .is_some_and(|&i| self.tools[i].resumable())
     }
 
+    /// Whether calls of the tool named `name` may run as tasks ([`crate::Tool::task_support`]);
+    /// `Forbidden` for an unknown tool.
+    pub fn task_support(&self, name: &str) -> crate::TaskSupport {
+        self.by_name
+            .get(name)
+            .map_or(crate::TaskSupport::Forbidden, |&i| {
+                self.tools[i].task_support()
+            })
+    }
+
+    /// Whether the tool named `name` asks its client first and then becomes a task itself
+    /// ([`crate::Tool::detaches_itself`]).
+    pub fn detaches_itself(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|&i| self.tools[i].detaches_itself())
+    }
+
     /// Starts a call of the tool named `name`; `None` when there is no such tool.
     ///
     /// The returned future owns everything it needs, so it can be spawned.

@@ -42,6 +42,11 @@ impl Tool for Sleep {
     type Params = SleepParams;
     type Output = SleepOutput;
 
+    /// A task when the client takes tasks: it may run long.
+    fn task_support(&self) -> crate::TaskSupport {
+        crate::TaskSupport::Optional
+    }
+
     fn name(&self) -> &str {
         "sleep"
     }

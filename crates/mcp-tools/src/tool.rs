@@ -45,6 +45,20 @@ pub trait Tool: Send + Sync + 'static {
         false
     }
 
+    /// Whether a call may run as a task (the 2026-07-28 tasks extension): the caller gets
+    /// the task's id at once and polls it. Long-running tools say so; see [`TaskSupport`].
+    fn task_support(&self) -> TaskSupport {
+        TaskSupport::Forbidden
+    }
+
+    /// Whether the tool asks its client what it needs before it becomes a task (with
+    /// multi-round-trip requests, as SEP-2663 wants such input resolved), and then calls
+    /// `ctx.task.detach()`: the call becomes a task there. Otherwise a call that may be a
+    /// task becomes one before the tool starts.
+    fn detaches_itself(&self) -> bool {
+        false
+    }
+
     /// Runs the tool.
     ///
     /// Long-running tools watch `ctx.cancel` and stop within one unit of work when it fires,
@@ -81,6 +95,18 @@ pub trait Tool: Send + Sync + 'static {
     fn input_schema(&self) -> Option<Value> {
         None
     }
+}
+
+/// Whether a tool's calls may run as tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskSupport {
+    /// Never: the caller waits for the result.
+    #[default]
+    Forbidden,
+    /// When the caller takes tasks (it declares the tasks extension); otherwise it waits.
+    Optional,
+    /// Only as a task: a caller that does not take tasks is refused (-32021).
+    Required,
 }
 
 /// Why a tool call did not produce an output. Each becomes a result with `isError: true`.
@@ -120,6 +146,8 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 /// The object-safe form of [`Tool`] that the registry stores.
 pub(crate) trait ErasedTool: Send + Sync {
     fn resumable(&self) -> bool;
+    fn task_support(&self) -> TaskSupport;
+    fn detaches_itself(&self) -> bool;
 
     fn call_json(
         self: Arc<Self>,
@@ -134,6 +162,14 @@ pub(crate) struct Erased<T>(pub(crate) T);
 impl<T: Tool> ErasedTool for Erased<T> {
     fn resumable(&self) -> bool {
         self.0.resumable()
+    }
+
+    fn task_support(&self) -> TaskSupport {
+        self.0.task_support()
+    }
+
+    fn detaches_itself(&self) -> bool {
+        self.0.detaches_itself()
     }
 
     fn call_json(

@@ -18,6 +18,7 @@ const HANG: Duration = Duration::from_secs(30);
 
 mod client;
 mod jwt;
+mod tasks;
 mod tls;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;

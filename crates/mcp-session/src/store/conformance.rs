@@ -157,4 +157,54 @@ pub async fn run(store: &dyn SessionStore) {
         store.idle_since(5_000).await.expect("idle"),
         vec![b.clone()]
     );
+
+    tasks(store).await;
+}
+
+/// Tasks: saved whole, replaced whole, listed, deleted.
+async fn tasks(store: &dyn SessionStore) {
+    let id = TaskId::random().expect("randomness");
+    assert_eq!(TaskId::parse(id.as_str()), Some(id.clone()));
+    assert_eq!(store.load_task(&id).await.expect("load"), None);
+    let mut task = TaskRecord {
+        id: id.clone(),
+        owner: "alice".to_owned(),
+        tool: "process_batch".to_owned(),
+        arguments: serde_json::json!({"count": 10}),
+        status: TaskStatus::Working,
+        status_message: Some("4/10".to_owned()),
+        created_ms: 1_000,
+        updated_ms: 1_000,
+        ttl_ms: 60_000,
+        poll_interval_ms: 1_000,
+        input_requests: serde_json::Map::new(),
+        answers: serde_json::Map::new(),
+        progress: Some(4.0),
+        total: Some(10.0),
+        checkpoint: Some(serde_json::json!({"processed": 4})),
+        result: None,
+        error: None,
+        client_capabilities: Some(serde_json::json!({"elicitation": {}})),
+    };
+    store.save_task(&task).await.expect("save");
+    assert_eq!(
+        store.load_task(&id).await.expect("load"),
+        Some(task.clone())
+    );
+    task.status = TaskStatus::Completed;
+    task.result = Some(serde_json::json!({"content": [], "structuredContent": {"processed": 10}}));
+    task.checkpoint = None;
+    store.save_task(&task).await.expect("replace");
+    assert_eq!(
+        store.load_task(&id).await.expect("load"),
+        Some(task.clone())
+    );
+    assert_eq!(store.tasks().await.expect("list"), vec![task]);
+    store.delete_task(&id).await.expect("delete");
+    store
+        .delete_task(&id)
+        .await
+        .expect("deleting twice is fine");
+    assert_eq!(store.load_task(&id).await.expect("load"), None);
+    assert!(store.tasks().await.expect("list").is_empty());
 }

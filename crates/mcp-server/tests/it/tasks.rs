@@ -1,0 +1,152 @@
+//! Tasks (the 2026-07-28 tasks extension) against the real binary over Streamable HTTP: a
+//! `process_batch` task survives `kill -9` and a restart on the same data directory and
+//! ends with the result of an uninterrupted run; a cancelled task stops its work.
+
+use serde_json::{Value, json};
+
+use crate::{HANG, exchange, start};
+
+/// The `_meta` of a modern request whose client takes tasks.
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {
+            "extensions": {"io.modelcontextprotocol/tasks": {}}
+        },
+    })
+}
+
+/// POSTs one modern request with the headers the binding requires; its answer (the last
+/// message of an SSE body, or the JSON body).
+async fn request(address: &str, method: &str, mut params: Value, name: Option<&str>) -> Value {
+    params["_meta"] = meta();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let name = name.map_or(String::new(), |n| format!("Mcp-Name: {n}\r\n"));
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: {method}\r\n{name}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, text) = exchange(address, &head).await;
+    let message = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap_or(&text);
+    let answer: Value = serde_json::from_str(message.trim())
+        .unwrap_or_else(|e| panic!("HTTP {status}: not JSON ({e}): {text}"));
+    assert!(answer.get("error").is_none(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
+async fn create(address: &str, tool: &str, arguments: Value) -> String {
+    let params = json!({"name": tool, "arguments": arguments});
+    let created = request(address, "tools/call", params, Some(tool)).await;
+    assert_eq!(created["resultType"], "task", "{created}");
+    created["taskId"].as_str().unwrap().to_owned()
+}
+
+async fn get(address: &str, task: &str) -> Value {
+    request(address, "tasks/get", json!({"taskId": task}), Some(task)).await
+}
+
+/// Polls the task until `done` says so.
+async fn until(address: &str, task: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let last = std::sync::Mutex::new(Value::Null);
+    let polled = tokio::time::timeout(HANG * 4, async {
+        loop {
+            let state = get(address, task).await;
+            if done(&state) {
+                return state;
+            }
+            *last.lock().unwrap() = state;
+            // The client's poll interval (the protocol is polling).
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    polled.unwrap_or_else(|_| panic!("task {task} never got there: {}", last.lock().unwrap()))
+}
+
+fn terminal(task: &Value) -> bool {
+    matches!(
+        task["status"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
+}
+
+#[tokio::test]
+async fn a_task_survives_kill_9_and_ends_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let (mut child, address) = start(&["--data-dir", &data]).await;
+    let batch = json!({"count": 3_000_000, "cost": 400});
+
+    // What the batch gives when nothing interrupts it.
+    let task = create(&address, "process_batch", batch.clone()).await;
+    let expected = until(&address, &task, terminal).await;
+    assert_eq!(expected["status"], "completed", "{expected}");
+    let expected = expected["result"]["structuredContent"].clone();
+
+    // The same batch, killed once a checkpoint is in the store.
+    let task = create(&address, "process_batch", batch).await;
+    let saved = until(&address, &task, |t| {
+        terminal(t) || t["_meta"]["mcp-server/checkpointedProgress"].is_number()
+    })
+    .await;
+    assert_eq!(
+        saved["status"], "working",
+        "it ended before the kill: {saved}"
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    // The server comes back on the same address, from the same data, and carries on.
+    let (restarted, _) = crate::spawn(
+        &["--listen", &address, "--data-dir", &data],
+        std::process::Stdio::null(),
+    )
+    .await;
+    let ended = until(&address, &task, terminal).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let result = &ended["result"]["structuredContent"];
+    assert_eq!(result["processed"], expected["processed"], "{result}");
+    assert_eq!(result["checksum"], expected["checksum"], "{result}");
+    assert!(
+        result["resumedFrom"].as_u64().is_some(),
+        "it resumed: {result}"
+    );
+    crate::sigterm(&restarted);
+}
+
+#[tokio::test]
+async fn a_cancelled_task_stops_its_work() {
+    // One heavy call at a time: the next batch runs only once the cancelled one let go.
+    let (child, address) = start(&["--heavy-concurrency", "1"]).await;
+    let task = create(
+        &address,
+        "process_batch",
+        json!({"count": 100_000_000, "cost": 1_000}),
+    )
+    .await;
+    until(&address, &task, |t| {
+        t["statusMessage"].as_str().is_some_and(|m| m.contains('/'))
+    })
+    .await;
+    let ack = request(
+        &address,
+        "tasks/cancel",
+        json!({"taskId": task}),
+        Some(&task),
+    )
+    .await;
+    assert_eq!(ack["resultType"], "complete", "{ack}");
+    let ended = until(&address, &task, terminal).await;
+    assert_eq!(ended["status"], "cancelled", "{ended}");
+    // Nothing of it runs on: the only heavy-work slot is free for the next batch.
+    let next = create(&address, "process_batch", json!({"count": 1_000})).await;
+    let next = until(&address, &next, terminal).await;
+    assert_eq!(next["status"], "completed", "{next}");
+    crate::sigterm(&child);
+}

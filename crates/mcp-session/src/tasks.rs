@@ -1,0 +1,812 @@
+//! Tasks: the 2026-07-28 tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663), tool
+//! calls that outlive the request that started them, on the durable store.
+//!
+//! A modern `tools/call` whose client declares the extension, of a tool that may run as a
+//! task ([`mcp_tools::Tool::task_support`]), gets a `CreateTaskResult` once the task's record
+//! is in the store; the call then runs on a task of its own, and its client polls it with
+//! `tasks/get`, answers what it asks with `tasks/update`, and stops it with `tasks/cancel`.
+//!
+//! The record ([`TaskRecord`]) is the truth: a running task keeps its progress, checkpoint,
+//! outstanding input requests and answers in memory and writes them (status changes at once,
+//! progress and checkpoints at most once a second); it is answered from memory while it runs
+//! here and from the store otherwise. After a restart ([`Hub::recover_tasks`]), a task that
+//! was running is resumed from its checkpoint when its tool is resumable, and fails with
+//! -32004 otherwise: nothing is reported completed that was not.
+//!
+//! Nobody but a task's owner learns anything of it: an unknown, expired or foreign task id
+//! gets the same -32602.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mcp_protocol::modern::{self, RequestMeta};
+use mcp_protocol::{ErrorObject, error_codes};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::Principal;
+use crate::calls::{CallReply, Reply};
+use crate::hub::Hub;
+use crate::router::{CallScope, Router, ToolCall};
+use crate::store::{TaskId, TaskRecord, TaskStatus, now_ms};
+
+/// The `_meta` key of a detailed task that says how far it got durably: the progress of the
+/// checkpoint in the store, from which a restart resumes it.
+pub(crate) const CHECKPOINTED: &str = "mcp-server/checkpointedProgress";
+
+/// The shortest time between two writes of a task's progress and checkpoint.
+const WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The tasks of one hub.
+pub(crate) struct Tasks {
+    /// The tasks running in this process.
+    live: Mutex<HashMap<TaskId, Arc<Live>>>,
+    /// The id of every task that changed, for `subscriptions/listen` streams.
+    pub(crate) changes: broadcast::Sender<TaskId>,
+    /// How many tasks each principal has stored.
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Self {
+            live: Mutex::default(),
+            changes: broadcast::channel(1024).0,
+            counts: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A task running here.
+struct Live {
+    record: Mutex<TaskRecord>,
+    /// Stops the tool.
+    cancel: CancellationToken,
+    /// `tasks/cancel` asked it to stop.
+    cancelled: AtomicBool,
+    /// The tool's requests to the client waiting for an answer, by key.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    /// The capability the tool asked for that the client did not declare.
+    missing: Mutex<Option<String>>,
+    /// Wakes the writer: the record changed.
+    changed: Notify,
+    /// The change must be written at once (a status), not within [`WRITE_INTERVAL`].
+    urgent: AtomicBool,
+    /// Writes one at a time, each of the record as it is when it starts: the last write
+    /// is of the newest state.
+    writing: tokio::sync::Mutex<()>,
+    /// The final state is written: the writer may stop.
+    done: CancellationToken,
+    /// The progress of the checkpoint last written.
+    checkpointed: Mutex<Option<f64>>,
+}
+
+impl Live {
+    fn new(record: TaskRecord, cancel: CancellationToken) -> Arc<Self> {
+        let checkpointed = record.checkpoint.as_ref().and(record.progress);
+        Arc::new(Self {
+            record: Mutex::new(record),
+            cancel,
+            cancelled: AtomicBool::new(false),
+            waiting: Mutex::default(),
+            missing: Mutex::default(),
+            changed: Notify::new(),
+            urgent: AtomicBool::new(false),
+            writing: tokio::sync::Mutex::new(()),
+            done: CancellationToken::new(),
+            checkpointed: Mutex::new(checkpointed),
+        })
+    }
+
+    fn record(&self) -> MutexGuard<'_, TaskRecord> {
+        lock(&self.record)
+    }
+
+    /// Changes the record; `urgent` changes are written at once, others within a second.
+    fn change(&self, hub: &Hub, urgent: bool, f: impl FnOnce(&mut TaskRecord)) {
+        let id = {
+            let mut record = self.record();
+            f(&mut record);
+            record.updated_ms = now_ms();
+            record.id.clone()
+        };
+        if urgent {
+            self.urgent.store(true, Ordering::Release);
+        }
+        self.changed.notify_one();
+        let _ = hub.inner.tasks.changes.send(id);
+    }
+
+    /// Writes the record as it is now.
+    async fn write(&self, hub: &Hub) -> Result<(), crate::StoreError> {
+        let _one = self.writing.lock().await;
+        let snapshot = self.record().clone();
+        hub.inner.store.save_task(&snapshot).await?;
+        if snapshot.checkpoint.is_some() {
+            *lock(&self.checkpointed) = snapshot.progress;
+        }
+        Ok(())
+    }
+}
+
+/// The task's record, written as it changes until its final state is: status changes at
+/// once, progress and checkpoints at most once per [`WRITE_INTERVAL`]. A failed write is
+/// tried again a second later.
+async fn writer(hub: Hub, live: Arc<Live>) {
+    loop {
+        tokio::select! {
+            () = live.done.cancelled() => return,
+            () = live.changed.notified() => {}
+        }
+        if !live.urgent.swap(false, Ordering::AcqRel) {
+            // Progress alone: wait for more of it, unless something urgent comes.
+            tokio::select! {
+                () = live.done.cancelled() => return,
+                () = tokio::time::sleep(WRITE_INTERVAL) => {}
+                () = live.changed.notified() => {}
+            }
+            live.urgent.store(false, Ordering::Release);
+        }
+        if let Err(e) = live.write(&hub).await {
+            tracing::warn!(error = %e, "cannot write a task's record; trying again");
+            live.changed.notify_one();
+            tokio::time::sleep(WRITE_INTERVAL).await;
+        }
+    }
+}
+
+/// What a lookup of a task id found.
+enum Found {
+    /// Running here.
+    Live(Arc<Live>),
+    /// In the store only (ended, or running elsewhere).
+    Stored(Box<TaskRecord>),
+}
+
+impl Found {
+    fn record(&self) -> TaskRecord {
+        match self {
+            Self::Live(live) => live.record().clone(),
+            Self::Stored(record) => (**record).clone(),
+        }
+    }
+
+    /// How far the task got durably: the progress of its stored checkpoint.
+    fn checkpointed(&self) -> Option<f64> {
+        match self {
+            Self::Live(live) => *lock(&live.checkpointed),
+            Self::Stored(record) => record.checkpoint.as_ref().and(record.progress),
+        }
+    }
+}
+
+/// The one answer to an id that names no task of the caller's: unknown, expired and foreign
+/// tasks are not told apart.
+fn no_such_task(id: &str) -> ErrorObject {
+    ErrorObject::invalid_params(format_args!(
+        "Failed to retrieve task: no task `{}` (it never existed, it expired, or it is not yours)",
+        mcp_protocol::shorten(id, 64)
+    ))
+}
+
+fn store_failed(e: impl std::fmt::Display) -> ErrorObject {
+    ErrorObject::internal(format_args!("the task store failed: {e}"))
+}
+
+/// A time as ISO 8601 (`2026-07-28T10:30:00.000Z`), from milliseconds since the Unix epoch.
+pub(crate) fn iso8601(ms: u64) -> String {
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000
+    )
+}
+
+/// The task as the wire shows it (`Task`, and with `detailed` the `DetailedTask` of
+/// `tasks/get` and `notifications/tasks`: its input requests, result or error).
+pub(crate) fn task_value(record: &TaskRecord, detailed: bool) -> Map<String, Value> {
+    let mut task = Map::new();
+    task.insert("taskId".to_owned(), json!(record.id.as_str()));
+    task.insert("status".to_owned(), json!(record.status.as_str()));
+    if let Some(message) = &record.status_message {
+        task.insert("statusMessage".to_owned(), json!(message));
+    }
+    task.insert("createdAt".to_owned(), json!(iso8601(record.created_ms)));
+    task.insert(
+        "lastUpdatedAt".to_owned(),
+        json!(iso8601(record.updated_ms)),
+    );
+    task.insert("ttlMs".to_owned(), json!(record.ttl_ms));
+    task.insert("pollIntervalMs".to_owned(), json!(record.poll_interval_ms));
+    if detailed {
+        match record.status {
+            TaskStatus::InputRequired => {
+                task.insert(
+                    "inputRequests".to_owned(),
+                    Value::Object(record.input_requests.clone()),
+                );
+            }
+            TaskStatus::Completed => {
+                task.insert(
+                    "result".to_owned(),
+                    record.result.clone().unwrap_or_else(|| json!({})),
+                );
+            }
+            TaskStatus::Failed => {
+                task.insert(
+                    "error".to_owned(),
+                    record.error.clone().unwrap_or_else(
+                        || json!({"code": error_codes::INTERNAL_ERROR, "message": "failed"}),
+                    ),
+                );
+            }
+            TaskStatus::Working | TaskStatus::Cancelled => {}
+        }
+    }
+    task
+}
+
+/// What a progress report says as a task's status line: the tool's own message (which has
+/// its rate and ETA), or the share done.
+fn status_line(update: &mcp_tools::ProgressUpdate) -> String {
+    if let Some(message) = &update.message {
+        return message.clone();
+    }
+    match update.total {
+        Some(total) if total > 0.0 => format!(
+            "{:.0}% ({}/{total})",
+            100.0 * update.progress / total,
+            update.progress
+        ),
+        _ => format!("{} done", update.progress),
+    }
+}
+
+/// A task's progress: its status line, written with the record.
+struct TaskProgress {
+    hub: Hub,
+    live: Arc<Live>,
+}
+
+impl mcp_tools::ProgressSink for TaskProgress {
+    fn send(&self, update: mcp_tools::ProgressUpdate) {
+        self.live.change(&self.hub, false, |record| {
+            record.progress = Some(update.progress);
+            record.total = update.total;
+            if record.status == TaskStatus::Working {
+                record.status_message = Some(status_line(&update));
+            }
+        });
+    }
+}
+
+/// A task's checkpoints, kept in its record.
+struct TaskCheckpoint {
+    hub: Hub,
+    live: Arc<Live>,
+}
+
+impl mcp_tools::CheckpointSink for TaskCheckpoint {
+    fn save(&self, state: Value) {
+        self.live
+            .change(&self.hub, false, |record| record.checkpoint = Some(state));
+    }
+}
+
+/// A task's requests to its client: answered from the answers it has (those given before
+/// the task existed too), otherwise outstanding in its `inputRequests` until `tasks/update`
+/// brings the answer.
+struct TaskInputs {
+    hub: Hub,
+    live: Arc<Live>,
+    /// The client's capabilities, as the request that created the task declared them.
+    capabilities: RequestMeta,
+}
+
+impl mcp_tools::ClientSink for TaskInputs {
+    fn supports(&self, capability: &str) -> bool {
+        self.capabilities.declares(capability)
+    }
+
+    fn unsupported(&self, capability: &str) {
+        lock(&self.live.missing).get_or_insert_with(|| capability.to_owned());
+    }
+
+    fn request(
+        &self,
+        key: &str,
+        method: &str,
+        params: Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {
+        if let Some(answer) = self.live.record().answers.get(key).cloned() {
+            return Box::pin(async move { Ok(answer) });
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&self.live.waiting).insert(key.to_owned(), tx);
+        let request = json!({"method": method, "params": params});
+        self.live.change(&self.hub, true, |record| {
+            record.input_requests.insert(key.to_owned(), request);
+            record.status = TaskStatus::InputRequired;
+            record.status_message = Some(format!("waiting for the client to answer {method}"));
+        });
+        Box::pin(async move {
+            rx.await
+                .map_err(|_| "the task ended before its client answered".to_owned())
+        })
+    }
+}
+
+impl Hub {
+    /// Turns an admitted `tools/call` into a task: writes its record, starts it, and answers
+    /// with the `CreateTaskResult` (once a `tasks/get` of it would find it). `answers` are
+    /// those its client gave in the multi-round-trip requests before.
+    pub(crate) async fn create_task(
+        &self,
+        principal: &Principal,
+        call: ToolCall,
+        meta: RequestMeta,
+        answers: Map<String, Value>,
+    ) -> Reply {
+        let config = &self.inner.config;
+        let owner = principal.name().to_owned();
+        {
+            let mut counts = lock(&self.inner.tasks.counts);
+            let count = counts.entry(owner.clone()).or_default();
+            if *count >= config.max_tasks_per_principal {
+                return Err(crate::limits::refuse(
+                    "tasks",
+                    format!(
+                        "{owner} has {count} tasks, the most one principal may keep (until they expire after {} s)",
+                        config.task_ttl.as_secs()
+                    ),
+                    WRITE_INTERVAL,
+                ));
+            }
+            *count += 1;
+        }
+        let now = now_ms();
+        let record = TaskRecord {
+            id: TaskId::random().map_err(store_failed)?,
+            owner: owner.clone(),
+            tool: call.name.clone(),
+            arguments: Value::Object(call.arguments.clone()),
+            status: TaskStatus::Working,
+            status_message: Some("started".to_owned()),
+            created_ms: now,
+            updated_ms: now,
+            ttl_ms: u64::try_from(config.task_ttl.as_millis()).unwrap_or(u64::MAX),
+            poll_interval_ms: u64::try_from(config.task_poll_interval.as_millis())
+                .unwrap_or(1_000)
+                .max(1),
+            input_requests: Map::new(),
+            answers,
+            progress: None,
+            total: None,
+            checkpoint: None,
+            result: None,
+            error: None,
+            client_capabilities: Some(serde_json::to_value(&meta.capabilities).unwrap_or_default()),
+        };
+        if let Err(e) = self.inner.store.save_task(&record).await {
+            self.forget_task(&owner);
+            return Err(store_failed(e));
+        }
+        let mut created = task_value(&record, false);
+        created.insert("resultType".to_owned(), json!("task"));
+        self.start_task(record, call.slot, meta);
+        CallReply::from_value(&Value::Object(created))
+    }
+
+    /// One task fewer for `owner`.
+    fn forget_task(&self, owner: &str) {
+        let mut counts = lock(&self.inner.tasks.counts);
+        if let Some(count) = counts.get_mut(owner) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(owner);
+            }
+        }
+    }
+
+    /// Runs the task of `record` here: its tool (from its checkpoint, when it has one) and
+    /// the writer of its record.
+    fn start_task(
+        &self,
+        record: TaskRecord,
+        slot: Option<crate::limits::CallSlot>,
+        capabilities: RequestMeta,
+    ) {
+        let id = record.id.clone();
+        let name = record.tool.clone();
+        let arguments = match &record.arguments {
+            Value::Object(arguments) => arguments.clone(),
+            _ => Map::new(),
+        };
+        let resume = record.checkpoint.clone();
+        let seen = record.progress;
+        let remaining = Duration::from_millis(record.expires_ms().saturating_sub(now_ms()));
+        let live = Live::new(record, self.inner.shutdown.child_token());
+        lock(&self.inner.tasks.live).insert(id.clone(), Arc::clone(&live));
+        let mut progress = mcp_tools::Progress::new(
+            Arc::new(TaskProgress {
+                hub: self.clone(),
+                live: Arc::clone(&live),
+            }),
+            self.inner.config.progress_interval,
+        );
+        if let Some(seen) = seen {
+            progress.continue_after(seen);
+        }
+        let scope = CallScope {
+            cancel: live.cancel.clone(),
+            progress,
+            checkpoint: mcp_tools::Checkpoint::new(
+                Arc::new(TaskCheckpoint {
+                    hub: self.clone(),
+                    live: Arc::clone(&live),
+                }),
+                resume,
+            ),
+            // The extension sends no log messages of tasks.
+            log: mcp_tools::Logger::none(),
+            client: mcp_tools::Client::new(Arc::new(TaskInputs {
+                hub: self.clone(),
+                live: Arc::clone(&live),
+                capabilities,
+            })),
+            task: mcp_tools::TaskGate::open(),
+            session: 0,
+            time_limit: Some(remaining),
+        };
+        let call = ToolCall {
+            name,
+            arguments,
+            progress_token: None,
+            slot,
+        };
+        let label = mcp_protocol::RequestId::from(id.as_str());
+        let version = mcp_protocol::ProtocolVersion::LATEST_MODERN;
+        let run = Router::start_call(self, &label, version, call, scope);
+        tokio::spawn(writer(self.clone(), Arc::clone(&live)));
+        let span = tracing::info_span!("task", task = %id);
+        tokio::spawn(self.clone().drive(live, run).instrument(span));
+    }
+
+    /// Runs the tool of a task to its end and records how it ended.
+    async fn drive(
+        self,
+        live: Arc<Live>,
+        run: Result<std::pin::Pin<Box<impl Future<Output = Reply> + Send + 'static>>, ErrorObject>,
+    ) {
+        let id = live.record().id.clone();
+        // On a task of its own, so that a panic is an error of the task, not of the server.
+        let ended = match run {
+            Ok(run) => tokio::spawn(run).await,
+            Err(error) => Ok(Err(error)),
+        };
+        // A server going down stops its tasks without ending them: the next start resumes
+        // them, or says they were interrupted.
+        if self.inner.shutdown.is_cancelled() && !live.cancelled.load(Ordering::Acquire) {
+            live.done.cancel();
+            if let Err(e) = live.write(&self).await {
+                tracing::warn!(task = %id, error = %e, "cannot write a stopping task's record");
+            }
+            lock(&self.inner.tasks.live).remove(&id);
+            return;
+        }
+        let limit = self.inner.config.max_task_result_bytes;
+        let missing = lock(&live.missing).take();
+        live.change(&self, true, |record| {
+            record.input_requests.clear();
+            record.checkpoint = None;
+            let (status, message) = match (ended, missing) {
+                (_, Some(capability)) => {
+                    record.error = error_value(&modern::missing_capability(&capability));
+                    (
+                        TaskStatus::Failed,
+                        format!("the client did not declare `{capability}`, which the tool needs"),
+                    )
+                }
+                (Ok(Ok(reply)), None)
+                    if live.cancelled.load(Ordering::Acquire) && reply.is_error =>
+                {
+                    (TaskStatus::Cancelled, "cancelled by the client".to_owned())
+                }
+                (Ok(Ok(reply)), None) if reply.body.get().len() > limit => {
+                    let error = ErrorObject::internal(format_args!(
+                        "the result is {} bytes, more than the {limit} a task keeps",
+                        reply.body.get().len()
+                    ));
+                    let message = error.message.clone();
+                    record.error = error_value(&error);
+                    (TaskStatus::Failed, message)
+                }
+                (Ok(Ok(reply)), None) => {
+                    record.result = serde_json::from_str(reply.body.get()).ok();
+                    let message = if reply.is_error {
+                        "completed with a tool error"
+                    } else {
+                        "completed"
+                    };
+                    (TaskStatus::Completed, message.to_owned())
+                }
+                (Ok(Err(error)), None) => {
+                    record.error = error_value(&error);
+                    (TaskStatus::Failed, error.message)
+                }
+                (Err(join), None) => {
+                    let why = match join.try_into_panic() {
+                        Ok(panic) => panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".to_owned()),
+                        Err(_) => "it was stopped".to_owned(),
+                    };
+                    let error = ErrorObject::internal(format_args!("the tool failed: {why}"));
+                    record.error = error_value(&error);
+                    (TaskStatus::Failed, error.message)
+                }
+            };
+            record.status = status;
+            record.status_message = Some(message);
+        });
+        // Senders of answers nobody waits for any more.
+        lock(&live.waiting).clear();
+        loop {
+            match live.write(&self).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "cannot write a finished task; trying again");
+                    tokio::time::sleep(WRITE_INTERVAL).await;
+                }
+            }
+        }
+        live.done.cancel();
+        lock(&self.inner.tasks.live).remove(&id);
+        tracing::debug!(task = %id, status = live.record().status.as_str(), "task ended");
+    }
+
+    /// Finds the caller's task `id`: running here, or in the store; expired ones are
+    /// removed on the way.
+    async fn find_task(&self, principal: &Principal, id: &str) -> Result<Found, ErrorObject> {
+        let Some(task_id) = TaskId::parse(id) else {
+            return Err(no_such_task(id));
+        };
+        let live = lock(&self.inner.tasks.live).get(&task_id).cloned();
+        let found = match live {
+            Some(live) => Found::Live(live),
+            None => match self.inner.store.load_task(&task_id).await {
+                Ok(Some(record)) => Found::Stored(Box::new(record)),
+                Ok(None) => return Err(no_such_task(id)),
+                Err(e) => return Err(store_failed(e)),
+            },
+        };
+        let record = found.record();
+        if record.owner != principal.name() {
+            return Err(no_such_task(id));
+        }
+        if record.expires_ms() <= now_ms() {
+            self.expire_task(&record).await;
+            return Err(no_such_task(id));
+        }
+        Ok(found)
+    }
+
+    /// Removes an expired task (stopping it first, when it still runs).
+    async fn expire_task(&self, record: &TaskRecord) {
+        let live = lock(&self.inner.tasks.live).remove(&record.id);
+        if let Some(live) = live {
+            live.cancel.cancel();
+            live.done.cancel();
+        }
+        match self.inner.store.delete_task(&record.id).await {
+            Ok(()) => {
+                self.forget_task(&record.owner);
+                tracing::info!(task = %record.id, "task expired");
+            }
+            Err(e) => {
+                tracing::warn!(task = %record.id, error = %e, "cannot remove an expired task")
+            }
+        }
+    }
+
+    /// `tasks/get`: the detailed task.
+    pub(crate) async fn task_get(&self, principal: &Principal, params: Option<Value>) -> Reply {
+        let id = task_id_param(params.as_ref())?;
+        let found = self.find_task(principal, &id).await?;
+        let mut task = task_value(&found.record(), true);
+        if let Some(progress) = found.checkpointed() {
+            task.insert("_meta".to_owned(), json!({ CHECKPOINTED: progress }));
+        }
+        CallReply::from_value(&Value::Object(task))
+    }
+
+    /// `tasks/update`: answers to the task's outstanding input requests (others are
+    /// ignored); acknowledged at once, the task goes on by itself.
+    pub(crate) async fn task_update(&self, principal: &Principal, params: Option<Value>) -> Reply {
+        let id = task_id_param(params.as_ref())?;
+        let responses = match params.as_ref().and_then(|p| p.get("inputResponses")) {
+            Some(Value::Object(responses)) => responses.clone(),
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params(
+                    "`inputResponses` must be an object of results, by the keys of `inputRequests`",
+                ));
+            }
+        };
+        if let Found::Live(live) = self.find_task(principal, &id).await? {
+            let mut delivered = Vec::new();
+            {
+                let mut waiting = lock(&live.waiting);
+                for (key, answer) in responses {
+                    if let Some(tx) = waiting.remove(&key) {
+                        delivered.push((key, answer, tx));
+                    }
+                }
+            }
+            if !delivered.is_empty() {
+                live.change(self, true, |record| {
+                    for (key, answer, _) in &delivered {
+                        record.input_requests.remove(key);
+                        record.answers.insert(key.clone(), answer.clone());
+                    }
+                    if record.input_requests.is_empty()
+                        && record.status == TaskStatus::InputRequired
+                    {
+                        record.status = TaskStatus::Working;
+                        record.status_message = Some("working".to_owned());
+                    }
+                });
+                for (_, answer, tx) in delivered {
+                    let _ = tx.send(answer);
+                }
+            }
+        }
+        CallReply::from_value(&json!({}))
+    }
+
+    /// `tasks/cancel`: asks the task to stop (cooperatively: the tool stops at its next
+    /// check); acknowledged at once, and for an ended task too.
+    pub(crate) async fn task_cancel(&self, principal: &Principal, params: Option<Value>) -> Reply {
+        let id = task_id_param(params.as_ref())?;
+        if let Found::Live(live) = self.find_task(principal, &id).await? {
+            live.cancelled.store(true, Ordering::Release);
+            live.cancel.cancel();
+            // A tool waiting for its client stops waiting.
+            lock(&live.waiting).clear();
+        }
+        CallReply::from_value(&json!({}))
+    }
+
+    /// The caller's tasks among `ids`, as they are now (for a `subscriptions/listen` stream).
+    pub(crate) async fn tasks_of(&self, principal: &Principal, ids: &[String]) -> Vec<TaskRecord> {
+        let mut found = Vec::new();
+        for id in ids {
+            if let Ok(task) = self.find_task(principal, id).await {
+                found.push(task.record());
+            }
+        }
+        found
+    }
+
+    /// Picks up the tasks in the store, once at start: a task that was running resumes
+    /// from its checkpoint when its tool is resumable and fails with -32004 otherwise;
+    /// expired ones are removed. Returns how many resumed.
+    pub async fn recover_tasks(&self) -> Result<usize, crate::StoreError> {
+        let tasks = self.inner.store.tasks().await?;
+        let now = now_ms();
+        let mut resumed = 0;
+        for mut record in tasks {
+            if record.expires_ms() <= now {
+                self.expire_task(&record).await;
+                continue;
+            }
+            *lock(&self.inner.tasks.counts)
+                .entry(record.owner.clone())
+                .or_default() += 1;
+            if record.status.is_terminal() || lock(&self.inner.tasks.live).contains_key(&record.id)
+            {
+                continue;
+            }
+            let resumable = self.inner.catalog.tools.is_resumable(&record.tool);
+            if resumable && record.status == TaskStatus::Working {
+                tracing::info!(task = %record.id, tool = %record.tool, "resuming a task after a restart");
+                record.status_message = Some("resumed after a server restart".to_owned());
+                let capabilities = RequestMeta {
+                    version: mcp_protocol::ProtocolVersion::LATEST_MODERN,
+                    capabilities: record
+                        .client_capabilities
+                        .clone()
+                        .and_then(|c| serde_json::from_value(c).ok())
+                        .unwrap_or_default(),
+                    client_info: None,
+                    log_level: None,
+                    progress_token: None,
+                };
+                self.start_task(record, None, capabilities);
+                resumed += 1;
+            } else {
+                let error = ErrorObject::new(
+                    error_codes::INTERRUPTED,
+                    format!(
+                        "the server restarted while the task ran, and `{}` cannot resume an interrupted call",
+                        record.tool
+                    ),
+                );
+                record.status = TaskStatus::Failed;
+                record.status_message = Some(error.message.clone());
+                record.error = error_value(&error);
+                record.input_requests.clear();
+                record.checkpoint = None;
+                record.updated_ms = now;
+                self.inner.store.save_task(&record).await?;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Removes the tasks that expired (stopping those still running); returns how many.
+    pub async fn expire_tasks(&self) -> Result<usize, crate::StoreError> {
+        let now = now_ms();
+        let expired: Vec<TaskRecord> = self
+            .inner
+            .store
+            .tasks()
+            .await?
+            .into_iter()
+            .filter(|t| t.expires_ms() <= now)
+            .collect();
+        for record in &expired {
+            self.expire_task(record).await;
+        }
+        Ok(expired.len())
+    }
+}
+
+fn error_value(error: &ErrorObject) -> Option<Value> {
+    serde_json::to_value(error).ok()
+}
+
+/// The `taskId` of a tasks method's params: -32602 without one.
+fn task_id_param(params: Option<&Value>) -> Result<String, ErrorObject> {
+    match params.and_then(|p| p.get("taskId")) {
+        Some(Value::String(id)) => Ok(id.clone()),
+        _ => Err(ErrorObject::invalid_params(
+            "`taskId` (a string) is required",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso8601;
+
+    #[test]
+    fn times_are_iso_8601_in_utc() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(1_785_234_600_123), "2026-07-28T10:30:00.123Z");
+    }
+}

@@ -24,4 +24,5 @@ mod resources;
 mod resume;
 mod streamable;
 mod support;
+mod tasks;
 mod tools;

@@ -117,6 +117,46 @@ pub struct Cli {
     )]
     pub resume_log: usize,
 
+    /// Seconds a task (the 2026-07-28 tasks extension) is kept after its creation, result
+    /// included (its `ttlMs`); a task still running then is stopped and removed. It is also
+    /// the longest a task may run.
+    #[arg(
+        long,
+        env = "MCP_TASK_TTL",
+        default_value_t = 3_600,
+        value_name = "SECONDS"
+    )]
+    pub task_ttl: u64,
+
+    /// How often a task's client is told to poll it (`pollIntervalMs`).
+    #[arg(
+        long,
+        env = "MCP_TASK_POLL_INTERVAL_MS",
+        default_value_t = 1_000,
+        value_name = "MS"
+    )]
+    pub task_poll_interval_ms: u64,
+
+    /// Tasks one principal may keep, running or ended, until they expire; more are refused
+    /// with -32001 (`data.limit` = `tasks`).
+    #[arg(
+        long,
+        env = "MCP_MAX_TASKS_PER_PRINCIPAL",
+        default_value_t = 100,
+        value_name = "N"
+    )]
+    pub max_tasks_per_principal: usize,
+
+    /// The largest result a task keeps (its JSON, in bytes); a task whose result is larger
+    /// fails with -32603 saying so.
+    #[arg(
+        long,
+        env = "MCP_MAX_TASK_RESULT_BYTES",
+        default_value_t = 4 << 20,
+        value_name = "BYTES"
+    )]
+    pub max_task_result_bytes: usize,
+
     /// Directory that file tools (`process_images`) may read and write; paths outside it are
     /// refused. Without it, file tools are not offered.
     #[arg(long, env = "MCP_DATA_ROOT", value_name = "DIR")]
@@ -450,6 +490,10 @@ impl Cli {
                 idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
                 resume_grace: Duration::from_secs(self.resume_grace),
                 resume_log: self.resume_log.max(16),
+                task_ttl: Duration::from_secs(self.task_ttl.max(1)),
+                task_poll_interval: Duration::from_millis(self.task_poll_interval_ms.max(1)),
+                max_tasks_per_principal: self.max_tasks_per_principal,
+                max_task_result_bytes: self.max_task_result_bytes,
                 rate_limit: NonZeroU32::new(rate).map(|per_second| RateLimit {
                     per_second,
                     burst: per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),

@@ -87,6 +87,8 @@ struct Live {
     done: CancellationToken,
     /// The progress of the checkpoint last written.
     checkpointed: Mutex<Option<f64>>,
+    /// The task expired and its record is removed: nothing writes it again.
+    expired: AtomicBool,
 }
 
 impl Live {
@@ -103,6 +105,7 @@ impl Live {
             writing: tokio::sync::Mutex::new(()),
             done: CancellationToken::new(),
             checkpointed: Mutex::new(checkpointed),
+            expired: AtomicBool::new(false),
         })
     }
 
@@ -128,6 +131,9 @@ impl Live {
     /// Writes the record as it is now.
     async fn write(&self, hub: &Hub) -> Result<(), crate::StoreError> {
         let _one = self.writing.lock().await;
+        if self.expired.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let snapshot = self.record().clone();
         hub.inner.store.save_task(&snapshot).await?;
         if snapshot.checkpoint.is_some() {
@@ -617,10 +623,18 @@ impl Hub {
     /// Removes an expired task (stopping it first, when it still runs).
     async fn expire_task(&self, record: &TaskRecord) {
         let live = lock(&self.inner.tasks.live).remove(&record.id);
-        if let Some(live) = live {
-            live.cancel.cancel();
-            live.done.cancel();
-        }
+        // Held while the record is removed: a write in progress ends first, later ones see
+        // the task expired and write nothing.
+        let _writes = match &live {
+            Some(live) => {
+                live.cancel.cancel();
+                live.done.cancel();
+                let writes = live.writing.lock().await;
+                live.expired.store(true, Ordering::Release);
+                Some(writes)
+            }
+            None => None,
+        };
         match self.inner.store.delete_task(&record.id).await {
             Ok(()) => {
                 self.forget_task(&record.owner);

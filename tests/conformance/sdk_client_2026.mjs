@@ -1,5 +1,7 @@
 // The official TypeScript SDK 2.x client (`@modelcontextprotocol/client`, MCP 2026-07-28)
-// against the server's fixtures.
+// against the server's fixtures, and with it the tasks extension's official client
+// (`@modelcontextprotocol/ext-tasks`): tasks that complete, ask their client, and are
+// cancelled.
 //
 // node sdk_client_2026.mjs MODE URL
 //
@@ -10,8 +12,74 @@
 // event.
 
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import {
+  createTaskSessionFromClient,
+  resultFromTaskOutcome
+} from '@modelcontextprotocol/ext-tasks/client';
 
 const LIMIT_MS = 20_000;
+const TASKS = 'io.modelcontextprotocol/tasks';
+const CAPABILITIES = { elicitation: {}, extensions: { [TASKS]: {} } };
+const CLIENT_INFO = { name: 'sdk-client-2026', version: '1.0.0' };
+
+// ext-tasks sends the tasks extension's requests through the host's own request path (the
+// SDK's codecs do not know them): one POST each, with the headers the HTTP binding requires,
+// answered as JSON or as an SSE stream whose answer is the message with the request's id.
+function rawDispatchTo(url) {
+  let next = 1;
+  return async (body, options) => {
+    const request = { jsonrpc: '2.0', id: `ext-tasks-${next++}`, ...body };
+    const params = request.params ?? {};
+    const name = params.taskId ?? params.name ?? params.uri;
+    const headers = {
+      'Content-Type': 'application/json',
+      Accept: 'application/json, text/event-stream',
+      'MCP-Protocol-Version': '2026-07-28',
+      'Mcp-Method': request.method
+    };
+    if (typeof name === 'string') headers['Mcp-Name'] = name;
+    const response = await fetch(url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(request),
+      signal: options?.signal
+    });
+    const text = await response.text();
+    if (!(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+      return JSON.parse(text);
+    }
+    const messages = text
+      .split(/\r?\n\r?\n/)
+      .map((event) =>
+        event
+          .split(/\r?\n/)
+          .filter((line) => line.startsWith('data:'))
+          .map((line) => line.slice(5).trimStart())
+          .join('\n')
+      )
+      .filter((data) => data.length > 0)
+      .map((data) => JSON.parse(data));
+    const answer = messages.find((m) => m.id === request.id && !('method' in m));
+    if (answer === undefined) throw new Error(`no answer to ${request.method} in its stream`);
+    return answer;
+  };
+}
+
+function taskSession(client, url) {
+  return createTaskSessionFromClient(client, {
+    endpointId: url,
+    rawDispatch: rawDispatchTo(url),
+    v2RequestFraming: {
+      protocolVersion: '2026-07-28',
+      clientInfo: CLIENT_INFO,
+      clientCapabilities: CAPABILITIES
+    },
+    onInputRequest: async (request) => {
+      check(request.kind === 'elicitation', `asked ${JSON.stringify(request)}`);
+      return { action: 'accept', content: { confirm: true } };
+    }
+  });
+}
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
@@ -48,6 +116,47 @@ const scripts = {
     });
     check(text(result) === 'Hello, Ada!', text(result));
   },
+  async task_completes(client, url) {
+    // A batch as a task: polled to its result, its progress in the status message.
+    const session = taskSession(client, url);
+    try {
+      const seen = [];
+      const execution = await session.callTool('process_batch', { count: 50_000 });
+      const { outcome } = await execution.settle({
+        onEvent: (event) => {
+          if (event.type === 'task') seen.push(event.task.status);
+        }
+      });
+      const result = resultFromTaskOutcome(outcome);
+      check(result.structuredContent?.processed === 50_000, JSON.stringify(result));
+      check(seen.includes('working'), `statuses ${JSON.stringify(seen)}`);
+    } finally {
+      await session.close();
+    }
+  },
+  async task_asks_its_client(client, url) {
+    // The task asks for a confirmation (input_required), answered with tasks/update.
+    const session = taskSession(client, url);
+    try {
+      const execution = await session.callTool('confirm_delete', { filename: 'notes.txt' });
+      const { outcome } = await execution.settle();
+      const result = resultFromTaskOutcome(outcome);
+      check(text(result) === 'Deleted notes.txt', JSON.stringify(result));
+    } finally {
+      await session.close();
+    }
+  },
+  async task_cancelled(client, url) {
+    const session = taskSession(client, url);
+    try {
+      const execution = await session.callTool('sleep', { ms: 300_000 });
+      await execution.cancel();
+      const { outcome } = await execution.settle();
+      check(outcome.status === 'cancelled', `ended ${outcome.status}`);
+    } finally {
+      await session.close();
+    }
+  },
   async subscription(client) {
     const sub = await client.listen({ resourceSubscriptions: ['mcp://server/stats'] });
     try {
@@ -70,8 +179,8 @@ function withLimit(promise) {
 async function main(mode, url) {
   const negotiation = mode === 'auto' ? 'auto' : { pin: mode };
   const client = new Client(
-    { name: 'sdk-client-2026', version: '1.0.0' },
-    { capabilities: { elicitation: {} }, versionNegotiation: { mode: negotiation } }
+    CLIENT_INFO,
+    { capabilities: CAPABILITIES, versionNegotiation: { mode: negotiation } }
   );
   client.setRequestHandler('elicitation/create', async () => ({
     action: 'accept',
@@ -81,7 +190,7 @@ async function main(mode, url) {
   for (const [name, script] of Object.entries(scripts)) {
     let line = { script: `${name} (${mode})`, ok: true };
     try {
-      await withLimit(script(client));
+      await withLimit(script(client, url));
     } catch (error) {
       line = { ...line, ok: false, error: String(error?.stack ?? error) };
     }

@@ -8,7 +8,9 @@
 //! subscriptions, prompts and completion, sampling and elicitation answered by the client;
 //! then the SDKs' 2.x clients, which speak 2026-07-28 (`sdk_client_2026.*`), pinned to it and
 //! in their probing mode, over Streamable HTTP: tools, progress, an input-required
-//! elicitation answered by the client, a subscription; and the MCP Inspector's CLI
+//! elicitation answered by the client, a subscription, and (TypeScript, with the tasks
+//! extension's official client `@modelcontextprotocol/ext-tasks` 0.2.2) tasks that complete,
+//! ask their client and are cancelled; and the MCP Inspector's CLI
 //! (`--cli --method ...`) against the HTTP endpoint.
 //!
 //! Everything it needs goes under `target/conformance`, installed from the lockfile in

@@ -522,6 +522,7 @@ impl Hub {
             return;
         }
         let limit = self.inner.config.max_task_result_bytes;
+        let server = &self.inner.config.server_info;
         let missing = lock(&live.missing).take();
         live.change(&self, true, |record| {
             record.input_requests.clear();
@@ -549,7 +550,14 @@ impl Hub {
                     (TaskStatus::Failed, message)
                 }
                 (Ok(Ok(reply)), None) => {
-                    record.result = serde_json::from_str(reply.body.get()).ok();
+                    // The tool's result as the call would have answered it: a complete
+                    // modern result.
+                    record.result = serde_json::from_str::<Map<String, Value>>(reply.body.get())
+                        .ok()
+                        .map(|mut result| {
+                            modern::complete(&mut result, server, None);
+                            Value::Object(result)
+                        });
                     let message = if reply.is_error {
                         "completed with a tool error"
                     } else {

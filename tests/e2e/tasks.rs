@@ -97,6 +97,8 @@ async fn a_task_is_followed_on_a_listen_stream_through_its_input_to_its_result()
         done["result"]["content"][0]["text"], "Deleted a.txt",
         "{done}"
     );
+    // The result as the call would have answered it: a complete modern result.
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
     // tasks/get says the same.
     let got = client
         .request(request(4, "tasks/get", json!({"taskId": task})))

@@ -34,7 +34,11 @@ pub mod http;
 mod modern;
 mod stateless;
 mod streamable;
+mod tasks;
 mod tls;
+
+pub use mcp_protocol::TaskStatus;
+pub use tasks::{Started, Task, TaskState};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -466,7 +470,7 @@ impl Client {
         let params = params.unwrap_or_else(|| json!({}));
         let waiting = self.start(method, &params, None).await?;
         self.clone()
-            .rounds(method.to_owned(), params, waiting, None)
+            .rounds(method.to_owned(), params, waiting, None, false)
             .await
     }
 
@@ -477,7 +481,20 @@ impl Client {
         params: &Value,
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<Waiting, Error> {
-        let (id, reply) = self.send_request(method, params.clone(), progress).await?;
+        self.start_with(method, params, progress, false).await
+    }
+
+    /// [`Client::start`], declaring the tasks extension for this request when `tasks`.
+    async fn start_with(
+        &self,
+        method: &str,
+        params: &Value,
+        progress: Option<mpsc::Sender<Progress>>,
+        tasks: bool,
+    ) -> Result<Waiting, Error> {
+        let (id, reply) = self
+            .send_request(method, params.clone(), progress, tasks)
+            .await?;
         Ok(Waiting {
             id: Some(id),
             reply,
@@ -493,6 +510,7 @@ impl Client {
         mut params: Value,
         mut waiting: Waiting,
         progress: Option<mpsc::Sender<Progress>>,
+        tasks: bool,
     ) -> Reply {
         for _ in 0..modern::MAX_ROUNDS {
             let value = waiting.wait().await?;
@@ -500,7 +518,10 @@ impl Client {
                 return Ok(value);
             }
             params = modern::answer_inputs(self.shared.handler.as_ref(), &params, &value).await?;
-            waiting = self.start(&method, &params, progress.clone()).await?;
+            // A retry declares what the first request did.
+            waiting = self
+                .start_with(&method, &params, progress.clone(), tasks)
+                .await?;
         }
         let value = waiting.wait().await?;
         if self.shared.is_modern() && modern::asks_for_input(&value) {
@@ -517,6 +538,7 @@ impl Client {
         method: &str,
         mut params: Value,
         progress: Option<mpsc::Sender<Progress>>,
+        tasks: bool,
     ) -> Result<(RequestId, oneshot::Receiver<Reply>), Error> {
         let id = RequestId::Number(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let modern_meta = lock(&self.shared.modern).clone();
@@ -528,6 +550,21 @@ impl Client {
                 }
                 if let Some(stamp) = modern_meta {
                     meta.extend(stamp);
+                    if tasks
+                        && let Some(capabilities) = meta
+                            .get_mut(mcp_protocol::modern::CLIENT_CAPABILITIES)
+                            .and_then(Value::as_object_mut)
+                    {
+                        let extensions = capabilities
+                            .entry("extensions")
+                            .or_insert_with(|| json!({}));
+                        if let Some(extensions) = extensions.as_object_mut() {
+                            extensions.insert(
+                                mcp_protocol::modern::TASKS_EXTENSION.to_owned(),
+                                json!({}),
+                            );
+                        }
+                    }
                     if let Some(level) = lock(&self.shared.log_level).clone() {
                         meta.insert(mcp_protocol::modern::LOG_LEVEL.to_owned(), json!(level));
                     }
@@ -622,9 +659,13 @@ impl Client {
             .start(methods::TOOLS_CALL, &params, Some(tx.clone()))
             .await?;
         let id = waiting.id.clone();
-        let reply = self
-            .clone()
-            .rounds(methods::TOOLS_CALL.to_owned(), params, waiting, Some(tx));
+        let reply = self.clone().rounds(
+            methods::TOOLS_CALL.to_owned(),
+            params,
+            waiting,
+            Some(tx),
+            false,
+        );
         Ok(Call {
             id,
             reply: Box::pin(reply),

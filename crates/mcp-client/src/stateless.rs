@@ -234,6 +234,8 @@ async fn post(
     let name = match method {
         methods::TOOLS_CALL | methods::PROMPTS_GET => params.get("name"),
         methods::RESOURCES_READ => params.get("uri"),
+        // The tasks extension routes on the task's id.
+        methods::TASKS_GET | methods::TASKS_UPDATE | methods::TASKS_CANCEL => params.get("taskId"),
         _ => None,
     };
     if let Some(name) = name.and_then(Value::as_str) {

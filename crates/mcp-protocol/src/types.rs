@@ -681,3 +681,37 @@ pub struct Completion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub has_more: Option<bool>,
 }
+
+/// Where a task is (the tasks extension's statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Running.
+    Working,
+    /// Waiting for the client's answers to its `inputRequests`.
+    InputRequired,
+    /// Done, with a result (a tool's error result too).
+    Completed,
+    /// Ended by a JSON-RPC error, which it keeps.
+    Failed,
+    /// Stopped at the client's request.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// Whether the task has ended: its record no longer changes.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The status as the wire says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::InputRequired => "input_required",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+pub use mcp_protocol::TaskStatus;
 use mcp_protocol::{ProgressToken, RequestId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -142,40 +143,6 @@ pub struct SessionRecord {
 
 /// The owner of every session until authentication exists.
 pub const ANONYMOUS: &str = "anonymous";
-
-/// Where a task is (the tasks extension's statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    /// Running.
-    Working,
-    /// Waiting for the client's answers to its `inputRequests`.
-    InputRequired,
-    /// Done, with a result (a tool's error result too).
-    Completed,
-    /// Ended by a JSON-RPC error, which it keeps.
-    Failed,
-    /// Stopped at the client's request.
-    Cancelled,
-}
-
-impl TaskStatus {
-    /// Whether the task has ended: its record no longer changes.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-
-    /// The status as the wire says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Working => "working",
-            Self::InputRequired => "input_required",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
 
 /// A task: a tool call that outlives the request that started it, polled by its id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

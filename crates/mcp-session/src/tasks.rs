@@ -38,6 +38,11 @@ use crate::store::{TaskId, TaskRecord, TaskStatus, now_ms};
 /// checkpoint in the store, from which a restart resumes it.
 pub(crate) const CHECKPOINTED: &str = "mcp-server/checkpointedProgress";
 
+/// The `_meta` key of a detailed task with its last progress report as numbers
+/// (`{"progress", "total"}`), for a client that draws a bar (the extension has no progress
+/// notifications).
+pub(crate) const PROGRESS: &str = "mcp-server/progress";
+
 /// The shortest time between two writes of a task's progress and checkpoint.
 const WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -658,9 +663,20 @@ impl Hub {
     pub(crate) async fn task_get(&self, principal: &Principal, params: Option<Value>) -> Reply {
         let id = task_id_param(params.as_ref())?;
         let found = self.find_task(principal, &id).await?;
-        let mut task = task_value(&found.record(), true);
+        let record = found.record();
+        let mut task = task_value(&record, true);
+        let mut meta = Map::new();
         if let Some(progress) = found.checkpointed() {
-            task.insert("_meta".to_owned(), json!({ CHECKPOINTED: progress }));
+            meta.insert(CHECKPOINTED.to_owned(), json!(progress));
+        }
+        if let Some(progress) = record.progress.filter(|_| !record.status.is_terminal()) {
+            meta.insert(
+                PROGRESS.to_owned(),
+                json!({"progress": progress, "total": record.total}),
+            );
+        }
+        if !meta.is_empty() {
+            task.insert("_meta".to_owned(), Value::Object(meta));
         }
         CallReply::from_value(&Value::Object(task))
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mcp_client::{CallEvent, Client, Options, Progress, Status};
+use mcp_client::{CallEvent, Client, Options, Progress, Started, Status, Task, TaskStatus};
 use mcp_protocol::{CallToolResult, Content, Tool};
 use serde_json::{Map, Value, json};
 
@@ -77,6 +77,16 @@ enum Command {
         /// All arguments as one JSON object instead (`-` reads it from stdin).
         #[arg(long = "input", value_name = "JSON")]
         input: Option<String>,
+        /// Run it as a task (MCP 2026-07-28 tasks extension) when the tool can be one: its
+        /// id is printed first, it is polled to its result (across a server restart), and
+        /// Ctrl-C cancels it. `mcpc task wait ID` takes it up again.
+        #[arg(long)]
+        task: bool,
+    },
+    /// A task started with `call --task` (by its id).
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
     },
     /// List the resources.
     Resources,
@@ -94,6 +104,25 @@ enum Command {
     Agent {
         #[command(subcommand)]
         command: AgentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Show its state (status, message, and its result or error once it ended).
+    Get {
+        /// The task's id.
+        id: String,
+    },
+    /// Follow it to its result, with its progress (Ctrl-C cancels it).
+    Wait {
+        /// The task's id.
+        id: String,
+    },
+    /// Ask the server to stop it.
+    Cancel {
+        /// The task's id.
+        id: String,
     },
 }
 
@@ -153,9 +182,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot connect to {}", cli.url))?;
     let code = match &cli.command {
         Command::Tools => tools(&cli, &client).await,
-        Command::Call { tool, args, input } => {
-            call(&cli, &client, tool, args, input.as_deref()).await
-        }
+        Command::Call {
+            tool,
+            args,
+            input,
+            task,
+        } => call(&cli, &client, tool, args, input.as_deref(), *task).await,
+        Command::Task { command } => task(&cli, &client, command).await,
         Command::Resources => resources(&cli, &client).await,
         Command::Read { uri } => read(&cli, &client, uri).await,
         Command::Watch { uri } => watch(&cli, &client, uri).await,
@@ -319,6 +352,7 @@ async fn call(
     name: &str,
     pairs: &[String],
     input: Option<&str>,
+    as_task: bool,
 ) -> anyhow::Result<u8> {
     let tools = client.list_tools().await?;
     let Some(tool) = tools.iter().find(|t| t.name == name) else {
@@ -326,11 +360,24 @@ async fn call(
         bail!("no tool `{name}`; the tools are: {}", join(&names));
     };
     let arguments = arguments(tool, pairs, input)?;
-    let mode = cli.progress.unwrap_or(if std::io::stderr().is_terminal() {
-        ProgressMode::Bar
-    } else {
-        ProgressMode::Lines
-    });
+    if as_task {
+        if !client.is_modern() {
+            bail!("--task needs a server of MCP 2026-07-28 (and not --legacy)");
+        }
+        return match client.start_task(name, arguments).await? {
+            Started::Done(result) => finish(cli, &result),
+            Started::Task(task) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "task {} (mcpc task wait|get|cancel {})",
+                    task.id(),
+                    task.id()
+                );
+                follow(cli, client, task).await
+            }
+        };
+    }
+    let mode = progress_mode(cli);
     let mut display = Display::new(mode, client.is_modern());
     let mut status = client.status();
     let mut call = client.call(name, arguments).await?;
@@ -365,12 +412,114 @@ async fn call(
         }
     };
     display.finish("done");
-    show_result(cli, &result)?;
+    finish(cli, &result)
+}
+
+/// Prints a call's result; the exit code it makes.
+fn finish(cli: &Cli, result: &CallToolResult) -> anyhow::Result<u8> {
+    show_result(cli, result)?;
     Ok(if result.is_error == Some(true) {
         TOOL_ERROR
     } else {
         0
     })
+}
+
+fn progress_mode(cli: &Cli) -> ProgressMode {
+    cli.progress.unwrap_or(if std::io::stderr().is_terminal() {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Lines
+    })
+}
+
+/// Polls a task to its end, showing its progress (or its status line); Ctrl-C cancels it.
+async fn follow(cli: &Cli, client: &Client, mut task: Task) -> anyhow::Result<u8> {
+    let mut display = Display::new(progress_mode(cli), true);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut last_message = None;
+    loop {
+        let state = tokio::select! {
+            state = task.next() => state.with_context(|| format!("task {}", task.id()))?,
+            _ = &mut interrupted => {
+                display.finish("cancelled");
+                task.cancel().await?;
+                client.close().await;
+                let _ = writeln!(std::io::stderr(), "mcpc: interrupted; task {} was cancelled", task.id());
+                return Ok(INTERRUPTED);
+            }
+        };
+        match (state.progress, &state.status_message) {
+            (Some((progress, total)), message) => display.progress(&Progress {
+                progress_token: mcp_protocol::RequestId::from(task.id()),
+                progress,
+                total,
+                message: message.clone(),
+            }),
+            (None, Some(message)) if last_message.as_ref() != Some(message) => {
+                display.line(message);
+            }
+            _ => {}
+        }
+        last_message.clone_from(&state.status_message);
+        match state.status {
+            TaskStatus::Working | TaskStatus::InputRequired => {}
+            TaskStatus::Completed => {
+                display.finish("done");
+                let result = state
+                    .result
+                    .context("the server said the task completed, without its result")?;
+                return finish(cli, &result);
+            }
+            TaskStatus::Failed => {
+                display.finish("failed");
+                let error = state
+                    .error
+                    .map_or_else(|| "no reason given".to_owned(), |e| e.to_string());
+                bail!("task {} failed: {error}", task.id());
+            }
+            TaskStatus::Cancelled => {
+                display.finish("cancelled");
+                bail!("task {} was cancelled", task.id());
+            }
+        }
+    }
+}
+
+async fn task(cli: &Cli, client: &Client, command: &TaskCommand) -> anyhow::Result<u8> {
+    if !client.is_modern() {
+        bail!("tasks need a server of MCP 2026-07-28 (and not --legacy)");
+    }
+    match command {
+        TaskCommand::Get { id } => {
+            let state = client.task(id).get().await?;
+            if cli.json {
+                print_json(&state.raw)?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                let status = serde_json::to_value(state.status)?;
+                let status = status.as_str().unwrap_or_default();
+                match &state.status_message {
+                    Some(message) => writeln!(out, "{status}: {message}")?,
+                    None => writeln!(out, "{status}")?,
+                }
+                if let Some(result) = &state.result {
+                    drop(out);
+                    show_result(cli, result)?;
+                } else if let Some(error) = &state.error {
+                    writeln!(out, "error: {error}")?;
+                }
+            }
+            Ok(0)
+        }
+        TaskCommand::Wait { id } => follow(cli, client, client.task(id)).await,
+        TaskCommand::Cancel { id } => {
+            client.task(id).cancel().await?;
+            let _ = writeln!(std::io::stdout(), "cancel requested for task {id}");
+            Ok(0)
+        }
+    }
 }
 
 fn show_result(cli: &Cli, result: &CallToolResult) -> anyhow::Result<()> {
@@ -482,6 +631,17 @@ impl Display {
             }
             Status::Closed(reason) => format!("closed: {reason}"),
         };
+        match (&self.bar, self.mode) {
+            (Some(bar), _) => bar.println(text),
+            (None, ProgressMode::None) => {}
+            (None, _) => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
+        }
+    }
+
+    /// A line of its own (a task's status when it reports no numbers).
+    fn line(&mut self, text: &str) {
         match (&self.bar, self.mode) {
             (Some(bar), _) => bar.println(text),
             (None, ProgressMode::None) => {}

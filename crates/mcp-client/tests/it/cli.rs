@@ -290,3 +290,68 @@ async fn resources_watch_and_agents() {
     assert!(err.contains("404 no such agent"), "{err}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_call_as_a_task_is_followed_to_its_result_and_found_again_by_id() {
+    let server = Server::with_config(Config::default()).await;
+    let url = format!("http://{}/mcp", server.addr);
+    let (code, out, err) = run(
+        &url,
+        &[
+            "--progress",
+            "lines",
+            "call",
+            "--task",
+            "process_batch",
+            "count=200000",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["processed"], 200_000, "{out}");
+    // The task's id comes first, with what to do with it.
+    let id = err
+        .lines()
+        .find_map(|l| l.strip_prefix("task "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no task id: {err}"))
+        .to_owned();
+    assert_eq!(id.len(), 32, "{err}");
+    // Found again by id: ended, with its result.
+    let (code, out, _) = run(&url, &["--json", "task", "get", &id]).await;
+    assert_eq!(code, 0);
+    let task: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(task["status"], "completed", "{out}");
+    assert_eq!(task["result"]["structuredContent"]["processed"], 200_000);
+    // A tool that is never a task answers as usual.
+    let (code, out, _) = run(&url, &["call", "--task", "add", "a=1", "b=2"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("\"result\": 3"), "{out}");
+    // Cancelled by id: `task wait` then sees it cancelled.
+    let mut child = spawn(&url, &["call", "--task", "sleep", "ms=300000"]);
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let lines = until(&mut err, "task ").await;
+    let id = lines
+        .last()
+        .and_then(|l| l.strip_prefix("task "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (code, out, _) = run(&url, &["task", "cancel", &id]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("cancel requested for task {id}"));
+    let status = tokio::time::timeout(HANG, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "the follower sees the task cancelled"
+    );
+    let (code, _, err) = run(&url, &["task", "wait", &id]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("was cancelled"), "{err}");
+    server.shutdown().await;
+}

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use mcp_client::{CallEvent, Client, Error, Handler, Options, Reconnect, Status};
+use mcp_client::{
+    CallEvent, Client, Error, Handler, Options, Reconnect, Started, Status, TaskStatus,
+};
 use mcp_protocol::{ClientCapabilities, ErrorObject};
 use mcp_server::Config;
 use serde_json::{Map, Value, json};
@@ -435,4 +437,97 @@ async fn modern_log_levels_ride_on_every_request() {
     assert_eq!(levels, [json!("warning")]);
     client.close().await;
     server.shutdown().await;
+}
+
+/// Confirms every elicitation (the fixtures' `confirm_delete` asks one).
+struct Confirm;
+
+impl Handler for Confirm {
+    fn capabilities(&self) -> ClientCapabilities {
+        ClientCapabilities {
+            elicitation: Some(json!({})),
+            ..ClientCapabilities::default()
+        }
+    }
+
+    fn handle(
+        &self,
+        _method: &str,
+        _params: Option<Value>,
+    ) -> BoxFuture<'static, Result<Value, ErrorObject>> {
+        Box::pin(async { Ok(json!({"action": "accept", "content": {"confirm": true}})) })
+    }
+}
+
+/// Tasks (2026-07-28): started, polled to their result (answering what they ask), taken up
+/// again by id, cancelled; on both transports.
+#[tokio::test]
+async fn tasks_are_polled_to_their_result_answered_and_cancelled() {
+    for scheme in ["ws", "http"] {
+        let server = Server::with_config(Config {
+            conformance_fixtures: true,
+            ..Config::default()
+        })
+        .await;
+        let mut options = era(format!("{scheme}://{}/mcp", server.addr), false);
+        options.handler = Some(Arc::new(Confirm));
+        let client = Client::connect(options).await.unwrap();
+        // A tool that is never a task answers at once.
+        match client
+            .start_task("add", args(json!({"a": 1, "b": 2})))
+            .await
+            .unwrap()
+        {
+            Started::Done(sum) => assert_eq!(sum.structured_content.unwrap()["result"], 3),
+            Started::Task(task) => panic!("{scheme}: add became task {}", task.id()),
+        }
+        let Started::Task(mut task) = client
+            .start_task("process_batch", args(json!({"count": 100_000})))
+            .await
+            .unwrap()
+        else {
+            panic!("{scheme}: process_batch did not become a task");
+        };
+        let first = task.next().await.unwrap();
+        assert!(
+            matches!(first.status, TaskStatus::Working | TaskStatus::Completed),
+            "{first:?}"
+        );
+        // Another handle on the same task, by id, sees it end the same way.
+        let again = client.task(task.id());
+        let result = task.result().await.unwrap();
+        assert_eq!(result.structured_content.unwrap()["processed"], 100_000);
+        assert_eq!(again.get().await.unwrap().status, TaskStatus::Completed);
+        // A task that asks its client: the handler answers, the task goes on.
+        let Started::Task(asking) = client
+            .start_task("confirm_delete", args(json!({"filename": "b.txt"})))
+            .await
+            .unwrap()
+        else {
+            panic!("{scheme}: confirm_delete did not become a task");
+        };
+        let deleted = asking.result().await.unwrap();
+        let text = serde_json::to_value(&deleted.content).unwrap()[0]["text"].clone();
+        assert_eq!(text, "Deleted b.txt", "{scheme}");
+        // Cancelled: it ends cancelled.
+        let Started::Task(sleeping) = client
+            .start_task("sleep", args(json!({"ms": 300_000})))
+            .await
+            .unwrap()
+        else {
+            panic!("{scheme}: sleep did not become a task");
+        };
+        sleeping.cancel().await.unwrap();
+        match sleeping.result().await {
+            Err(Error::Closed(why)) => assert!(why.contains("cancelled"), "{why}"),
+            other => panic!("{scheme}: {other:?}"),
+        }
+        // An id that names no task of ours.
+        match client.task("0123456789abcdef0123456789abcdef").get().await {
+            Err(Error::Rpc(error)) => assert_eq!(error.code, -32602, "{error}"),
+            other => panic!("{scheme}: {other:?}"),
+        }
+        client.close().await;
+        server.shutdown().await;
+    }
 }

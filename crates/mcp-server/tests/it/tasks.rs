@@ -81,7 +81,7 @@ async fn a_task_survives_kill_9_and_ends_as_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
     let (mut child, address) = start(&["--data-dir", &data]).await;
-    let batch = json!({"count": 3_000_000, "cost": 400});
+    let batch = json!({"count": 2_000_000, "cost": 200});
 
     // What the batch gives when nothing interrupts it.
     let task = create(&address, "process_batch", batch.clone()).await;

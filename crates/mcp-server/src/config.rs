@@ -142,7 +142,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "MCP_MAX_TASKS_PER_PRINCIPAL",
-        default_value_t = 100,
+        default_value_t = 1_000,
         value_name = "N"
     )]
     pub max_tasks_per_principal: usize,

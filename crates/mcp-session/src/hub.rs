@@ -120,7 +120,7 @@ impl Default for ServerConfig {
             request_state_ttl: Duration::from_secs(600),
             task_ttl: Duration::from_secs(3600),
             task_poll_interval: Duration::from_secs(1),
-            max_tasks_per_principal: 100,
+            max_tasks_per_principal: 1_000,
             max_task_result_bytes: 4 << 20,
         }
     }

@@ -187,3 +187,32 @@ async fn an_expired_task_is_unknown() {
     drop(client);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn tools_say_whether_they_run_as_tasks_to_modern_clients_only() {
+    let server = TestServer::start().await;
+    let mut client = Client::connect(&server).await;
+    let listed = client.request(request(1, "tools/list", json!({}))).await;
+    let execution = |tools: &Value, name: &str| {
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()["execution"]
+            .clone()
+    };
+    assert_eq!(
+        execution(&listed, "process_batch"),
+        json!({"taskSupport": "optional"})
+    );
+    assert_eq!(execution(&listed, "add"), Value::Null);
+    // A 2025 session is not told: it has no tasks.
+    client.initialize("2025-11-25").await;
+    let legacy = client
+        .request(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await;
+    assert_eq!(execution(&legacy, "process_batch"), Value::Null, "{legacy}");
+    drop(client);
+    server.shutdown().await;
+}

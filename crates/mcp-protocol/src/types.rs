@@ -245,6 +245,10 @@ pub struct Tool {
     /// Behaviour hints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<ToolAnnotations>,
+    /// How its calls run: `{"taskSupport": "optional" | "required"}` for a tool whose calls
+    /// may or must be tasks (the tasks extension; listed to 2026-07-28 clients only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Value>,
 }
 
 /// Result of `tools/list`.

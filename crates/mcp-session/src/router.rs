@@ -239,6 +239,11 @@ fn list_tools(
             if version < ProtocolVersion::V2025_03_26 {
                 tool.annotations = None;
             }
+            // Tasks are the 2026-07-28 extension's: a 2025 session's `execution` would mean
+            // the tasks of 2025-11-25, which this server does not serve.
+            if !version.is_modern() {
+                tool.execution = None;
+            }
             tool
         })
         .collect();

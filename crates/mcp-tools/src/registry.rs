@@ -131,6 +131,15 @@ impl ToolRegistry {
             input_schema,
             output_schema: tool.structured().then(schema_of::<T::Output>),
             annotations: (annotations != Default::default()).then_some(annotations),
+            execution: match tool.task_support() {
+                crate::TaskSupport::Forbidden => None,
+                crate::TaskSupport::Optional => {
+                    Some(serde_json::json!({"taskSupport": "optional"}))
+                }
+                crate::TaskSupport::Required => {
+                    Some(serde_json::json!({"taskSupport": "required"}))
+                }
+            },
         };
         self.by_name.insert(name, self.tools.len());
         self.descriptors.push(descriptor);

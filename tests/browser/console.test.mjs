@@ -41,7 +41,7 @@ function stopped(child, signal) {
   return exited;
 }
 
-test('the console in Chromium: math, errors, progress and cancel, broadcasts, a restart', { timeout: 120_000 }, async () => {
+test('the console in Chromium: math, errors, progress and cancel, tasks, broadcasts, a restart', { timeout: 120_000 }, async () => {
   mkdirSync(OUT, { recursive: true });
   const data = mkdtempSync(join(tmpdir(), 'mcp-console-'));
   let server = await startServer(['--listen', '127.0.0.1:0', '--data-dir', data]);
@@ -104,6 +104,23 @@ test('the console in Chromium: math, errors, progress and cancel, broadcasts, a 
     await page.click('#cancel-button');
     await page.locator('#operation-detail', { hasText: 'Cancelled after' }).waitFor();
     await shot('04-cancelled');
+
+    // The same tool as a task (2026-07-28, on the same socket): listed, polled to its result.
+    await page.locator('#tasks:not([hidden])').waitFor();
+    await page.click('#tool-list button[data-tool=process_batch]');
+    await page.fill('#tool-form input[name=count]', '100000');
+    await page.check('#as-task');
+    await page.click('#run-button');
+    await page.locator('#task-list li[data-status=completed]').waitFor();
+    await page.locator('#result-body', { hasText: '"processed": 100000' }).waitFor();
+    // A long one, cancelled from its row.
+    await page.click('#tool-list button[data-tool=sleep]');
+    await page.fill('#tool-form input[name=ms]', '300000');
+    await page.check('#as-task');
+    await page.click('#run-button');
+    await page.locator('#task-list li[data-status=working] button').first().click();
+    await page.locator('#task-list li[data-status=cancelled]').waitFor();
+    await shot('04b-tasks');
 
     // A broadcast from an admin appears.
     const broadcast = await fetch(`http://${address}/admin/broadcast`, {

@@ -1,5 +1,6 @@
 // The console: connects, shows the server and its tools, runs them with live progress and
-// cancellation, shows notifications and the statistics resource, and logs every frame.
+// cancellation (or as tasks, polled and cancellable), shows notifications and the
+// statistics resource, and logs every frame.
 
 import { McpSession } from './mcp.js';
 import { toolForm } from './forms.js';
@@ -13,6 +14,8 @@ let session = null;
 let tools = [];
 let running = null; // {id, name, started, first, cancelled}
 let statsSubscribed = false;
+const taskTools = new Map(); // tool name -> 'optional' | 'required'
+const followed = new Map(); // task id -> its list item
 
 // ---- connection ---------------------------------------------------------------------
 
@@ -107,13 +110,123 @@ async function loadTools() {
     buttons.append(button);
   }
   $('math').hidden = buttons.childElementCount === 0;
+  // Which tools run as tasks: a 2026-07-28 `tools/list` says (a 2025 session is not told).
+  taskTools.clear();
+  try {
+    let cursor;
+    do {
+      const page = await session.modernRequest('tools/list', cursor ? { cursor } : {}).promise;
+      for (const tool of page.tools) {
+        if (tool.execution?.taskSupport) taskTools.set(tool.name, tool.execution.taskSupport);
+      }
+      cursor = page.nextCursor;
+    } while (cursor);
+  } catch {
+    // A server of the 2025 revisions only: no tasks.
+  }
+  $('tasks').hidden = taskTools.size === 0;
 }
 
 function chooseTool(tool, button) {
   for (const b of $('tool-list').querySelectorAll('button')) b.removeAttribute('aria-current');
   button.setAttribute('aria-current', 'true');
-  $('tool-panel').replaceChildren(toolForm(tool, (args) => runTool(tool.name, args)));
+  const form = toolForm(tool, (args) => ($('as-task')?.checked ? runTask(tool.name, args) : runTool(tool.name, args)));
+  const support = taskTools.get(tool.name);
+  if (support) {
+    const label = document.createElement('label');
+    label.className = 'inline';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.id = 'as-task';
+    box.checked = support === 'required';
+    box.disabled = support === 'required';
+    label.append(box, ' Run as a task');
+    form.querySelector('#run-button').before(label);
+  }
+  $('tool-panel').replaceChildren(form);
 }
+
+// ---- tasks ---------------------------------------------------------------------------
+
+/** Starts a call as a task: it is listed, polled, and can be cancelled. */
+async function runTask(name, args) {
+  try {
+    const created = await session.modernRequest('tools/call', { name, arguments: args }).promise;
+    if (created.resultType !== 'task') {
+      showResult(created);
+      return;
+    }
+    follow(created.taskId, `${name} ${JSON.stringify(args)}`, created);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+/** Lists task `id` and polls it until it ends, at the interval the server suggests. */
+async function follow(id, label, first) {
+  if (followed.has(id)) return;
+  const item = document.createElement('li');
+  item.dataset.task = id;
+  const name = document.createElement('span');
+  name.textContent = `${label} · ${id.slice(0, 8)}…`;
+  const bar = document.createElement('progress');
+  bar.max = 1;
+  const status = document.createElement('span');
+  status.className = 'task-status';
+  const cancel = document.createElement('button');
+  cancel.type = 'button';
+  cancel.textContent = 'Cancel';
+  cancel.addEventListener('click', async () => {
+    cancel.disabled = true;
+    try {
+      await session.modernRequest('tasks/cancel', { taskId: id }).promise;
+    } catch (error) {
+      status.textContent = `cannot cancel: ${error.message}`;
+    }
+  });
+  item.append(name, bar, status, cancel);
+  $('task-list').prepend(item);
+  followed.set(id, item);
+  let task = first;
+  for (;;) {
+    if (task) {
+      item.dataset.status = task.status;
+      const message = task.statusMessage && task.statusMessage !== task.status ? `: ${task.statusMessage}` : '';
+      status.textContent = `${task.status}${message}`;
+      const progress = task._meta?.['mcp-server/progress'];
+      if (progress?.total) {
+        bar.max = progress.total;
+        bar.value = progress.progress;
+      }
+      if (['completed', 'failed', 'cancelled'].includes(task.status)) {
+        cancel.disabled = true;
+        bar.max = 1;
+        bar.value = task.status === 'completed' ? 1 : bar.value;
+        if (task.status === 'completed') showResult(task.result);
+        if (task.status === 'failed') showError(task.error);
+        return;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(200, task?.pollIntervalMs ?? 1000)));
+    try {
+      task = await session.modernRequest('tasks/get', { taskId: id }).promise;
+    } catch (error) {
+      if (error.code === -32602) {
+        status.textContent = 'unknown: it expired, or it is not yours';
+        cancel.disabled = true;
+        return;
+      }
+      // Not reachable now (the session reconnects): poll again.
+      task = null;
+    }
+  }
+}
+
+$('task-follow').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const id = $('task-id').value.trim();
+  if (/^[0-9a-f]{32}$/.test(id)) follow(id, 'task', null);
+});
 
 async function math(op) {
   const a = Number($('math-a').value);

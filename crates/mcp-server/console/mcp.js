@@ -6,6 +6,8 @@
 // {direction: 'out' | 'in' | 'info', text, time}.
 
 const PROTOCOL_VERSION = '2025-11-25';
+const MODERN_VERSION = '2026-07-28';
+export const TASKS_EXTENSION = 'io.modelcontextprotocol/tasks';
 const MAX_DELAY_MS = 10_000;
 
 export class McpSession extends EventTarget {
@@ -147,6 +149,19 @@ export class McpSession extends EventTarget {
     });
     this.send(message);
     return { id, promise };
+  }
+
+  /**
+   * A request of MCP 2026-07-28 on the same socket (the server decides the era per
+   * request): its `_meta` says the revision and declares the tasks extension.
+   */
+  modernRequest(method, params = {}) {
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': MODERN_VERSION,
+      'io.modelcontextprotocol/clientCapabilities': { extensions: { [TASKS_EXTENSION]: {} } },
+      'io.modelcontextprotocol/clientInfo': { name: 'mcp-console', version: '1' },
+    };
+    return this.request(method, { ...params, _meta: meta });
   }
 
   notify(method, params) {

@@ -77,6 +77,8 @@ pub(crate) struct CallScope {
     /// How long the call may run; `None`: the configured `call_timeout` (a task may run
     /// until it expires).
     pub(crate) time_limit: Option<std::time::Duration>,
+    /// How the tool names the call in what it says (`batch {label}`); `None`: the request id.
+    pub(crate) label: Option<String>,
 }
 
 type Handler = fn(&Hub, &RequestContext<'_>, Option<Value>) -> Result<Route, ErrorObject>;
@@ -144,7 +146,7 @@ impl Router {
             progress: scope.progress,
             scheduler: hub.inner.scheduler.clone(),
             session: scope.session,
-            call_label: id.to_string(),
+            call_label: scope.label.clone().unwrap_or_else(|| id.to_string()),
             log: scope.log,
             checkpoint: scope.checkpoint,
             client: scope.client,

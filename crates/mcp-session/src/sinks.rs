@@ -82,6 +82,7 @@ impl SessionSinks<'_> {
             task: mcp_tools::TaskGate::open(),
             session: self.session,
             time_limit: None,
+            label: None,
         }
     }
 }

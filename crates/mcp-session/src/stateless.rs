@@ -433,6 +433,7 @@ impl Hub {
             },
             session: out.session,
             time_limit: None,
+            label: None,
         };
         let run = Router::start_call(self, id, meta.version, call, scope)?;
         let Some((signal, task_call)) = detaches else {

@@ -489,6 +489,7 @@ impl Hub {
             task: mcp_tools::TaskGate::open(),
             session: 0,
             time_limit: Some(remaining),
+            label: Some(format!("of task {id}")),
         };
         let call = ToolCall {
             name,

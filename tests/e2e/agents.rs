@@ -215,3 +215,29 @@ async fn an_unused_agent_expires_and_its_data_is_removed() {
     );
     server.shutdown().await;
 }
+
+/// The agent API's long calls are tasks underneath: kept in the store, counted against the
+/// principal's tasks; its quick calls are not.
+#[tokio::test]
+async fn the_agent_api_s_long_calls_are_tasks_underneath() {
+    let mut config = Config::default();
+    config.session.max_tasks_per_principal = 1;
+    let server = TestServer::with_config(config).await;
+    let agent = create(&server).await;
+    let (status, result) =
+        seed_call(&server, &agent, "process_batch", json!({"count": 1000})).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["processed"], 1000, "{result}");
+    // The first task is kept until it expires: a second one is over the limit.
+    let (status, refused) =
+        seed_call(&server, &agent, "process_batch", json!({"count": 1000})).await;
+    assert_eq!(status, 429, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("tasks"),
+        "{refused}"
+    );
+    // A quick call is no task.
+    let (status, sum) = seed_call(&server, &agent, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(status, 200, "{sum}");
+    server.shutdown().await;
+}

@@ -36,10 +36,18 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({ "error": message.into() }))
 }
 
-/// A request the principal's scopes (403) or limits (429, with `Retry-After`) refuse.
+/// A call refused or stopped: by the principal's scopes (403) or limits (429, with
+/// `Retry-After`), by a shutdown (503), or failed inside the server (500).
 fn refused_call(refused: &ErrorObject) -> Response<Body> {
-    if refused.code != error_codes::LIMIT_EXCEEDED {
-        return error(StatusCode::FORBIDDEN, refused.message.clone());
+    match refused.code {
+        error_codes::LIMIT_EXCEEDED => {}
+        error_codes::FORBIDDEN => return error(StatusCode::FORBIDDEN, refused.message.clone()),
+        // The server stopped the call (a shutdown); a task underneath resumes after it.
+        error_codes::SERVER_SHUTTING_DOWN => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, refused.message.clone());
+        }
+        // The call failed inside the server (a task that failed, the task store).
+        _ => return error(StatusCode::INTERNAL_SERVER_ERROR, refused.message.clone()),
     }
     let retry_ms = refused
         .data

@@ -490,7 +490,21 @@ impl Hub {
         }
         let limits = &self.inner.limits;
         limits.check_rate(principal)?;
-        let _slot = limits.begin_call(principal)?;
+        let slot = limits.begin_call(principal)?;
+        let tools = &self.inner.catalog.tools;
+        if tools.get(name).is_some()
+            && tools.task_support(name) != mcp_tools::TaskSupport::Forbidden
+        {
+            // A long call: a task underneath, kept in the store like a 2026-07-28 client's.
+            let call = crate::router::ToolCall {
+                name: name.to_owned(),
+                arguments,
+                progress_token: None,
+                slot: Some(slot),
+            };
+            return self.run_task(principal, call).await.map(Some);
+        }
+        let _slot = slot;
         let token = self.inner.shutdown.child_token();
         let ctx = ToolContext {
             cancel: token.clone(),

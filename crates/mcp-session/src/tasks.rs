@@ -379,6 +379,58 @@ impl Hub {
         meta: RequestMeta,
         answers: Map<String, Value>,
     ) -> Reply {
+        let (record, _) = self.new_task(principal, call, meta, answers).await?;
+        let mut created = task_value(&record, false);
+        created.insert("resultType".to_owned(), json!("task"));
+        CallReply::from_value(&Value::Object(created))
+    }
+
+    /// Runs a call of the agent API (the seeds' HTTP API) as a task and waits for its end:
+    /// such calls of tools that may be tasks are tasks underneath, written to the store like
+    /// any other, so that they resume after a restart and their owner can follow them with
+    /// `tasks/get`.
+    pub(crate) async fn run_task(
+        &self,
+        principal: &Principal,
+        call: ToolCall,
+    ) -> Result<mcp_protocol::CallToolResult, ErrorObject> {
+        let (record, live) = self
+            .new_task(principal, call, no_client(None), Map::new())
+            .await?;
+        live.done.cancelled().await;
+        let ended = live.record().clone();
+        match ended.status {
+            TaskStatus::Completed => ended
+                .result
+                .and_then(|result| serde_json::from_value(result).ok())
+                .ok_or_else(|| ErrorObject::internal("the task completed without a result")),
+            TaskStatus::Failed => Err(ended
+                .error
+                .and_then(|error| serde_json::from_value(error).ok())
+                .unwrap_or_else(|| ErrorObject::internal("the task failed"))),
+            TaskStatus::Cancelled => Err(ErrorObject::new(
+                error_codes::SERVER_SHUTTING_DOWN,
+                format!("task {} was cancelled", record.id),
+            )),
+            // Stopped without ending: a shutdown (it resumes after the restart) or expiry.
+            TaskStatus::Working | TaskStatus::InputRequired => Err(ErrorObject::new(
+                error_codes::SERVER_SHUTTING_DOWN,
+                format!(
+                    "the server stopped task {} before it ended; it resumes after a restart when its tool can",
+                    record.id
+                ),
+            )),
+        }
+    }
+
+    /// Writes a new task's record and starts it: the record as created, and the running task.
+    async fn new_task(
+        &self,
+        principal: &Principal,
+        call: ToolCall,
+        meta: RequestMeta,
+        answers: Map<String, Value>,
+    ) -> Result<(TaskRecord, Arc<Live>), ErrorObject> {
         let config = &self.inner.config;
         let owner = principal.name().to_owned();
         {
@@ -423,10 +475,8 @@ impl Hub {
             self.forget_task(&owner);
             return Err(store_failed(e));
         }
-        let mut created = task_value(&record, false);
-        created.insert("resultType".to_owned(), json!("task"));
-        self.start_task(record, call.slot, meta);
-        CallReply::from_value(&Value::Object(created))
+        let live = self.start_task(record.clone(), call.slot, meta);
+        Ok((record, live))
     }
 
     /// One task fewer for `owner`.
@@ -447,7 +497,7 @@ impl Hub {
         record: TaskRecord,
         slot: Option<crate::limits::CallSlot>,
         capabilities: RequestMeta,
-    ) {
+    ) -> Arc<Live> {
         let id = record.id.clone();
         let name = record.tool.clone();
         let arguments = match &record.arguments {
@@ -502,7 +552,8 @@ impl Hub {
         let run = Router::start_call(self, &label, version, call, scope);
         tokio::spawn(writer(self.clone(), Arc::clone(&live)));
         let span = tracing::info_span!("task", task = %id);
-        tokio::spawn(self.clone().drive(live, run).instrument(span));
+        tokio::spawn(self.clone().drive(Arc::clone(&live), run).instrument(span));
+        live
     }
 
     /// Runs the tool of a task to its end and records how it ended.
@@ -773,17 +824,7 @@ impl Hub {
             if resumable && record.status == TaskStatus::Working {
                 tracing::info!(task = %record.id, tool = %record.tool, "resuming a task after a restart");
                 record.status_message = Some("resumed after a server restart".to_owned());
-                let capabilities = RequestMeta {
-                    version: mcp_protocol::ProtocolVersion::LATEST_MODERN,
-                    capabilities: record
-                        .client_capabilities
-                        .clone()
-                        .and_then(|c| serde_json::from_value(c).ok())
-                        .unwrap_or_default(),
-                    client_info: None,
-                    log_level: None,
-                    progress_token: None,
-                };
+                let capabilities = no_client(record.client_capabilities.clone());
                 self.start_task(record, None, capabilities);
                 resumed += 1;
             } else {
@@ -821,6 +862,20 @@ impl Hub {
             self.expire_task(record).await;
         }
         Ok(expired.len())
+    }
+}
+
+/// What a task knows of a client it cannot reach (after a restart, or the agent API's): the
+/// capabilities it declared, if any.
+fn no_client(capabilities: Option<Value>) -> RequestMeta {
+    RequestMeta {
+        version: mcp_protocol::ProtocolVersion::LATEST_MODERN,
+        capabilities: capabilities
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default(),
+        client_info: None,
+        log_level: None,
+        progress_token: None,
     }
 }
 

@@ -241,3 +241,20 @@ async fn the_agent_api_s_long_calls_are_tasks_underneath() {
     assert_eq!(status, 200, "{sum}");
     server.shutdown().await;
 }
+
+/// A call that fails inside the server is a 500 naming the failure, not a 403.
+#[tokio::test]
+async fn a_call_that_fails_inside_the_server_is_a_500() {
+    let server = TestServer::with_config(crate::client_requests::with_fixtures()).await;
+    let agent = create(&server).await;
+    let (status, failed) = seed_call(&server, &agent, "protocol_error_job", json!({})).await;
+    assert_eq!(status, 500, "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("a deliberate internal failure"),
+        "{failed}"
+    );
+    server.shutdown().await;
+}

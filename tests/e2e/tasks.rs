@@ -216,3 +216,74 @@ async fn tools_say_whether_they_run_as_tasks_to_modern_clients_only() {
     drop(client);
     server.shutdown().await;
 }
+
+/// A task is its owner's: another principal gets the same -32602 as for an id that names
+/// nothing, cannot cancel it, and is not acknowledged for it on a listen stream.
+#[tokio::test]
+async fn another_principal_learns_nothing_of_a_task() {
+    const ALICE: &str = "alice-token-0123456789";
+    const BOB: &str = "bob-token-9876543210";
+    let auth =
+        mcp_server::Auth::new(&[format!("alice={ALICE}"), format!("bob={BOB}")], None).unwrap();
+    let server = TestServer::with_config(Config {
+        auth,
+        ..Config::default()
+    })
+    .await;
+    let connect = |token: &'static str| {
+        let server = &server;
+        async move {
+            let bearer = format!("Bearer {token}");
+            let headers = [
+                ("Sec-WebSocket-Protocol", "mcp"),
+                ("Authorization", bearer.as_str()),
+            ];
+            Client::connect_with_headers(server, "/mcp", &headers)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    let mut alice = connect(ALICE).await;
+    let mut bob = connect(BOB).await;
+    let sleep = json!({"name": "sleep", "arguments": {"ms": 300_000}});
+    let created = alice.request(request(1, "tools/call", sleep)).await;
+    let task = created["result"]["taskId"].clone();
+    assert!(task.is_string(), "{created}");
+    let nothing = json!("0123456789abcdef0123456789abcdef");
+    let unknown = bob
+        .request(request(1, "tasks/get", json!({"taskId": nothing})))
+        .await;
+    let foreign = bob
+        .request(request(2, "tasks/get", json!({"taskId": task})))
+        .await;
+    assert_eq!(foreign["error"]["code"], -32602, "{foreign}");
+    // The same words, but for the id itself.
+    let words = |answer: &Value| {
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace(task.as_str().unwrap(), "ID")
+            .replace(nothing.as_str().unwrap(), "ID")
+    };
+    assert_eq!(words(&foreign), words(&unknown));
+    let cancel = bob
+        .request(request(3, "tasks/cancel", json!({"taskId": task})))
+        .await;
+    assert_eq!(cancel["error"]["code"], -32602, "{cancel}");
+    let params = json!({"notifications": {"taskIds": [task]}});
+    bob.send(request(4, "subscriptions/listen", params)).await;
+    let ack = bob.recv().await;
+    assert_eq!(ack["params"]["notifications"], json!({}), "{ack}");
+    // Alice's task still runs: Bob's cancel did nothing.
+    let state = alice
+        .request(request(2, "tasks/get", json!({"taskId": task})))
+        .await;
+    assert_eq!(state["result"]["status"], "working", "{state}");
+    let ack = alice
+        .request(request(3, "tasks/cancel", json!({"taskId": task})))
+        .await;
+    assert_eq!(ack["result"]["resultType"], "complete", "{ack}");
+    drop((alice, bob));
+    server.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! Tasks (the 2026-07-28 tasks extension) against the real binary over Streamable HTTP: a
 //! `process_batch` task survives `kill -9` and a restart on the same data directory and
-//! ends with the result of an uninterrupted run; a cancelled task stops its work.
+//! ends with the result of an uninterrupted run; one whose tool cannot resume ends failed,
+//! clearly; a cancelled task stops its work.
 
 use serde_json::{Value, json};
 
@@ -117,6 +118,35 @@ async fn a_task_survives_kill_9_and_ends_as_an_uninterrupted_run() {
         result["resumedFrom"].as_u64().is_some(),
         "it resumed: {result}"
     );
+    crate::sigterm(&restarted);
+}
+
+#[tokio::test]
+async fn a_task_whose_tool_cannot_resume_fails_clearly_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let (mut child, address) = start(&["--data-dir", &data]).await;
+    let task = create(&address, "sleep", json!({"ms": 300_000})).await;
+    assert_eq!(get(&address, &task).await["status"], "working");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let (restarted, _) = crate::spawn(
+        &["--listen", &address, "--data-dir", &data],
+        std::process::Stdio::null(),
+    )
+    .await;
+    // Ended at the start, never reported completed.
+    let ended = get(&address, &task).await;
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert_eq!(ended["error"]["code"], -32004, "{ended}");
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`sleep` cannot resume"),
+        "{ended}"
+    );
+    assert!(ended.get("result").is_none(), "{ended}");
     crate::sigterm(&restarted);
 }
 

@@ -7,11 +7,7 @@ use std::time::Duration;
 use mcp_client::{CallEvent, Client, Options, Reconnect, Status};
 use serde_json::{Map, Value, json};
 
-use std::process::Stdio;
-
-use tokio::process::Child;
-
-use crate::{HANG, get_json, spawn, start};
+use crate::{HANG, get_json, start};
 
 fn args(value: Value) -> Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
@@ -86,7 +82,7 @@ async fn across_a_restart(scheme: &str) {
                     }
                 }
                 // The server comes back on the same address, from the same data.
-                child = restart(&address, &data).await;
+                child = crate::restart(&address, &data).await;
             }
             CallEvent::Done(result) => break result.unwrap(),
         }
@@ -103,11 +99,4 @@ async fn across_a_restart(scheme: &str) {
     assert_eq!(*status.borrow(), Status::Connected);
     client.close().await;
     crate::sigterm(&child);
-}
-
-/// Starts the binary again on `address`, with the data in `data`.
-async fn restart(address: &str, data: &str) -> Child {
-    let (child, first) = spawn(&["--listen", address, "--data-dir", data], Stdio::null()).await;
-    assert_eq!(first.trim_end(), format!("listening on http://{address}"));
-    child
 }

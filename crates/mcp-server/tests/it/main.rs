@@ -104,6 +104,13 @@ async fn close_code(socket: &mut Socket) -> (u16, String) {
     }
 }
 
+/// Starts the binary again on `address`, with the data in `data`.
+async fn restart(address: &str, data: &str) -> Child {
+    let (child, first) = spawn(&["--listen", address, "--data-dir", data], Stdio::null()).await;
+    assert_eq!(first.trim_end(), format!("listening on http://{address}"));
+    child
+}
+
 fn sigterm(child: &Child) {
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")

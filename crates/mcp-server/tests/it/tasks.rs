@@ -104,11 +104,7 @@ async fn a_task_survives_kill_9_and_ends_as_an_uninterrupted_run() {
     child.wait().await.unwrap();
 
     // The server comes back on the same address, from the same data, and carries on.
-    let (restarted, _) = crate::spawn(
-        &["--listen", &address, "--data-dir", &data],
-        std::process::Stdio::null(),
-    )
-    .await;
+    let restarted = crate::restart(&address, &data).await;
     let ended = until(&address, &task, terminal).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     let result = &ended["result"]["structuredContent"];
@@ -130,11 +126,7 @@ async fn a_task_whose_tool_cannot_resume_fails_clearly_after_kill_9() {
     assert_eq!(get(&address, &task).await["status"], "working");
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let (restarted, _) = crate::spawn(
-        &["--listen", &address, "--data-dir", &data],
-        std::process::Stdio::null(),
-    )
-    .await;
+    let restarted = crate::restart(&address, &data).await;
     // Ended at the start, never reported completed.
     let ended = get(&address, &task).await;
     assert_eq!(ended["status"], "failed", "{ended}");

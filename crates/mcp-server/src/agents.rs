@@ -117,7 +117,7 @@ pub(crate) async fn route(
                 Err(response) => return response,
             };
             if method == Method::GET {
-                show(record)
+                show(record, server).await
             } else {
                 delete(&record.id, server).await
             }
@@ -155,8 +155,25 @@ async fn create(request: Request<Incoming>, server: &Hub, principal: &str) -> Re
     json_response(StatusCode::CREATED, &json!({ "agentId": id }))
 }
 
-fn show(record: SessionRecord) -> Response<Body> {
+/// An agent (a stored session) as the seeds show it, with its running calls; a long
+/// tool's call shows how far its task got (`status`, `progress`, `total`, `checkpoint`).
+async fn show(record: SessionRecord, server: &Hub) -> Response<Body> {
     let last_result = record.history.last().map(|h| h.result.clone());
+    let mut operations = Vec::with_capacity(record.operations.len());
+    for op in &record.operations {
+        let mut shown = serde_json::to_value(op).unwrap_or(Value::Null);
+        let task = match &op.task {
+            Some(task) => server.store().load_task(task).await.ok().flatten(),
+            None => None,
+        };
+        if let (Value::Object(shown), Some(task)) = (&mut shown, task) {
+            shown.insert("status".to_owned(), json!(task.status));
+            shown.insert("progress".to_owned(), json!(task.progress));
+            shown.insert("total".to_owned(), json!(task.total));
+            shown.insert("checkpoint".to_owned(), json!(task.checkpoint));
+        }
+        operations.push(shown);
+    }
     json_response(
         StatusCode::OK,
         &json!({
@@ -166,7 +183,7 @@ fn show(record: SessionRecord) -> Response<Body> {
             "lastActiveAt": record.last_active_ms,
             "history": record.history,
             "lastResult": last_result,
-            "operations": record.operations,
+            "operations": operations,
         }),
     )
 }

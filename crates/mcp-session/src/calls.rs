@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mcp_protocol::{ErrorObject, RequestId, Response};
-use mcp_tools::CheckpointSink;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::task;
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Outcome;
 use crate::outbound::{Answered, Regarding};
 use crate::resources::Status;
-use crate::store::OperationRecord;
+use crate::store::{OperationRecord, TaskId};
 
 /// A batch's number within its session.
 pub(crate) type BatchId = u64;
@@ -377,20 +376,26 @@ impl CallTable {
     }
 }
 
-/// The running calls of a resumable session, as the store should know them. Updated by the
-/// calls' progress and checkpoints from any thread; written by the session.
+/// The running calls of a resumable session, as the store should know them: which they
+/// are, and for a long tool's call its task, which keeps its progress, checkpoint and
+/// outcome. Written by the session when the set changes.
 #[derive(Default)]
 pub(crate) struct Operations {
     running: Mutex<HashMap<RequestId, OperationRecord>>,
     /// The set changed (a call started or finished): write at the next flush.
     changed: AtomicBool,
-    /// Only progress or checkpoints changed: written at most once per second.
-    moved: AtomicBool,
+    /// The tasks of calls that ended: removed once the session's record without them, and
+    /// its log with their answers, is written.
+    answered: Mutex<Vec<TaskId>>,
 }
 
 impl Operations {
     fn lock(&self) -> MutexGuard<'_, HashMap<RequestId, OperationRecord>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn answered(&self) -> MutexGuard<'_, Vec<TaskId>> {
+        self.answered.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn insert(&self, record: OperationRecord) {
@@ -399,23 +404,9 @@ impl Operations {
     }
 
     pub(crate) fn remove(&self, id: &RequestId) {
-        if self.lock().remove(id).is_some() {
+        if let Some(op) = self.lock().remove(id) {
+            self.answered().extend(op.task);
             self.changed.store(true, Ordering::Release);
-        }
-    }
-
-    pub(crate) fn progress(&self, id: &RequestId, progress: f64, total: Option<f64>) {
-        if let Some(op) = self.lock().get_mut(id) {
-            op.progress = progress;
-            op.total = total;
-            self.moved.store(true, Ordering::Release);
-        }
-    }
-
-    fn checkpoint(&self, id: &RequestId, state: Value) {
-        if let Some(op) = self.lock().get_mut(id) {
-            op.checkpoint = Some(state);
-            self.moved.store(true, Ordering::Release);
         }
     }
 
@@ -424,47 +415,27 @@ impl Operations {
         self.changed.store(true, Ordering::Release);
     }
 
-    /// The running calls to write, if they need writing: always when the set changed, and
-    /// when only progress moved, if `progress_due`.
-    pub(crate) fn take_if_due(&self, progress_due: bool) -> Option<Vec<OperationRecord>> {
-        let changed = self.changed.swap(false, Ordering::AcqRel);
-        let moved = progress_due && self.moved.swap(false, Ordering::AcqRel);
-        if !changed && !moved {
+    /// The running calls to write, if the set changed, and the tasks that a successful
+    /// write of them lets go (hand them back with [`Self::write_failed`] otherwise).
+    pub(crate) fn take_if_changed(&self) -> Option<(Vec<OperationRecord>, Vec<TaskId>)> {
+        if !self.changed.swap(false, Ordering::AcqRel) {
             return None;
         }
-        if changed {
-            self.moved.store(false, Ordering::Release);
-        }
+        let answered = std::mem::take(&mut *self.answered());
         let mut ops: Vec<OperationRecord> = self.lock().values().cloned().collect();
         ops.sort_by_key(|op| op.started_ms);
-        Some(ops)
+        Some((ops, answered))
     }
 
     /// Puts the write back after a failed flush.
-    pub(crate) fn write_failed(&self) {
+    pub(crate) fn write_failed(&self, answered: Vec<TaskId>) {
+        self.answered().extend(answered);
         self.changed.store(true, Ordering::Release);
     }
 
     /// Whether a call started or ended since the last write.
     pub(crate) fn has_changed(&self) -> bool {
         self.changed.load(Ordering::Acquire)
-    }
-
-    /// Whether progress moved since the last write.
-    pub(crate) fn has_moved(&self) -> bool {
-        self.moved.load(Ordering::Acquire)
-    }
-}
-
-/// Keeps a call's checkpoints with its operation record.
-pub(crate) struct OperationCheckpoint {
-    pub(crate) operations: std::sync::Arc<Operations>,
-    pub(crate) id: RequestId,
-}
-
-impl CheckpointSink for OperationCheckpoint {
-    fn save(&self, state: Value) {
-        self.operations.checkpoint(&self.id, state);
     }
 }
 

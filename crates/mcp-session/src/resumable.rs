@@ -21,9 +21,7 @@ use tokio::time::Instant;
 
 use crate::calls::{Finished, Operations};
 use crate::hub::Claim;
-use crate::limits::CallSlot;
 use crate::outbound::{Answered, AttachError, OutboundQueue, Regarding};
-use crate::router::ToolCall;
 use crate::store::{
     HistoryEntry, LogEntry, OperationRecord, SessionId, SessionRecord, SessionStore, Update, now_ms,
 };
@@ -74,8 +72,8 @@ pub(crate) struct Resumable {
     pub(crate) protocol_version: Option<String>,
     /// After a failed write: when to try again.
     pub(crate) retry_at: Option<Instant>,
-    /// When the running calls were last written.
-    pub(crate) operations_written: Instant,
+    /// The tasks of answered calls that the last write let go: the session removes them.
+    pub(crate) answered: Vec<crate::store::TaskId>,
     /// The grace period passed without a connection: the running calls were cancelled and
     /// the session ends once they are done.
     pub(crate) expired: bool,
@@ -101,7 +99,7 @@ impl Resumable {
             history: Vec::new(),
             protocol_version: None,
             retry_at: None,
-            operations_written: Instant::now(),
+            answered: Vec::new(),
             expired: false,
             control,
             client_name: None,
@@ -237,8 +235,10 @@ pub(crate) async fn load_log(
     }
 }
 
-/// The highest progress the log sent for `token`: what the client may have seen.
-pub(crate) fn progress_sent(entries: &[LogEntry], token: &ProgressToken) -> Option<f64> {
+/// The newest progress the log sent with `token` (a coalesced notification replaces an
+/// older one in place, so the newest is the furthest): how far the client saw a call get,
+/// and out of how much.
+pub(crate) fn progress_sent(entries: &[LogEntry], token: &ProgressToken) -> Option<Seen> {
     let token = token.to_value();
     entries
         .iter()
@@ -247,13 +247,23 @@ pub(crate) fn progress_sent(entries: &[LogEntry], token: &ProgressToken) -> Opti
         .filter(|m| m.get("method").and_then(Value::as_str) == Some(methods::PROGRESS))
         .filter_map(|m| {
             let params = m.get("params")?;
-            (params.get("progressToken")? == &token).then(|| params.get("progress")?.as_f64())?
+            (params.get("progressToken")? == &token).then(|| {
+                Some(Seen {
+                    progress: params.get("progress")?.as_f64()?,
+                    total: params.get("total").and_then(Value::as_f64),
+                })
+            })?
         })
-        .reduce(f64::max)
+        .reduce(|a, b| if b.progress >= a.progress { b } else { a })
 }
 
-/// How often the progress and checkpoints of running calls are written, at most.
-const OPERATIONS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// How far a client saw a call get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Seen {
+    pub(crate) progress: f64,
+    pub(crate) total: Option<f64>,
+}
+
 /// How long to wait before writing again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -270,15 +280,14 @@ pub(crate) enum Flushed {
 
 impl Resumable {
     /// Writes what changed to the store: new messages, completed calls, and the running
-    /// calls (with `operations_due`, also when only their progress moved). Messages can be
-    /// sent once written; a failed write is retried after a second.
+    /// calls when they changed. Messages can be sent once written; a failed write is retried
+    /// after a second.
     pub(crate) async fn flush(
         &mut self,
         store: &dyn SessionStore,
         outbound: &OutboundQueue,
         owner: &str,
         log_cap: usize,
-        operations_due: bool,
     ) -> Flushed {
         if !self.created {
             let record =
@@ -293,8 +302,10 @@ impl Resumable {
             }
         }
         let entries = outbound.take_unpersisted();
-        let operations = self.operations.take_if_due(operations_due);
-        let wrote_operations = operations.is_some();
+        let (operations, answered) = self
+            .operations
+            .take_if_changed()
+            .map_or((None, None), |(ops, answered)| (Some(ops), Some(answered)));
         let update = Update {
             last_active_ms: Some(now_ms()),
             protocol_version: self.protocol_version.take(),
@@ -306,9 +317,7 @@ impl Resumable {
         match store.update(&self.id, &update).await {
             Ok(()) => {
                 outbound.mark_persisted(&entries);
-                if wrote_operations {
-                    self.operations_written = Instant::now();
-                }
+                self.answered.extend(answered.into_iter().flatten());
                 Flushed::Written
             }
             Err(StoreError::NotFound(_)) => {
@@ -319,8 +328,8 @@ impl Resumable {
                 tracing::error!(error = %e, "could not write the session; retrying");
                 self.history = update.history;
                 self.protocol_version = update.protocol_version;
-                if wrote_operations {
-                    self.operations.write_failed();
+                if let Some(answered) = answered {
+                    self.operations.write_failed(answered);
                 }
                 outbound.retry_persist();
                 self.retry_at = Some(Instant::now() + STORE_RETRY);
@@ -364,27 +373,13 @@ impl Resumable {
 
     /// When the running calls are next due to be written: at once when a call started or
     /// ended (a call that started is on record before a crash could lose it, even when it
-    /// sends nothing), and once a second while calls run, for their progress and
-    /// checkpoints, which do not wake the session themselves. Not while a failed write
-    /// waits for its retry, which writes them too.
-    pub(crate) fn operations_due(&self, running: bool) -> Option<Instant> {
-        if self.retry_at.is_some() {
-            None
-        } else if self.operations.has_changed() {
-            Some(Instant::now())
-        } else {
-            running.then_some(self.operations_written + OPERATIONS_WRITE_INTERVAL)
+    /// sends nothing). Their progress and checkpoints are their tasks' to write. Not while a
+    /// failed write waits for its retry, which writes them too.
+    pub(crate) fn operations_due(&self) -> Option<Instant> {
+        match self.retry_at.is_none() && self.operations.has_changed() {
+            true => Some(Instant::now()),
+            false => None,
         }
-    }
-
-    /// Whether the running calls changed or moved since they were written; if not, the next
-    /// look is a second away.
-    pub(crate) fn operations_moved(&mut self) -> bool {
-        let moved = self.operations.has_changed() || self.operations.has_moved();
-        if !moved {
-            self.operations_written = Instant::now();
-        }
-        moved
     }
 
     /// When the grace period of a session without a connection ends.
@@ -488,35 +483,6 @@ pub(crate) fn expired_error(grace: Duration) -> ErrorObject {
             crate::router::show(grace)
         ),
     )
-}
-
-/// What a resumed call starts from.
-pub(crate) struct Resume {
-    pub(crate) checkpoint: Option<Value>,
-    /// The highest progress its client may have seen.
-    pub(crate) seen: Option<f64>,
-}
-
-/// The call a restart interrupted, to start again from its checkpoint, holding `slot`.
-pub(crate) fn resumed_call(
-    op: OperationRecord,
-    slot: CallSlot,
-    seen: Option<f64>,
-) -> (RequestId, ToolCall, Resume) {
-    let call = ToolCall {
-        name: op.tool,
-        arguments: match op.arguments {
-            Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        },
-        progress_token: op.progress_token,
-        slot: Some(slot),
-    };
-    let resume = Resume {
-        checkpoint: op.checkpoint,
-        seen,
-    };
-    (op.request_id, call, resume)
 }
 
 /// What a resuming connection found.
@@ -624,8 +590,8 @@ pub(crate) async fn claim(
 pub(crate) struct Restored {
     pub(crate) resumable: Resumable,
     pub(crate) version: ProtocolVersion,
-    /// The calls that were running, with the highest progress their client may have seen.
-    pub(crate) interrupted: Vec<(OperationRecord, Option<f64>)>,
+    /// The calls that were running, with how far their client saw them get.
+    pub(crate) interrupted: Vec<(OperationRecord, Option<Seen>)>,
 }
 
 /// Restores the stored session into `outbound`: its log after `last_seq`, behind
@@ -670,7 +636,7 @@ pub(crate) async fn restore(
     outbound.make_resumable(hub.inner.config.resume_log, true);
     let regarding = Regarding::Answer(Answered::to(request.clone()));
     let text = hub.initialize_text(version, &record.id, request);
-    let interrupted: Vec<(OperationRecord, Option<f64>)> = record
+    let interrupted: Vec<(OperationRecord, Option<Seen>)> = record
         .operations
         .into_iter()
         .map(|op| {
@@ -698,43 +664,49 @@ pub(crate) async fn restore(
 }
 
 /// What a client is told of a call that was running when the server stopped: a warning
-/// notice, and unless its tool resumes (`resumes`), the -32004 error that answers it.
-pub(crate) fn interrupted(
-    op: &OperationRecord,
-    seen: Option<f64>,
-    resumes: bool,
-) -> (Notification, Option<ErrorObject>) {
-    let progress = seen.unwrap_or(op.progress);
-    let how_far = match op.total {
-        Some(total) => format!("{progress} of {total}"),
-        None => format!("{progress}"),
-    };
-    tracing::info!(id = %op.request_id, tool = %op.tool, %how_far, resumes, "interrupted call");
+/// notice that says whether it carries on (`resumed`: its task was resumed, or ended after
+/// resuming).
+pub(crate) fn interrupted(op: &OperationRecord, seen: Option<Seen>, resumed: bool) -> Notification {
+    let (progress, total, how_far) = how_far(seen);
+    tracing::info!(id = %op.request_id, tool = %op.tool, %how_far, resumed, "interrupted call");
     let message = format!(
         "request {} ({}) was interrupted by a server restart after {how_far}{}",
         op.request_id,
         op.tool,
-        if resumes { "; it is resumed" } else { "" }
+        if resumed { "; it is resumed" } else { "" }
     );
     let data = serde_json::json!({
         "event": "interrupted",
         "requestId": op.request_id,
         "tool": op.tool,
+        "task": op.task,
         "progress": progress,
-        "total": op.total,
-        "resumed": resumes,
+        "total": total,
+        "resumed": resumed,
         "message": message,
     });
-    let notice = Notification {
+    Notification {
         method: methods::MESSAGE.to_owned(),
         params: Some(serde_json::json!({"level": "warning", "logger": "session", "data": data})),
+    }
+}
+
+/// The -32004 error of a call a restart interrupted that nothing resumes.
+pub(crate) fn interrupted_error(op: &OperationRecord, seen: Option<Seen>) -> ErrorObject {
+    let (progress, total, how_far) = how_far(seen);
+    ErrorObject::new(
+        error_codes::INTERRUPTED,
+        format!("the call was interrupted by a server restart after {how_far}; call it again"),
+    )
+    .with_data(serde_json::json!({"tool": op.tool, "progress": progress, "total": total}))
+}
+
+/// How far a call got, as numbers and in words.
+fn how_far(seen: Option<Seen>) -> (f64, Option<f64>, String) {
+    let (progress, total) = seen.map_or((0.0, None), |s| (s.progress, s.total));
+    let words = match total {
+        Some(total) => format!("{progress} of {total}"),
+        None => format!("{progress}"),
     };
-    let refusal = (!resumes).then(|| {
-        ErrorObject::new(
-            error_codes::INTERRUPTED,
-            format!("the call was interrupted by a server restart after {how_far}; call it again"),
-        )
-        .with_data(serde_json::json!({"tool": op.tool, "progress": progress, "total": op.total}))
-    });
-    (notice, refusal)
+    (progress, total, words)
 }

@@ -33,11 +33,14 @@ use crate::metrics::Outcome;
 use crate::outbound::{Answered, Coalesce, OutboundQueue, Regarding, with_member};
 use crate::peer::PendingTable;
 use crate::resources::{Resources, STATS_URI};
-use crate::resumable::{self, Control, Flushed, Resumable, Resume, resume_request, wants_resume};
+use crate::resumable::{self, Control, Flushed, Resumable, resume_request, wants_resume};
 use crate::router::{self, Polled, RequestContext, Route, Router, ToolCall, to_value};
 use crate::sinks::{SessionSinks, session_client, updated_text};
 use crate::store::{OperationRecord, now_ms};
 use crate::{Hub, Peer, Principal, SessionId};
+
+/// A call the session runs: a tool of its own, or the wait for a task.
+pub(super) type CallRun = Pin<Box<dyn Future<Output = crate::calls::Reply> + Send>>;
 
 mod modern;
 mod resume;
@@ -220,7 +223,7 @@ impl Session {
                         break SessionEnd::ShuttingDown;
                     }
                     Some(done) = self.tasks.join_next_with_id() => self.finished(done).await,
-                    () = self.outbound.unpersisted(), if flush => Box::pin(self.flush(false)).await,
+                    () = self.outbound.unpersisted(), if flush => Box::pin(self.flush()).await,
                     // What is due, one at a time, in order; another that is due too fires at
                     // once on the next turn.
                     () = &mut timer, if next_due.is_some() => {
@@ -251,7 +254,7 @@ impl Session {
             if self.resumable.is_some() && !self.deleted {
                 // What the session produced last (cancellations, a shutdown's errors) is
                 // kept for the client's next resume.
-                Box::pin(self.flush(true)).await;
+                Box::pin(self.flush()).await;
             }
             tracing::debug!(?end, cancelled = self.calls.len(), "session ended");
             // Dropping the session (here, or wherever `run` is abandoned) releases everything.
@@ -292,7 +295,7 @@ impl Session {
             (Due::Retry, resumable.and_then(|r| r.retry_at)),
             (
                 Due::Operations,
-                resumable.and_then(|r| r.operations_due(running)),
+                resumable.and_then(Resumable::operations_due),
             ),
             (Due::Drain, self.drain.as_ref().map(Drain::next_due)),
             (
@@ -326,17 +329,9 @@ impl Session {
                 if let Some(r) = &mut self.resumable {
                     r.retry_at = None;
                 }
-                self.flush(false).await;
+                self.flush().await;
             }
-            Due::Operations => {
-                if self
-                    .resumable
-                    .as_mut()
-                    .is_some_and(Resumable::operations_moved)
-                {
-                    self.flush(true).await;
-                }
-            }
+            Due::Operations => self.flush().await,
             Due::Drain => {
                 if self.advance_drain().await {
                     self.outbound.close(CloseReason::ShuttingDown);
@@ -395,24 +390,23 @@ impl Session {
     }
 
     /// Writes what changed to the store (see [`Resumable::flush`]).
-    async fn flush(&mut self, operations_due: bool) {
+    async fn flush(&mut self) {
         let Some(r) = &mut self.resumable else {
             return;
         };
         let store = Arc::clone(&self.hub.inner.store);
         let log_cap = self.hub.inner.config.resume_log;
         let owner = self.principal.name();
-        if r.flush(
-            store.as_ref(),
-            &self.outbound,
-            owner,
-            log_cap,
-            operations_due,
-        )
-        .await
+        if r.flush(store.as_ref(), &self.outbound, owner, log_cap)
+            .await
             == Flushed::Gone
         {
             self.deleted = true;
+        }
+        let answered = std::mem::take(&mut r.answered);
+        if !answered.is_empty() {
+            // Not in the session's way: a task left behind only expires later.
+            tokio::spawn(self.hub.clone().drop_session_tasks(answered));
         }
     }
 
@@ -700,7 +694,7 @@ impl Session {
                     .route(&self.hub, &method, &ctx, params)?
                 {
                     Route::Answer(value) => Ok(Handled::Reply(Response::ok(id, value))),
-                    Route::Call(call) => self.start_call(id, call, version, batch, None),
+                    Route::Call(call) => self.start_call(id, call, version, batch),
                     Route::Pending(answer) => Ok(self.answer_later(id, &method, answer, batch)),
                 }
             }
@@ -725,45 +719,53 @@ impl Session {
         to_value(self.hub.initialize_result(version))
     }
 
-    /// Starts an admitted tool call (a new one, or one resumed after a restart), with sinks
-    /// into this session: polled once here, and spawned if it is not done at once.
+    /// Starts an admitted tool call with sinks into this session: polled once here, and
+    /// spawned if it is not done at once. In a resumable session, a call of a long tool (one
+    /// that may be a task, or resumes) runs as a task, which keeps its progress, checkpoint
+    /// and outcome in the store; the session follows it.
     fn start_call(
         &mut self,
         id: RequestId,
         call: ToolCall,
         version: ProtocolVersion,
         batch: Option<BatchId>,
-        resume: Option<Resume>,
     ) -> Result<Handled, ErrorObject> {
         let token = self.token.child_token();
         let operation = self.resources.start(&id, &call.name);
-        let operations = self.calls.operations().cloned();
-        let (checkpoint, seen) = resume.map_or((None, None), |r| (r.checkpoint, r.seen));
-        let record = operations.is_some().then(|| OperationRecord {
+        let mut record = self.calls.operations().is_some().then(|| OperationRecord {
             request_id: id.clone(),
             tool: call.name.clone(),
             arguments: Value::Object(call.arguments.clone()),
             progress_token: call.progress_token.clone(),
-            progress: seen.unwrap_or(0.0),
-            total: None,
-            checkpoint: checkpoint.clone(),
+            task: None,
             started_ms: now_ms(),
         });
-        let scope = SessionSinks {
-            outbound: &self.outbound,
-            resources: &self.resources,
-            operations: operations.as_ref(),
-            log: &self.log_sink,
-            peer: &self.peer,
-            capabilities: self.client.as_ref(),
-            progress_interval: self.hub.inner.config.progress_interval,
-            session: self.id,
-        }
-        .scope(&id, &call, &token, &operation, checkpoint, seen);
         let history = record
             .as_ref()
             .map(|r| (r.tool.clone(), r.arguments.clone()));
-        let run = Router::start_call(&self.hub, &id, version, call, scope)?;
+        let sinks = self.sinks();
+        let tools = &self.hub.inner.catalog.tools;
+        let long = tools.task_support(&call.name) != mcp_tools::TaskSupport::Forbidden
+            || tools.is_resumable(&call.name);
+        let run: CallRun = match (&mut record, &self.resumable) {
+            (Some(record), Some(resumable)) if long => {
+                let front = sinks.front(&call, &token, &operation, None);
+                let (task, run) = self.hub.start_session_task(
+                    &self.principal,
+                    &resumable.id,
+                    version,
+                    call,
+                    front,
+                    &token,
+                )?;
+                record.task = Some(task);
+                Box::pin(run)
+            }
+            _ => {
+                let scope = sinks.scope(&call, &token, &operation);
+                Router::start_call(&self.hub, &id, version, call, scope)?
+            }
+        };
         let info = CallInfo {
             method: methods::TOOLS_CALL,
             started: Instant::now(),
@@ -771,6 +773,19 @@ impl Session {
             call: history,
         };
         Ok(self.launch(id, run, token, batch, info, record))
+    }
+
+    /// What this session lends its tool calls.
+    fn sinks(&self) -> SessionSinks<'_> {
+        SessionSinks {
+            outbound: &self.outbound,
+            resources: &self.resources,
+            log: &self.log_sink,
+            peer: &self.peer,
+            capabilities: self.client.as_ref(),
+            progress_interval: self.hub.inner.config.progress_interval,
+            session: self.id,
+        }
     }
 
     /// Answers request `id` when `answer` is done (it may ask the client first), as a call:

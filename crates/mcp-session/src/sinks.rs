@@ -6,26 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_protocol::{
-    ClientCapabilities, LoggingLevel, Message, Notification, ProgressParams, ProgressToken,
-    RequestId, methods,
+    ClientCapabilities, LoggingLevel, Message, Notification, ProgressParams, ProgressToken, methods,
 };
 use mcp_tools::{Checkpoint, LogSink, Logger, Progress, ProgressSink, ProgressUpdate};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::Peer;
-use crate::calls::{OperationCheckpoint, Operations};
 use crate::hub::Notices;
 use crate::outbound::{Coalesce, OutboundQueue};
 use crate::resources::Resources;
 use crate::router::{CallScope, ToolCall};
+use crate::tasks::Front;
 
 /// What a 2025 session lends its tool calls.
 pub(crate) struct SessionSinks<'a> {
     pub(crate) outbound: &'a OutboundQueue,
     pub(crate) resources: &'a Arc<Resources>,
-    /// Set for a resumable session: where the call's progress and checkpoints are recorded.
-    pub(crate) operations: Option<&'a Arc<Operations>>,
     pub(crate) log: &'a Arc<Notices>,
     pub(crate) peer: &'a Peer,
     pub(crate) capabilities: Option<&'a Arc<ClientCapabilities>>,
@@ -34,56 +31,68 @@ pub(crate) struct SessionSinks<'a> {
 }
 
 impl SessionSinks<'_> {
-    /// The scope of call `id`, whose resource is `operation`; a resumed call carries on from
-    /// its `checkpoint`, after the progress its client has `seen`.
+    /// The scope of a call whose resource is `operation`, run by the session.
     pub(crate) fn scope(
         self,
-        id: &RequestId,
         call: &ToolCall,
         token: &CancellationToken,
         operation: &str,
-        checkpoint: Option<Value>,
-        seen: Option<f64>,
     ) -> CallScope {
-        // Progress always feeds the call's resource; it becomes notifications only for a
-        // caller that gave a token.
-        let mut progress = Progress::new(
-            Arc::new(ProgressNotifier {
-                progress_token: call.progress_token.clone(),
-                outbound: self.outbound.clone(),
-                call: token.clone(),
-                resource: Some((Arc::clone(self.resources), operation.to_owned())),
-                operations: self.operations.map(|o| (Arc::clone(o), id.clone())),
-            }),
-            self.progress_interval,
-        );
-        if let Some(seen) = seen {
-            progress.continue_after(seen);
-        }
-        let checkpoint = match self.operations {
-            Some(operations) => Checkpoint::new(
-                Arc::new(OperationCheckpoint {
-                    operations: Arc::clone(operations),
-                    id: id.clone(),
-                }),
-                checkpoint,
-            ),
-            None => Checkpoint::none(),
-        };
         CallScope {
             cancel: token.clone(),
-            progress,
-            checkpoint,
+            progress: Progress::new(
+                self.notifier(call, token, operation),
+                self.progress_interval,
+            ),
+            checkpoint: Checkpoint::none(),
             log: Logger::new(self.log.clone(), call.name.clone()),
-            client: mcp_tools::Client::new(Arc::new(ToolClient {
-                peer: self.peer.clone(),
-                capabilities: self.capabilities.cloned().unwrap_or_default(),
-            })),
+            client: mcp_tools::Client::new(self.client()),
             task: mcp_tools::TaskGate::open(),
             session: self.session,
             time_limit: None,
             label: None,
         }
+    }
+
+    /// What a call whose resource is `operation`, run by a task, tells the session; a
+    /// resumed call's client has `seen` its progress up to there.
+    pub(crate) fn front(
+        self,
+        call: &ToolCall,
+        token: &CancellationToken,
+        operation: &str,
+        seen: Option<f64>,
+    ) -> Front {
+        Front {
+            progress: self.notifier(call, token, operation),
+            after: seen,
+            log: self.log.clone(),
+            client: self.client(),
+            session: self.session,
+        }
+    }
+
+    /// Progress always feeds the call's resource; it becomes notifications only for a
+    /// caller that gave a token.
+    fn notifier(
+        &self,
+        call: &ToolCall,
+        token: &CancellationToken,
+        operation: &str,
+    ) -> Arc<ProgressNotifier> {
+        Arc::new(ProgressNotifier {
+            progress_token: call.progress_token.clone(),
+            outbound: self.outbound.clone(),
+            call: token.clone(),
+            resource: Some((Arc::clone(self.resources), operation.to_owned())),
+        })
+    }
+
+    fn client(&self) -> Arc<ToolClient> {
+        Arc::new(ToolClient {
+            peer: self.peer.clone(),
+            capabilities: self.capabilities.cloned().unwrap_or_default(),
+        })
     }
 }
 
@@ -97,8 +106,6 @@ pub(crate) struct ProgressNotifier {
     call: CancellationToken,
     /// A 2025 session's resources, and the call's resource there.
     resource: Option<(Arc<Resources>, String)>,
-    /// A resumable session's record of the call, and its id there.
-    operations: Option<(Arc<Operations>, RequestId)>,
 }
 
 impl ProgressNotifier {
@@ -113,7 +120,6 @@ impl ProgressNotifier {
             outbound,
             call,
             resource: None,
-            operations: None,
         }
     }
 }
@@ -122,9 +128,6 @@ impl ProgressSink for ProgressNotifier {
     fn send(&self, update: ProgressUpdate) {
         if self.call.is_cancelled() {
             return;
-        }
-        if let Some((operations, id)) = &self.operations {
-            operations.progress(id, update.progress, update.total);
         }
         if let Some((resources, operation)) = &self.resource
             && resources.progress(

@@ -90,8 +90,10 @@ pub struct HistoryEntry {
     pub at_ms: u64,
 }
 
-/// A tool call that was running when the record was last written: after a crash it is
-/// reported to the resuming client as interrupted, and resumed when its tool can resume.
+/// A tool call that was running when the record was last written. A call of a long tool
+/// (one that may be a task, or resumes) is a task underneath ([`TaskRecord`] with
+/// [`TaskRecord::session`]): its progress, checkpoint and outcome live there, and a
+/// resuming client gets the outcome of the task; any other call is reported interrupted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationRecord {
@@ -104,14 +106,9 @@ pub struct OperationRecord {
     /// The caller's progress token, if it asked for progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_token: Option<ProgressToken>,
-    /// How far it got, as last reported.
-    pub progress: f64,
-    /// Out of how much, if known.
+    /// The task that runs it, for a long tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<f64>,
-    /// The tool's last checkpoint: what it needs to carry on instead of starting over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<Value>,
+    pub task: Option<TaskId>,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
 }
@@ -195,12 +192,26 @@ pub struct TaskRecord {
     /// tool may ask of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_capabilities: Option<Value>,
+    /// The resumable 2025 session whose call the task runs, if it is one: its client gets
+    /// the outcome as the call's response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
+    /// The protocol revision whose result shape the call answers with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
 }
 
 impl TaskRecord {
-    /// When the task expires, in milliseconds since the Unix epoch.
+    /// When the task expires, in milliseconds since the Unix epoch: `ttl_ms` after its
+    /// creation. A session's task runs as long as the call may (its session ends it), and is
+    /// kept `ttl_ms` after it ended, for a client that resumes the session late; its session
+    /// removes it once the answer is in the session's log.
     pub fn expires_ms(&self) -> u64 {
-        self.created_ms.saturating_add(self.ttl_ms)
+        match (&self.session, self.status.is_terminal()) {
+            (None, _) => self.created_ms.saturating_add(self.ttl_ms),
+            (Some(_), false) => u64::MAX,
+            (Some(_), true) => self.updated_ms.saturating_add(self.ttl_ms),
+        }
     }
 }
 

@@ -71,7 +71,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A task running here.
-struct Live {
+pub(crate) struct Live {
     record: Mutex<TaskRecord>,
     /// Stops the tool.
     cancel: CancellationToken,
@@ -94,10 +94,29 @@ struct Live {
     checkpointed: Mutex<Option<f64>>,
     /// The task expired and its record is removed: nothing writes it again.
     expired: AtomicBool,
+    /// The session whose call the task runs, while it listens.
+    front: Mutex<Option<Front>>,
+}
+
+/// Where a session's task sends what it produces besides its record: the session that
+/// runs the call, live in this process. A task resumed after a restart has none until its
+/// session is resumed too.
+#[derive(Clone)]
+pub(crate) struct Front {
+    /// The call's progress notifications (and its operation resource).
+    pub(crate) progress: Arc<dyn mcp_tools::ProgressSink>,
+    /// Progress up to this much has reached the client already: none of it again.
+    pub(crate) after: Option<f64>,
+    /// The session's log messages.
+    pub(crate) log: Arc<dyn mcp_tools::LogSink>,
+    /// The session's client, asked over the session's connection.
+    pub(crate) client: Arc<dyn mcp_tools::ClientSink>,
+    /// The session's number, for the scheduler's fairness.
+    pub(crate) session: u64,
 }
 
 impl Live {
-    fn new(record: TaskRecord, cancel: CancellationToken) -> Arc<Self> {
+    fn new(record: TaskRecord, cancel: CancellationToken, front: Option<Front>) -> Arc<Self> {
         let checkpointed = record.checkpoint.as_ref().and(record.progress);
         Arc::new(Self {
             record: Mutex::new(record),
@@ -111,11 +130,16 @@ impl Live {
             done: CancellationToken::new(),
             checkpointed: Mutex::new(checkpointed),
             expired: AtomicBool::new(false),
+            front: Mutex::new(front),
         })
     }
 
     fn record(&self) -> MutexGuard<'_, TaskRecord> {
         lock(&self.record)
+    }
+
+    fn front(&self) -> Option<Front> {
+        lock(&self.front).clone()
     }
 
     /// Changes the record; `urgent` changes are written at once, others within a second.
@@ -309,6 +333,24 @@ impl mcp_tools::ProgressSink for TaskProgress {
                 record.status_message = Some(status_line(&update));
             }
         });
+        if let Some(front) = self.live.front()
+            && front.after.is_none_or(|after| update.progress > after)
+        {
+            front.progress.send(update);
+        }
+    }
+}
+
+/// A session's task's log messages, to its session while it listens.
+struct TaskLog {
+    live: Arc<Live>,
+}
+
+impl mcp_tools::LogSink for TaskLog {
+    fn log(&self, level: mcp_protocol::LoggingLevel, logger: &str, data: Value) {
+        if let Some(front) = self.live.front() {
+            front.log.log(level, logger, data);
+        }
     }
 }
 
@@ -337,7 +379,10 @@ struct TaskInputs {
 
 impl mcp_tools::ClientSink for TaskInputs {
     fn supports(&self, capability: &str) -> bool {
-        self.capabilities.declares(capability)
+        match self.live.front() {
+            Some(front) => front.client.supports(capability),
+            None => self.capabilities.declares(capability),
+        }
     }
 
     fn unsupported(&self, capability: &str) {
@@ -350,6 +395,10 @@ impl mcp_tools::ClientSink for TaskInputs {
         method: &str,
         params: Value,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>> {
+        // A session's client is asked over its connection, as any call of the session asks.
+        if let Some(front) = self.live.front() {
+            return front.client.request(key, method, params);
+        }
         if let Some(answer) = self.live.record().answers.get(key).cloned() {
             return Box::pin(async move { Ok(answer) });
         }
@@ -431,6 +480,117 @@ impl Hub {
         meta: RequestMeta,
         answers: Map<String, Value>,
     ) -> Result<(TaskRecord, Arc<Live>), ErrorObject> {
+        let mut record = self.admit_task(principal, &call, &meta)?;
+        record.answers = answers;
+        if let Err(e) = self.inner.store.save_task(&record).await {
+            self.forget_task(&record.owner);
+            return Err(store_failed(e));
+        }
+        let live = self.start_task(record.clone(), call.slot, meta, None);
+        Ok((record, live))
+    }
+
+    /// Starts a call of a resumable 2025 session as a task (see [`TaskRecord::session`]): it
+    /// runs here, tells `front` what it produces, and its record is written at once (the
+    /// session's record names the task from its next write on; a task missing from the
+    /// store is one that never got that far). The task's id, and its outcome as the
+    /// session answers the call: once `token` (the call's) is cancelled, the task is too.
+    pub(crate) fn start_session_task(
+        &self,
+        principal: &Principal,
+        session: &crate::SessionId,
+        version: mcp_protocol::ProtocolVersion,
+        call: ToolCall,
+        front: Front,
+        token: &CancellationToken,
+    ) -> Result<(TaskId, impl Future<Output = Reply> + Send + 'static), ErrorObject> {
+        let mut record = self.admit_task(principal, &call, &no_client(None))?;
+        record.session = Some(session.clone());
+        record.protocol_version = Some(version.as_str().to_owned());
+        let id = record.id.clone();
+        let slot = call.slot;
+        let live = self.start_task(record, slot, no_client(None), Some(front));
+        live.change(self, true, |_| {});
+        Ok((id, self.follow_task(live, None, token.clone())))
+    }
+
+    /// A task of a resumed session's call, as the restart left it: still running here
+    /// (resumed from its checkpoint), ended (its outcome), or unknown here.
+    pub(crate) async fn session_task(&self, principal: &Principal, id: &TaskId) -> SessionTask {
+        let live = lock(&self.inner.tasks.live).get(id).cloned();
+        if let Some(live) = live {
+            let mine = live.record().owner == principal.name();
+            return match mine {
+                true => SessionTask::Running(live),
+                false => SessionTask::Unknown,
+            };
+        }
+        match self.inner.store.load_task(id).await {
+            Ok(Some(record)) if record.owner == principal.name() && record.status.is_terminal() => {
+                SessionTask::Ended(Box::new(session_reply(&record)))
+            }
+            Ok(_) => SessionTask::Unknown,
+            Err(e) => SessionTask::Ended(Box::new(Err(store_failed(e)))),
+        }
+    }
+
+    /// The outcome of a session's task, as its session answers the call: waits for its end,
+    /// and stops it when `token` is cancelled or the wait is dropped. From now on the task
+    /// tells `front`, when given, what it produces.
+    pub(crate) fn follow_task(
+        &self,
+        live: Arc<Live>,
+        front: Option<Front>,
+        token: CancellationToken,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        if let Some(front) = front {
+            *lock(&live.front) = Some(front);
+        }
+        let stop = StopTask {
+            hub: self.clone(),
+            live,
+        };
+        async move {
+            tokio::select! {
+                () = stop.live.done.cancelled() => {}
+                () = token.cancelled() => {
+                    stop.stop();
+                    stop.live.done.cancelled().await;
+                }
+            }
+            let record = stop.live.record().clone();
+            session_reply(&record)
+        }
+    }
+
+    /// Removes the tasks of a session's calls whose answers are in the session's log.
+    pub(crate) async fn drop_session_tasks(self, ids: Vec<TaskId>) {
+        for id in ids {
+            let owner = match self.inner.store.load_task(&id).await {
+                Ok(Some(record)) => record.owner,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "cannot read an answered session task; it expires");
+                    continue;
+                }
+            };
+            match self.inner.store.delete_task(&id).await {
+                Ok(()) => self.forget_task(&owner),
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "cannot remove an answered session task; it expires")
+                }
+            }
+        }
+    }
+
+    /// Counts a new task of `principal` (refused at the principal's limit) and makes its
+    /// record.
+    fn admit_task(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        meta: &RequestMeta,
+    ) -> Result<TaskRecord, ErrorObject> {
         let config = &self.inner.config;
         let owner = principal.name().to_owned();
         {
@@ -449,9 +609,16 @@ impl Hub {
             *count += 1;
         }
         let now = now_ms();
-        let record = TaskRecord {
-            id: TaskId::random().map_err(store_failed)?,
-            owner: owner.clone(),
+        let id = match TaskId::random() {
+            Ok(id) => id,
+            Err(e) => {
+                self.forget_task(&owner);
+                return Err(store_failed(e));
+            }
+        };
+        Ok(TaskRecord {
+            id,
+            owner,
             tool: call.name.clone(),
             arguments: Value::Object(call.arguments.clone()),
             status: TaskStatus::Working,
@@ -463,20 +630,16 @@ impl Hub {
                 .unwrap_or(1_000)
                 .max(1),
             input_requests: Map::new(),
-            answers,
+            answers: Map::new(),
             progress: None,
             total: None,
             checkpoint: None,
             result: None,
             error: None,
             client_capabilities: Some(serde_json::to_value(&meta.capabilities).unwrap_or_default()),
-        };
-        if let Err(e) = self.inner.store.save_task(&record).await {
-            self.forget_task(&owner);
-            return Err(store_failed(e));
-        }
-        let live = self.start_task(record.clone(), call.slot, meta);
-        Ok((record, live))
+            session: None,
+            protocol_version: None,
+        })
     }
 
     /// One task fewer for `owner`.
@@ -497,6 +660,7 @@ impl Hub {
         record: TaskRecord,
         slot: Option<crate::limits::CallSlot>,
         capabilities: RequestMeta,
+        front: Option<Front>,
     ) -> Arc<Live> {
         let id = record.id.clone();
         let name = record.tool.clone();
@@ -506,8 +670,22 @@ impl Hub {
         };
         let resume = record.checkpoint.clone();
         let seen = record.progress;
-        let remaining = Duration::from_millis(record.expires_ms().saturating_sub(now_ms()));
-        let live = Live::new(record, self.inner.shutdown.child_token());
+        // A session's task runs as long as a call may; any other until it expires.
+        let time_limit = match record.session {
+            Some(_) => None,
+            None => Some(Duration::from_millis(
+                record.expires_ms().saturating_sub(now_ms()),
+            )),
+        };
+        let version = record
+            .protocol_version
+            .as_deref()
+            .map_or(mcp_protocol::ProtocolVersion::LATEST_MODERN, |v| {
+                mcp_protocol::ProtocolVersion::negotiate(v)
+            });
+        let of_session = record.session.is_some();
+        let session = front.as_ref().map_or(0, |f| f.session);
+        let live = Live::new(record, self.inner.shutdown.child_token(), front);
         lock(&self.inner.tasks.live).insert(id.clone(), Arc::clone(&live));
         let mut progress = mcp_tools::Progress::new(
             Arc::new(TaskProgress {
@@ -529,16 +707,25 @@ impl Hub {
                 }),
                 resume,
             ),
-            // The extension sends no log messages of tasks.
-            log: mcp_tools::Logger::none(),
+            // The extension sends no log messages of tasks; a session's task sends them to
+            // its session.
+            log: match of_session {
+                true => mcp_tools::Logger::new(
+                    Arc::new(TaskLog {
+                        live: Arc::clone(&live),
+                    }),
+                    name.clone(),
+                ),
+                false => mcp_tools::Logger::none(),
+            },
             client: mcp_tools::Client::new(Arc::new(TaskInputs {
                 hub: self.clone(),
                 live: Arc::clone(&live),
                 capabilities,
             })),
             task: mcp_tools::TaskGate::open(),
-            session: 0,
-            time_limit: Some(remaining),
+            session,
+            time_limit,
             label: Some(format!("of task {id}")),
         };
         let call = ToolCall {
@@ -548,7 +735,6 @@ impl Hub {
             slot,
         };
         let label = mcp_protocol::RequestId::from(id.as_str());
-        let version = mcp_protocol::ProtocolVersion::LATEST_MODERN;
         let run = Router::start_call(self, &label, version, call, scope);
         tokio::spawn(writer(self.clone(), Arc::clone(&live)));
         let span = tracing::info_span!("task", task = %id);
@@ -825,16 +1011,21 @@ impl Hub {
                 tracing::info!(task = %record.id, tool = %record.tool, "resuming a task after a restart");
                 record.status_message = Some("resumed after a server restart".to_owned());
                 let capabilities = no_client(record.client_capabilities.clone());
-                self.start_task(record, None, capabilities);
+                self.start_task(record, None, capabilities, None);
                 resumed += 1;
             } else {
                 let error = ErrorObject::new(
                     error_codes::INTERRUPTED,
                     format!(
-                        "the server restarted while the task ran, and `{}` cannot resume an interrupted call",
+                        "the server restarted while the task ran, and `{}` cannot resume an interrupted call; call it again",
                         record.tool
                     ),
-                );
+                )
+                .with_data(json!({
+                    "tool": record.tool,
+                    "progress": record.progress,
+                    "total": record.total,
+                }));
                 record.status = TaskStatus::Failed;
                 record.status_message = Some(error.message.clone());
                 record.error = error_value(&error);
@@ -862,6 +1053,79 @@ impl Hub {
             self.expire_task(record).await;
         }
         Ok(expired.len())
+    }
+}
+
+/// A resumed session's task, as [`Hub::session_task`] found it.
+pub(crate) enum SessionTask {
+    /// Running here: its session follows it.
+    Running(Arc<Live>),
+    /// Ended: the answer to the call.
+    Ended(Box<Reply>),
+    /// Not in the store (the restart came before its first write), or not the caller's.
+    Unknown,
+}
+
+/// Stops a session's task when its call is cancelled, or its session stops waiting for it
+/// (a session that ends takes its calls along). Not a stop by a shutdown: that leaves it
+/// to resume after the restart.
+struct StopTask {
+    hub: Hub,
+    live: Arc<Live>,
+}
+
+impl StopTask {
+    fn stop(&self) {
+        if !self.hub.inner.shutdown.is_cancelled() {
+            self.live.cancelled.store(true, Ordering::Release);
+        }
+        self.live.cancel.cancel();
+    }
+}
+
+impl Drop for StopTask {
+    fn drop(&mut self) {
+        if !self.live.done.is_cancelled() {
+            self.stop();
+        }
+    }
+}
+
+/// How a session answers the call its task ran: the tool's result (as the call's revision
+/// shapes it, without what a task's result adds), or the error the task failed with.
+fn session_reply(record: &TaskRecord) -> Reply {
+    match record.status {
+        TaskStatus::Completed => {
+            let mut result = match &record.result {
+                Some(Value::Object(result)) => result.clone(),
+                _ => return Err(ErrorObject::internal("the task completed without a result")),
+            };
+            result.remove("resultType");
+            if let Some(Value::Object(meta)) = result.get_mut("_meta") {
+                meta.remove(modern::SERVER_INFO);
+                if meta.is_empty() {
+                    result.remove("_meta");
+                }
+            }
+            let is_error = result.get("isError") == Some(&Value::Bool(true));
+            let mut reply = CallReply::from_value(&Value::Object(result))?;
+            reply.is_error = is_error;
+            Ok(reply)
+        }
+        TaskStatus::Failed => Err(record
+            .error
+            .clone()
+            .and_then(|error| serde_json::from_value(error).ok())
+            .unwrap_or_else(|| ErrorObject::internal("the task failed"))),
+        TaskStatus::Cancelled => Err(ErrorObject::new(
+            error_codes::SERVER_SHUTTING_DOWN,
+            "the call was cancelled",
+        )),
+        // Stopped without ending: the server is going down.
+        TaskStatus::Working | TaskStatus::InputRequired => Err(ErrorObject::new(
+            error_codes::SERVER_SHUTTING_DOWN,
+            "the server stopped the call before it ended",
+        )),
     }
 }
 

@@ -100,6 +100,12 @@ fn canonical((item, regarding): (Outbound, Regarding), session: &mut Option<Stri
                 *session = Some(text.to_owned());
                 *id = Value::from(SESSION);
             }
+            // Task ids are random too.
+            if let Some(task) = value.pointer_mut("/params/data/task")
+                && task.is_string()
+            {
+                *task = Value::from("$TASK");
+            }
             match duplicate {
                 true => format!("duplicate {value}"),
                 false => value.to_string(),
@@ -197,13 +203,16 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
         }
     }
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+    // Each server reaches the store through a line of its own, cut when it "dies".
     let start = |config: &ServerConfig| {
-        Hub::builder(config.clone())
+        let line = Arc::new(StoreLine::to(Arc::clone(&store)));
+        let hub = Hub::builder(config.clone())
             .tools(ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()))
-            .store(Arc::clone(&store))
-            .build()
+            .store(Arc::clone(&line) as Arc<dyn SessionStore>)
+            .build();
+        (hub, line)
     };
-    let mut server = start(&config);
+    let (mut server, mut line) = start(&config);
     let mut connection = Some(Connection::open(&server));
     let mut sessions = Vec::new();
     let mut session_id: Option<String> = None;
@@ -230,13 +239,17 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
             }
             Line::Restart => {
                 actual.push(Line::Restart);
-                // As a kill -9: every session task stops where it stands.
+                // As a kill -9: the dead server writes nothing more, and everything it ran
+                // (sessions, tasks) stops where it stands.
+                line.cut();
+                server.shutdown_token().cancel();
                 sessions.extend(connection.take().map(|c| c.run));
                 for run in sessions.drain(..) {
                     run.abort();
                     let _ = run.await;
                 }
-                server = start(&config);
+                (server, line) = start(&config);
+                server.recover_tasks().await.expect("recover the tasks");
             }
             Line::Send(_) | Line::Close => {
                 let c = connection.as_mut().expect("input without a connection");
@@ -748,4 +761,92 @@ fn concurrent_reservations_never_overshoot_the_session_limit() {
     assert_eq!(server.sessions(), 10);
     drop(session);
     assert_eq!(server.sessions(), 9);
+}
+
+/// A server's line to the store, which a kill -9 cuts: from then on nothing it does reaches
+/// the store.
+struct StoreLine {
+    store: Arc<dyn SessionStore>,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+impl StoreLine {
+    fn to(store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            store,
+            cut: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn open(&self) -> Result<&dyn SessionStore, crate::StoreError> {
+        match self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            true => Err(crate::StoreError::Backend("the server is dead".to_owned())),
+            false => Ok(self.store.as_ref()),
+        }
+    }
+}
+
+/// What a cut line answers.
+fn dead<'a, T: Send + 'a>(e: crate::StoreError) -> crate::store::StoreFuture<'a, T> {
+    Box::pin(std::future::ready(Err(e)))
+}
+
+impl SessionStore for StoreLine {
+    fn create<'a>(&'a self, record: &'a crate::SessionRecord) -> crate::store::StoreFuture<'a, ()> {
+        self.open().map_or_else(dead, |s| s.create(record))
+    }
+    fn load<'a>(
+        &'a self,
+        id: &'a crate::SessionId,
+    ) -> crate::store::StoreFuture<'a, Option<crate::SessionRecord>> {
+        self.open().map_or_else(dead, |s| s.load(id))
+    }
+    fn update<'a>(
+        &'a self,
+        id: &'a crate::SessionId,
+        update: &'a crate::Update,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.open().map_or_else(dead, |s| s.update(id, update))
+    }
+    fn replay<'a>(
+        &'a self,
+        id: &'a crate::SessionId,
+        after: u64,
+    ) -> crate::store::StoreFuture<'a, crate::Replay> {
+        self.open().map_or_else(dead, |s| s.replay(id, after))
+    }
+    fn delete<'a>(&'a self, id: &'a crate::SessionId) -> crate::store::StoreFuture<'a, ()> {
+        self.open().map_or_else(dead, |s| s.delete(id))
+    }
+    fn idle_since<'a>(
+        &'a self,
+        before_ms: u64,
+    ) -> crate::store::StoreFuture<'a, Vec<crate::SessionId>> {
+        self.open().map_or_else(dead, |s| s.idle_since(before_ms))
+    }
+    fn save_task<'a>(
+        &'a self,
+        record: &'a crate::store::TaskRecord,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.open().map_or_else(dead, |s| s.save_task(record))
+    }
+    fn load_task<'a>(
+        &'a self,
+        id: &'a crate::store::TaskId,
+    ) -> crate::store::StoreFuture<'a, Option<crate::store::TaskRecord>> {
+        self.open().map_or_else(dead, |s| s.load_task(id))
+    }
+    fn delete_task<'a>(
+        &'a self,
+        id: &'a crate::store::TaskId,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.open().map_or_else(dead, |s| s.delete_task(id))
+    }
+    fn tasks<'a>(&'a self) -> crate::store::StoreFuture<'a, Vec<crate::store::TaskRecord>> {
+        self.open().map_or_else(dead, |s| s.tasks())
+    }
 }

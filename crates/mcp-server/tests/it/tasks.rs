@@ -1,11 +1,13 @@
 //! Tasks (the 2026-07-28 tasks extension) against the real binary over Streamable HTTP: a
 //! `process_batch` task survives `kill -9` and a restart on the same data directory and
 //! ends with the result of an uninterrupted run; one whose tool cannot resume ends failed,
-//! clearly; a cancelled task stops its work.
+//! clearly; a cancelled task stops its work. A resumable 2025 session's long call is a task
+//! underneath: it carries on after `kill -9` without its client, which gets its outcome
+//! when it resumes the session.
 
 use serde_json::{Value, json};
 
-use crate::{HANG, exchange, start};
+use crate::{HANG, exchange, get_json, initialize_resumable, recv, send, start};
 
 /// The `_meta` of a modern request whose client takes tasks.
 fn meta() -> Value {
@@ -17,9 +19,16 @@ fn meta() -> Value {
     })
 }
 
+/// POSTs one modern request and returns its result (see [`answer`]); an error fails the test.
+async fn request(address: &str, method: &str, params: Value, name: Option<&str>) -> Value {
+    let answer = answer(address, method, params, name).await;
+    assert!(answer.get("error").is_none(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
 /// POSTs one modern request with the headers the binding requires; its answer (the last
 /// message of an SSE body, or the JSON body).
-async fn request(address: &str, method: &str, mut params: Value, name: Option<&str>) -> Value {
+async fn answer(address: &str, method: &str, mut params: Value, name: Option<&str>) -> Value {
     params["_meta"] = meta();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let name = name.map_or(String::new(), |n| format!("Mcp-Name: {n}\r\n"));
@@ -35,10 +44,8 @@ async fn request(address: &str, method: &str, mut params: Value, name: Option<&s
         .filter_map(|l| l.strip_prefix("data: "))
         .next_back()
         .unwrap_or(&text);
-    let answer: Value = serde_json::from_str(message.trim())
-        .unwrap_or_else(|e| panic!("HTTP {status}: not JSON ({e}): {text}"));
-    assert!(answer.get("error").is_none(), "{method}: {answer}");
-    answer["result"].clone()
+    serde_json::from_str(message.trim())
+        .unwrap_or_else(|e| panic!("HTTP {status}: not JSON ({e}): {text}"))
 }
 
 async fn create(address: &str, tool: &str, arguments: Value) -> String {
@@ -171,4 +178,86 @@ async fn a_cancelled_task_stops_its_work() {
     let next = until(&address, &next, terminal).await;
     assert_eq!(next["status"], "completed", "{next}");
     crate::sigterm(&child);
+}
+
+#[tokio::test]
+async fn a_session_call_is_a_task_that_ends_while_its_client_is_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let (mut child, address) = start(&["--data-dir", &data]).await;
+    let (mut socket, response) = initialize_resumable(&address, None).await;
+    let session = response["mcpSessionId"].as_str().unwrap().to_owned();
+    send(
+        &mut socket,
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    let count = 2_000_000;
+    send(&mut socket, json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+        "name":"process_batch","arguments":{"count":count,"cost":200},"_meta":{"progressToken":"t"}}}))
+    .await;
+    let progress = recv(&mut socket).await;
+    assert_eq!(progress["method"], "notifications/progress", "{progress}");
+    // What the client saw last: the rest is replayed when it resumes.
+    let last_seq = progress["seq"].as_u64().unwrap();
+    // The session's record names the call's task; the task's record has its checkpoint.
+    let agent = format!("/agent/{session}");
+    let task = tokio::time::timeout(HANG, async {
+        loop {
+            let state = get_json(&address, &agent).await;
+            let op = &state["operations"][0];
+            if op["checkpoint"].is_object() {
+                return op["task"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no checkpoint");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    drop(socket);
+
+    // The task resumes at the restart, with nobody connected, and ends.
+    let restarted = crate::restart(&address, &data).await;
+    let ended = until(&address, &task, terminal).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+
+    // The client comes back: the call's answer is the task's result.
+    let (mut socket, response) = initialize_resumable(&address, Some((&session, last_seq))).await;
+    assert_eq!(response["mcpSessionId"], session.as_str(), "{response}");
+    let mut notice = None;
+    let result = loop {
+        let message = recv(&mut socket).await;
+        match message["method"].as_str() {
+            Some("notifications/message") => notice = Some(message["params"]["data"].clone()),
+            Some(_) => {}
+            None => break message,
+        }
+    };
+    let notice = notice.expect("the interruption was reported");
+    assert_eq!(notice["task"], task.as_str(), "{notice}");
+    assert_eq!(notice["resumed"], true, "{notice}");
+    assert_eq!(result["id"], 7, "{result}");
+    let summary = &result["result"]["structuredContent"];
+    assert_eq!(summary["processed"], count, "{summary}");
+    assert!(summary["resumedFrom"].is_number(), "resumed: {summary}");
+    assert!(
+        result["result"].get("resultType").is_none(),
+        "a 2025 result, not a task's: {result}"
+    );
+    // Answered in the session's log, the task is let go: nobody finds it any more.
+    tokio::time::timeout(HANG, async {
+        loop {
+            let got = answer(&address, "tasks/get", json!({"taskId": task}), Some(&task)).await;
+            if got["error"]["code"] == -32602 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the answered task was kept");
+    assert_eq!(get_json(&address, &agent).await["operations"], json!([]));
+    crate::sigterm(&restarted);
 }

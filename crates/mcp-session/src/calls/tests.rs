@@ -40,9 +40,7 @@ fn record(n: i64) -> OperationRecord {
         tool: "sleep".to_owned(),
         arguments: json!({}),
         progress_token: None,
-        progress: 0.0,
-        total: None,
-        checkpoint: None,
+        task: (n == 3).then(|| crate::store::TaskId::random().unwrap()),
         started_ms: 0,
     }
 }
@@ -205,16 +203,26 @@ fn a_resumable_session_records_its_running_calls() {
         info(),
         Some(record(3)),
     );
-    let written = ops.take_if_due(false).unwrap();
+    let (written, answered) = ops.take_if_changed().unwrap();
     assert_eq!(written.len(), 2);
+    assert!(answered.is_empty());
+    assert!(ops.take_if_changed().is_none(), "written once");
     table.finish(&id(2), ok("2"), shutdown).unwrap();
-    let written = ops.take_if_due(false).unwrap();
+    let (written, answered) = ops.take_if_changed().unwrap();
     assert_eq!(written.len(), 1);
     assert_eq!(written[0].request_id, id(3));
+    assert!(answered.is_empty(), "call 2 ran no task");
+    // Call 3's task is let go once a write without it succeeded; a failed write keeps it.
+    let task = written[0].task.clone().unwrap();
     let (count, waiting) = table.abandon_all();
     assert_eq!(count, 2);
     assert_eq!(waiting.len(), 2);
-    assert!(ops.take_if_due(false).unwrap().is_empty());
+    let (written, answered) = ops.take_if_changed().unwrap();
+    assert!(written.is_empty());
+    assert_eq!(answered, std::slice::from_ref(&task));
+    ops.write_failed(answered);
+    let (_, answered) = ops.take_if_changed().unwrap();
+    assert_eq!(answered, [task]);
 }
 
 #[test]

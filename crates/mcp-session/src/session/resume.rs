@@ -4,15 +4,20 @@
 
 use std::sync::Arc;
 
-use mcp_protocol::{ErrorObject, InitializeParams, Message, ProtocolVersion, decode_params};
+use mcp_protocol::{
+    ErrorObject, InitializeParams, Message, ProtocolVersion, decode_params, methods,
+};
+use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Handled, Session};
-use crate::calls::Operations;
+use super::{CallRun, Handled, Session};
+use crate::calls::{CallInfo, Operations};
 use crate::lifecycle::Lifecycle;
 use crate::outbound::Regarding;
-use crate::resumable::{self, Attach, Claimed, Resumable, ResumeRequest, last_seq};
+use crate::resumable::{self, Attach, Claimed, Resumable, ResumeRequest, Seen, last_seq};
+use crate::router::ToolCall;
 use crate::store::OperationRecord;
+use crate::tasks::SessionTask;
 
 impl Session {
     /// A connection resumes this (live) session (see [`Resumable::accept`]); it takes the
@@ -95,32 +100,76 @@ impl Session {
         Ok(())
     }
 
-    /// Reports a call that was running when the server stopped, and resumes it when its
-    /// tool can; otherwise answers it with an -32004 error.
+    /// Reports a call that was running when the server stopped, and answers it the way
+    /// its task went: followed while it runs on (resumed from its checkpoint after the
+    /// restart), answered with its outcome when it ended. A resumable tool's call whose task
+    /// never reached the store starts over; any other call is answered with -32004.
     async fn interrupted(
         &mut self,
         op: OperationRecord,
-        seen: Option<f64>,
+        seen: Option<Seen>,
         version: ProtocolVersion,
     ) {
-        let resumes = self.hub.inner.catalog.tools.is_resumable(&op.tool);
-        let (notice, refusal) = resumable::interrupted(&op, seen, resumes);
+        let found = match &op.task {
+            Some(task) => self.hub.session_task(&self.principal, task).await,
+            None => SessionTask::Unknown,
+        };
+        let resumable = self.hub.inner.catalog.tools.is_resumable(&op.tool);
+        let resumed = match &found {
+            SessionTask::Running(_) => true,
+            SessionTask::Ended(reply) => reply.is_ok(),
+            SessionTask::Unknown => resumable,
+        };
+        let notice = resumable::interrupted(&op, seen, resumed);
         self.send_message(Message::Notification(notice), Regarding::Other)
             .await;
-        if let Some(error) = refusal {
-            self.send_error(Some(op.request_id), error).await;
-            return;
-        }
-        // It was admitted before the restart: it counts, but is not refused.
-        let slot = self.hub.inner.limits.count_call(&self.principal);
-        let (id, call, resume) = resumable::resumed_call(op, slot, seen);
-        match self.start_call(id.clone(), call, version, None, Some(resume)) {
-            Err(error) => self.send_error(Some(id), error).await,
-            Ok(Handled::Finished(done)) => {
-                let (id, reply) = *done;
-                self.complete(id, reply).await;
+        let id = op.request_id.clone();
+        let call = ToolCall {
+            name: op.tool.clone(),
+            arguments: match &op.arguments {
+                Value::Object(arguments) => arguments.clone(),
+                _ => serde_json::Map::new(),
+            },
+            progress_token: op.progress_token.clone(),
+            // It was admitted before the restart: it counts, but is not refused.
+            slot: Some(self.hub.inner.limits.count_call(&self.principal)),
+        };
+        let token = self.token.child_token();
+        let run: CallRun = match found {
+            SessionTask::Unknown => {
+                if !resumable {
+                    let error = resumable::interrupted_error(&op, seen);
+                    self.send_error(Some(id), error).await;
+                    return;
+                }
+                match self.start_call(id.clone(), call, version, None) {
+                    Err(error) => self.send_error(Some(id), error).await,
+                    Ok(Handled::Finished(done)) => {
+                        let (id, reply) = *done;
+                        self.complete(id, reply).await;
+                    }
+                    Ok(_) => {}
+                }
+                return;
             }
-            Ok(_) => {}
+            SessionTask::Ended(reply) => Box::pin(std::future::ready(*reply)),
+            SessionTask::Running(live) => {
+                let uri = self.resources.start(&id, &call.name);
+                let front = self
+                    .sinks()
+                    .front(&call, &token, &uri, seen.map(|s| s.progress));
+                Box::pin(self.hub.follow_task(live, Some(front), token.clone()))
+            }
+        };
+        let info = CallInfo {
+            method: methods::TOOLS_CALL,
+            started: Instant::now(),
+            uri: self.resources.start(&id, &call.name),
+            call: Some((op.tool.clone(), op.arguments.clone())),
+        };
+        if let Handled::Finished(done) = self.launch(id, run, token, None, info, Some(op)) {
+            let (id, reply) = *done;
+            self.complete(id, reply).await;
         }
     }
 

@@ -44,9 +44,7 @@ pub async fn run(store: &dyn SessionStore) {
         tool: "process_batch".to_owned(),
         arguments: serde_json::json!({"count": 10}),
         progress_token: Some(ProgressToken::from("p")),
-        progress: 4.0,
-        total: Some(10.0),
-        checkpoint: Some(serde_json::json!({"processed": 4})),
+        task: Some(TaskId::random().expect("random")),
         started_ms: 120,
     };
     let update = Update {
@@ -185,6 +183,8 @@ async fn tasks(store: &dyn SessionStore) {
         result: None,
         error: None,
         client_capabilities: Some(serde_json::json!({"elicitation": {}})),
+        session: Some(SessionId::random().expect("randomness")),
+        protocol_version: Some("2025-11-25".to_owned()),
     };
     store.save_task(&task).await.expect("save");
     assert_eq!(

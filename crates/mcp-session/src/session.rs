@@ -406,7 +406,8 @@ impl Session {
         let answered = std::mem::take(&mut r.answered);
         if !answered.is_empty() {
             // Not in the session's way: a task left behind only expires later.
-            tokio::spawn(self.hub.clone().drop_session_tasks(answered));
+            let owner = self.principal.name().to_owned();
+            tokio::spawn(self.hub.clone().drop_session_tasks(owner, answered));
         }
     }
 

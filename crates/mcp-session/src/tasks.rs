@@ -92,8 +92,9 @@ pub(crate) struct Live {
     done: CancellationToken,
     /// The progress of the checkpoint last written.
     checkpointed: Mutex<Option<f64>>,
-    /// The task expired and its record is removed: nothing writes it again.
-    expired: AtomicBool,
+    /// Nothing writes the record again: the task expired and its record is removed, or it
+    /// ended with its session following it, which takes the outcome.
+    sealed: AtomicBool,
     /// The session whose call the task runs, while it listens.
     front: Mutex<Option<Front>>,
 }
@@ -129,7 +130,7 @@ impl Live {
             writing: tokio::sync::Mutex::new(()),
             done: CancellationToken::new(),
             checkpointed: Mutex::new(checkpointed),
-            expired: AtomicBool::new(false),
+            sealed: AtomicBool::new(false),
             front: Mutex::new(front),
         })
     }
@@ -160,7 +161,7 @@ impl Live {
     /// Writes the record as it is now.
     async fn write(&self, hub: &Hub) -> Result<(), crate::StoreError> {
         let _one = self.writing.lock().await;
-        if self.expired.load(Ordering::Acquire) {
+        if self.sealed.load(Ordering::Acquire) {
             return Ok(());
         }
         let snapshot = self.record().clone();
@@ -491,10 +492,12 @@ impl Hub {
     }
 
     /// Starts a call of a resumable 2025 session as a task (see [`TaskRecord::session`]): it
-    /// runs here, tells `front` what it produces, and its record is written at once (the
-    /// session's record names the task from its next write on; a task missing from the
-    /// store is one that never got that far). The task's id, and its outcome as the
-    /// session answers the call: once `token` (the call's) is cancelled, the task is too.
+    /// runs here and tells `front` what it produces. Its record is first written with its
+    /// progress or checkpoint, so a quick call costs no write: the session's record names
+    /// the task, and a restored session treats a task missing from the store as one that
+    /// never got that far (a resumable tool starts over, any other is interrupted). The
+    /// task's id, and its outcome as the session answers the call: once `token` (the
+    /// call's) is cancelled, the task is too.
     pub(crate) fn start_session_task(
         &self,
         principal: &Principal,
@@ -510,7 +513,6 @@ impl Hub {
         let id = record.id.clone();
         let slot = call.slot;
         let live = self.start_task(record, slot, no_client(None), Some(front));
-        live.change(self, true, |_| {});
         Ok((id, self.follow_task(live, None, token.clone())))
     }
 
@@ -563,21 +565,20 @@ impl Hub {
         }
     }
 
-    /// Removes the tasks of a session's calls whose answers are in the session's log.
-    pub(crate) async fn drop_session_tasks(self, ids: Vec<TaskId>) {
+    /// Removes the tasks of `owner`'s session's calls whose answers are in the session's
+    /// log (a task that never reached the store included).
+    pub(crate) async fn drop_session_tasks(self, owner: String, ids: Vec<TaskId>) {
         for id in ids {
-            let owner = match self.inner.store.load_task(&id).await {
-                Ok(Some(record)) => record.owner,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(task = %id, error = %e, "cannot read an answered session task; it expires");
-                    continue;
-                }
-            };
+            // Most never reached the store (a quick call writes nothing): a read is cheaper
+            // than a write that removes nothing.
+            if let Ok(None) = self.inner.store.load_task(&id).await {
+                self.forget_task(&owner);
+                continue;
+            }
             match self.inner.store.delete_task(&id).await {
                 Ok(()) => self.forget_task(&owner),
                 Err(e) => {
-                    tracing::warn!(task = %id, error = %e, "cannot remove an answered session task; it expires")
+                    tracing::warn!(task = %id, error = %e, "cannot remove an answered session task; it expires");
                 }
             }
         }
@@ -831,12 +832,20 @@ impl Hub {
         });
         // Senders of answers nobody waits for any more.
         lock(&live.waiting).clear();
-        loop {
-            match live.write(&self).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(task = %id, error = %e, "cannot write a finished task; trying again");
-                    tokio::time::sleep(WRITE_INTERVAL).await;
+        if live.front().is_some() {
+            // Its session takes the outcome into its log, and then removes the task: writing
+            // it would only cost a write. A crash before that resumes it again from its
+            // checkpoint, as if it had not ended.
+            let _writes = live.writing.lock().await;
+            live.sealed.store(true, Ordering::Release);
+        } else {
+            loop {
+                match live.write(&self).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(task = %id, error = %e, "cannot write a finished task; trying again");
+                        tokio::time::sleep(WRITE_INTERVAL).await;
+                    }
                 }
             }
         }
@@ -881,7 +890,7 @@ impl Hub {
                 live.cancel.cancel();
                 live.done.cancel();
                 let writes = live.writing.lock().await;
-                live.expired.store(true, Ordering::Release);
+                live.sealed.store(true, Ordering::Release);
                 Some(writes)
             }
             None => None,

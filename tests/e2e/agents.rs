@@ -190,6 +190,52 @@ async fn an_agents_history_survives_a_restart_on_the_same_data_dir() {
     server.shutdown().await;
 }
 
+/// Issue 19, item 1: arguments nested 124 levels were kept in the history, one level deeper
+/// than the store reads back; from then on the agent answered 500 and the idle sweep stopped
+/// for everyone. Now such input is refused where it arrives, and the agent stays readable.
+#[tokio::test]
+async fn input_nested_too_deep_is_refused_and_poisons_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::with_config(Config {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    })
+    .await;
+    let agent = create(&server).await;
+    let deep: Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(124), "]".repeat(124))).unwrap();
+    let (status, body) =
+        seed_call(&server, &agent, "add", json!({"a": 1, "b": 2, "x": deep})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("deeper than 64 levels"),
+        "{body}"
+    );
+    // The deepest input accepted is kept and reads back.
+    let deep: Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(58), "]".repeat(58))).unwrap();
+    let (status, body) =
+        seed_call(&server, &agent, "add", json!({"a": 1, "b": 2, "x": deep})).await;
+    assert_eq!(
+        status, 422,
+        "a tool error (an extra argument), answered: {body}"
+    );
+    let (status, state) = show(&server, &agent).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["history"].as_array().unwrap().len(), 1, "{state}");
+    let (status, _, body) = http(&server, &format!("DELETE /agent/{agent} HTTP/1.1")).await;
+    assert_eq!(status, 204, "{body}");
+    // A creation body nested too deep is refused as clearly.
+    let name = format!("{{\"name\": {}\"x\"{}}}", "[".repeat(70), "]".repeat(70));
+    let (status, body) = post(&server, "/agent", "application/json", &name).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("deeper than 64 levels"), "{body}");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_unused_agent_expires_and_its_data_is_removed() {
     let server = TestServer::with_config(Config {

@@ -322,11 +322,57 @@ pub enum Incoming {
     Batch(Vec<Result<Message, InvalidMessage>>),
 }
 
+/// How deep arrays and objects may nest in what a client sends (a message, a request body):
+/// deeper input is refused where it arrives, so that whatever the server keeps of it (a
+/// call's arguments in a session's history, a task's record) always reads back.
+pub const MAX_DEPTH: usize = 64;
+
+/// Whether `text` nests arrays and objects deeper than `max` levels (brackets inside strings
+/// do not count). One pass, no tree: it runs before anything parses the text.
+pub fn nests_deeper(text: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in text {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The -32600 error of input that nests deeper than [`MAX_DEPTH`].
+pub fn too_deep() -> ErrorObject {
+    ErrorObject::invalid_request(format_args!(
+        "arrays and objects nest deeper than {MAX_DEPTH} levels"
+    ))
+    .with_data(serde_json::json!({ "maxDepth": MAX_DEPTH }))
+}
+
 /// Parses the text of one frame.
 ///
-/// Fails with a -32700 error when the text is not JSON. An empty array is reported as a single
-/// invalid message, as JSON-RPC 2.0 asks.
+/// Fails with a -32700 error when the text is not JSON, and with -32600 ([`too_deep`]) when
+/// it nests deeper than [`MAX_DEPTH`]. An empty array is reported as a single invalid
+/// message, as JSON-RPC 2.0 asks.
 pub fn parse(text: &str) -> Result<Incoming, ErrorObject> {
+    if nests_deeper(text.as_bytes(), MAX_DEPTH) {
+        return Err(too_deep());
+    }
     let value: Value = serde_json::from_str(text).map_err(ErrorObject::parse_error)?;
     Ok(match value {
         Value::Array(items) if items.is_empty() => Incoming::Single(Err(InvalidMessage {
@@ -510,6 +556,11 @@ fn path_error<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String
 /// Reads `T` from JSON text in one pass, without a tree in between; on failure, says which
 /// field (by its path) is wrong and why, like [`decode_value`].
 pub fn decode_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    if nests_deeper(text.as_bytes(), MAX_DEPTH) {
+        return Err(format!(
+            "arrays and objects nest deeper than {MAX_DEPTH} levels"
+        ));
+    }
     if let Ok(decoded) = serde_json::from_str(text) {
         return Ok(decoded);
     }

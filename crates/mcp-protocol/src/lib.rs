@@ -13,7 +13,8 @@ pub mod modern;
 mod types;
 
 pub use jsonrpc::{
-    ErrorObject, Incoming, InvalidMessage, Message, Notification, Request, RequestId, Response,
-    decode_params, decode_str, decode_value, error_codes, parse, response_text, shorten,
+    ErrorObject, Incoming, InvalidMessage, MAX_DEPTH, Message, Notification, Request, RequestId,
+    Response, decode_params, decode_str, decode_value, error_codes, nests_deeper, parse,
+    response_text, shorten, too_deep,
 };
 pub use types::*;

@@ -29,6 +29,15 @@ pub(crate) async fn read_json(
     limit: usize,
 ) -> Result<serde_json::Value, BodyError> {
     let body = read_body(headers, body, limit).await?;
+    if mcp_protocol::nests_deeper(&body, mcp_protocol::MAX_DEPTH) {
+        return Err(BodyError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!(
+                "the body's arrays and objects nest deeper than {} levels",
+                mcp_protocol::MAX_DEPTH
+            ),
+        });
+    }
     serde_json::from_slice(&body).map_err(|e| BodyError {
         status: StatusCode::BAD_REQUEST,
         message: format!("the body is not JSON: {e}"),

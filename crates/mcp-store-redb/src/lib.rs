@@ -22,6 +22,15 @@ const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions
 const LOG: TableDefinition<'_, (&str, u64), &str> = TableDefinition::new("outbound_log");
 /// Task id → the task's record as JSON.
 const TASKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tasks");
+/// `session:<id>` or `task:<id>` → a record that could not be read, set aside: it no longer
+/// exists for the server (its session or task is gone), and nothing that reads the others
+/// stumbles on it again. Kept for whoever investigates.
+const QUARANTINE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("quarantine");
+
+/// How deep a record may nest to be written: serde_json reads back at most 128 levels, and a
+/// record that cannot be read back is never written. Input is refused deeper than
+/// [`mcp_protocol::MAX_DEPTH`], so only a bug reaches this.
+const RECORD_DEPTH: usize = 100;
 
 /// Sessions in a redb file.
 #[derive(Clone)]
@@ -42,6 +51,7 @@ impl RedbStore {
         txn.open_table(RECORDS).map_err(backend)?;
         txn.open_table(LOG).map_err(backend)?;
         txn.open_table(TASKS).map_err(backend)?;
+        txn.open_table(QUARANTINE).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -60,28 +70,82 @@ impl RedbStore {
     }
 }
 
+/// Loads a session; one that cannot be read is quarantined and is, from then on, no session.
 fn load(db: &Database, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     let txn = db.begin_read().map_err(backend)?;
     let table = txn.open_table(RECORDS).map_err(backend)?;
-    match table.get(id).map_err(backend)? {
-        Some(bytes) => decode(id, bytes.value()).map(Some),
-        None => Ok(None),
+    let bytes = match table.get(id).map_err(backend)? {
+        Some(bytes) => bytes,
+        None => return Ok(None),
+    };
+    match serde_json::from_slice(bytes.value()) {
+        Ok(record) => Ok(Some(record)),
+        Err(e) => {
+            drop((bytes, table, txn));
+            quarantine_session(db, id, &e)?;
+            Ok(None)
+        }
     }
 }
 
-fn decode(id: &str, bytes: &[u8]) -> Result<SessionRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| backend(format!("session {id} is unreadable: {e}")))
+/// Sets an unreadable session record aside, with its log.
+fn quarantine_session(db: &Database, id: &str, why: &serde_json::Error) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut records = txn.open_table(RECORDS).map_err(backend)?;
+        let Some(bytes) = records.remove(id).map_err(backend)? else {
+            return Ok(());
+        };
+        let key = format!("session:{id}");
+        txn.open_table(QUARANTINE)
+            .map_err(backend)?
+            .insert(key.as_str(), bytes.value())
+            .map_err(backend)?;
+        let mut log = txn.open_table(LOG).map_err(backend)?;
+        log.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+            .map_err(backend)?;
+    }
+    txn.commit().map_err(backend)?;
+    // Once per record: it is gone from the sessions now.
+    tracing::error!(session = id, error = %why, "a stored session is unreadable; quarantined (the session is gone)");
+    Ok(())
 }
 
-fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record).map_err(backend)
+/// Sets an unreadable task record aside.
+fn quarantine_task(db: &Database, id: &str, why: &serde_json::Error) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut tasks = txn.open_table(TASKS).map_err(backend)?;
+        let Some(bytes) = tasks.remove(id).map_err(backend)? else {
+            return Ok(());
+        };
+        let key = format!("task:{id}");
+        txn.open_table(QUARANTINE)
+            .map_err(backend)?
+            .insert(key.as_str(), bytes.value())
+            .map_err(backend)?;
+    }
+    txn.commit().map_err(backend)?;
+    tracing::error!(task = id, error = %why, "a stored task is unreadable; quarantined (the task is gone)");
+    Ok(())
+}
+
+/// A record as JSON, refused when it would not read back.
+fn encode(record: &impl serde::Serialize, what: impl Display) -> Result<Vec<u8>, StoreError> {
+    let bytes = serde_json::to_vec(record).map_err(backend)?;
+    if mcp_protocol::nests_deeper(&bytes, RECORD_DEPTH) {
+        return Err(backend(format!(
+            "{what} would nest deeper than {RECORD_DEPTH} levels, which the store cannot read back; not written"
+        )));
+    }
+    Ok(bytes)
 }
 
 impl SessionStore for RedbStore {
     fn create<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
         let record = record.clone();
         self.blocking(move |db| {
-            let bytes = encode(&record)?;
+            let bytes = encode(&record, format_args!("session {}", record.id))?;
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut table = txn.open_table(RECORDS).map_err(backend)?;
@@ -107,12 +171,21 @@ impl SessionStore for RedbStore {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut records = txn.open_table(RECORDS).map_err(backend)?;
-                let mut record: SessionRecord = match records.get(id.as_str()).map_err(backend)? {
-                    Some(bytes) => decode(id.as_str(), bytes.value())?,
+                let decoded = match records.get(id.as_str()).map_err(backend)? {
+                    Some(bytes) => serde_json::from_slice::<SessionRecord>(bytes.value()),
                     None => return Err(StoreError::NotFound(id)),
                 };
+                let mut record = match decoded {
+                    Ok(record) => record,
+                    Err(e) => {
+                        drop(records);
+                        txn.abort().map_err(backend)?;
+                        quarantine_session(db, id.as_str(), &e)?;
+                        return Err(StoreError::NotFound(id));
+                    }
+                };
                 record.apply(&update);
-                let bytes = encode(&record)?;
+                let bytes = encode(&record, format_args!("session {id}"))?;
                 records
                     .insert(id.as_str(), bytes.as_slice())
                     .map_err(backend)?;
@@ -179,13 +252,23 @@ impl SessionStore for RedbStore {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(RECORDS).map_err(backend)?;
             let mut idle = Vec::new();
+            let mut unreadable = Vec::new();
             for item in table.iter().map_err(backend)? {
-                let (_, value) = item.map_err(backend)?;
-                let record: SessionRecord =
-                    serde_json::from_slice(value.value()).map_err(backend)?;
-                if record.last_active_ms < before_ms {
-                    idle.push(record.id);
+                let (key, value) = item.map_err(backend)?;
+                // Only the time is needed; one unreadable record does not stop the sweep.
+                match serde_json::from_slice::<LastActive>(value.value()) {
+                    Ok(record) if record.last_active_ms < before_ms => {
+                        if let Some(id) = SessionId::parse(key.value()) {
+                            idle.push(id);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => unreadable.push((key.value().to_owned(), e)),
                 }
+            }
+            drop((table, txn));
+            for (id, e) in unreadable {
+                quarantine_session(db, &id, &e)?;
             }
             idle.sort();
             Ok(idle)
@@ -193,7 +276,7 @@ impl SessionStore for RedbStore {
     }
 
     fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()> {
-        let bytes = serde_json::to_vec(record).map_err(backend);
+        let bytes = encode(record, format_args!("task {}", record.id));
         let id = record.id.clone();
         self.blocking(move |db| {
             let bytes = bytes?;
@@ -211,11 +294,17 @@ impl SessionStore for RedbStore {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(TASKS).map_err(backend)?;
-            match table.get(id.as_str()).map_err(backend)? {
-                Some(bytes) => serde_json::from_slice(bytes.value())
-                    .map(Some)
-                    .map_err(|e| backend(format!("task {id} is unreadable: {e}"))),
-                None => Ok(None),
+            let decoded = match table.get(id.as_str()).map_err(backend)? {
+                Some(bytes) => serde_json::from_slice(bytes.value()),
+                None => return Ok(None),
+            };
+            drop((table, txn));
+            match decoded {
+                Ok(task) => Ok(Some(task)),
+                Err(e) => {
+                    quarantine_task(db, id.as_str(), &e)?;
+                    Ok(None)
+                }
             }
         })
     }
@@ -237,17 +326,29 @@ impl SessionStore for RedbStore {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(TASKS).map_err(backend)?;
             let mut tasks = Vec::new();
+            let mut unreadable = Vec::new();
             for item in table.iter().map_err(backend)? {
                 let (key, value) = item.map_err(backend)?;
                 match serde_json::from_slice(value.value()) {
                     Ok(task) => tasks.push(task),
                     // One unreadable record does not hide the others.
-                    Err(e) => tracing::error!(task = key.value(), error = %e, "a stored task is unreadable; skipped"),
+                    Err(e) => unreadable.push((key.value().to_owned(), e)),
                 }
+            }
+            drop((table, txn));
+            for (id, e) in unreadable {
+                quarantine_task(db, &id, &e)?;
             }
             Ok(tasks)
         })
     }
+}
+
+/// What the idle sweep reads of a record.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LastActive {
+    last_active_ms: u64,
 }
 
 #[cfg(test)]
@@ -267,6 +368,73 @@ mod tests {
         let reopened = RedbStore::open(&path).unwrap();
         let record = reopened.load(&survivors[0]).await.unwrap();
         assert!(record.is_some());
+    }
+
+    /// Issue 19, item 1: one unreadable record (here nested deeper than serde_json reads)
+    /// is set aside; it stops neither the sweep nor the listing of tasks, and is never
+    /// written in the first place by the store itself.
+    #[tokio::test]
+    async fn an_unreadable_record_is_quarantined_and_stops_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("sessions.redb")).unwrap();
+        let good = SessionId::random().unwrap();
+        store
+            .create(&SessionRecord::new(good.clone(), "a", None, 1))
+            .await
+            .unwrap();
+        let bad = SessionId::random().unwrap();
+        let bad_task = TaskId::random().unwrap();
+        let poison = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(RECORDS)
+            .unwrap()
+            .insert(bad.as_str(), poison.as_bytes())
+            .unwrap();
+        txn.open_table(LOG)
+            .unwrap()
+            .insert((bad.as_str(), 1), "{}")
+            .unwrap();
+        txn.open_table(TASKS)
+            .unwrap()
+            .insert(bad_task.as_str(), poison.as_bytes())
+            .unwrap();
+        txn.commit().unwrap();
+
+        assert_eq!(
+            store.idle_since(u64::MAX).await.unwrap(),
+            vec![good.clone()]
+        );
+        assert_eq!(store.load(&bad).await.unwrap(), None, "gone");
+        assert!(store.tasks().await.unwrap().is_empty());
+        assert_eq!(store.load_task(&bad_task).await.unwrap(), None);
+        let txn = store.db.begin_read().unwrap();
+        let quarantine = txn.open_table(QUARANTINE).unwrap();
+        let kept = quarantine.get(format!("session:{bad}").as_str()).unwrap();
+        assert_eq!(kept.unwrap().value(), poison.as_bytes());
+        assert!(
+            quarantine
+                .get(format!("task:{bad_task}").as_str())
+                .unwrap()
+                .is_some()
+        );
+        let log = txn.open_table(LOG).unwrap();
+        assert!(
+            log.get((bad.as_str(), 1)).unwrap().is_none(),
+            "its log went too"
+        );
+        drop((quarantine, log, txn));
+
+        // What the store writes always reads back.
+        let mut deep = SessionRecord::new(SessionId::random().unwrap(), "a", None, 1);
+        deep.history.push(mcp_session::HistoryEntry {
+            tool: "add".to_owned(),
+            arguments: serde_json::from_str(&poison[90..310]).unwrap(),
+            result: serde_json::Value::Null,
+            at_ms: 1,
+        });
+        let error = store.create(&deep).await.unwrap_err();
+        assert!(error.to_string().contains("cannot read back"), "{error}");
+        assert_eq!(store.load(&deep.id).await.unwrap(), None);
     }
 
     #[test]

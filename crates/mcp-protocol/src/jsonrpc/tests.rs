@@ -332,3 +332,33 @@ fn decode_str_reads_in_one_pass_and_names_the_wrong_field() {
     let error = super::decode_str::<Call>("nonsense").unwrap_err();
     assert!(!error.starts_with('`'), "{error}");
 }
+
+#[test]
+fn nesting_is_counted_outside_strings_only() {
+    use super::{MAX_DEPTH, nests_deeper, parse};
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    assert!(!nests_deeper(nested(64).as_bytes(), 64));
+    assert!(nests_deeper(nested(65).as_bytes(), 64));
+    // Brackets in strings, escaped quotes included, are text.
+    let text = format!(
+        r#"{{"a":"{}\"{}","b":[[1]]}}"#,
+        "[".repeat(100),
+        "{".repeat(100)
+    );
+    assert!(!nests_deeper(text.as_bytes(), 3));
+    assert!(nests_deeper(text.as_bytes(), 2));
+    // Unbalanced closers never go below zero.
+    assert!(!nests_deeper(b"]]]]{}", 1));
+    // A message: 64 levels are served, 65 refused with -32600 and the limit.
+    let message = |depth: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"v":{}}}}}"#,
+            nested(depth - 2)
+        )
+    };
+    assert!(parse(&message(MAX_DEPTH)).is_ok());
+    let error = parse(&message(MAX_DEPTH + 1)).unwrap_err();
+    assert_eq!(error.code, super::error_codes::INVALID_REQUEST);
+    assert_eq!(error.data.unwrap()["maxDepth"], MAX_DEPTH);
+    assert!(super::decode_str::<serde_json::Value>(&message(MAX_DEPTH + 1)).is_err());
+}

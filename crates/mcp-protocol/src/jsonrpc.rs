@@ -57,11 +57,16 @@ pub enum RequestId {
     String(String),
 }
 
+/// The longest string id (or progress token) accepted, in bytes: ids are echoed in answers
+/// and kept while their requests run, so a client may not make them large.
+pub const MAX_ID_BYTES: usize = 256;
+
 impl RequestId {
-    /// Reads an id from a JSON value; `None` for anything but an integer or a string.
+    /// Reads an id from a JSON value; `None` for anything but an integer or a string of at
+    /// most [`MAX_ID_BYTES`].
     pub fn from_value(value: &Value) -> Option<Self> {
         match value {
-            Value::String(s) => Some(Self::String(s.clone())),
+            Value::String(s) if s.len() <= MAX_ID_BYTES => Some(Self::String(s.clone())),
             Value::Number(n) => n.as_i64().map(Self::Number),
             _ => None,
         }
@@ -74,8 +79,10 @@ impl RequestId {
             None | Some(Value::Null) => Ok(None),
             Some(v) => Self::from_value(v).map(Some).ok_or_else(|| {
                 ErrorObject::invalid_request(format_args!(
-                    "`id` must be an integer or a string, got {v}"
+                    "`id` must be an integer or a string of at most {MAX_ID_BYTES} bytes, got {}",
+                    shorten(&v.to_string(), 80)
                 ))
+                .with_data(serde_json::json!({ "maxIdBytes": MAX_ID_BYTES }))
             }),
         }
     }
@@ -131,7 +138,8 @@ impl<'de> Deserialize<'de> for RequestId {
         let value = Value::deserialize(deserializer)?;
         Self::from_value(&value).ok_or_else(|| {
             de::Error::custom(format_args!(
-                "expected an integer or a string as id, got {value}"
+                "expected an integer or a string of at most {MAX_ID_BYTES} bytes as id, got {}",
+                shorten(&value.to_string(), 80)
             ))
         })
     }

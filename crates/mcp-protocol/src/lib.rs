@@ -13,8 +13,8 @@ pub mod modern;
 mod types;
 
 pub use jsonrpc::{
-    ErrorObject, Incoming, InvalidMessage, MAX_DEPTH, Message, Notification, Request, RequestId,
-    Response, decode_params, decode_str, decode_value, error_codes, nests_deeper, parse,
+    ErrorObject, Incoming, InvalidMessage, MAX_DEPTH, MAX_ID_BYTES, Message, Notification, Request,
+    RequestId, Response, decode_params, decode_str, decode_value, error_codes, nests_deeper, parse,
     response_text, shorten, too_deep,
 };
 pub use types::*;

@@ -62,7 +62,7 @@ fn invalid_ids() {
     check(
         r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
         expect![
-            "invalid id=null -32600: invalid request: `id` must be an integer or a string, got 1.5"
+            "invalid id=null -32600: invalid request: `id` must be an integer or a string of at most 256 bytes, got 1.5"
         ],
     );
     check(
@@ -72,7 +72,7 @@ fn invalid_ids() {
     check(
         r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#,
         expect![
-            "invalid id=null -32600: invalid request: `id` must be an integer or a string, got [1]"
+            "invalid id=null -32600: invalid request: `id` must be an integer or a string of at most 256 bytes, got [1]"
         ],
     );
 }
@@ -361,4 +361,25 @@ fn nesting_is_counted_outside_strings_only() {
     assert_eq!(error.code, super::error_codes::INVALID_REQUEST);
     assert_eq!(error.data.unwrap()["maxDepth"], MAX_DEPTH);
     assert!(super::decode_str::<serde_json::Value>(&message(MAX_DEPTH + 1)).is_err());
+}
+
+#[test]
+fn a_long_id_is_refused_without_being_echoed() {
+    let id = "i".repeat(1 << 20);
+    let message = json!({"jsonrpc": "2.0", "id": id, "method": "ping"});
+    let refused = Message::from_value(message).unwrap_err();
+    assert_eq!(refused.id, None, "a refused id is not echoed");
+    assert_eq!(refused.error.code, error_codes::INVALID_REQUEST);
+    assert!(
+        refused.error.message.len() < 300,
+        "{}",
+        refused.error.message
+    );
+    assert_eq!(
+        refused.error.data.unwrap()["maxIdBytes"],
+        super::MAX_ID_BYTES
+    );
+    let longest = "i".repeat(super::MAX_ID_BYTES);
+    let message = json!({"jsonrpc": "2.0", "id": longest, "method": "ping"});
+    assert!(Message::from_value(message).is_ok());
 }

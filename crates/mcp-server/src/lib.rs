@@ -21,6 +21,7 @@ mod dialects;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+pub mod logging;
 pub mod tls;
 
 use std::future::Future;

@@ -1,12 +1,11 @@
 //! The `mcp-server` binary: parses the command line, installs logging, binds, serves, and
 //! shuts down gracefully on SIGINT or SIGTERM. SIGHUP reloads the TLS certificate.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use mcp_server::Cli;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of the system allocator: a small call allocates and frees a few dozen
 /// blocks, often on different worker threads, and glibc's allocator was a fifth of the
@@ -17,7 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    mcp_server::logging::init(&cli.log_format);
+    tokio::spawn(mcp_server::logging::report_dropped());
     let config = cli.config().context("invalid configuration")?;
     if !config.auth.is_enabled() && !cli.listen.ip().is_loopback() {
         if !cli.insecure_no_auth {
@@ -81,19 +81,6 @@ async fn reload_on_hangup(tls: std::sync::Arc<mcp_server::Tls>) {
     }
     #[cfg(not(unix))]
     drop(tls);
-}
-
-fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// Completes on the first SIGINT or SIGTERM. A second signal exits at once.

@@ -425,3 +425,35 @@ async fn a_non_loopback_address_needs_authentication_or_an_explicit_opt_out() {
         drop(child);
     }
 }
+
+/// Issue 19, item 7: what clients send reaches the log escaped, one line per event.
+#[tokio::test]
+async fn a_client_cannot_forge_log_lines() {
+    let (child, first) = spawn(&["--listen", "127.0.0.1:0"], Stdio::piped()).await;
+    let address = first.trim_end().rsplit("//").next().unwrap().to_owned();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/mcp"))
+        .await
+        .unwrap();
+    let forged = "evil\n2026-01-01T00:00:00Z ERROR mcp_server: forged\u{1b}[2J";
+    send(
+        &mut socket,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},
+        "clientInfo":{"name":forged,"version":"1"}}}),
+    )
+    .await;
+    assert_eq!(recv(&mut socket).await["id"], 1);
+    drop(socket);
+    sigterm(&child);
+    let output = tokio::time::timeout(HANG, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        log.contains(r"evil\n2026-01-01T00:00:00Z ERROR mcp_server: forged\x1b[2J"),
+        "{log}"
+    );
+    assert!(!log.lines().any(|l| l.starts_with("2026-01-01")), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+}

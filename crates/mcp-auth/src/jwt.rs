@@ -125,11 +125,7 @@ impl Jwt {
                     .map_err(|e| format!("JWKS {}: {e}", path.display()))?
             }
             KeySource::JwksUrl(url) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(format!(
-                        "--jwt-jwks-url must be an http(s) URL, not `{url}`"
-                    ));
-                }
+                check_jwks_url(url)?;
                 Vec::new()
             }
         };
@@ -314,4 +310,60 @@ fn key_of(jwk: &Jwk) -> Option<Key> {
         algorithm,
         key,
     })
+}
+
+/// A JWKS URL is `https://`, or `http://` to a loopback host only: whoever can change the
+/// keys on the way decides who gets in.
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("--jwt-jwks-url `{url}` is not a URL: {e}"))?;
+    let loopback = |host: &str| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    match uri.scheme_str() {
+        Some("https") if uri.host().is_some() => Ok(()),
+        Some("http") if uri.host().is_some_and(loopback) => Ok(()),
+        Some("http") => Err(format!(
+            "--jwt-jwks-url `{url}`: plain http is allowed only to a loopback host (whoever can change the keys on the way decides who gets in); use https"
+        )),
+        _ => Err(format!(
+            "--jwt-jwks-url must be an https URL (or http to a loopback host), not `{url}`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::check_jwks_url;
+
+    /// Issue 19, item 10: plain http was accepted for any host.
+    #[test]
+    fn plain_http_is_for_loopback_only() {
+        for ok in [
+            "https://auth.example.com/.well-known/jwks.json",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.9.9.9/jwks",
+            "http://localhost/jwks",
+            "http://[::1]:9000/jwks",
+        ] {
+            assert_eq!(check_jwks_url(ok), Ok(()), "{ok}");
+        }
+        for refused in [
+            "http://auth.example.com/jwks",
+            "http://10.0.0.1/jwks",
+            "http://localhost.evil.com/jwks",
+            "http://[::2]/jwks",
+            "ftp://localhost/jwks",
+            "file:///etc/jwks",
+            "jwks.json",
+        ] {
+            assert!(check_jwks_url(refused).is_err(), "{refused}");
+        }
+    }
 }

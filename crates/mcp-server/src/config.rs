@@ -287,7 +287,8 @@ pub struct Cli {
     pub jwt_jwks_file: Option<PathBuf>,
 
     /// Accept JWT access tokens signed with the keys of the JWKS at this URL (RS256, ES256),
-    /// fetched at start, every 10 minutes, and when a token names an unknown key.
+    /// fetched at start, every 10 minutes, and when a token names an unknown key. https, or
+    /// http to a loopback host only.
     #[arg(long, env = "MCP_JWT_JWKS_URL", value_name = "URL", group = "jwt_keys")]
     pub jwt_jwks_url: Option<String>,
 

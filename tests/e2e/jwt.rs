@@ -63,6 +63,7 @@ async fn server_with(keys: KeySource) -> TestServer {
         keys,
         issuer: Some(ISSUER.to_owned()),
         audiences: vec![AUDIENCE.to_owned()],
+        extra_tries_per_second: mcp_server::jwt::EXTRA_TRIES_PER_SECOND,
     })
     .unwrap();
     TestServer::with_config(Config {

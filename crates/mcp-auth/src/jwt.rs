@@ -48,6 +48,9 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// The accepted `aud` values; a token must name one of them.
     pub audiences: Vec<String>,
+    /// How many tries of tokens against more than their first key are made per second, all
+    /// tokens together ([`EXTRA_TRIES_PER_SECOND`] is the server's).
+    pub extra_tries_per_second: u32,
 }
 
 /// A verifier of access tokens.
@@ -58,7 +61,14 @@ pub struct Jwt {
     refetched: Mutex<Option<Instant>>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// Tries of a token against a second, third... key (a token without `kid` when several
+    /// keys have none): each costs a signature check, so a flood of bogus tokens is bounded.
+    extra_tries: governor::DefaultDirectRateLimiter,
 }
+
+/// How many tries of tokens against more than their first key are made per second, all
+/// tokens together. Past it such a token is refused for now (its first key is still tried).
+pub const EXTRA_TRIES_PER_SECOND: u32 = 100;
 
 impl std::fmt::Debug for Jwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,11 +139,14 @@ impl Jwt {
                 Vec::new()
             }
         };
+        let tries = std::num::NonZeroU32::new(config.extra_tries_per_second)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         Ok(Self {
             config,
             keys: RwLock::new(Arc::new(keys)),
             refetched: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            extra_tries: governor::RateLimiter::direct(governor::Quota::per_second(tries)),
         })
     }
 
@@ -218,7 +231,13 @@ impl Jwt {
         }
         validation.set_required_spec_claims(&required);
         let mut last = String::new();
-        for key in candidates {
+        for (tried, key) in candidates.into_iter().enumerate() {
+            if tried > 0 && self.extra_tries.check().is_err() {
+                return Err(format!(
+                    "{last}; not tried against the other keys now (more than {} such tries a second): send a token with `kid`, or retry later",
+                    self.config.extra_tries_per_second
+                ));
+            }
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => return principal(data.claims),
                 Err(e) => last = describe(&e),
@@ -365,5 +384,62 @@ mod url_tests {
         ] {
             assert!(check_jwks_url(refused).is_err(), "{refused}");
         }
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    /// Issue 19, item 10: with several keys without `kid`, every bogus token without `kid`
+    /// cost a signature check per key. Tries past the first key are now bounded.
+    #[tokio::test]
+    async fn tokens_without_kid_are_tried_against_more_keys_only_so_often() {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/e2e/keys/");
+        let jwks: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(format!("{keys}rs256-test-only.jwks.json")).unwrap(),
+        )
+        .unwrap();
+        let mut key = jwks["keys"][0].clone();
+        key.as_object_mut().unwrap().remove("kid");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let three = serde_json::json!({"keys": [key.clone(), key.clone(), key]});
+        std::fs::write(&path, three.to_string()).unwrap();
+        let jwt = Jwt::new(JwtConfig {
+            keys: KeySource::JwksFile(path),
+            issuer: None,
+            audiences: vec!["mcp".to_owned()],
+            // One a second: the first bogus token uses it.
+            extra_tries_per_second: 1,
+        })
+        .unwrap();
+        let pem = std::fs::read(format!("{keys}rs256-test-only.pem")).unwrap();
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::RS256),
+            &serde_json::json!({"sub": "alice", "aud": "mcp", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        )
+        .unwrap();
+        // The same token with its signature broken: no key verifies it.
+        let bogus = format!("{}AAAA", &token[..token.len() - 4]);
+        let (mut throttled, mut last) = (0, String::new());
+        for _ in 0..3 {
+            last = jwt.verify(&bogus).await.unwrap_err().to_string();
+            if last.contains("retry later") {
+                throttled += 1;
+            }
+        }
+        assert!(
+            throttled >= 2,
+            "every bogus token was tried against every key: {last}"
+        );
+        // A good token needs only its first key: it is not held up.
+        assert_eq!(jwt.verify(&token).await.unwrap().name(), "alice");
     }
 }

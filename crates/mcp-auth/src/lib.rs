@@ -12,7 +12,7 @@ mod fetch;
 pub mod jwt;
 mod tokens;
 
-pub use jwt::{Jwt, JwtConfig, KeySource};
+pub use jwt::{EXTRA_TRIES_PER_SECOND, Jwt, JwtConfig, KeySource};
 pub use mcp_session::ANONYMOUS;
 pub use tokens::{Auth, digest};
 

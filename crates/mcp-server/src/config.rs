@@ -573,6 +573,7 @@ impl Cli {
             keys,
             issuer: self.jwt_issuer.clone(),
             audiences,
+            extra_tries_per_second: mcp_auth::EXTRA_TRIES_PER_SECOND,
         })?;
         Ok(auth.with_jwt(jwt))
     }

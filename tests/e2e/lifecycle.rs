@@ -8,7 +8,7 @@ use mcp_ws::Heartbeat;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::support::{Client, TestServer, http, metric, metrics, wait_for_metric};
+use crate::support::{Client, HANG, TestServer, exchange, http, metric, metrics, wait_for_metric};
 
 fn quick_heartbeat(heartbeat: Heartbeat) -> Config {
     let mut config = Config::default();
@@ -127,6 +127,54 @@ async fn connections_over_the_limit_get_503() {
     wait_for_metric(&server, "mcp_connections", 1.0).await;
     let third = Client::initialized(&server).await;
     drop((second, third));
+    server.shutdown().await;
+}
+
+/// Issue 19, item 9: `--max-connections` counted only upgrades, so plain HTTP connections
+/// (idle ones included) were unbounded; and a body could trickle forever.
+#[tokio::test]
+async fn every_connection_counts_and_a_body_must_arrive_in_time() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::with_config(Config {
+        max_connections: 2,
+        body_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
+    // Two connections that never send a byte hold both places.
+    let idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (status, _, body) = exchange(&server, "GET /healthz HTTP/1.1", "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--max-connections"), "{body}");
+    // One of them starts a request whose body never comes: 408 once the timeout passes,
+    // and its connection is closed.
+    trickle
+        .write_all(b"POST /agent HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(HANG, trickle.read_to_string(&mut answer))
+        .await
+        .expect("the trickling body was waited for forever")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--body-timeout"), "{answer}");
+    drop(trickle);
+    drop(idle);
+    // The places are free again.
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let (status, _, _) = exchange(&server, "GET /healthz HTTP/1.1", "").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the places never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.shutdown().await;
 }
 

@@ -37,6 +37,7 @@ pub(crate) async fn broadcast(
     request: Request<Incoming>,
     admin: Result<(), &'static str>,
     server: &Hub,
+    body_timeout: std::time::Duration,
 ) -> Response<Body> {
     if let Err(why) = admin {
         return text(StatusCode::FORBIDDEN, format!("{why}\n"));
@@ -44,7 +45,7 @@ pub(crate) async fn broadcast(
     if request.method() != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
     }
-    let body = match json_body(request, MAX_BODY).await {
+    let body = match json_body(request, MAX_BODY, body_timeout).await {
         Ok(body) => body,
         Err(e) => return text(e.status, format!("{}\n", e.message)),
     };

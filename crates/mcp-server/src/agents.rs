@@ -80,8 +80,11 @@ fn store_error(e: &StoreError) -> Response<Body> {
 }
 
 /// Reads a JSON body of at most `MAX_BODY` bytes, refusing in the API's error shape.
-async fn read_json(request: Request<Incoming>) -> Result<Value, Response<Body>> {
-    json_body(request, MAX_BODY)
+async fn read_json(
+    request: Request<Incoming>,
+    timeout: std::time::Duration,
+) -> Result<Value, Response<Body>> {
+    json_body(request, MAX_BODY, timeout)
         .await
         .map_err(|e| error(e.status, e.message))
 }
@@ -99,6 +102,7 @@ pub(crate) async fn route(
     request: Request<Incoming>,
     server: &Hub,
     principal: &Principal,
+    body_timeout: std::time::Duration,
 ) -> Response<Body> {
     if let Err(refused) = server.check_rate(principal) {
         return refused_call(&refused);
@@ -107,7 +111,7 @@ pub(crate) async fn route(
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/agent").unwrap_or_default();
     match (request.method().clone(), rest) {
-        (Method::POST, "" | "/") => create(request, server, principal).await,
+        (Method::POST, "" | "/") => create(request, server, principal, body_timeout).await,
         (method, id) if id.len() > 1 && !id[1..].contains('/') => {
             if !matches!(method, Method::GET | Method::DELETE) {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE");
@@ -129,8 +133,13 @@ pub(crate) async fn route(
     }
 }
 
-async fn create(request: Request<Incoming>, server: &Hub, principal: &str) -> Response<Body> {
-    let body = match read_json(request).await {
+async fn create(
+    request: Request<Incoming>,
+    server: &Hub,
+    principal: &str,
+    body_timeout: std::time::Duration,
+) -> Response<Body> {
+    let body = match read_json(request, body_timeout).await {
         Ok(body) => body,
         Err(response) => return response,
     };

@@ -5,6 +5,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderMap};
 use hyper::{Request, StatusCode};
+use std::time::Duration;
 
 /// Why a JSON request body was refused.
 pub(crate) struct BodyError {
@@ -12,14 +13,16 @@ pub(crate) struct BodyError {
     pub(crate) message: String,
 }
 
-/// Reads a request body that must be `application/json` and at most `limit` bytes; the
-/// error says which rule it broke (415, 413 or 400). Each endpoint renders it its own way.
+/// Reads a request body that must be `application/json`, at most `limit` bytes, and all
+/// there within `timeout`; the error says which rule it broke (415, 413, 408 or 400). Each
+/// endpoint renders it its own way.
 pub(crate) async fn json_body(
     request: Request<Incoming>,
     limit: usize,
+    timeout: Duration,
 ) -> Result<serde_json::Value, BodyError> {
     let (parts, body) = request.into_parts();
-    read_json(&parts.headers, body, limit).await
+    read_json(&parts.headers, body, limit, timeout).await
 }
 
 /// [`json_body`] for a request already taken apart.
@@ -27,8 +30,9 @@ pub(crate) async fn read_json(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
+    timeout: Duration,
 ) -> Result<serde_json::Value, BodyError> {
-    let body = read_body(headers, body, limit).await?;
+    let body = read_body(headers, body, limit, timeout).await?;
     if mcp_protocol::nests_deeper(&body, mcp_protocol::MAX_DEPTH) {
         return Err(BodyError {
             status: StatusCode::BAD_REQUEST,
@@ -44,11 +48,13 @@ pub(crate) async fn read_json(
     })
 }
 
-/// A request body that must be `application/json` and at most `limit` bytes, as bytes.
+/// A request body that must be `application/json`, at most `limit` bytes and all there
+/// within `timeout` (a body that trickles in holds a connection and a buffer), as bytes.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Bytes, BodyError> {
     let refuse = |status, message: String| BodyError { status, message };
     let is_json = headers
@@ -62,9 +68,18 @@ pub(crate) async fn read_body(
             "send Content-Type: application/json".to_owned(),
         ));
     }
-    let body = http_body_util::Limited::new(body, limit)
-        .collect()
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    let body = tokio::time::timeout(timeout, collect)
         .await
+        .map_err(|_| {
+            refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s (--body-timeout)",
+                    timeout.as_secs_f64()
+                ),
+            )
+        })?
         .map_err(|e| {
             refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,

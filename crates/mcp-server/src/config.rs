@@ -205,7 +205,8 @@ pub struct Cli {
     #[arg(long, env = "MCP_HEARTBEAT", default_value = "frames", value_parser = ["frames", "jsonrpc", "both"])]
     pub heartbeat: String,
 
-    /// Open WebSocket connections at most; more upgrades get 503.
+    /// Open connections at most, HTTP and WebSocket alike, counted from accept to close; a
+    /// connection over the limit is answered 503 at once and closed.
     #[arg(
         long,
         env = "MCP_MAX_CONNECTIONS",
@@ -213,6 +214,16 @@ pub struct Cli {
         value_name = "CONNECTIONS"
     )]
     pub max_connections: usize,
+
+    /// Seconds a request body may take to arrive, all of it; a slower one gets 408 and its
+    /// connection is closed.
+    #[arg(
+        long,
+        env = "MCP_BODY_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub body_timeout: u64,
 
     /// Sessions at most; a new session over the limit gets 503.
     #[arg(
@@ -391,8 +402,10 @@ pub struct Config {
     pub ws: WsConfig,
     /// How long running requests get to finish at shutdown.
     pub shutdown_grace: Duration,
-    /// Open WebSocket connections at most.
+    /// Open connections at most (HTTP and WebSocket alike).
     pub max_connections: usize,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
     /// How often subscribers of the statistics resource may hear of changes.
     pub stats_interval: Duration,
     /// Where durable state is kept; `None` keeps it in memory.
@@ -431,6 +444,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
+            body_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(1),
             data_dir: None,
             request_state_key_file: None,
@@ -523,6 +537,7 @@ impl Cli {
             },
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             max_connections: self.max_connections.max(1),
+            body_timeout: Duration::from_secs(self.body_timeout.max(1)),
             stats_interval: defaults.stats_interval,
             data_dir: self.data_dir.clone(),
             request_state_key_file: self.request_state_key_file.clone(),

@@ -1,5 +1,6 @@
-//! The WebSocket connections: their count under `--max-connections`, and the transport's
-//! metrics (opened, open, closed by close code, heartbeat timeouts) in the hub's registry.
+//! The connections: every TCP connection (HTTP, and WebSocket after its upgrade) counts under
+//! `--max-connections` from its accept to its close; and the WebSocket transport's metrics
+//! (opened, open, closed by close code, heartbeat timeouts) in the hub's registry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +19,10 @@ struct CloseLabels {
 /// The open connections and what became of the closed ones.
 #[derive(Default)]
 pub(crate) struct Connections {
+    /// Every open TCP connection: what the limit bounds.
     open: AtomicUsize,
+    open_gauge: Gauge,
+    /// The WebSocket connections among them.
     gauge: Gauge,
     opened: Counter,
     closed: Family<CloseLabels, Counter>,
@@ -45,28 +49,76 @@ impl Connections {
         );
         registry.register(
             "mcp_connections",
-            "Open client connections",
+            "Open WebSocket connections",
             self.gauge.clone(),
+        );
+        registry.register(
+            "mcp_tcp_connections",
+            "Open TCP connections, HTTP and WebSocket alike (bounded by --max-connections)",
+            self.open_gauge.clone(),
         );
     }
 
-    /// How many connections are open.
+    /// How many WebSocket connections are open.
     pub(crate) fn count(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        usize::try_from(self.gauge.get()).unwrap_or(0)
     }
 
     /// Reserves a place for one more connection, unless `max` are open; the place is held
     /// (and counted) until it is dropped. Checking and counting are one step, so concurrent
-    /// upgrades cannot overshoot the limit.
+    /// accepts cannot overshoot the limit.
     pub(crate) fn try_place(self: &Arc<Self>, max: usize) -> Option<Place> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        self.gauge.inc();
-        self.opened.inc();
+        self.open_gauge.inc();
         Some(Place(Arc::clone(self)))
+    }
+}
+
+impl Place {
+    /// The place of a connection upgraded to WebSocket: still counted once, now as a
+    /// WebSocket connection too.
+    pub(crate) fn websocket(self) -> WebSocketPlace {
+        self.0.gauge.inc();
+        self.0.opened.inc();
+        WebSocketPlace(self)
+    }
+}
+
+/// A WebSocket connection's place, held while it is open.
+pub(crate) struct WebSocketPlace(Place);
+
+impl Drop for WebSocketPlace {
+    fn drop(&mut self) {
+        (self.0).0.gauge.dec();
+    }
+}
+
+/// The place of the connection a request came on, in the request's extensions: an upgrade
+/// takes it over (the connection keeps counting once), and gives it back when it refuses.
+#[derive(Clone)]
+pub(crate) struct HeldPlace(Arc<std::sync::Mutex<Option<Place>>>);
+
+impl HeldPlace {
+    pub(crate) fn new(place: Place) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(place))))
+    }
+
+    pub(crate) fn take(&self) -> Option<Place> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn give_back(&self, place: Place) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(place);
     }
 }
 
@@ -86,6 +138,6 @@ pub(crate) struct Place(Arc<Connections>);
 impl Drop for Place {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
-        self.0.gauge.dec();
+        self.0.open_gauge.dec();
     }
 }

@@ -48,7 +48,13 @@ pub fn http_connection(bytes: &[u8]) -> Vec<u8> {
         let stopping = CancellationToken::new();
         let (mut client, served) = tokio::io::duplex(64 * 1024);
         let remote = SocketAddr::from(([127, 0, 0, 1], 40000));
-        tracker.spawn(http::serve_http(served, remote, state, stopping.clone()));
+        tracker.spawn(http::serve_http(
+            served,
+            remote,
+            state,
+            stopping.clone(),
+            None,
+        ));
         let mut answer = Vec::new();
         let exchange = async {
             client.write_all(bytes).await?;

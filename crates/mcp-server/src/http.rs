@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::connections::Connections;
+use crate::connections::{Connections, HeldPlace};
 use crate::{Config, admin, agents, console, dialects};
 use mcp_http::{HttpSessions, Post};
 
@@ -187,8 +187,18 @@ pub(crate) async fn serve_tcp(
     state: State,
     stopping: CancellationToken,
 ) {
+    // Every connection counts, from its accept: an idle or trickling one holds a place too.
+    let max = state.0.config.max_connections;
+    let Some(place) = state.0.connections.try_place(max) else {
+        tracing::info!(%remote, max, "connection refused: too many connections");
+        if state.0.config.tls.is_none() {
+            refuse_connection(stream, max).await;
+        }
+        return;
+    };
+    let place = Some(HeldPlace::new(place));
     let Some(tls) = state.0.config.tls.clone() else {
-        return serve_http(stream, remote, state, stopping).await;
+        return serve_http(stream, remote, state, stopping, place).await;
     };
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
     let stream = tokio::select! {
@@ -205,7 +215,35 @@ pub(crate) async fn serve_tcp(
             }
         },
     };
-    serve_http(stream, remote, state, stopping).await;
+    serve_http(stream, remote, state, stopping, place).await;
+}
+
+/// Answers a connection over the limit with 503 at once, without reading its request, then
+/// closes it; its request is read and dropped first (a second at most), so that the close
+/// does not reset the connection before the client has read the answer.
+async fn refuse_connection(mut stream: TcpStream, max: usize) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body =
+        format!("too many connections: the limit is {max} (--max-connections); retry later\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Retry-After: 5\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let refuse = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
 }
 
 use mcp_http::Body;
@@ -220,11 +258,15 @@ pub(crate) async fn serve_http<S>(
     remote: SocketAddr,
     state: State,
     stopping: CancellationToken,
+    place: Option<HeldPlace>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
         let state = state.clone();
+        if let Some(place) = &place {
+            request.extensions_mut().insert(place.clone());
+        }
         async move {
             let mut response = route(request, remote, &state).await;
             // No response is to be sniffed into another type than it says, nor rendered
@@ -324,7 +366,13 @@ async fn route(
             mcp_http::delete(request.headers(), &state.0.http_sessions, principal.name())
         }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
-            agents::route(request, &state.0.server, &principal).await
+            agents::route(
+                request,
+                &state.0.server,
+                &principal,
+                state.0.config.body_timeout,
+            )
+            .await
         }
         (MCP_PATH, false) => {
             let mut response = text(
@@ -371,7 +419,7 @@ async fn route(
         }
         (BROADCAST_PATH, false) => {
             let admin = state.admin(&principal, remote);
-            admin::broadcast(request, admin, &state.0.server).await
+            admin::broadcast(request, admin, &state.0.server, state.0.config.body_timeout).await
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -492,7 +540,7 @@ async fn mcp_post(
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let limit = state.0.config.ws.max_message_size;
-    let post = match read_body(&parts.headers, body, limit)
+    let post = match read_body(&parts.headers, body, limit, state.0.config.body_timeout)
         .await
         .and_then(|bytes| {
             Post::parse(bytes).map_err(|e| BodyError {
@@ -563,10 +611,16 @@ fn upgrade_to_session(
     dialect: Option<Box<dyn mcp_ws::Translate>>,
     principal: Principal,
 ) -> Response<Body> {
-    let place = state
-        .0
-        .connections
-        .try_place(state.0.config.max_connections);
+    // The connection's own place, which it keeps as a WebSocket (in memory, for the fuzz
+    // target, there is none: one is taken).
+    let held = request.extensions().get::<HeldPlace>().cloned();
+    let place = match &held {
+        Some(held) => held.take(),
+        None => state
+            .0
+            .connections
+            .try_place(state.0.config.max_connections),
+    };
     // Reserved only with a connection's place: a refused upgrade holds neither.
     let slot = place
         .as_ref()
@@ -586,6 +640,14 @@ fn upgrade_to_session(
     } else {
         None
     };
+    // A refused upgrade's connection goes on serving HTTP, in its place.
+    let place = match (&refusal, place, &held) {
+        (Some(_), Some(place), Some(held)) => {
+            held.give_back(place);
+            None
+        }
+        (_, place, _) => place,
+    };
     let (None, Some(place), Some(slot)) = (&refusal, place, slot) else {
         let why = refusal.unwrap_or_default();
         tracing::info!(%remote, reason = why.trim_end(), "upgrade refused");
@@ -603,7 +665,7 @@ fn upgrade_to_session(
                     session: slot,
                     config: state.0.config.ws.clone(),
                     remote,
-                    place: Box::new(place),
+                    place: Box::new(place.websocket()),
                     dialect,
                     principal,
                     observer: state.0.connections.clone(),

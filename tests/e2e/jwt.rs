@@ -408,3 +408,77 @@ async fn keys_from_a_jwks_url_are_fetched_and_rotated() {
     assert!(served.try_recv().is_err(), "a refetch within the limit");
     server.shutdown().await;
 }
+
+/// Issue 19, item 6: a connection authenticated with a JWT was served after the token
+/// expired. It is closed with 1008 "token expired" once `exp` and the leeway have passed,
+/// and a resumable client comes back with a fresh token.
+#[tokio::test]
+async fn a_websocket_connection_ends_when_its_token_expires() {
+    let server = server_with(KeySource::Secret(SECRET.to_vec())).await;
+    // Past `exp` already, but within the 30 s leeway: accepted, for a second more.
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "scope": "mcp:tools",
+                        "exp": now() - 29});
+    let token = hs256(&claims, SECRET);
+    let (mut client, _) =
+        Client::connect_with_headers(&server, "/mcp", &[("Authorization", &bearer(&token))])
+            .await
+            .unwrap();
+    client.initialize("2025-11-25").await;
+    let (code, reason) = tokio::time::timeout(HANG, client.expect_close())
+        .await
+        .expect("the connection outlived its token");
+    assert_eq!((code, reason.as_str()), (1008, "token expired"));
+    // A fresh token connects again.
+    let fresh = hs256(&self::claims("alice", "mcp:tools"), SECRET);
+    let (mut client, _) =
+        Client::connect_with_headers(&server, "/mcp", &[("Authorization", &bearer(&fresh))])
+            .await
+            .unwrap();
+    client.initialize("2025-11-25").await;
+    let sum = client.call(2, "add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(sum["structuredContent"]["result"], 5, "{sum}");
+    server.shutdown().await;
+}
+
+/// Issue 19, item 6: an HTTP session started with a wide token kept its scopes for later
+/// requests made with a narrower one.
+#[tokio::test]
+async fn an_http_session_is_used_only_with_the_scopes_it_was_started_with() {
+    let server = server_with(KeySource::Secret(SECRET.to_vec())).await;
+    let wide = hs256(&claims("alice", "mcp:tools"), SECRET);
+    let narrow = hs256(&claims("alice", "mcp:tools:add"), SECRET);
+    let body = initialize().to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nAuthorization: Bearer {wide}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}",
+        body.len()
+    );
+    let (status, head, text) = exchange(&server, &head, &body).await;
+    assert_eq!(status, 200, "{text}");
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id: "))
+        .expect("a session id")
+        .to_owned();
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+                      "params":{"name":"multiply","arguments":{"a":2,"b":3}}})
+    .to_string();
+    let with = |token: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {session}\r\n\
+             MCP-Protocol-Version: 2025-11-25\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}",
+            call.len()
+        )
+    };
+    let (status, _, text) = exchange(&server, &with(&narrow), &call).await;
+    assert_eq!(
+        status, 403,
+        "the narrower token used the wider session: {text}"
+    );
+    assert!(text.contains("scopes"), "{text}");
+    let (status, _, text) = exchange(&server, &with(&wide), &call).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"result\""), "{text}");
+    server.shutdown().await;
+}

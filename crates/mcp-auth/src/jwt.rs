@@ -89,6 +89,9 @@ struct Key {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Required, and checked by the library; kept to end connections when it passes. Some
+    /// issuers write it with a fraction.
+    exp: f64,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -280,7 +283,17 @@ fn principal(claims: Claims) -> Result<Principal, String> {
         Some(Scp::Text(text)) => scopes.extend(text.split_whitespace().map(str::to_owned)),
         None => {}
     }
-    Ok(Principal::scoped(&claims.sub, scopes))
+    let principal = Principal::scoped(&claims.sub, scopes);
+    // The library checked `exp`; one too far away to be a time here never expires.
+    let expires = Duration::try_from_secs_f64(claims.exp)
+        .ok()
+        .and_then(|exp| {
+            std::time::UNIX_EPOCH.checked_add(exp.saturating_add(Duration::from_secs(LEEWAY_S)))
+        });
+    Ok(match expires {
+        Some(at) => principal.expiring(at),
+        None => principal,
+    })
 }
 
 fn describe(e: &jsonwebtoken::errors::Error) -> String {

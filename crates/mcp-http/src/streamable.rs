@@ -77,8 +77,9 @@ impl HttpSessions {
 
 /// One HTTP session: the input of its core session, and where its output goes.
 struct HttpSession {
-    /// The principal it belongs to: to anyone else it does not exist.
-    owner: String,
+    /// The principal it belongs to: to anyone else it does not exist; to the same name with
+    /// other scopes (another token) it is refused.
+    owner: Principal,
     /// `None` once the session was deleted.
     inbound: Mutex<Option<mpsc::Sender<String>>>,
     router: Mutex<Router>,
@@ -436,7 +437,7 @@ fn check_version(headers: &HeaderMap) -> Result<(), Refusal> {
 fn session_of(
     headers: &HeaderMap,
     sessions: &HttpSessions,
-    principal: &str,
+    principal: &Principal,
 ) -> Result<Arc<HttpSession>, Refusal> {
     let Some(id) = header(headers, &SESSION_HEADER) else {
         return Err(Refusal(
@@ -444,15 +445,24 @@ fn session_of(
             "missing Mcp-Session-Id: send initialize first, then the id it answers with".to_owned(),
         ));
     };
-    sessions
+    let session = sessions
         .get(id)
-        .filter(|s| s.owner == principal)
+        .filter(|s| s.owner.name() == principal.name())
         .ok_or_else(|| {
             Refusal(
                 StatusCode::NOT_FOUND,
                 "unknown or expired MCP session: initialize a new one".to_owned(),
             )
-        })
+        })?;
+    // The session acts with the scopes it was started with: a token with others (narrower
+    // ones included) may not use it, or it would keep scopes its caller no longer has.
+    if session.owner != *principal {
+        return Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "this token's scopes are not those the MCP session was started with: initialize a new session with it".to_owned(),
+        ));
+    }
+    Ok(session)
 }
 
 /// `POST /mcp` with a JSON-RPC body (already read, and scanned once for what routing needs).
@@ -487,7 +497,7 @@ pub async fn post(
         return refusal.response();
     }
     let existing = match header(headers, &SESSION_HEADER) {
-        Some(_) => match session_of(headers, sessions, principal.name()) {
+        Some(_) => match session_of(headers, sessions, principal) {
             Ok(session) => Some(session),
             Err(refusal) => return refusal.response(),
         },
@@ -660,7 +670,7 @@ fn open(
     core.set_principal(owner.clone());
     let (in_tx, in_rx) = mpsc::channel(16);
     let session = Arc::new(HttpSession {
-        owner: owner.name().to_owned(),
+        owner: owner.clone(),
         inbound: Mutex::new(Some(in_tx)),
         router: Mutex::new(Router::default()),
     });
@@ -686,7 +696,7 @@ fn open(
 /// gets what waited for a stream (after a client lost one; `Last-Event-ID` is accepted for
 /// that), then whatever the session sends that belongs to no request. A newer GET replaces
 /// it.
-pub fn get(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> Response<Body> {
+pub fn get(headers: &HeaderMap, sessions: &HttpSessions, principal: &Principal) -> Response<Body> {
     if let Err(refusal) = check_version(headers) {
         return refusal.response();
     }
@@ -710,11 +720,38 @@ pub fn get(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> Res
         .collect();
     router.standalone = Some((stream, tx));
     drop(router);
+    // The stream ends when the token that opened it expires: the client opens another with
+    // a fresh one.
+    if let Some(at) = principal.expires_at() {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        if let Some(at) = tokio::time::Instant::now().checked_add(left) {
+            let session = Arc::downgrade(&session);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                if let Some(session) = session.upgrade() {
+                    let mut router = session.router();
+                    if router
+                        .standalone
+                        .as_ref()
+                        .is_some_and(|(s, _)| *s == stream)
+                    {
+                        router.standalone = None;
+                    }
+                }
+            });
+        }
+    }
     sse(stream, first, Some(rx))
 }
 
 /// `DELETE /mcp`: ends the session; its running calls are cancelled.
-pub fn delete(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> Response<Body> {
+pub fn delete(
+    headers: &HeaderMap,
+    sessions: &HttpSessions,
+    principal: &Principal,
+) -> Response<Body> {
     if let Err(refusal) = check_version(headers) {
         return refusal.response();
     }
@@ -724,7 +761,7 @@ pub fn delete(headers: &HeaderMap, sessions: &HttpSessions, principal: &str) -> 
     let session = {
         let mut map = sessions.lock();
         match map.get(id) {
-            Some(s) if s.owner == principal => map.remove(id),
+            Some(s) if s.owner.name() == principal.name() => map.remove(id),
             _ => None,
         }
     };

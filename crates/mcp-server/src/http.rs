@@ -360,10 +360,10 @@ async fn route(
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|a| mcp_http::accepts(a, "text/event-stream")) =>
         {
-            mcp_http::get(request.headers(), &state.0.http_sessions, principal.name())
+            mcp_http::get(request.headers(), &state.0.http_sessions, &principal)
         }
         (MCP_PATH, false) if request.method() == Method::DELETE => {
-            mcp_http::delete(request.headers(), &state.0.http_sessions, principal.name())
+            mcp_http::delete(request.headers(), &state.0.http_sessions, &principal)
         }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
             agents::route(

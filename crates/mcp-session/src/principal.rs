@@ -16,13 +16,25 @@ pub const SCOPE_TOOL_PREFIX: &str = "mcp:tools:";
 /// The scope that opens the admin endpoints.
 pub const SCOPE_ADMIN: &str = "mcp:admin";
 
-/// An authenticated caller: the name sessions and agents belong to, and its scopes.
-#[derive(Clone, PartialEq, Eq)]
+/// An authenticated caller: the name sessions and agents belong to, and its scopes. Two
+/// principals are equal when name and scopes are: when their tokens expire does not count.
+#[derive(Clone)]
 pub struct Principal {
     name: Arc<str>,
     /// `None`: unrestricted (a static token, or no authentication).
     scopes: Option<Arc<[String]>>,
+    /// When the credential that names it stops being accepted (a JWT's `exp`, with the
+    /// leeway): a connection authenticated with it ends then.
+    expires: Option<std::time::SystemTime>,
 }
+
+impl PartialEq for Principal {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.scopes == other.scopes
+    }
+}
+
+impl Eq for Principal {}
 
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -50,6 +62,7 @@ impl Principal {
         Self {
             name: name.into(),
             scopes: None,
+            expires: None,
         }
     }
 
@@ -58,7 +71,19 @@ impl Principal {
         Self {
             name: name.into(),
             scopes: Some(scopes.into()),
+            expires: None,
         }
+    }
+
+    /// The same caller, whose credential stops being accepted at `at`.
+    pub fn expiring(mut self, at: std::time::SystemTime) -> Self {
+        self.expires = Some(at);
+        self
+    }
+
+    /// When the credential that names this caller stops being accepted, if it does.
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        self.expires
     }
 
     /// The name sessions and agents belong to.

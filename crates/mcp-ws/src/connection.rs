@@ -257,6 +257,9 @@ where
         let closing = Closing::default();
         let life = Life::new();
         let (mut session, out_rx) = connection.session.open();
+        // The credential's end is the connection's: its client reconnects with a fresh one
+        // (and resumes its session).
+        let expires = connection.principal.expires_at();
         session.set_principal(connection.principal);
         let peer = session.peer();
         // The session runs on its own: a resumable one outlives this connection, and a
@@ -301,6 +304,7 @@ where
         );
         let pulse = Pulse {
             peer,
+            expires,
             controls: &controls,
             closing,
             life,
@@ -468,6 +472,8 @@ impl Life {
 /// when none came for `ping_timeout`.
 struct Pulse<'a> {
     peer: mcp_session::Peer,
+    /// When the connection's credential stops being accepted.
+    expires: Option<std::time::SystemTime>,
     controls: &'a Controls,
     closing: Closing,
     life: Life,
@@ -482,9 +488,32 @@ impl Pulse<'_> {
         let mut ticks = tokio::time::interval(config.ping_interval.max(Duration::from_millis(10)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
+        // An expiry too far away to be an instant here never comes.
+        let expiry = self.expires.and_then(|at| {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::Instant::now().checked_add(left)
+        });
+        let expired = async {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 () = self.closing.started.cancelled() => return,
+                () = &mut expired => {
+                    tracing::info!("the connection's token expired; closing");
+                    let frame = CloseFrame {
+                        code: CloseCode::from(close_codes::POLICY_VIOLATION),
+                        reason: "token expired".into(),
+                    };
+                    self.controls.close(frame, true);
+                    return;
+                }
                 _ = ticks.tick() => {}
             }
             if self.life.silent_for() > config.ping_timeout {

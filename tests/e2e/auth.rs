@@ -237,3 +237,82 @@ async fn metrics_can_be_kept_for_admins() {
     assert!(body.contains("mcp_sessions"), "{body}");
     server.shutdown().await;
 }
+
+/// Issue 19, item 3: one token could take every session of the server. Each principal now
+/// has its own limit (429 with Retry-After over it), upgrades and `initialize` are
+/// rate-limited like any request, and agent names are capped.
+#[tokio::test]
+async fn one_principal_cannot_take_every_session() {
+    let auth = Auth::new(&[format!("alice={ALICE}"), format!("bob={BOB}")], None).unwrap();
+    let mut config = Config {
+        auth,
+        ..Config::default()
+    };
+    config.session.max_sessions_per_principal = Some(2);
+    let server = TestServer::with_config(config).await;
+    let alice = [("Authorization", format!("Bearer {ALICE}"))];
+    let alice: Vec<(&str, &str)> = alice.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = Client::connect_with_headers(&server, "/mcp", &alice)
+        .await
+        .unwrap();
+    let second = Client::connect_with_headers(&server, "/mcp", &alice)
+        .await
+        .unwrap();
+    match Client::connect_with_headers(&server, "/mcp", &alice).await {
+        Err(WsError::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("--max-sessions-per-principal"), "{body}");
+        }
+        Ok(_) => panic!("a third session of alice was accepted"),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    // Over HTTP too.
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}})
+    .to_string();
+    let head = |token: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}",
+            init.len()
+        )
+    };
+    let (status, _, body) = exchange(&server, &head(ALICE), &init).await;
+    assert_eq!(status, 429, "{body}");
+    // Bob is not held up by Alice.
+    let bob = [("Authorization", format!("Bearer {BOB}"))];
+    let bob: Vec<(&str, &str)> = bob.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut client, _) = Client::connect_with_headers(&server, "/mcp", &bob)
+        .await
+        .unwrap();
+    client.initialize("2025-11-25").await;
+    let (status, _, body) = exchange(&server, &head(BOB), &init).await;
+    assert_eq!(status, 200, "{body}");
+    // A place comes back when a session ends.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + crate::support::HANG;
+    while Client::connect_with_headers(&server, "/mcp", &alice)
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(second);
+    // An agent's name is at most 256 bytes.
+    let body = json!({"name": "n".repeat(257)}).to_string();
+    let head = format!(
+        "POST /agent HTTP/1.1\r\nAuthorization: Bearer {BOB}\r\nContent-Type: application/json\r\nContent-Length: {}",
+        body.len()
+    );
+    let (status, _, text) = exchange(&server, &head, &body).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most 256"), "{text}");
+    server.shutdown().await;
+}

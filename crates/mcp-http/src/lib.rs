@@ -17,4 +17,4 @@ mod streamable;
 
 pub use post::{Post, PostError};
 pub use reply::{Body, accepts};
-pub use streamable::{HttpSessions, SESSION_HEADER, delete, get, post};
+pub use streamable::{HttpSessions, SESSION_HEADER, delete, get, limited_response, post};

@@ -519,11 +519,21 @@ pub async fn post(
     let (session, new_id) = match existing {
         Some(session) => (session, None),
         None if initialize && ids.len() == 1 => {
-            let Some(place) = server.reserve_session() else {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many sessions; retry later",
-                );
+            // Starting sessions is rate-limited like any request.
+            if let Err(limited) = server.check_rate(principal) {
+                return limited_response(&limited);
+            }
+            let place = match server.reserve_session_for(principal) {
+                Ok(place) => place,
+                Err(mcp_session::SessionRefusal::Full) => {
+                    return refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many sessions; retry later",
+                    );
+                }
+                Err(mcp_session::SessionRefusal::Principal(limited)) => {
+                    return limited_response(&limited);
+                }
             };
             let Ok(id) = SessionId::random() else {
                 return refuse(
@@ -778,5 +788,26 @@ pub fn delete(
     tracing::info!(session = %id, "HTTP session deleted by the client");
     let mut response = text(StatusCode::NO_CONTENT, "");
     response.headers_mut().remove(CONTENT_TYPE);
+    response
+}
+
+/// 429 for a request over one of its principal's limits (`error`, -32001 with
+/// `data.retryAfterMs`), with `Retry-After`.
+pub fn limited_response(error: &mcp_protocol::ErrorObject) -> Response<Body> {
+    let retry_ms = error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("retryAfterMs"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1_000);
+    let mut response = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{}\n", error.message),
+    );
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&retry_ms.div_ceil(1_000).to_string()) {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, value);
+    }
     response
 }

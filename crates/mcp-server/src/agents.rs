@@ -23,6 +23,8 @@ use crate::body::json_body;
 
 /// The largest request body the agent API reads.
 const MAX_BODY: usize = 1024 * 1024;
+/// The longest agent name, in bytes: it is kept with the agent and shown back.
+const MAX_NAME_BYTES: usize = 256;
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = text(status, value.to_string());
@@ -152,6 +154,17 @@ async fn create(
             );
         }
     };
+    if let Some(name) = &create.name
+        && name.len() > MAX_NAME_BYTES
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the name is {} bytes long; at most {MAX_NAME_BYTES}",
+                name.len()
+            ),
+        );
+    }
     let id = match SessionId::random() {
         Ok(id) => id,
         Err(e) => return store_error(&e),

@@ -355,6 +355,13 @@ pub struct Cli {
     #[arg(long, env = "MCP_MAX_CALLS_PER_PRINCIPAL", value_name = "N")]
     pub max_calls_per_principal: Option<usize>,
 
+    /// Sessions (WebSocket, HTTP) each principal may have open at once; 0 turns the limit
+    /// off. Over it a new one gets 429 (or -32001). Default: 1000 with authentication
+    /// configured; off without, where every client is the one local principal
+    /// (--max-sessions still holds).
+    #[arg(long, env = "MCP_MAX_SESSIONS_PER_PRINCIPAL", value_name = "N")]
+    pub max_sessions_per_principal: Option<usize>,
+
     /// Serve https and wss with this certificate chain (PEM); needs --tls-key. SIGHUP
     /// reloads both files without dropping connections.
     #[arg(long, env = "MCP_TLS_CERT", value_name = "PATH", requires = "tls_key")]
@@ -470,6 +477,9 @@ const DEFAULT_RATE_LIMIT: u32 = 1000;
 /// `--max-calls-per-principal` is not given.
 const DEFAULT_CALLS_PER_PRINCIPAL: usize = 256;
 
+/// Sessions per principal with authentication configured (see `--max-sessions-per-principal`).
+const DEFAULT_SESSIONS_PER_PRINCIPAL: usize = 1_000;
+
 impl Cli {
     /// The server configuration these options describe. Fails when the data root does not
     /// exist.
@@ -516,6 +526,14 @@ impl Cli {
                 max_calls_per_principal: Some(self.max_calls_per_principal.unwrap_or(
                     if auth_enabled {
                         DEFAULT_CALLS_PER_PRINCIPAL
+                    } else {
+                        0
+                    },
+                ))
+                .filter(|n| *n > 0),
+                max_sessions_per_principal: Some(self.max_sessions_per_principal.unwrap_or(
+                    if auth_enabled {
+                        DEFAULT_SESSIONS_PER_PRINCIPAL
                     } else {
                         0
                     },

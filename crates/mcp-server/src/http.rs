@@ -611,6 +611,12 @@ fn upgrade_to_session(
     dialect: Option<Box<dyn mcp_ws::Translate>>,
     principal: Principal,
 ) -> Response<Body> {
+    // Upgrades are requests of their principal: rate-limited, and counted against its
+    // sessions (429 over either, before anything is reserved).
+    if let Err(limited) = state.0.server.check_rate(&principal) {
+        tracing::info!(%remote, reason = %limited.message, "upgrade refused");
+        return mcp_http::limited_response(&limited);
+    }
     // The connection's own place, which it keeps as a WebSocket (in memory, for the fuzz
     // target, there is none: one is taken).
     let held = request.extensions().get::<HeldPlace>().cloned();
@@ -622,9 +628,18 @@ fn upgrade_to_session(
             .try_place(state.0.config.max_connections),
     };
     // Reserved only with a connection's place: a refused upgrade holds neither.
-    let slot = place
-        .as_ref()
-        .and_then(|_| state.0.server.reserve_session());
+    let slot = match &place {
+        Some(_) => Some(state.0.server.reserve_session_for(&principal)),
+        None => None,
+    };
+    if let Some(Err(mcp_session::SessionRefusal::Principal(limited))) = &slot {
+        if let (Some(held), Some(place)) = (&held, place) {
+            held.give_back(place);
+        }
+        tracing::info!(%remote, reason = %limited.message, "upgrade refused");
+        return mcp_http::limited_response(limited);
+    }
+    let slot = slot.and_then(Result::ok);
     let refusal = if !state.is_ready() {
         Some("the server is shutting down\n".to_owned())
     } else if place.is_none() {

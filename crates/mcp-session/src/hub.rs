@@ -23,7 +23,7 @@ use crate::outbound::with_member;
 use crate::outbound::{self, OutboundReceiver};
 use crate::resumable::Control;
 use crate::router::{Router, to_value};
-use crate::{MemoryStore, Session, SessionId, SessionStore};
+use crate::{MemoryStore, Principal, Session, SessionId, SessionStore};
 
 /// Settings of the protocol core.
 #[derive(Debug, Clone)]
@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// How many tool calls one principal may have running at once, across its sessions;
     /// `None` (the default): no limit.
     pub max_calls_per_principal: Option<usize>,
+    /// How many sessions (WebSocket, HTTP, resumable while live) one principal may have open
+    /// at once; `None` (the default): no limit but `max_sessions`.
+    pub max_sessions_per_principal: Option<usize>,
     /// The secret that makes a modern request's `requestState` tamper-proof (32 bytes or
     /// more); `None`: a random one, so states do not outlive the process. Instances that
     /// serve one client in turn must share it.
@@ -116,6 +119,7 @@ impl Default for ServerConfig {
             resume_log: 4096,
             rate_limit: None,
             max_calls_per_principal: None,
+            max_sessions_per_principal: None,
             request_state_key: None,
             request_state_ttl: Duration::from_secs(600),
             task_ttl: Duration::from_secs(3600),
@@ -317,7 +321,11 @@ impl Hub {
     ) -> Self {
         let router = Router::new(&catalog);
         let scheduler = Scheduler::new(config.heavy_concurrency);
-        let limits = crate::limits::Limits::new(config.rate_limit, config.max_calls_per_principal);
+        let limits = crate::limits::Limits::new(
+            config.rate_limit,
+            config.max_calls_per_principal,
+            config.max_sessions_per_principal,
+        );
         let state_key = crate::round_trip::StateKey::new(config.request_state_key.as_deref());
         Self {
             inner: Arc::new(HubInner {
@@ -425,7 +433,24 @@ impl Hub {
             .ok()?;
         Some(SessionSlot {
             hub: Some(self.clone()),
+            principal: None,
         })
+    }
+
+    /// [`Hub::reserve_session`] for `principal`, under its own limit too
+    /// (`max_sessions_per_principal`): which limit refused, if one did.
+    pub fn reserve_session_for(
+        &self,
+        principal: &Principal,
+    ) -> Result<SessionSlot, SessionRefusal> {
+        let counted = self
+            .inner
+            .limits
+            .begin_session(principal)
+            .map_err(SessionRefusal::Principal)?;
+        let mut slot = self.reserve_session().ok_or(SessionRefusal::Full)?;
+        slot.principal = Some(counted);
+        Ok(slot)
     }
 
     /// Gives a session's place back.
@@ -672,13 +697,29 @@ impl Hub {
 pub struct SessionSlot {
     /// `None` once the place went to a session.
     hub: Option<Hub>,
+    /// Its place under its principal's limit, when reserved for one.
+    principal: Option<crate::limits::CallSlot>,
+}
+
+/// Why no session could be reserved.
+#[derive(Debug)]
+pub enum SessionRefusal {
+    /// The server has `max_sessions` open (HTTP: 503).
+    Full,
+    /// The principal has `max_sessions_per_principal` open: the -32001 error naming the
+    /// limit (HTTP: 429).
+    Principal(mcp_protocol::ErrorObject),
 }
 
 impl SessionSlot {
     /// Starts the session in this place; it holds the place until it ends.
     pub fn open(mut self) -> (Session, OutboundReceiver) {
         match self.hub.take() {
-            Some(hub) => hub.open_reserved(),
+            Some(hub) => {
+                let (mut session, receiver) = hub.open_reserved();
+                session.hold(self.principal.take());
+                (session, receiver)
+            }
             None => unreachable!("a slot is opened once: `open` takes it"),
         }
     }

@@ -31,7 +31,7 @@ pub mod store;
 mod tasks;
 
 pub use error::PeerError;
-pub use hub::{Hub, HubBuilder, ServerConfig, SessionSlot, Stat};
+pub use hub::{Hub, HubBuilder, ServerConfig, SessionRefusal, SessionSlot, Stat};
 pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
 pub use outbound::{Answered, Outbound, OutboundReceiver, Regarding};

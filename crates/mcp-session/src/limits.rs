@@ -31,6 +31,9 @@ pub(crate) struct Limits {
     /// `None`: calls are not limited, nor counted.
     max_calls: Option<usize>,
     calls: Counts,
+    /// `None`: sessions are not limited per principal, nor counted.
+    max_sessions: Option<usize>,
+    sessions: Counts,
     checks: AtomicU64,
 }
 
@@ -57,7 +60,11 @@ impl Drop for CallSlot {
 }
 
 impl Limits {
-    pub(crate) fn new(rate: Option<RateLimit>, max_calls: Option<usize>) -> Self {
+    pub(crate) fn new(
+        rate: Option<RateLimit>,
+        max_calls: Option<usize>,
+        max_sessions: Option<usize>,
+    ) -> Self {
         Self {
             rate: rate.map(|r| {
                 let quota = Quota::per_second(r.per_second).allow_burst(r.burst);
@@ -65,6 +72,8 @@ impl Limits {
             }),
             max_calls: max_calls.map(|n| n.max(1)),
             calls: Arc::default(),
+            max_sessions: max_sessions.map(|n| n.max(1)),
+            sessions: Arc::default(),
             checks: AtomicU64::new(0),
         }
     }
@@ -110,6 +119,30 @@ impl Limits {
         *running += 1;
         Ok(CallSlot(Some((
             Arc::clone(&self.calls),
+            Arc::clone(principal.key()),
+        ))))
+    }
+
+    /// Counts a session of `principal`, or refuses it when the principal already has the
+    /// most sessions open.
+    pub(crate) fn begin_session(&self, principal: &Principal) -> Result<CallSlot, ErrorObject> {
+        let Some(limit) = self.max_sessions else {
+            return Ok(CallSlot(None));
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = sessions.entry(Arc::clone(principal.key())).or_default();
+        if *open >= limit {
+            return Err(refuse(
+                "sessions_per_principal",
+                format!(
+                    "too many sessions: this principal has {limit} open, the limit (--max-sessions-per-principal); close one, or retry when one ends"
+                ),
+                Duration::from_secs(5),
+            ));
+        }
+        *open += 1;
+        Ok(CallSlot(Some((
+            Arc::clone(&self.sessions),
             Arc::clone(principal.key()),
         ))))
     }

@@ -101,6 +101,8 @@ pub struct Session {
     /// The principal the session belongs to: only it may resume it, and its scopes say
     /// which tools the session may see and call.
     principal: Principal,
+    /// Its place under its principal's session limit, held while it runs.
+    principal_slot: Option<crate::limits::CallSlot>,
     /// The span to run in, when the transport gives one.
     span: Option<tracing::Span>,
 }
@@ -153,8 +155,14 @@ impl Session {
             served_modern: false,
             deleted: false,
             principal: Principal::anonymous(),
+            principal_slot: None,
             span: None,
         }
+    }
+
+    /// Holds the session's place under its principal's limit until it ends.
+    pub(crate) fn hold(&mut self, slot: Option<crate::limits::CallSlot>) {
+        self.principal_slot = slot;
     }
 
     /// The session's number, unique within this server process; for logs.

@@ -628,10 +628,9 @@ fn upgrade_to_session(
             .try_place(state.0.config.max_connections),
     };
     // Reserved only with a connection's place: a refused upgrade holds neither.
-    let slot = match &place {
-        Some(_) => Some(state.0.server.reserve_session_for(&principal)),
-        None => None,
-    };
+    let slot = place
+        .as_ref()
+        .map(|_| state.0.server.reserve_session_for(&principal));
     if let Some(Err(mcp_session::SessionRefusal::Principal(limited))) = &slot {
         if let (Some(held), Some(place)) = (&held, place) {
             held.give_back(place);

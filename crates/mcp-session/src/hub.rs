@@ -535,6 +535,7 @@ impl Hub {
             cancel: token.clone(),
             progress: Progress::none(),
             scheduler: self.inner.scheduler.clone(),
+            principal: Arc::clone(principal.key()),
             session: 0,
             call_label: "http".to_owned(),
             log: Logger::none(),

@@ -72,7 +72,9 @@ pub(crate) struct CallScope {
     /// Where a tool that asks first becomes a task (open, but in a modern request that may
     /// become one).
     pub(crate) task: mcp_tools::TaskGate,
-    /// The fairness key of the heavy-call scheduler (the session's number).
+    /// The fairness keys of the heavy-call scheduler: the principal's name, and the
+    /// session's number.
+    pub(crate) principal: std::sync::Arc<str>,
     pub(crate) session: u64,
     /// How long the call may run; `None`: the configured `call_timeout` (a task may run
     /// until it expires).
@@ -145,6 +147,7 @@ impl Router {
             cancel: scope.cancel.clone(),
             progress: scope.progress,
             scheduler: hub.inner.scheduler.clone(),
+            principal: scope.principal,
             session: scope.session,
             call_label: scope.label.clone().unwrap_or_else(|| id.to_string()),
             log: scope.log,

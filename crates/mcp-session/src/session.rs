@@ -793,6 +793,7 @@ impl Session {
             peer: &self.peer,
             capabilities: self.client.as_ref(),
             progress_interval: self.hub.inner.config.progress_interval,
+            principal: Arc::clone(self.principal.key()),
             session: self.id,
         }
     }

@@ -27,6 +27,7 @@ pub(crate) struct SessionSinks<'a> {
     pub(crate) peer: &'a Peer,
     pub(crate) capabilities: Option<&'a Arc<ClientCapabilities>>,
     pub(crate) progress_interval: Duration,
+    pub(crate) principal: Arc<str>,
     pub(crate) session: u64,
 }
 
@@ -48,6 +49,7 @@ impl SessionSinks<'_> {
             log: Logger::new(self.log.clone(), call.name.clone()),
             client: mcp_tools::Client::new(self.client()),
             task: mcp_tools::TaskGate::open(),
+            principal: self.principal,
             session: self.session,
             time_limit: None,
             label: None,

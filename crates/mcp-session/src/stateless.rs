@@ -431,6 +431,7 @@ impl Hub {
                 Some((signal, _)) => mcp_tools::TaskGate::signalling(Arc::clone(signal)),
                 None => mcp_tools::TaskGate::open(),
             },
+            principal: Arc::clone(principal.key()),
             session: out.session,
             time_limit: None,
             label: None,

@@ -686,6 +686,7 @@ impl Hub {
             });
         let of_session = record.session.is_some();
         let session = front.as_ref().map_or(0, |f| f.session);
+        let principal: Arc<str> = Arc::from(record.owner.as_str());
         let live = Live::new(record, self.inner.shutdown.child_token(), front);
         lock(&self.inner.tasks.live).insert(id.clone(), Arc::clone(&live));
         let mut progress = mcp_tools::Progress::new(
@@ -725,6 +726,7 @@ impl Hub {
                 capabilities,
             })),
             task: mcp_tools::TaskGate::open(),
+            principal,
             session,
             time_limit,
             label: Some(format!("of task {id}")),

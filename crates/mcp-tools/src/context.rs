@@ -22,7 +22,9 @@ pub struct ToolContext {
     pub progress: Progress,
     /// Heavy work waits here for its turn; see [`ToolContext::heavy_slot`].
     pub scheduler: Scheduler,
-    /// Who is calling, for fair scheduling: the session's number.
+    /// Who is calling, for fair scheduling: the principal's name...
+    pub principal: std::sync::Arc<str>,
+    /// ...and the session's number (0 for a call of no session).
     pub session: u64,
     /// The request's id as text, for messages (`batch 42: ...`).
     pub call_label: String,
@@ -45,6 +47,7 @@ impl ToolContext {
             cancel,
             progress: Progress::none(),
             scheduler: Scheduler::new(1),
+            principal: std::sync::Arc::from(""),
             session: 0,
             call_label: String::new(),
             log: Logger::none(),
@@ -59,7 +62,11 @@ impl ToolContext {
     pub async fn heavy_slot(&mut self, label: &str) -> Option<Permit> {
         let scheduler = self.scheduler.clone();
         tokio::select! {
-            permit = scheduler.acquire(self.session, &mut self.progress, label) => Some(permit),
+            permit = scheduler.acquire(
+                crate::Caller { principal: std::sync::Arc::clone(&self.principal), session: self.session },
+                &mut self.progress,
+                label,
+            ) => Some(permit),
             () = self.cancel.cancelled() => None,
         }
     }

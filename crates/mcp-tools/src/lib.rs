@@ -30,6 +30,6 @@ pub use math::{BinaryOp, BinaryParams, MathResult, MathTool, Sqrt, UnaryParams};
 pub use paths::DataRoot;
 pub use provider::{PromptFuture, Provider};
 pub use registry::{Page, RegistryError, ToolRegistry, ToolsConfig};
-pub use scheduler::{Permit, Scheduler};
+pub use scheduler::{Caller, Permit, Scheduler};
 pub use sleep::{Sleep, SleepOutput, SleepParams};
 pub use tool::{TaskSupport, Tool, ToolError};

@@ -1,10 +1,14 @@
 //! The scheduler for heavy work: a global limit on how many heavy calls run at once, and fair
-//! queueing across sessions, so one client submitting a hundred batches cannot starve another.
+//! queueing across principals, then across each principal's sessions, so that neither one
+//! client submitting a hundred batches nor one principal opening a hundred sessions can
+//! starve another.
 //!
-//! Fairness rule: when a slot frees up, it goes to the first waiter of the session that has the
-//! fewest heavy calls running, and among those the one served longest ago. A session with many
-//! waiters thus gets one turn per round, like every other session with waiters, and a session
-//! with nothing running goes before one that already has a slot.
+//! Fairness rule: when a slot frees up, it goes to the principal with waiters that has the
+//! fewest heavy calls running, and among those the one served longest ago; within that
+//! principal, to the first waiter of the session that has the fewest heavy calls running, and
+//! among those the one served longest ago. A principal with many sessions thus gets one turn
+//! per round, like every other principal with waiters, and so does each of its sessions
+//! within its turns.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,32 +33,60 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
+/// Who waits: a principal, and its session (unique within the principal; 0 for calls of no
+/// session).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Caller {
+    /// The principal's name.
+    pub principal: Arc<str>,
+    /// The session's number.
+    pub session: u64,
+}
+
 struct Waiter {
     id: u64,
     grant: oneshot::Sender<()>,
     position: watch::Sender<usize>,
 }
 
-#[derive(Default)]
-struct SessionQueue {
-    waiters: VecDeque<Waiter>,
-    /// How many slots this session holds.
+/// How much a principal or a session holds, and when it was last served.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    /// How many slots it holds.
     running: usize,
-    /// When this session was last granted a slot (a counter, not a time); 0 = never.
+    /// When it was last granted a slot (a counter, not a time); 0 = never.
     last_grant: u64,
 }
 
-impl SessionQueue {
+impl Tally {
     /// The serving order: smaller goes first.
-    fn key(&self, session: u64) -> (usize, u64, u64) {
-        (self.running, self.last_grant, session)
+    fn key(self) -> (usize, u64) {
+        (self.running, self.last_grant)
+    }
+}
+
+#[derive(Default)]
+struct SessionQueue {
+    waiters: VecDeque<Waiter>,
+    tally: Tally,
+}
+
+#[derive(Default)]
+struct PrincipalQueue {
+    sessions: HashMap<u64, SessionQueue>,
+    tally: Tally,
+}
+
+impl PrincipalQueue {
+    fn waits(&self) -> bool {
+        self.sessions.values().any(|s| !s.waiters.is_empty())
     }
 }
 
 struct State {
     limit: usize,
     running: usize,
-    sessions: HashMap<u64, SessionQueue>,
+    principals: HashMap<Arc<str>, PrincipalQueue>,
     grants: u64,
     next_waiter: u64,
 }
@@ -63,13 +95,13 @@ struct State {
 #[derive(Debug)]
 pub struct Permit {
     scheduler: Scheduler,
-    session: u64,
+    caller: Caller,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut state = self.scheduler.lock();
-        state.release(self.session);
+        state.release(&self.caller);
     }
 }
 
@@ -80,7 +112,7 @@ impl Scheduler {
             inner: Arc::new(Mutex::new(State {
                 limit: limit.max(1),
                 running: 0,
-                sessions: HashMap::new(),
+                principals: HashMap::new(),
                 grants: 0,
                 next_waiter: 0,
             })),
@@ -95,60 +127,57 @@ impl Scheduler {
     /// How many heavy calls are running and how many are waiting.
     pub fn load(&self) -> (usize, usize) {
         let state = self.lock();
-        let waiting = state.sessions.values().map(|s| s.waiters.len()).sum();
+        let waiting = state
+            .principals
+            .values()
+            .flat_map(|p| p.sessions.values())
+            .map(|s| s.waiters.len())
+            .sum();
         (state.running, waiting)
     }
 
-    /// Waits for a slot. While queued, reports the position as progress: values below 1 that
-    /// grow as the call moves up, with a message such as `batch 7: queued, position 3`.
+    /// Waits for a slot for `caller`. While queued, reports the position as progress: values
+    /// below 1 that grow as the call moves up, with a message such as
+    /// `batch 7: queued, position 3`.
     ///
     /// Dropping the future gives up the place in the queue (or the slot, if it was granted
     /// in the meantime).
-    pub async fn acquire(&self, session: u64, progress: &mut Progress, label: &str) -> Permit {
+    pub async fn acquire(&self, caller: Caller, progress: &mut Progress, label: &str) -> Permit {
         let (id, mut granted, mut position) = {
             let mut state = self.lock();
-            let nobody_waits = state.sessions.values().all(|s| s.waiters.is_empty());
+            let nobody_waits = state.principals.values().all(|p| !p.waits());
             if state.running < state.limit && nobody_waits {
-                state.running += 1;
-                state.grants += 1;
-                let stamp = state.grants;
-                let queue = state.sessions.entry(session).or_default();
-                queue.last_grant = stamp;
-                queue.running += 1;
+                state.take_slot(&caller);
                 return Permit {
                     scheduler: self.clone(),
-                    session,
+                    caller,
                 };
             }
             let id = state.next_waiter;
             state.next_waiter += 1;
             let (grant, granted) = oneshot::channel();
             let (position_tx, position) = watch::channel(0);
-            state
-                .sessions
-                .entry(session)
-                .or_default()
-                .waiters
-                .push_back(Waiter {
-                    id,
-                    grant,
-                    position: position_tx,
-                });
+            state.queue(&caller).waiters.push_back(Waiter {
+                id,
+                grant,
+                position: position_tx,
+            });
             // Serves at once if a slot is free (the waiter is then granted before it waits).
             state.grant_next();
             (id, granted, position)
         };
         let mut guard = Leave {
             scheduler: self,
-            session,
+            caller: &caller,
             id,
             granted: None,
         };
         if granted.try_recv().is_ok() {
             guard.granted = Some(());
+            drop(guard);
             return Permit {
                 scheduler: self.clone(),
-                session,
+                caller,
             };
         }
         let first = (*position.borrow_and_update()).max(1);
@@ -167,7 +196,8 @@ impl Scheduler {
                 result = &mut granted => {
                     if result.is_ok() {
                         guard.granted = Some(());
-                        return Permit { scheduler: self.clone(), session };
+                        drop(guard);
+                        return Permit { scheduler: self.clone(), caller };
                     }
                     // The sender is only dropped after a grant or removal; neither happened.
                     unreachable!("the scheduler dropped a waiter it had not served");
@@ -186,7 +216,7 @@ impl Scheduler {
 /// Removes an abandoned waiter, or releases the slot it was granted but never took.
 struct Leave<'a> {
     scheduler: &'a Scheduler,
-    session: u64,
+    caller: &'a Caller,
     id: u64,
     granted: Option<()>,
 }
@@ -197,54 +227,90 @@ impl Drop for Leave<'_> {
             return;
         }
         let mut state = self.scheduler.lock();
-        let removed = state.sessions.get_mut(&self.session).and_then(|s| {
-            let index = s.waiters.iter().position(|w| w.id == self.id)?;
-            s.waiters.remove(index)
-        });
+        let removed = state
+            .principals
+            .get_mut(&self.caller.principal)
+            .and_then(|p| p.sessions.get_mut(&self.caller.session))
+            .and_then(|s| {
+                let index = s.waiters.iter().position(|w| w.id == self.id)?;
+                s.waiters.remove(index)
+            });
         if removed.is_none() {
             // Granted after the future stopped being polled: give the slot back.
-            state.release(self.session);
+            state.release(self.caller);
         } else {
             state.update_positions();
-            state.forget_idle(self.session);
+            state.forget_idle(self.caller);
         }
     }
 }
 
 impl State {
-    fn release(&mut self, session: u64) {
+    fn queue(&mut self, caller: &Caller) -> &mut SessionQueue {
+        self.principals
+            .entry(Arc::clone(&caller.principal))
+            .or_default()
+            .sessions
+            .entry(caller.session)
+            .or_default()
+    }
+
+    /// Counts a slot granted to `caller`.
+    fn take_slot(&mut self, caller: &Caller) {
+        self.running += 1;
+        self.grants += 1;
+        let stamp = self.grants;
+        let principal = self
+            .principals
+            .entry(Arc::clone(&caller.principal))
+            .or_default();
+        principal.tally.running += 1;
+        principal.tally.last_grant = stamp;
+        let session = principal.sessions.entry(caller.session).or_default();
+        session.tally.running += 1;
+        session.tally.last_grant = stamp;
+    }
+
+    fn release(&mut self, caller: &Caller) {
         self.running -= 1;
-        if let Some(queue) = self.sessions.get_mut(&session) {
-            queue.running -= 1;
+        if let Some(principal) = self.principals.get_mut(&caller.principal) {
+            principal.tally.running -= 1;
+            if let Some(session) = principal.sessions.get_mut(&caller.session) {
+                session.tally.running -= 1;
+            }
         }
-        self.forget_idle(session);
+        self.forget_idle(caller);
         self.grant_next();
     }
 
-    /// The session the next free slot goes to.
-    fn next_session(&self) -> Option<u64> {
-        self.sessions
+    /// Who the next free slot goes to, by the rule above.
+    fn next(&self) -> Option<Caller> {
+        let (name, principal) = self
+            .principals
             .iter()
-            .filter(|(_, q)| !q.waiters.is_empty())
-            .min_by_key(|&(&id, q)| q.key(id))
-            .map(|(&id, _)| id)
+            .filter(|(_, p)| p.waits())
+            .min_by(|(a, p), (b, q)| (p.tally.key(), a).cmp(&(q.tally.key(), b)))?;
+        let (&session, _) = principal
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.waiters.is_empty())
+            .min_by_key(|&(&id, s)| (s.tally.key(), id))?;
+        Some(Caller {
+            principal: Arc::clone(name),
+            session,
+        })
     }
 
     fn grant_next(&mut self) {
         while self.running < self.limit {
-            let Some(session) = self.next_session() else {
+            let Some(caller) = self.next() else {
                 break;
             };
-            self.grants += 1;
-            let stamp = self.grants;
-            let queue = self.sessions.entry(session).or_default();
-            queue.last_grant = stamp;
-            let Some(waiter) = queue.waiters.pop_front() else {
+            let Some(waiter) = self.queue(&caller).waiters.pop_front() else {
                 break;
             };
             if waiter.grant.send(()).is_ok() {
-                queue.running += 1;
-                self.running += 1;
+                self.take_slot(&caller);
             }
             // A waiter whose receiver is gone is being removed by its guard; skip it.
         }
@@ -254,42 +320,76 @@ impl State {
     /// Tells every waiter its place in the order the rule above will serve them, by playing
     /// the rule forward as if slots kept freeing up.
     fn update_positions(&mut self) {
-        let mut sim: Vec<((usize, u64, u64), usize)> = self
-            .sessions
+        struct Sim<'a> {
+            name: &'a Arc<str>,
+            tally: Tally,
+            sessions: Vec<(u64, Tally, &'a VecDeque<Waiter>, usize)>,
+        }
+        let mut sim: Vec<Sim<'_>> = self
+            .principals
             .iter()
-            .filter(|(_, q)| !q.waiters.is_empty())
-            .map(|(&id, q)| (q.key(id), 0))
+            .filter(|(_, p)| p.waits())
+            .map(|(name, p)| Sim {
+                name,
+                tally: p.tally,
+                sessions: p
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| !s.waiters.is_empty())
+                    .map(|(&id, s)| (id, s.tally, &s.waiters, 0))
+                    .collect(),
+            })
             .collect();
         let mut stamp = self.grants;
         let mut position = 0;
-        while let Some(next) = sim
+        while let Some(principal) = sim
             .iter_mut()
-            .filter(|(key, taken)| self.sessions[&key.2].waiters.len() > *taken)
-            .min_by_key(|(key, _)| *key)
+            .filter(|p| p.sessions.iter().any(|s| s.2.len() > s.3))
+            .min_by(|a, b| (a.tally.key(), a.name).cmp(&(b.tally.key(), b.name)))
         {
+            let Some(session) = principal
+                .sessions
+                .iter_mut()
+                .filter(|s| s.2.len() > s.3)
+                .min_by_key(|s| (s.1.key(), s.0))
+            else {
+                break;
+            };
             position += 1;
-            let (key, taken) = next;
-            let waiter = &self.sessions[&key.2].waiters[*taken];
+            stamp += 1;
+            let waiter = &session.2[session.3];
             waiter.position.send_if_modified(|p| {
                 let changed = *p != position;
                 *p = position;
                 changed
             });
-            *taken += 1;
-            stamp += 1;
-            *key = (key.0 + 1, stamp, key.2);
+            session.3 += 1;
+            session.1 = Tally {
+                running: session.1.running + 1,
+                last_grant: stamp,
+            };
+            principal.tally = Tally {
+                running: principal.tally.running + 1,
+                last_grant: stamp,
+            };
         }
     }
 
-    /// Drops the bookkeeping of a session that neither waits nor runs, so the map does not
-    /// grow with every session ever seen.
-    fn forget_idle(&mut self, session: u64) {
-        if self
+    /// Drops the bookkeeping of a session (and a principal) that neither waits nor runs, so
+    /// the maps do not grow with every session ever seen.
+    fn forget_idle(&mut self, caller: &Caller) {
+        let Some(principal) = self.principals.get_mut(&caller.principal) else {
+            return;
+        };
+        if principal
             .sessions
-            .get(&session)
-            .is_some_and(|q| q.waiters.is_empty() && q.running == 0)
+            .get(&caller.session)
+            .is_some_and(|s| s.waiters.is_empty() && s.tally.running == 0)
         {
-            self.sessions.remove(&session);
+            principal.sessions.remove(&caller.session);
+        }
+        if principal.sessions.is_empty() && principal.tally.running == 0 {
+            self.principals.remove(&caller.principal);
         }
     }
 }

@@ -16,10 +16,33 @@ impl ProgressSink for Recorder {
     }
 }
 
-/// Queues a call for `session`; the returned channel yields the permit once granted.
+/// One principal's session `session`.
+fn caller(session: u64) -> Caller {
+    of("p", session)
+}
+
+/// `principal`'s session `session`.
+fn of(principal: &str, session: u64) -> Caller {
+    Caller {
+        principal: Arc::from(principal),
+        session,
+    }
+}
+
+/// Queues a call for one principal's `session`; the returned channel yields the permit once
+/// granted.
 fn queue(
     scheduler: &Scheduler,
     session: u64,
+    label: &str,
+) -> (tokio::sync::oneshot::Receiver<Permit>, Arc<Recorder>) {
+    queue_as(scheduler, caller(session), label)
+}
+
+/// Queues a call for `who`.
+fn queue_as(
+    scheduler: &Scheduler,
+    who: Caller,
     label: &str,
 ) -> (tokio::sync::oneshot::Receiver<Permit>, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
@@ -28,7 +51,7 @@ fn queue(
     let label = label.to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let permit = scheduler.acquire(session, &mut progress, &label).await;
+        let permit = scheduler.acquire(who, &mut progress, &label).await;
         let _ = tx.send(permit);
     });
     (rx, recorder)
@@ -112,12 +135,12 @@ async fn positions_move_up_and_progress_increases() {
 async fn giving_up_a_place_frees_it() {
     let scheduler = Scheduler::new(1);
     let mut none = Progress::none();
-    let held = scheduler.acquire(1, &mut none, "held").await;
+    let held = scheduler.acquire(caller(1), &mut none, "held").await;
     let abandoned = tokio::spawn({
         let scheduler = scheduler.clone();
         async move {
             let mut none = Progress::none();
-            scheduler.acquire(2, &mut none, "abandoned").await
+            scheduler.acquire(caller(2), &mut none, "abandoned").await
         }
     });
     settle().await;
@@ -128,7 +151,43 @@ async fn giving_up_a_place_frees_it() {
     drop(held);
     assert_eq!(scheduler.load(), (0, 0));
     // The slot is free for the next caller at once.
-    let again = scheduler.acquire(3, &mut none, "again").await;
+    let again = scheduler.acquire(caller(3), &mut none, "again").await;
     assert_eq!(scheduler.load(), (1, 0));
     drop(again);
+}
+
+/// Issue 19, item 4: fairness was per session, so a principal with many sessions took
+/// turn after turn. Now a principal with nothing running goes first, however many sessions
+/// another has waiting.
+#[tokio::test(start_paused = true)]
+async fn a_principal_with_many_sessions_does_not_starve_another() {
+    let scheduler = Scheduler::new(1);
+    let (held, _) = queue_as(&scheduler, of("many", 1), "m1");
+    let held = held.await.unwrap();
+    // "many" queues one call in each of 20 sessions, then "one" queues a single call.
+    let mut many = Vec::new();
+    for session in 2..=21 {
+        many.push(queue_as(
+            &scheduler,
+            of("many", session),
+            &format!("m{session}"),
+        ));
+        settle().await;
+    }
+    let (mut one, one_progress) = queue_as(&scheduler, of("one", 1), "o1");
+    settle().await;
+    assert_eq!(scheduler.load(), (1, 21));
+    let last = one_progress.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.message.as_deref(), Some("o1: queued, position 1"));
+    drop(held);
+    let granted = (&mut one).await.unwrap();
+    assert_eq!(scheduler.load(), (1, 20));
+    // The other principal's sessions then take their turns.
+    drop(granted);
+    let (first, _) = many.remove(0);
+    drop(first.await.unwrap());
+    for (rx, _) in many {
+        drop(rx.await.unwrap());
+    }
+    assert_eq!(scheduler.load(), (0, 0));
 }

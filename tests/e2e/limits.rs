@@ -37,10 +37,10 @@ async fn a_principal_over_its_request_rate_is_told_when_to_retry_and_others_are_
     let one = NonZeroU32::MIN;
     config.session.rate_limit = Some(RateLimit {
         per_second: one,
-        burst: NonZeroU32::new(3).unwrap(),
+        burst: NonZeroU32::new(4).unwrap(),
     });
     let server = TestServer::with_config(config).await;
-    // `initialize` took one request of alice's three.
+    // The upgrade and `initialize` took two requests of alice's four.
     let mut alice = connect(&server, ALICE).await;
     for id in 0..10 {
         alice

@@ -337,6 +337,26 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// How deep a record may nest to be written by a backend that keeps JSON: serde_json reads
+/// back at most 128 levels, and a record that cannot be read back is never written. Input is
+/// refused deeper than [`mcp_protocol::MAX_DEPTH`], so only a bug reaches this.
+pub const RECORD_DEPTH: usize = 100;
+
+/// A record as JSON for a backend to keep, refused (clearly) when it would not read back:
+/// every backend's invariant is that what it writes, it can read.
+pub fn encode_record(
+    record: &impl Serialize,
+    what: impl std::fmt::Display,
+) -> Result<Vec<u8>, StoreError> {
+    let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+    if mcp_protocol::nests_deeper(&bytes, RECORD_DEPTH) {
+        return Err(StoreError::Backend(format!(
+            "{what} would nest deeper than {RECORD_DEPTH} levels, which the store cannot read back; not written"
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Persistence of sessions. Writes return only once durable: a result acknowledged to a
 /// client survives a crash.
 pub trait SessionStore: Send + Sync + 'static {

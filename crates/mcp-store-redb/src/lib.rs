@@ -27,11 +27,6 @@ const TASKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tasks");
 /// stumbles on it again. Kept for whoever investigates.
 const QUARANTINE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("quarantine");
 
-/// How deep a record may nest to be written: serde_json reads back at most 128 levels, and a
-/// record that cannot be read back is never written. Input is refused deeper than
-/// [`mcp_protocol::MAX_DEPTH`], so only a bug reaches this.
-const RECORD_DEPTH: usize = 100;
-
 /// Sessions in a redb file.
 #[derive(Clone)]
 pub struct RedbStore {
@@ -132,13 +127,7 @@ fn quarantine_task(db: &Database, id: &str, why: &serde_json::Error) -> Result<(
 
 /// A record as JSON, refused when it would not read back.
 fn encode(record: &impl serde::Serialize, what: impl Display) -> Result<Vec<u8>, StoreError> {
-    let bytes = serde_json::to_vec(record).map_err(backend)?;
-    if mcp_protocol::nests_deeper(&bytes, RECORD_DEPTH) {
-        return Err(backend(format!(
-            "{what} would nest deeper than {RECORD_DEPTH} levels, which the store cannot read back; not written"
-        )));
-    }
-    Ok(bytes)
+    mcp_session::store::encode_record(record, what)
 }
 
 impl SessionStore for RedbStore {

@@ -107,7 +107,16 @@ async fn jwt_settings_from_the_command_line() {
         ),
         (
             vec!["--jwt-jwks-url", "ftp://keys", "--jwt-audience", "mcp"],
-            "http(s) URL",
+            "must be an https URL",
+        ),
+        (
+            vec![
+                "--jwt-jwks-url",
+                "http://keys.example.com/jwks",
+                "--jwt-audience",
+                "mcp",
+            ],
+            "only to a loopback host",
         ),
         (
             vec![

@@ -158,7 +158,9 @@ pub struct Cli {
     pub max_task_result_bytes: usize,
 
     /// Directory that file tools (`process_images`) may read and write; paths outside it are
-    /// refused. Without it, file tools are not offered.
+    /// refused. With authentication, each principal has its own directory in it
+    /// (`DIR/<principal>`), where its paths are resolved. Without it, file tools are not
+    /// offered.
     #[arg(long, env = "MCP_DATA_ROOT", value_name = "DIR")]
     pub data_root: Option<PathBuf>,
 
@@ -488,17 +490,18 @@ impl Cli {
         let heavy = self
             .heavy_concurrency
             .unwrap_or(defaults.session.heavy_concurrency);
+        let auth = self.auth().map_err(std::io::Error::other)?;
+        let auth_enabled = auth.is_enabled();
         let tools = match &self.data_root {
             Some(dir) => {
                 let root = DataRoot::new(dir).map_err(|e| {
                     std::io::Error::new(e.kind(), format!("--data-root {}: {e}", dir.display()))
                 })?;
-                ToolsConfig::with_data_root(root, heavy)?
+                // With authentication, each principal works in a directory of its own.
+                ToolsConfig::with_data_root(root.per_principal(auth_enabled), heavy)?
             }
             None => ToolsConfig::default(),
         };
-        let auth = self.auth().map_err(std::io::Error::other)?;
-        let auth_enabled = auth.is_enabled();
         let rate = self
             .rate_limit
             .unwrap_or(if auth_enabled { DEFAULT_RATE_LIMIT } else { 0 });

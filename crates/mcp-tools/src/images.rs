@@ -1,7 +1,7 @@
 //! The `process_images` tool: thumbnails for every image in a directory, on all cores, with
 //! progress, cancellation between images, and every failure written to `errors.json`.
 
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use mcp_protocol::LoggingLevel;
 
 use crate::context::rate_message;
+use crate::paths::write_atomically;
 use crate::{DataRoot, ProgressUpdate, Tool, ToolContext, ToolError};
 
 /// The name of the failure report written into the output directory.
@@ -118,15 +119,14 @@ impl Tool for ProcessImages {
                 p.max_size
             )));
         }
-        let input = self.root.resolve("input_dir", &p.input_dir, false)?;
-        if !input.is_dir() {
-            return Err(ToolError::InvalidArguments(format!(
-                "`input_dir` ({:?}) is not a directory",
-                p.input_dir
-            )));
-        }
-        let output = self.root.resolve("output_dir", &p.output_dir, true)?;
-        if input == output {
+        let principal = &ctx.principal;
+        let input = self
+            .root
+            .open_dir(principal, "input_dir", &p.input_dir, false)?;
+        let output = self
+            .root
+            .open_dir(principal, "output_dir", &p.output_dir, true)?;
+        if input.is(&output) {
             return Err(ToolError::InvalidArguments(
                 "`output_dir` must differ from `input_dir`: thumbnails would overwrite the originals".to_owned(),
             ));
@@ -139,12 +139,11 @@ impl Tool for ProcessImages {
         let log = ctx.log.clone();
         let progress = Mutex::new(ctx.progress);
         let pool = Arc::clone(&self.pool);
-        let root = self.root.path().to_path_buf();
         let max_size = p.max_size;
         let job = move || -> Result<(ImagesSummary, bool), ToolError> {
             let _permit = permit;
             let started = tokio::time::Instant::now();
-            let files = list_files(&input)?;
+            let files = list_files(&input.dir)?;
             let total = files.len() as u64;
             let report = |done: u64, force: bool| {
                 // Workers skip the report when another one is reporting: it is throttled anyway.
@@ -172,7 +171,7 @@ impl Tool for ProcessImages {
                         if cancel.is_cancelled() {
                             return None;
                         }
-                        let result = thumbnail(file, &output, max_size);
+                        let result = thumbnail(file, &input.dir, &output.dir, max_size);
                         if let Err(failure) = &result {
                             log.log(
                                 LoggingLevel::Debug,
@@ -193,10 +192,8 @@ impl Tool for ProcessImages {
             errors.sort_by(|a, b| a.file.cmp(&b.file));
             let processed = results.iter().flatten().count() as u64;
             let cancelled = processed < total;
-            let errors_path = output.join(ERRORS_FILE);
-            write_errors(&errors_path, &errors)?;
+            write_errors(&output.dir, &errors)?;
             let elapsed = started.elapsed();
-            let relative = |p: &Path| p.strip_prefix(&root).unwrap_or(p).display().to_string();
             let summary = ImagesSummary {
                 job: label.clone(),
                 total,
@@ -209,8 +206,8 @@ impl Tool for ProcessImages {
                 } else {
                     0.0
                 },
-                output_dir: relative(&output),
-                errors_file: relative(&errors_path),
+                output_dir: output.shown.display().to_string(),
+                errors_file: output.shown.join(ERRORS_FILE).display().to_string(),
             };
             Ok((summary, cancelled))
         };
@@ -247,34 +244,41 @@ impl Tool for ProcessImages {
     }
 }
 
-/// The regular files of `dir`, by name. Subdirectories and links to outside are skipped.
-fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ToolError> {
-    let entries = std::fs::read_dir(dir)
+/// The regular files of `dir`, by name. Subdirectories and links are skipped.
+fn list_files(dir: &cap_std::fs::Dir) -> Result<Vec<OsString>, ToolError> {
+    let entries = dir
+        .entries()
         .map_err(|e| ToolError::Failed(format!("cannot read the input directory: {e}")))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry
             .map_err(|e| ToolError::Failed(format!("cannot read the input directory: {e}")))?;
-        // `file_type` does not follow symbolic links, so a link to a file elsewhere is skipped.
+        // `file_type` does not follow symbolic links, so a link to a file is skipped.
         if entry.file_type().is_ok_and(|t| t.is_file()) {
-            files.push(entry.path());
+            files.push(entry.file_name());
         }
     }
     files.sort();
     Ok(files)
 }
 
-fn thumbnail(file: &Path, output: &Path, max_size: u32) -> Result<(), FileError> {
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+fn thumbnail(
+    file: &OsStr,
+    input: &cap_std::fs::Dir,
+    output: &cap_std::fs::Dir,
+    max_size: u32,
+) -> Result<(), FileError> {
+    let name = file.to_string_lossy().into_owned();
     let fail = |error: String| FileError {
         file: name.clone(),
         error,
     };
-    let mut reader = image::ImageReader::open(file)
+    // Opened through the input directory's handle: it cannot lead out of it.
+    let source = input
+        .open(file)
         .map_err(|e| fail(format!("cannot open: {e}")))?
+        .into_std();
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(source))
         .with_guessed_format()
         .map_err(|e| fail(format!("cannot read: {e}")))?;
     let mut limits = image::Limits::default();
@@ -289,25 +293,28 @@ fn thumbnail(file: &Path, output: &Path, max_size: u32) -> Result<(), FileError>
         .decode()
         .map_err(|e| fail(format!("cannot decode: {e}")))?;
     let thumb = image.thumbnail(max_size, max_size);
-    let target = output.join(&name);
     // JPEG has no alpha channel; everything else keeps what it has.
     let thumb = if format == image::ImageFormat::Jpeg {
         image::DynamicImage::ImageRgb8(thumb.to_rgb8())
     } else {
         thumb
     };
-    thumb
-        .save_with_format(&target, format)
-        .or_else(|_| thumb.save_with_format(&target, image::ImageFormat::Png))
+    let encode = |format| {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        thumb
+            .write_to(&mut bytes, format)
+            .map(|()| bytes.into_inner())
+    };
+    let bytes = encode(format)
+        .or_else(|_| encode(image::ImageFormat::Png))
+        .map_err(|e| fail(format!("cannot encode the thumbnail: {e}")))?;
+    write_atomically(output, file, &bytes)
         .map_err(|e| fail(format!("cannot write the thumbnail: {e}")))
 }
 
-fn write_errors(path: &Path, errors: &[FileError]) -> Result<(), ToolError> {
+fn write_errors(output: &cap_std::fs::Dir, errors: &[FileError]) -> Result<(), ToolError> {
     let text = serde_json::to_string_pretty(errors)
         .map_err(|e| ToolError::Failed(format!("cannot encode the errors: {e}")))?;
-    // Written next to its final name and renamed, so a reader never sees half a file.
-    let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, text)
-        .and_then(|()| std::fs::rename(&partial, path))
-        .map_err(|e| ToolError::Failed(format!("cannot write {}: {e}", path.display())))
+    write_atomically(output, OsStr::new(ERRORS_FILE), text.as_bytes())
+        .map_err(|e| ToolError::Failed(format!("cannot write {ERRORS_FILE}: {e}")))
 }

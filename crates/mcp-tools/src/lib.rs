@@ -27,7 +27,7 @@ pub use context::{
 };
 pub use images::{ERRORS_FILE, FileError, ImagesParams, ImagesSummary, ProcessImages};
 pub use math::{BinaryOp, BinaryParams, MathResult, MathTool, Sqrt, UnaryParams};
-pub use paths::DataRoot;
+pub use paths::{DataRoot, Folder};
 pub use provider::{PromptFuture, Provider};
 pub use registry::{Page, RegistryError, ToolRegistry, ToolsConfig};
 pub use scheduler::{Caller, Permit, Scheduler};

@@ -59,6 +59,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("a 256-byte string id", ping(json!("i".repeat(256))), Expect::Result),
         ("a 257-byte string id", ping(json!("i".repeat(257))), Expect::Error(-32600)),
         ("a 1 MB string id", ping(json!("i".repeat(1 << 20))), Expect::Error(-32600)),
+        ("a subscription to a 2 KB URI", json!({"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri": format!("mcp://operations/{}", "o".repeat(2048))}}).to_string(), Expect::Error(-32602)),
         ("a 257-byte progress token", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2},"_meta":{"progressToken":"TOKEN"}}}"#.replace("TOKEN", &"t".repeat(257)), Expect::Error(-32602)),
         ("fractional id", r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#.to_owned(), Expect::Error(-32600)),
         ("result without id", r#"{"jsonrpc":"2.0","result":{}}"#.to_owned(), Expect::Error(-32600)),

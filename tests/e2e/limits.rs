@@ -71,11 +71,30 @@ async fn a_principal_over_its_request_rate_is_told_when_to_retry_and_others_are_
             "{answer}"
         );
     }
-    // Pings are not limited: they keep connections alive.
+    // Pings do not draw on the requests' bucket: they keep connections alive.
     let pong = alice
         .request(json!({"jsonrpc":"2.0","id":"p","method":"ping"}))
         .await;
     assert_eq!(pong["result"], json!({}), "{pong}");
+    // But they have a bucket of their own at the same rate: a flood is not free (issue 19,
+    // item 2).
+    for id in 0..10 {
+        alice
+            .send(json!({"jsonrpc":"2.0","id":format!("f{id}"),"method":"ping"}))
+            .await;
+    }
+    let mut pongs = Vec::new();
+    for _ in 0..10 {
+        pongs.push(alice.recv().await);
+    }
+    let limited: Vec<&Value> = pongs.iter().filter(|p| p["error"].is_object()).collect();
+    assert!(limited.len() >= 5, "{pongs:?}");
+    assert!(
+        limited
+            .iter()
+            .all(|p| p["error"]["data"]["limit"] == "pings"),
+        "{pongs:?}"
+    );
     // Bob has his own bucket.
     let mut bob = connect(&server, BOB).await;
     let sum = bob.call(1, "add", json!({"a": 1, "b": 2})).await;

@@ -45,8 +45,12 @@ const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version
 const STREAM_BUFFER: usize = 64;
 /// How many messages wait for a GET stream when none is open; beyond, the oldest go.
 const UNDELIVERED_CAP: usize = 1024;
+/// How many bytes of messages wait for a GET stream at most; beyond, the oldest go.
+const UNDELIVERED_BYTES: usize = 8 * 1024 * 1024;
 /// How many events handed to streams are kept for a resume with `Last-Event-ID`.
 const SENT_KEPT: usize = 256;
+/// How many bytes of them at most (a message may be megabytes: the count alone is no bound).
+const SENT_KEPT_BYTES: usize = 8 * 1024 * 1024;
 /// What SSE clients are told to wait before reconnecting.
 const RETRY_MS: u64 = 1000;
 
@@ -158,9 +162,13 @@ struct Router {
     standalone: Option<(u64, mpsc::Sender<Event>)>,
     /// Messages for a stream that is gone, waiting for the next GET stream.
     undelivered: VecDeque<Event>,
+    /// Their bytes.
+    undelivered_bytes: usize,
     /// The last events handed to streams, for a client that resumes one with
     /// `Last-Event-ID` (they may have been lost on the way).
     sent: VecDeque<Event>,
+    /// Their bytes.
+    sent_bytes: usize,
     /// How many waiting messages were dropped beyond the cap.
     dropped: u64,
 }
@@ -277,10 +285,14 @@ impl Router {
 
     /// Remembers an event handed to its stream, for a resume with `Last-Event-ID`.
     fn remember(&mut self, event: Event) {
-        if self.sent.len() >= SENT_KEPT {
-            self.sent.pop_front();
-        }
+        self.sent_bytes += event.data.len();
         self.sent.push_back(event);
+        while self.sent.len() > SENT_KEPT || self.sent_bytes > SENT_KEPT_BYTES {
+            let Some(old) = self.sent.pop_front() else {
+                break;
+            };
+            self.sent_bytes -= old.data.len();
+        }
     }
 
     /// What a new GET stream gets first: the events handed to the stream `Last-Event-ID`
@@ -296,25 +308,32 @@ impl Router {
             None => Vec::new(),
         };
         events.extend(self.undelivered.drain(..));
+        self.undelivered_bytes = 0;
         events
     }
 
     /// Keeps an event for the next GET stream, dropping the oldest beyond the cap.
     fn keep(&mut self, event: Event) {
-        if self.undelivered.len() >= UNDELIVERED_CAP {
-            self.undelivered.pop_front();
+        self.undelivered_bytes += event.data.len();
+        self.undelivered.push_back(event);
+        while self.undelivered.len() > UNDELIVERED_CAP || self.undelivered_bytes > UNDELIVERED_BYTES
+        {
+            let Some(old) = self.undelivered.pop_front() else {
+                break;
+            };
+            self.undelivered_bytes -= old.data.len();
             self.dropped += 1;
             // Said at the 1st, 2nd, 4th, 8th... drop: a client that never opens a GET stream
             // must not flood the log.
             if self.dropped.is_power_of_two() {
                 tracing::warn!(
                     cap = UNDELIVERED_CAP,
+                    cap_bytes = UNDELIVERED_BYTES,
                     dropped = self.dropped,
                     "no stream takes this session's messages; dropping the oldest"
                 );
             }
         }
-        self.undelivered.push_back(event);
     }
 
     /// The client cancelled request `id`: it gets no answer. When nothing else is owed on its
@@ -810,4 +829,43 @@ pub fn limited_response(error: &mcp_protocol::ErrorObject) -> Response<Body> {
             .insert(hyper::header::RETRY_AFTER, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64, bytes: usize) -> Event {
+        Event {
+            stream: 1,
+            n,
+            data: Arc::from("x".repeat(bytes)),
+            completes: false,
+        }
+    }
+
+    /// Issue 19, item 2: the buffers of a session without a GET stream were counted in
+    /// messages only, so 1,024 messages of 4 MiB each could wait.
+    #[test]
+    fn what_waits_for_a_stream_is_bounded_in_bytes_too() {
+        let mut router = Router::default();
+        for n in 0..20 {
+            router.keep(event(n, 1024 * 1024));
+            router.remember(event(n, 1024 * 1024));
+        }
+        assert!(router.undelivered_bytes <= UNDELIVERED_BYTES);
+        assert!(router.sent_bytes <= SENT_KEPT_BYTES);
+        assert_eq!(router.undelivered.len(), UNDELIVERED_BYTES / (1024 * 1024));
+        // The newest are kept.
+        assert_eq!(router.undelivered.back().map(|e| e.n), Some(19));
+        assert_eq!(router.dropped, 20 - router.undelivered.len() as u64);
+        let replayed = router.replay(None);
+        assert_eq!(replayed.len(), UNDELIVERED_BYTES / (1024 * 1024));
+        assert_eq!(router.undelivered_bytes, 0);
+        // Small messages are still bounded by count.
+        for n in 0..2_000 {
+            router.keep(event(n, 10));
+        }
+        assert_eq!(router.undelivered.len(), UNDELIVERED_CAP);
+    }
 }

@@ -28,6 +28,8 @@ pub struct RateLimit {
 /// The limits of every principal, shared by all sessions.
 pub(crate) struct Limits {
     rate: Option<(RateLimit, DefaultKeyedRateLimiter<Arc<str>>)>,
+    /// Pings, at the same rate, in buckets of their own.
+    pings: Option<DefaultKeyedRateLimiter<Arc<str>>>,
     /// `None`: calls are not limited, nor counted.
     max_calls: Option<usize>,
     calls: Counts,
@@ -70,6 +72,8 @@ impl Limits {
                 let quota = Quota::per_second(r.per_second).allow_burst(r.burst);
                 (r, RateLimiter::keyed(quota))
             }),
+            pings: rate
+                .map(|r| RateLimiter::keyed(Quota::per_second(r.per_second).allow_burst(r.burst))),
             max_calls: max_calls.map(|n| n.max(1)),
             calls: Arc::default(),
             max_sessions: max_sessions.map(|n| n.max(1)),
@@ -93,6 +97,25 @@ impl Limits {
             refuse(
                 "rate",
                 format!("too many requests: the limit is {} per second per principal (--rate-limit); retry in {} ms",
+                    rate.per_second, wait.as_millis().max(1)),
+                wait,
+            )
+        })
+    }
+
+    /// Takes one ping from `principal`'s ping bucket, or says when it may retry.
+    pub(crate) fn check_ping(&self, principal: &Principal) -> Result<(), ErrorObject> {
+        let (Some(limiter), Some((rate, _))) = (&self.pings, &self.rate) else {
+            return Ok(());
+        };
+        if self.checks.load(Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(principal.key()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            refuse(
+                "pings",
+                format!("too many pings: the limit is {} per second per principal (--rate-limit), apart from requests; retry in {} ms",
                     rate.per_second, wait.as_millis().max(1)),
                 wait,
             )

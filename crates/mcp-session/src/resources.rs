@@ -20,6 +20,9 @@ pub(crate) const STATS_URI: &str = "mcp://server/stats";
 pub(crate) const OPERATIONS_PREFIX: &str = "mcp://session/operations/";
 /// How many subscriptions one session may hold.
 const MAX_SUBSCRIPTIONS: usize = 1_000;
+/// The longest URI a session may subscribe to, in bytes: with the count, a bound on what
+/// its subscriptions hold.
+const MAX_URI_BYTES: usize = 1_024;
 /// How many finished calls stay readable.
 const KEPT_FINISHED: usize = 100;
 const JSON: &str = "application/json";
@@ -237,6 +240,12 @@ impl Resources {
 
     /// Subscribes to a resource that exists (or will: any operation URI of this session).
     pub(crate) fn subscribe(&self, uri: &str, catalog: &Catalog) -> Result<(), ErrorObject> {
+        if uri.len() > MAX_URI_BYTES {
+            return Err(ErrorObject::invalid_params(format_args!(
+                "the URI is {} bytes long; at most {MAX_URI_BYTES}",
+                uri.len()
+            )));
+        }
         if uri != STATS_URI && !uri.starts_with(OPERATIONS_PREFIX) && !catalog.is_resource(uri) {
             return Err(not_found(uri));
         }

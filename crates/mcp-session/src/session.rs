@@ -651,9 +651,13 @@ impl Session {
             // A 2026-07-28 request: served on its own, whatever this connection's era.
             return self.handle_modern(id, method, params, batch);
         }
-        // Pings keep connections alive; they are not work to limit.
+        // Pings keep connections alive: they do not draw on the principal's rate, which is
+        // for work, but on a bucket of their own at the same rate (keeping alive takes one
+        // every few seconds).
         if method != methods::PING {
             self.hub.inner.limits.check_rate(&self.principal)?;
+        } else {
+            self.hub.inner.limits.check_ping(&self.principal)?;
         }
         let empty = || {
             Ok(Handled::Reply(Response::ok(

@@ -117,6 +117,16 @@ pub struct Cli {
     )]
     pub resume_log: usize,
 
+    /// Bytes of messages a resumable session keeps at most, in memory and in the store (the
+    /// newest is kept whatever its size); the oldest go first, as beyond --resume-log.
+    #[arg(
+        long,
+        env = "MCP_RESUME_LOG_BYTES",
+        default_value_t = 16 * 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub resume_log_bytes: usize,
+
     /// Seconds a task (the 2026-07-28 tasks extension) is kept after its creation, result
     /// included (its `ttlMs`); a task still running then is stopped and removed. It is also
     /// the longest a task may run.
@@ -518,6 +528,7 @@ impl Cli {
                 idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
                 resume_grace: Duration::from_secs(self.resume_grace),
                 resume_log: self.resume_log.max(16),
+                resume_log_bytes: self.resume_log_bytes.max(1),
                 task_ttl: Duration::from_secs(self.task_ttl.max(1)),
                 task_poll_interval: Duration::from_millis(self.task_poll_interval_ms.max(1)),
                 max_tasks_per_principal: self.max_tasks_per_principal,

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// How many messages a resumable session keeps for a client that resumes; resuming from
     /// before them is refused.
     pub resume_log: usize,
+    /// How many bytes of messages it keeps at most, in memory and in the store (the newest
+    /// message is kept whatever its size).
+    pub resume_log_bytes: usize,
     /// How many requests per second each principal may send (pings aside); `None` (the
     /// default): no limit.
     pub rate_limit: Option<crate::RateLimit>,
@@ -117,6 +120,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(3600),
             resume_grace: Duration::from_secs(300),
             resume_log: 4096,
+            resume_log_bytes: 16 * 1024 * 1024,
             rate_limit: None,
             max_calls_per_principal: None,
             max_sessions_per_principal: None,

@@ -141,6 +141,8 @@ struct Reader {
 struct Keeping {
     /// How many messages to keep.
     retain: usize,
+    /// How many bytes of them, at most: messages may be megabytes each.
+    retain_bytes: usize,
     /// Whether each message carries its position (`"seq": N`) for the client.
     stamp: bool,
 }
@@ -161,6 +163,8 @@ struct State {
     unpersisted: bool,
     /// The newest position handed to any connection.
     delivered: u64,
+    /// The bytes of the entries' texts (kept exact while the log is resumable).
+    bytes: usize,
 }
 
 impl State {
@@ -241,6 +245,7 @@ pub(crate) fn channel(capacity: usize, metrics: Metrics) -> (OutboundQueue, Outb
             handover: None,
             unpersisted: false,
             delivered: 0,
+            bytes: 0,
         }),
         capacity: capacity.max(1),
         readable: Notify::new(),
@@ -291,6 +296,7 @@ impl OutboundQueue {
         if let (Some(reader), None) = (&mut state.reader, &key) {
             reader.unsent_messages += 1;
         }
+        state.bytes += text.len();
         state.entries.push_back(Entry {
             seq,
             text,
@@ -307,16 +313,18 @@ impl OutboundQueue {
             // A resumable log keeps `retain` entries, sent or not; but never drops what the
             // attached connection has not read (backpressure bounds that by `capacity`).
             let cursor = state.reader.as_ref().map(|r| r.cursor);
-            while state.entries.len() > resumable.retain.max(1)
+            while (state.entries.len() > resumable.retain.max(1)
+                || (state.bytes > resumable.retain_bytes && state.entries.len() > 1))
                 && state
                     .entries
                     .front()
                     .is_some_and(|e| cursor.is_none_or(|c| e.seq <= c))
             {
-                if let Some(old) = state.entries.pop_front()
-                    && old.counted
-                {
-                    self.shared.metrics.outbound_queued(-1);
+                if let Some(old) = state.entries.pop_front() {
+                    state.bytes = state.bytes.saturating_sub(old.text.len());
+                    if old.counted {
+                        self.shared.metrics.outbound_queued(-1);
+                    }
                 }
             }
         }
@@ -397,10 +405,12 @@ impl OutboundQueue {
             .take_while(|e| e.seq > cursor)
             .find(|e| e.key.as_ref() == Some(&key));
         if let Some(entry) = found {
-            entry.text = text;
+            let now = text.len();
+            let was = std::mem::replace(&mut entry.text, text).len();
             entry.version = entry.version.wrapping_add(1);
+            entry.persisted &= !resumable;
+            state.bytes = state.bytes.saturating_sub(was) + now;
             if resumable {
-                entry.persisted = false;
                 state.unpersisted = true;
                 self.shared.persist.notify_waiters();
             }
@@ -451,9 +461,21 @@ impl OutboundQueue {
 
     /// Makes the log resumable from now on: it keeps the last `retain` messages, sent or not,
     /// and yields only what was persisted. With `stamp`, each message carries its position.
-    pub(crate) fn make_resumable(&self, retain: usize, stamp: bool) {
+    pub(crate) fn make_resumable(&self, retain: usize, retain_bytes: usize, stamp: bool) {
         let mut state = self.shared.lock();
-        state.resumable = Some(Keeping { retain, stamp });
+        state.bytes = state.entries.iter().map(|e| e.text.len()).sum();
+        state.resumable = Some(Keeping {
+            retain,
+            retain_bytes,
+            stamp,
+        });
+    }
+
+    /// The oldest position the log keeps (the next one when it is empty): what the store
+    /// need not keep before.
+    pub(crate) fn oldest_kept(&self) -> u64 {
+        let state = self.shared.lock();
+        state.entries.front().map_or(state.next_seq, |e| e.seq)
     }
 
     /// Replaces the log with one restored from the store: `entries` (persisted, oldest first)
@@ -491,6 +513,7 @@ impl OutboundQueue {
                 counted: false,
             })
             .collect();
+        state.bytes = state.entries.iter().map(|e| e.text.len()).sum();
         state.next_seq = next_seq.max(state.entries.back().map_or(1, |e| e.seq + 1));
         // Which of them reached a client before the restart is not known: count them as
         // delivered rather than give them twice.
@@ -654,6 +677,7 @@ impl OutboundReceiver {
             ended,
             handover,
             delivered,
+            bytes,
             ..
         } = state;
         let reader = reader.as_mut()?;
@@ -690,6 +714,7 @@ impl OutboundReceiver {
                     "session ended with messages the store did not take"
                 );
                 entries.truncate(index);
+                *bytes = entries.iter().map(|e| e.text.len()).sum();
                 return Some(match (close.take(), handover.take()) {
                     (Some(reason), _) => Step::Item(Outbound::Close(reason), Regarding::Other),
                     (None, Some(receiver)) => Step::Next(receiver),

@@ -313,6 +313,7 @@ impl Resumable {
             operations,
             entries: entries.iter().map(|(e, _)| e.clone()).collect(),
             log_cap,
+            oldest_kept: outbound.oldest_kept(),
         };
         match store.update(&self.id, &update).await {
             Ok(()) => {
@@ -633,7 +634,11 @@ pub(crate) async fn restore(
         resumable.protocol_version = Some(version.as_str().to_owned());
     }
     resumable.client_name = Some(params.client_info.name.clone());
-    outbound.make_resumable(hub.inner.config.resume_log, true);
+    outbound.make_resumable(
+        hub.inner.config.resume_log,
+        hub.inner.config.resume_log_bytes,
+        true,
+    );
     let regarding = Regarding::Answer(Answered::to(request.clone()));
     let text = hub.initialize_text(version, &record.id, request);
     let interrupted: Vec<(OperationRecord, Option<Seen>)> = record

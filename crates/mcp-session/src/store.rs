@@ -281,6 +281,9 @@ pub struct Update {
     pub entries: Vec<LogEntry>,
     /// How many messages the log keeps: older ones are dropped.
     pub log_cap: usize,
+    /// The oldest position the log keeps in any case (the session's log dropped the older
+    /// ones, for their bytes): older ones are dropped too.
+    pub oldest_kept: u64,
 }
 
 impl Update {
@@ -295,7 +298,10 @@ impl Update {
 
     /// The oldest position the log keeps after this update, given its newest position.
     pub fn keep_from(&self, newest: u64) -> u64 {
-        newest.saturating_sub(self.log_cap.max(1) as u64 - 1).max(1)
+        newest
+            .saturating_sub(self.log_cap.max(1) as u64 - 1)
+            .max(1)
+            .max(self.oldest_kept.min(newest))
     }
 }
 

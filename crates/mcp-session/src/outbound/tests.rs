@@ -105,7 +105,7 @@ async fn a_gone_receiver_releases_waiting_pushers() {
 #[tokio::test]
 async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() {
     let (tx, mut rx, _) = queue(8);
-    tx.make_resumable(2, false);
+    tx.make_resumable(2, usize::MAX, false);
     for i in 1..=5 {
         tx.push(format!("m{i}"), Regarding::Other).await.unwrap();
     }
@@ -123,10 +123,45 @@ async fn the_resume_cap_never_drops_what_the_attached_connection_has_not_read() 
     assert!(tx.attach(Some(4), Vec::new()).is_ok());
 }
 
+/// Issue 19, item 2: a resumable log was capped in messages only: 4,096 of 4 MiB each.
+#[tokio::test]
+async fn a_detached_log_is_capped_in_bytes_too_and_keeps_the_newest_message() {
+    let (tx, rx, _) = queue(8);
+    tx.make_resumable(1_000, 10_000, false);
+    drop(rx);
+    for i in 1..=10 {
+        tx.push(format!("{i:04}{}", "x".repeat(2_996)), Regarding::Other)
+            .await
+            .unwrap();
+    }
+    // Three messages of 3,000 bytes fit in 10,000: the older ones went.
+    assert_eq!(tx.oldest_kept(), 8);
+    assert!(matches!(
+        tx.attach(Some(6), Vec::new()),
+        Err(AttachError::Truncated { oldest: 8 })
+    ));
+    // A message larger than the cap alone is still kept: the newest always is.
+    tx.push("y".repeat(20_000), Regarding::Other).await.unwrap();
+    assert_eq!(tx.oldest_kept(), 11);
+    // The next message makes it go; a coalesced replacement keeps the count exact.
+    tx.push_coalesced(Coalesce::Updated("u".to_owned()), "a".repeat(10))
+        .unwrap();
+    assert_eq!(tx.oldest_kept(), 12);
+    tx.push_coalesced(Coalesce::Updated("u".to_owned()), "b".repeat(9_000))
+        .unwrap();
+    for i in 0..2 {
+        tx.push(format!("z{i}"), Regarding::Other).await.unwrap();
+    }
+    // 9,000 + 2 + 2 bytes: all three fit.
+    assert_eq!(tx.oldest_kept(), 12);
+    tx.push("w".repeat(1_000), Regarding::Other).await.unwrap();
+    assert_eq!(tx.oldest_kept(), 13);
+}
+
 #[tokio::test]
 async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
     let (tx, rx, _) = queue(8);
-    tx.make_resumable(3, false);
+    tx.make_resumable(3, usize::MAX, false);
     drop(rx);
     for i in 1..=10 {
         tx.push(format!("m{i}"), Regarding::Other).await.unwrap();
@@ -149,7 +184,7 @@ async fn a_detached_log_keeps_the_newest_and_refuses_older_positions() {
 #[tokio::test]
 async fn attaching_at_the_delivered_position_gets_only_what_no_connection_was_given() {
     let (tx, mut rx, _) = queue(8);
-    tx.make_resumable(16, false);
+    tx.make_resumable(16, usize::MAX, false);
     for i in 1..=4 {
         tx.push(format!("m{i}"), Regarding::Other).await.unwrap();
     }
@@ -172,7 +207,7 @@ async fn attaching_at_the_delivered_position_gets_only_what_no_connection_was_gi
 #[tokio::test]
 async fn each_message_says_what_it_answers_and_keeps_it_across_a_resume() {
     let (tx, mut rx, _) = queue(8);
-    tx.make_resumable(16, false);
+    tx.make_resumable(16, usize::MAX, false);
     let answer = Regarding::Answer(Answered::to(RequestId::Number(7)));
     let token = RequestId::String("t".to_owned());
     tx.push("answer".to_owned(), answer.clone()).await.unwrap();

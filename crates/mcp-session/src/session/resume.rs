@@ -183,8 +183,11 @@ impl Session {
         let resumable = Resumable::create(&self.hub, version, client)?;
         self.calls
             .record_operations(Arc::clone(&resumable.operations));
-        self.outbound
-            .make_resumable(self.hub.inner.config.resume_log, true);
+        self.outbound.make_resumable(
+            self.hub.inner.config.resume_log,
+            self.hub.inner.config.resume_log_bytes,
+            true,
+        );
         self.announce = Some(resumable.id.clone());
         self.resumable = Some(resumable);
         Ok(())

@@ -134,7 +134,23 @@ pub async fn run(store: &dyn SessionStore) {
     store.update(&a, &replace).await.expect("replace");
     assert_eq!(
         store.replay(&a, 4).await.expect("replay"),
-        Replay::Entries(vec![replaced])
+        Replay::Entries(vec![replaced.clone()])
+    );
+    // The session's own log went further (its bytes): the store keeps no more than it.
+    let trimmed = Update {
+        entries: vec![entry(6)],
+        log_cap: 3,
+        oldest_kept: 5,
+        ..Update::default()
+    };
+    store.update(&a, &trimmed).await.expect("append");
+    assert_eq!(
+        store.replay(&a, 4).await.expect("replay"),
+        Replay::Entries(vec![replaced, entry(6)])
+    );
+    assert_eq!(
+        store.replay(&a, 3).await.expect("replay"),
+        Replay::Truncated { oldest: 5 }
     );
     assert_eq!(
         store.replay(&b, 0).await,

@@ -249,6 +249,7 @@ async fn one_principal_cannot_take_every_session() {
         ..Config::default()
     };
     config.session.max_sessions_per_principal = Some(2);
+    config.max_agents_per_principal = Some(2);
     let server = TestServer::with_config(config).await;
     let alice = [("Authorization", format!("Bearer {ALICE}"))];
     let alice: Vec<(&str, &str)> = alice.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -314,5 +315,30 @@ async fn one_principal_cannot_take_every_session() {
     let (status, _, text) = exchange(&server, &head, &body).await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("at most 256"), "{text}");
+    // And a principal keeps only so many agents; deleting one makes room.
+    let create = |token: &'static str| {
+        let body = json!({"name": "a"}).to_string();
+        let head = format!(
+            "POST /agent HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}",
+            body.len()
+        );
+        let server = &server;
+        async move { exchange(server, &head, &body).await }
+    };
+    let (status, _, first) = create(BOB).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(create(BOB).await.0, 201);
+    let (status, head, text) = create(BOB).await;
+    assert_eq!(status, 429, "{text}");
+    assert!(head.contains("retry-after"), "{head}");
+    assert!(text.contains("--max-agents-per-principal"), "{text}");
+    assert_eq!(create(ALICE).await.0, 201, "alice is not held up by bob");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let delete = format!(
+        "DELETE /agent/{} HTTP/1.1\r\nAuthorization: Bearer {BOB}",
+        first["agentId"].as_str().unwrap()
+    );
+    assert_eq!(http(&server, &delete).await.0, 204);
+    assert_eq!(create(BOB).await.0, 201);
     server.shutdown().await;
 }

@@ -104,7 +104,7 @@ pub(crate) async fn route(
     request: Request<Incoming>,
     server: &Hub,
     principal: &Principal,
-    body_timeout: std::time::Duration,
+    config: &crate::Config,
 ) -> Response<Body> {
     if let Err(refused) = server.check_rate(principal) {
         return refused_call(&refused);
@@ -113,7 +113,7 @@ pub(crate) async fn route(
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/agent").unwrap_or_default();
     match (request.method().clone(), rest) {
-        (Method::POST, "" | "/") => create(request, server, principal, body_timeout).await,
+        (Method::POST, "" | "/") => create(request, server, principal, config).await,
         (method, id) if id.len() > 1 && !id[1..].contains('/') => {
             if !matches!(method, Method::GET | Method::DELETE) {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE");
@@ -139,9 +139,9 @@ async fn create(
     request: Request<Incoming>,
     server: &Hub,
     principal: &str,
-    body_timeout: std::time::Duration,
+    config: &crate::Config,
 ) -> Response<Body> {
-    let body = match read_json(request, body_timeout).await {
+    let body = match read_json(request, config.body_timeout).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -164,6 +164,24 @@ async fn create(
                 name.len()
             ),
         );
+    }
+    if let Some(limit) = config.max_agents_per_principal {
+        let owned = match server.store().count_owned(principal).await {
+            Ok(owned) => owned,
+            Err(e) => return store_error(&e),
+        };
+        if owned >= limit {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many agents: this principal keeps {owned}, the limit (--max-agents-per-principal); delete some, or wait until unused ones expire"
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return response;
+        }
     }
     let id = match SessionId::random() {
         Ok(id) => id,

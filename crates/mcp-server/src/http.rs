@@ -366,13 +366,7 @@ async fn route(
             mcp_http::delete(request.headers(), &state.0.http_sessions, &principal)
         }
         (path, false) if path == "/agent" || path.starts_with("/agent/") => {
-            agents::route(
-                request,
-                &state.0.server,
-                &principal,
-                state.0.config.body_timeout,
-            )
-            .await
+            agents::route(request, &state.0.server, &principal, &state.0.config).await
         }
         (MCP_PATH, false) => {
             let mut response = text(

@@ -378,6 +378,8 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()>;
     /// The sessions not used since `before_ms` (milliseconds since the Unix epoch).
     fn idle_since<'a>(&'a self, before_ms: u64) -> StoreFuture<'a, Vec<SessionId>>;
+    /// How many sessions (agents included) `owner` has stored: what its limit counts.
+    fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize>;
     /// Stores a task's record, replacing any with its id, in one transaction.
     fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()>;
     /// Loads a task.
@@ -504,6 +506,16 @@ impl SessionStore for MemoryStore {
     fn delete_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, ()> {
         self.lock().tasks.remove(id);
         ready(Ok(()))
+    }
+
+    fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize> {
+        let count = self
+            .lock()
+            .records
+            .values()
+            .filter(|r| r.owner == owner)
+            .count();
+        ready(Ok(count))
     }
 
     fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>> {

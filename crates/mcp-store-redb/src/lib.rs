@@ -14,7 +14,7 @@ use mcp_session::{
     LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId,
     TaskRecord, Update,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// Session id → the record as JSON.
 const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
@@ -22,6 +22,9 @@ const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions
 const LOG: TableDefinition<'_, (&str, u64), &str> = TableDefinition::new("outbound_log");
 /// Task id → the task's record as JSON.
 const TASKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tasks");
+/// (owner, session id) → nothing: who owns which stored session, to count them without
+/// reading the records.
+const OWNED: TableDefinition<'_, (&str, &str), ()> = TableDefinition::new("owned_sessions");
 /// `session:<id>` or `task:<id>` → a record that could not be read, set aside: it no longer
 /// exists for the server (its session or task is gone), and nothing that reads the others
 /// stumbles on it again. Kept for whoever investigates.
@@ -48,6 +51,7 @@ impl RedbStore {
         txn.open_table(TASKS).map_err(backend)?;
         txn.open_table(QUARANTINE).map_err(backend)?;
         txn.commit().map_err(backend)?;
+        index_owners(&db)?;
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -63,6 +67,53 @@ impl RedbStore {
                 .map_err(|e| backend(format!("store worker: {e}")))?
         })
     }
+}
+
+/// Fills the owner index from the records when it is empty and they are not (a store written
+/// before the index existed).
+fn index_owners(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut owned = txn.open_table(OWNED).map_err(backend)?;
+        if !owned.is_empty().map_err(backend)? {
+            return Ok(());
+        }
+        let records = txn.open_table(RECORDS).map_err(backend)?;
+        for item in records.iter().map_err(backend)? {
+            let (key, value) = item.map_err(backend)?;
+            // An unreadable one is quarantined when first read: it counts for nobody.
+            if let Ok(record) = serde_json::from_slice::<Owner>(value.value()) {
+                owned
+                    .insert((record.owner.as_str(), key.value()), ())
+                    .map_err(backend)?;
+            }
+        }
+    }
+    txn.commit().map_err(backend)
+}
+
+/// Removes `id` from the owner index (its owner read from `bytes`, or looked for).
+fn unindex(
+    owned: &mut redb::Table<'_, (&str, &str), ()>,
+    id: &str,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    if let Ok(record) = serde_json::from_slice::<Owner>(bytes) {
+        owned.remove((record.owner.as_str(), id)).map_err(backend)?;
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    for item in owned.iter().map_err(backend)? {
+        let (key, _) = item.map_err(backend)?;
+        let (owner, session) = key.value();
+        if session == id {
+            found.push(owner.to_owned());
+        }
+    }
+    for owner in found {
+        owned.remove((owner.as_str(), id)).map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Loads a session; one that cannot be read is quarantined and is, from then on, no session.
@@ -91,6 +142,11 @@ fn quarantine_session(db: &Database, id: &str, why: &serde_json::Error) -> Resul
         let Some(bytes) = records.remove(id).map_err(backend)? else {
             return Ok(());
         };
+        unindex(
+            &mut txn.open_table(OWNED).map_err(backend)?,
+            id,
+            bytes.value(),
+        )?;
         let key = format!("session:{id}");
         txn.open_table(QUARANTINE)
             .map_err(backend)?
@@ -143,6 +199,10 @@ impl SessionStore for RedbStore {
                 }
                 table
                     .insert(record.id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+                txn.open_table(OWNED)
+                    .map_err(backend)?
+                    .insert((record.owner.as_str(), record.id.as_str()), ())
                     .map_err(backend)?;
             }
             txn.commit().map_err(backend)
@@ -224,10 +284,19 @@ impl SessionStore for RedbStore {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
-                txn.open_table(RECORDS)
+                let removed = txn
+                    .open_table(RECORDS)
                     .map_err(backend)?
                     .remove(id.as_str())
-                    .map_err(backend)?;
+                    .map_err(backend)?
+                    .map(|bytes| bytes.value().to_vec());
+                if let Some(bytes) = removed {
+                    unindex(
+                        &mut txn.open_table(OWNED).map_err(backend)?,
+                        id.as_str(),
+                        &bytes,
+                    )?;
+                }
                 let mut log = txn.open_table(LOG).map_err(backend)?;
                 log.retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)
                     .map_err(backend)?;
@@ -310,6 +379,19 @@ impl SessionStore for RedbStore {
         })
     }
 
+    fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize> {
+        let owner = owner.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let owned = txn.open_table(OWNED).map_err(backend)?;
+            let count = owned
+                .range((owner.as_str(), "")..(owner.as_str(), "\u{10ffff}"))
+                .map_err(backend)?
+                .count();
+            Ok(count)
+        })
+    }
+
     fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
@@ -331,6 +413,12 @@ impl SessionStore for RedbStore {
             Ok(tasks)
         })
     }
+}
+
+/// Who owns a record.
+#[derive(serde::Deserialize)]
+struct Owner {
+    owner: String,
 }
 
 /// What the idle sweep reads of a record.

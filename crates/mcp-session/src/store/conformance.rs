@@ -158,11 +158,15 @@ pub async fn run(store: &dyn SessionStore) {
     );
 
     // Idle sessions are found; deleting removes record and log.
+    assert_eq!(store.count_owned("anonymous").await.expect("count"), 1);
     store.create(&record(&b, 1_000)).await.expect("create");
+    assert_eq!(store.count_owned("anonymous").await.expect("count"), 2);
+    assert_eq!(store.count_owned("someone else").await.expect("count"), 0);
     assert_eq!(store.idle_since(500).await.expect("idle"), vec![a.clone()]);
     store.delete(&a).await.expect("delete");
     store.delete(&a).await.expect("deleting twice is fine");
     assert_eq!(store.load(&a).await.expect("load"), None);
+    assert_eq!(store.count_owned("anonymous").await.expect("count"), 1);
     assert_eq!(
         store.replay(&a, 0).await,
         Err(StoreError::NotFound(a.clone()))

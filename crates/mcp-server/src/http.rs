@@ -402,10 +402,20 @@ async fn route(
         ("/readyz", false)
             if request.method() == Method::GET || request.method() == Method::HEAD =>
         {
-            if state.is_ready() {
-                text(StatusCode::OK, "ready\n")
-            } else {
+            if !state.is_ready() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            } else if let Err(why) = state.0.server.store().health() {
+                // Sessions that cannot be written cannot be served: send clients elsewhere
+                // until the store works again.
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the session store fails: {}\n",
+                        mcp_protocol::shorten(&why, 300)
+                    ),
+                )
+            } else {
+                text(StatusCode::OK, "ready\n")
             }
         }
         ("/healthz" | "/readyz" | "/metrics", false) => {

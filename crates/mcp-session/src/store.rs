@@ -380,6 +380,11 @@ pub trait SessionStore: Send + Sync + 'static {
     fn idle_since<'a>(&'a self, before_ms: u64) -> StoreFuture<'a, Vec<SessionId>>;
     /// How many sessions (agents included) `owner` has stored: what its limit counts.
     fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize>;
+    /// Whether the store works; why not (its disk refused a write, say) until a write works
+    /// again. The server is not ready meanwhile.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Stores a task's record, replacing any with its id, in one transaction.
     fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()>;
     /// Loads a task.

@@ -7,8 +7,9 @@
 #![warn(missing_docs)]
 
 use std::fmt::Display;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use mcp_session::{
     LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId,
@@ -31,42 +32,158 @@ const OWNED: TableDefinition<'_, (&str, &str), ()> = TableDefinition::new("owned
 const QUARANTINE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("quarantine");
 
 /// Sessions in a redb file.
+///
+/// After an I/O error (a full disk) redb refuses every later operation until the database is
+/// opened again. The store notices: it reports itself unhealthy ([`SessionStore::health`],
+/// which `/readyz` reads), and reopens the file at the next operation once the operations in
+/// flight are done, at most once a second, until a write succeeds again. What was committed
+/// before stays: redb's commits are copy-on-write and durable.
 #[derive(Clone)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// The open database; `None` while it could not be opened again. Operations hold the
+    /// read lock while they run, so that a reopening (the write lock) finds no other handle.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Why the store fails, since the last write that failed for want of its disk.
+    broken: Mutex<Option<String>>,
+    /// When the file was last opened again.
+    reopened: Mutex<Option<Instant>>,
 }
 
 fn backend(e: impl Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Whether a backend error says the disk failed (redb then needs reopening).
+fn io_failure(message: &str) -> bool {
+    message.contains("I/O error") || message.contains("Previous I/O") || message.contains("closed")
+}
+
+/// How often a broken database is opened again, at most.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
 impl RedbStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
-        // Both tables exist from the start, so readers never meet a missing table.
-        let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(RECORDS).map_err(backend)?;
-        txn.open_table(LOG).map_err(backend)?;
-        txn.open_table(TASKS).map_err(backend)?;
-        txn.open_table(QUARANTINE).map_err(backend)?;
-        txn.commit().map_err(backend)?;
-        index_owners(&db)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = open_database(path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                db: RwLock::new(Some(Arc::new(db))),
+                broken: Mutex::new(None),
+                reopened: Mutex::new(None),
+            }),
+        })
     }
 
-    /// Runs `f` on a blocking thread.
-    fn blocking<'a, T: Send + 'static>(
+    /// Runs `f` on a blocking thread; `writes` says whether it changes the store (a success
+    /// then proves the disk works again).
+    fn run<'a, T: Send + 'static>(
         &'a self,
+        writes: bool,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'a, T> {
-        let db = Arc::clone(&self.db);
+        let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || f(&db))
+            tokio::task::spawn_blocking(move || inner.run(writes, f))
                 .await
                 .map_err(|e| backend(format!("store worker: {e}")))?
         })
     }
+
+    fn blocking<'a, T: Send + 'static>(
+        &'a self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'a, T> {
+        self.run(false, f)
+    }
+
+    fn writing<'a, T: Send + 'static>(
+        &'a self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'a, T> {
+        self.run(true, f)
+    }
+}
+
+impl Inner {
+    fn run<T>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = {
+            let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            match db.as_ref() {
+                Some(db) => f(db),
+                None => Err(backend(
+                    "the store file is closed after an I/O error (a full disk?); it is opened again once it can be",
+                )),
+            }
+        };
+        match &result {
+            Err(StoreError::Backend(message)) if io_failure(message) => {
+                let mut broken = self.broken.lock().unwrap_or_else(PoisonError::into_inner);
+                if broken.is_none() {
+                    tracing::error!(error = %message, path = %self.path.display(), "the session store fails: its disk refused a write; not ready until a write works again");
+                }
+                *broken = Some(message.clone());
+                drop(broken);
+                self.reopen();
+            }
+            Ok(_) if writes => {
+                let was = self
+                    .broken
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if was.is_some() {
+                    tracing::info!(path = %self.path.display(), "the session store works again");
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Opens the file again (redb refuses everything after an I/O error), at most once per
+    /// [`REOPEN_EVERY`].
+    fn reopen(&self) {
+        {
+            let mut last = self.reopened.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        // Waits for the operations in flight: then this is the only handle.
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        drop(db.take());
+        match open_database(&self.path) {
+            Ok(opened) => *db = Some(Arc::new(opened)),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.path.display(), "cannot open the session store again yet");
+            }
+        }
+    }
+}
+
+/// Opens (or creates) the database, with every table.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+    // Every table exists from the start, so readers never meet a missing table.
+    let txn = db.begin_write().map_err(backend)?;
+    txn.open_table(RECORDS).map_err(backend)?;
+    txn.open_table(LOG).map_err(backend)?;
+    txn.open_table(TASKS).map_err(backend)?;
+    txn.open_table(QUARANTINE).map_err(backend)?;
+    txn.commit().map_err(backend)?;
+    index_owners(&db)?;
+    Ok(db)
 }
 
 /// Fills the owner index from the records when it is empty and they are not (a store written
@@ -189,7 +306,7 @@ fn encode(record: &impl serde::Serialize, what: impl Display) -> Result<Vec<u8>,
 impl SessionStore for RedbStore {
     fn create<'a>(&'a self, record: &'a SessionRecord) -> StoreFuture<'a, ()> {
         let record = record.clone();
-        self.blocking(move |db| {
+        self.writing(move |db| {
             let bytes = encode(&record, format_args!("session {}", record.id))?;
             let txn = db.begin_write().map_err(backend)?;
             {
@@ -216,7 +333,7 @@ impl SessionStore for RedbStore {
 
     fn update<'a>(&'a self, id: &'a SessionId, update: &'a Update) -> StoreFuture<'a, ()> {
         let (id, update) = (id.clone(), update.clone());
-        self.blocking(move |db| {
+        self.writing(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut records = txn.open_table(RECORDS).map_err(backend)?;
@@ -281,7 +398,7 @@ impl SessionStore for RedbStore {
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
         let id = id.clone();
-        self.blocking(move |db| {
+        self.writing(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let removed = txn
@@ -336,7 +453,7 @@ impl SessionStore for RedbStore {
     fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()> {
         let bytes = encode(record, format_args!("task {}", record.id));
         let id = record.id.clone();
-        self.blocking(move |db| {
+        self.writing(move |db| {
             let bytes = bytes?;
             let txn = db.begin_write().map_err(backend)?;
             txn.open_table(TASKS)
@@ -369,7 +486,7 @@ impl SessionStore for RedbStore {
 
     fn delete_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, ()> {
         let id = id.clone();
-        self.blocking(move |db| {
+        self.writing(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             txn.open_table(TASKS)
                 .map_err(backend)?
@@ -377,6 +494,18 @@ impl SessionStore for RedbStore {
                 .map_err(backend)?;
             txn.commit().map_err(backend)
         })
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &*self
+            .inner
+            .broken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
     }
 
     fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize> {
@@ -462,7 +591,8 @@ mod tests {
         let bad = SessionId::random().unwrap();
         let bad_task = TaskId::random().unwrap();
         let poison = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        let txn = store.db.begin_write().unwrap();
+        let db = store.inner.db.read().unwrap().clone().unwrap();
+        let txn = db.begin_write().unwrap();
         txn.open_table(RECORDS)
             .unwrap()
             .insert(bad.as_str(), poison.as_bytes())
@@ -484,7 +614,7 @@ mod tests {
         assert_eq!(store.load(&bad).await.unwrap(), None, "gone");
         assert!(store.tasks().await.unwrap().is_empty());
         assert_eq!(store.load_task(&bad_task).await.unwrap(), None);
-        let txn = store.db.begin_read().unwrap();
+        let txn = db.begin_read().unwrap();
         let quarantine = txn.open_table(QUARANTINE).unwrap();
         let kept = quarantine.get(format!("session:{bad}").as_str()).unwrap();
         assert_eq!(kept.unwrap().value(), poison.as_bytes());

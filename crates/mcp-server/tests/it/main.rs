@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 const HANG: Duration = Duration::from_secs(30);
 
 mod client;
+mod disk;
 mod jwt;
 mod tasks;
 mod tls;

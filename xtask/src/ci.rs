@@ -8,6 +8,9 @@ use anyhow::{Context as _, bail};
 use crate::{root, run};
 
 /// How long CI runs each fuzz target.
+/// How long CI's soak runs.
+const SOAK_SECONDS: u64 = 10;
+
 const FUZZ_SECONDS: u64 = 15;
 
 /// The cargo-deny release the checks are written for.
@@ -33,6 +36,8 @@ pub(crate) fn all() -> anyhow::Result<()> {
     crate::conformance::run_all()?;
     crate::e2e::run_all()?;
     crate::bench::run_all(true, false)?;
+    // A short soak: one principal abuses the server while another works (docs/security.md).
+    crate::soak::run_all(SOAK_SECONDS)?;
     // A short pass over every fuzz target: it keeps the targets building, and replays the
     // committed corpus.
     crate::fuzz::run_all(FUZZ_SECONDS, &[], false)?;

@@ -9,6 +9,7 @@
 //!   CI.
 //! - `e2e`: the web console in Debian's Chromium, driven by playwright-core.
 //! - `fuzz`: every fuzz target for a bounded time (CI runs a short pass).
+//! - `soak`: one principal abuses the server while another works (CI runs a short pass).
 //! - `codegen`: regenerates committed artifacts (the CLI reference in README.md); a tidy test
 //!   fails when they are stale.
 
@@ -20,6 +21,7 @@ mod codegen;
 mod conformance;
 mod e2e;
 mod fuzz;
+mod soak;
 #[cfg(test)]
 mod tidy;
 
@@ -65,6 +67,13 @@ enum Cmd {
         /// Only these targets (default: all of jsonrpc, envelope, tutorial, http).
         targets: Vec<String>,
     },
+    /// One principal abuses the release server while another works: the victim's latency
+    /// and errors, the server's memory and data over time, nothing acknowledged lost.
+    Soak {
+        /// How long to run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Regenerate committed artifacts (README's CLI reference).
     Codegen {
         /// Fail instead of writing when an artifact is stale.
@@ -85,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             merge,
             targets,
         } => fuzz::run_all(seconds, &targets, merge),
+        Cmd::Soak { seconds } => soak::run_all(seconds),
         Cmd::Codegen { check } => codegen::run(check),
     }
 }

@@ -13,6 +13,8 @@
 //!   time to establish, `ping` round trips) and broadcast fan-out to all of them.
 //! - `mcp-bench batch`: `process_batch` with and without progress.
 //! - `mcp-bench images`: `process_images` against a bare loop over the `image` crate.
+//! - `mcp-bench soak`: one principal abuses the server while another works (`cargo xtask
+//!   soak`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -29,6 +31,7 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 mod sessions;
+mod soak;
 mod tools;
 
 /// The server's allocator: the bare image loop does the same work as the server's tool, so it
@@ -59,6 +62,8 @@ enum Command {
     Batch(tools::Batch),
     /// Run `process_images` on generated images, then the same work as a bare loop.
     Images(tools::Images),
+    /// One principal abuses the server every way it can while another makes ordinary calls.
+    Soak(soak::Soak),
 }
 
 #[derive(clap::Args, Clone)]
@@ -102,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Sessions(args) => print(sessions::run(args).await),
         Command::Batch(args) => print(tools::batch(args).await),
         Command::Images(args) => print(tools::images(args).await),
+        Command::Soak(args) => print(soak::run(args).await),
     }
 }
 

@@ -21,6 +21,8 @@ struct CloseLabels {
 pub(crate) struct Connections {
     /// Every open TCP connection: what the limit bounds.
     open: AtomicUsize,
+    /// Connections over the limit being answered 503 (each for a second at most).
+    refusing: Arc<AtomicUsize>,
     open_gauge: Gauge,
     /// The WebSocket connections among them.
     gauge: Gauge,
@@ -75,6 +77,30 @@ impl Connections {
             .ok()?;
         self.open_gauge.inc();
         Some(Place(Arc::clone(self)))
+    }
+}
+
+/// How many connections over the limit are answered at once; the others are closed at once.
+const REFUSING_AT_ONCE: usize = 64;
+
+/// A refusal under way, counted until dropped.
+pub(crate) struct Refusing(Arc<AtomicUsize>);
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Connections {
+    /// A place to answer a connection over the limit, unless many are being answered.
+    pub(crate) fn try_refusal(&self) -> Option<Refusing> {
+        self.refusing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < REFUSING_AT_ONCE).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Refusing(Arc::clone(&self.refusing)))
     }
 }
 

@@ -191,7 +191,11 @@ pub(crate) async fn serve_tcp(
     let max = state.0.config.max_connections;
     let Some(place) = state.0.connections.try_place(max) else {
         tracing::info!(%remote, max, "connection refused: too many connections");
-        if state.0.config.tls.is_none() {
+        // Answered only while few refusals are under way: a flood of connections over the
+        // limit is closed at once rather than held for its answer.
+        if state.0.config.tls.is_none()
+            && let Some(_refusing) = state.0.connections.try_refusal()
+        {
             refuse_connection(stream, max).await;
         }
         return;

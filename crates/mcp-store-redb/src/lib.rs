@@ -172,16 +172,28 @@ impl Inner {
     }
 }
 
-/// Opens (or creates) the database, with every table.
+/// Opens (or creates) the database, with every table. Opening a complete store again writes
+/// nothing, so it works on a full disk (reads go on; writes wait for space).
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     let db = Database::create(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
-    // Every table exists from the start, so readers never meet a missing table.
-    let txn = db.begin_write().map_err(backend)?;
-    txn.open_table(RECORDS).map_err(backend)?;
-    txn.open_table(LOG).map_err(backend)?;
-    txn.open_table(TASKS).map_err(backend)?;
-    txn.open_table(QUARANTINE).map_err(backend)?;
-    txn.commit().map_err(backend)?;
+    let complete = {
+        let txn = db.begin_read().map_err(backend)?;
+        txn.open_table(RECORDS).is_ok()
+            && txn.open_table(LOG).is_ok()
+            && txn.open_table(TASKS).is_ok()
+            && txn.open_table(QUARANTINE).is_ok()
+            && txn.open_table(OWNED).is_ok()
+    };
+    if !complete {
+        // Every table exists from the start, so readers never meet a missing table.
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(RECORDS).map_err(backend)?;
+        txn.open_table(LOG).map_err(backend)?;
+        txn.open_table(TASKS).map_err(backend)?;
+        txn.open_table(QUARANTINE).map_err(backend)?;
+        txn.open_table(OWNED).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+    }
     index_owners(&db)?;
     Ok(db)
 }
@@ -189,6 +201,14 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
 /// Fills the owner index from the records when it is empty and they are not (a store written
 /// before the index existed).
 fn index_owners(db: &Database) -> Result<(), StoreError> {
+    {
+        let txn = db.begin_read().map_err(backend)?;
+        let owned = txn.open_table(OWNED).map_err(backend)?;
+        let records = txn.open_table(RECORDS).map_err(backend)?;
+        if !owned.is_empty().map_err(backend)? || records.is_empty().map_err(backend)? {
+            return Ok(());
+        }
+    }
     let txn = db.begin_write().map_err(backend)?;
     {
         let mut owned = txn.open_table(OWNED).map_err(backend)?;
@@ -642,6 +662,31 @@ mod tests {
         let error = store.create(&deep).await.unwrap_err();
         assert!(error.to_string().contains("cannot read back"), "{error}");
         assert_eq!(store.load(&deep.id).await.unwrap(), None);
+    }
+
+    /// A store written before the owner index existed gets it at its next opening.
+    #[tokio::test]
+    async fn the_owner_index_is_filled_from_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        let store = RedbStore::open(&path).unwrap();
+        for owner in ["alice", "alice", "bob"] {
+            let id = SessionId::random().unwrap();
+            store
+                .create(&SessionRecord::new(id, owner, None, 1))
+                .await
+                .unwrap();
+        }
+        let db = store.inner.db.read().unwrap().clone().unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(OWNED).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        drop(store);
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.count_owned("alice").await.unwrap(), 2);
+        assert_eq!(store.count_owned("bob").await.unwrap(), 1);
+        assert_eq!(store.count_owned("carol").await.unwrap(), 0);
     }
 
     #[test]

@@ -249,7 +249,7 @@ async fn one_principal_cannot_take_every_session() {
         ..Config::default()
     };
     config.session.max_sessions_per_principal = Some(2);
-    config.max_agents_per_principal = Some(2);
+    config.session.max_stored_sessions_per_principal = Some(2);
     let server = TestServer::with_config(config).await;
     let alice = [("Authorization", format!("Bearer {ALICE}"))];
     let alice: Vec<(&str, &str)> = alice.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -331,7 +331,10 @@ async fn one_principal_cannot_take_every_session() {
     let (status, head, text) = create(BOB).await;
     assert_eq!(status, 429, "{text}");
     assert!(head.contains("retry-after"), "{head}");
-    assert!(text.contains("--max-agents-per-principal"), "{text}");
+    assert!(
+        text.contains("--max-stored-sessions-per-principal"),
+        "{text}"
+    );
     assert_eq!(create(ALICE).await.0, 201, "alice is not held up by bob");
     let first: Value = serde_json::from_str(&first).unwrap();
     let delete = format!(
@@ -340,5 +343,59 @@ async fn one_principal_cannot_take_every_session() {
     );
     assert_eq!(http(&server, &delete).await.0, 204);
     assert_eq!(create(BOB).await.0, 201);
+    server.shutdown().await;
+}
+
+/// Issue 19, item 3: a principal could keep resumable sessions in the store without limit.
+#[tokio::test]
+async fn a_principal_keeps_only_so_many_sessions_in_the_store() {
+    let auth = Auth::new(&[format!("alice={ALICE}")], None).unwrap();
+    let mut config = Config {
+        auth,
+        ..Config::default()
+    };
+    config.session.max_stored_sessions_per_principal = Some(1);
+    let server = TestServer::with_config(config).await;
+    let alice = [("Authorization", format!("Bearer {ALICE}"))];
+    let alice: Vec<(&str, &str)> = alice.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let resumable = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{}}},
+        "clientInfo":{"name":"e2e","version":"1"}}});
+    // The first is kept (its record is written with its first message).
+    let (mut first, _) = Client::connect_with_headers(&server, "/mcp", &alice)
+        .await
+        .unwrap();
+    let answer = first.request(resumable.clone()).await;
+    assert!(
+        answer["result"]["mcpSessionId"].is_string() || answer["mcpSessionId"].is_string(),
+        "{answer}"
+    );
+    let deadline = tokio::time::Instant::now() + crate::support::HANG;
+    let refused = loop {
+        let (mut second, _) = Client::connect_with_headers(&server, "/mcp", &alice)
+            .await
+            .unwrap();
+        let answer = second.request(resumable.clone()).await;
+        if answer["error"].is_object() {
+            break answer;
+        }
+        // The first record may not be written yet: try again.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never refused: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused["error"]["code"], -32001, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["limit"], "stored_sessions_per_principal",
+        "{refused}"
+    );
+    // A session that is not resumable is not stored: it is served.
+    let (mut plain, _) = Client::connect_with_headers(&server, "/mcp", &alice)
+        .await
+        .unwrap();
+    plain.initialize("2025-11-25").await;
+    drop((first, plain));
     server.shutdown().await;
 }

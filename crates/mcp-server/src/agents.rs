@@ -165,7 +165,7 @@ async fn create(
             ),
         );
     }
-    if let Some(limit) = config.max_agents_per_principal {
+    if let Some(limit) = server.config().max_stored_sessions_per_principal {
         let owned = match server.store().count_owned(principal).await {
             Ok(owned) => owned,
             Err(e) => return store_error(&e),
@@ -174,7 +174,7 @@ async fn create(
             let mut response = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                    "too many agents: this principal keeps {owned}, the limit (--max-agents-per-principal); delete some, or wait until unused ones expire"
+                    "too many stored sessions: this principal keeps {owned} (agents and resumable sessions), the limit (--max-stored-sessions-per-principal); delete some, or wait until unused ones expire"
                 ),
             );
             response

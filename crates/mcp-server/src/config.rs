@@ -374,11 +374,11 @@ pub struct Cli {
     #[arg(long, env = "MCP_MAX_SESSIONS_PER_PRINCIPAL", value_name = "N")]
     pub max_sessions_per_principal: Option<usize>,
 
-    /// Agents (`POST /agent`, kept in the store) each principal may keep; 0 turns the limit
-    /// off. Over it a new one gets 429. Default: 1000 with authentication configured; off
-    /// without.
-    #[arg(long, env = "MCP_MAX_AGENTS_PER_PRINCIPAL", value_name = "N")]
-    pub max_agents_per_principal: Option<usize>,
+    /// Sessions each principal may keep in the store (agents, and resumable sessions); 0
+    /// turns the limit off. Over it a new agent gets 429, a new resumable session -32001.
+    /// Default: 1000 with authentication configured; off without.
+    #[arg(long, env = "MCP_MAX_STORED_SESSIONS_PER_PRINCIPAL", value_name = "N")]
+    pub max_stored_sessions_per_principal: Option<usize>,
 
     /// Serve https and wss with this certificate chain (PEM); needs --tls-key. SIGHUP
     /// reloads both files without dropping connections.
@@ -431,8 +431,6 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a request body may take to arrive (408 after).
     pub body_timeout: Duration,
-    /// How many agents (stored sessions) one principal may keep; `None`: no limit.
-    pub max_agents_per_principal: Option<usize>,
     /// How often subscribers of the statistics resource may hear of changes.
     pub stats_interval: Duration,
     /// Where durable state is kept; `None` keeps it in memory.
@@ -472,7 +470,6 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
             body_timeout: Duration::from_secs(30),
-            max_agents_per_principal: None,
             stats_interval: Duration::from_secs(1),
             data_dir: None,
             request_state_key_file: None,
@@ -500,8 +497,9 @@ const DEFAULT_CALLS_PER_PRINCIPAL: usize = 256;
 
 /// Sessions per principal with authentication configured (see `--max-sessions-per-principal`).
 const DEFAULT_SESSIONS_PER_PRINCIPAL: usize = 1_000;
-/// Agents per principal with authentication configured (see `--max-agents-per-principal`).
-const DEFAULT_AGENTS_PER_PRINCIPAL: usize = 1_000;
+/// Stored sessions per principal with authentication configured (see
+/// `--max-stored-sessions-per-principal`).
+const DEFAULT_STORED_SESSIONS_PER_PRINCIPAL: usize = 1_000;
 
 impl Cli {
     /// The server configuration these options describe. Fails when the data root does not
@@ -556,6 +554,15 @@ impl Cli {
                     },
                 ))
                 .filter(|n| *n > 0),
+                max_stored_sessions_per_principal: Some(
+                    self.max_stored_sessions_per_principal
+                        .unwrap_or(if auth_enabled {
+                            DEFAULT_STORED_SESSIONS_PER_PRINCIPAL
+                        } else {
+                            0
+                        }),
+                )
+                .filter(|n| *n > 0),
                 max_sessions_per_principal: Some(self.max_sessions_per_principal.unwrap_or(
                     if auth_enabled {
                         DEFAULT_SESSIONS_PER_PRINCIPAL
@@ -581,14 +588,6 @@ impl Cli {
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             max_connections: self.max_connections.max(1),
             body_timeout: Duration::from_secs(self.body_timeout.max(1)),
-            max_agents_per_principal: Some(self.max_agents_per_principal.unwrap_or(
-                if auth_enabled {
-                    DEFAULT_AGENTS_PER_PRINCIPAL
-                } else {
-                    0
-                },
-            ))
-            .filter(|n| *n > 0),
             stats_interval: defaults.stats_interval,
             data_dir: self.data_dir.clone(),
             request_state_key_file: self.request_state_key_file.clone(),

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// How many sessions (WebSocket, HTTP, resumable while live) one principal may have open
     /// at once; `None` (the default): no limit but `max_sessions`.
     pub max_sessions_per_principal: Option<usize>,
+    /// How many sessions (agents, resumable sessions) one principal may keep in the store;
+    /// `None` (the default): no limit.
+    pub max_stored_sessions_per_principal: Option<usize>,
     /// The secret that makes a modern request's `requestState` tamper-proof (32 bytes or
     /// more); `None`: a random one, so states do not outlive the process. Instances that
     /// serve one client in turn must share it.
@@ -124,6 +127,7 @@ impl Default for ServerConfig {
             rate_limit: None,
             max_calls_per_principal: None,
             max_sessions_per_principal: None,
+            max_stored_sessions_per_principal: None,
             request_state_key: None,
             request_state_ttl: Duration::from_secs(600),
             task_ttl: Duration::from_secs(3600),

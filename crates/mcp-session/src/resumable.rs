@@ -128,6 +128,22 @@ pub(crate) fn resume_request(text: &str) -> Option<ResumeRequest> {
     (request.method == methods::INITIALIZE && !request.session.is_null()).then_some(request)
 }
 
+/// The id of a new resumable session's `initialize` (one that declares the `resume`
+/// capability and names no session), if `text` is one.
+pub(crate) fn new_resumable_request(text: &str) -> Option<RequestId> {
+    if !text.contains(RESUME_CAPABILITY) || text.contains("mcpSessionId") {
+        return None;
+    }
+    #[derive(Deserialize)]
+    struct Initialize {
+        id: RequestId,
+        method: String,
+        params: InitializeParams,
+    }
+    let request: Initialize = serde_json::from_str(text).ok()?;
+    (request.method == methods::INITIALIZE && wants_resume(&request.params)).then_some(request.id)
+}
+
 /// Where a resuming connection carries on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Position {

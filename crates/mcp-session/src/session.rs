@@ -510,11 +510,18 @@ impl Session {
     }
 
     async fn handle_text(&mut self, text: &str) {
-        if self.lifecycle == Lifecycle::AwaitingInitialize
-            && let Some(request) = resume_request(text)
-        {
-            Box::pin(self.resume(request)).await;
-            return;
+        if self.lifecycle == Lifecycle::AwaitingInitialize {
+            if let Some(request) = resume_request(text) {
+                Box::pin(self.resume(request)).await;
+                return;
+            }
+            // A new resumable session is kept in the store: within its principal's limit.
+            if let Some(id) = resumable::new_resumable_request(text)
+                && let Err(error) = Box::pin(self.may_store_a_session()).await
+            {
+                self.send_error(Some(id), error).await;
+                return;
+            }
         }
         match mcp_protocol::parse(text) {
             Err(error) => {

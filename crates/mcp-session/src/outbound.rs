@@ -79,6 +79,11 @@ impl Answered {
 /// How many notices may be queued beyond the capacity.
 pub(crate) const NOTICE_ALLOWANCE: usize = 32;
 
+/// How many bytes of messages may wait unsent for an attached connection before the session
+/// waits for its client (besides the capacity in messages): one message of any size always
+/// fits.
+pub(crate) const UNSENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// The queue was closed: the transport is gone or the session has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed;
@@ -134,6 +139,8 @@ struct Reader {
     /// How many unsent entries are messages (not coalescing notifications): what
     /// `capacity` bounds.
     unsent_messages: usize,
+    /// Their bytes: what [`UNSENT_BYTES`] bounds.
+    unsent_bytes: usize,
 }
 
 /// How a resumable session keeps its log.
@@ -237,6 +244,7 @@ pub(crate) fn channel(capacity: usize, metrics: Metrics) -> (OutboundQueue, Outb
                 cursor: 0,
                 preamble: VecDeque::new(),
                 unsent_messages: 0,
+                unsent_bytes: 0,
             }),
             next_generation: 1,
             resumable: None,
@@ -295,6 +303,7 @@ impl OutboundQueue {
         let resumable = state.resumable;
         if let (Some(reader), None) = (&mut state.reader, &key) {
             reader.unsent_messages += 1;
+            reader.unsent_bytes += text.len();
         }
         state.bytes += text.len();
         state.entries.push_back(Entry {
@@ -347,11 +356,9 @@ impl OutboundQueue {
             if Self::closed(&state) {
                 return true;
             }
-            if state
-                .reader
-                .as_ref()
-                .is_some_and(|r| r.unsent_messages >= self.shared.capacity)
-            {
+            if state.reader.as_ref().is_some_and(|r| {
+                r.unsent_messages >= self.shared.capacity || r.unsent_bytes >= UNSENT_BYTES
+            }) {
                 return false;
             }
             let (text, regarding) = message.take().unwrap_or_default();
@@ -519,6 +526,12 @@ impl OutboundQueue {
         // delivered rather than give them twice.
         state.delivered = state.next_seq - 1;
         let unsent_messages = state.entries.iter().filter(|e| e.seq > after).count();
+        let unsent_bytes = state
+            .entries
+            .iter()
+            .filter(|e| e.seq > after)
+            .map(|e| e.text.len())
+            .sum();
         if let Some(reader) = &mut state.reader {
             let mut queued: VecDeque<(String, Regarding)> = reader.preamble.drain(..).collect();
             queued.extend(unsent);
@@ -526,6 +539,7 @@ impl OutboundQueue {
             reader.preamble = queued;
             reader.cursor = after;
             reader.unsent_messages = unsent_messages;
+            reader.unsent_bytes = unsent_bytes;
         }
         drop(state);
         self.shared.readable.notify_waiters();
@@ -552,16 +566,20 @@ impl OutboundQueue {
         }
         let generation = state.next_generation;
         state.next_generation += 1;
-        let unsent_messages = state
-            .entries
-            .iter()
-            .filter(|e| e.seq > after && e.key.is_none())
-            .count();
+        let unsent = || {
+            state
+                .entries
+                .iter()
+                .filter(|e| e.seq > after && e.key.is_none())
+        };
+        let unsent_messages = unsent().count();
+        let unsent_bytes = unsent().map(|e| e.text.len()).sum();
         state.reader = Some(Reader {
             generation,
             cursor: after,
             preamble: preamble.into(),
             unsent_messages,
+            unsent_bytes,
         });
         drop(state);
         self.shared.readable.notify_waiters();
@@ -725,6 +743,7 @@ impl OutboundReceiver {
             *delivered = (*delivered).max(entry.seq);
             if entry.key.is_none() {
                 reader.unsent_messages = reader.unsent_messages.saturating_sub(1);
+                reader.unsent_bytes = reader.unsent_bytes.saturating_sub(entry.text.len());
             }
             if entry.counted {
                 entry.counted = false;

@@ -69,6 +69,29 @@ async fn messages_wait_for_room_and_are_never_dropped() {
     assert_eq!(rest, ["b", "progress", "c"]);
 }
 
+/// Issue 19, item 2: unsent messages were bounded by count only: a client that stops
+/// reading could make the server hold `capacity` messages of megabytes each.
+#[tokio::test(start_paused = true)]
+async fn unsent_messages_are_bounded_in_bytes_too() {
+    let (tx, mut rx, _) = queue(1_000);
+    let big = || "x".repeat(6 * 1024 * 1024);
+    for _ in 0..3 {
+        tx.push(big(), Regarding::Other).await.unwrap();
+    }
+    let pusher = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.push("small".to_owned(), Regarding::Other).await }
+    });
+    // The paused clock moves on once every task waits: the push is still waiting.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        !pusher.is_finished(),
+        "18 MiB unsent: the next message waits"
+    );
+    assert_eq!(text(rx.recv().await).len(), big().len());
+    pusher.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn close_goes_out_after_what_was_queued_and_refuses_more() {
     let (tx, mut rx, _) = queue(4);

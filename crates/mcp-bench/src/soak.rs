@@ -639,7 +639,9 @@ fn slow_connections(
                     && n > 0
                 {
                     let text = String::from_utf8_lossy(&buf[..n]);
-                    tally.count(text.split(' ').nth(1).unwrap_or("?").to_owned());
+                    if let Some(status) = text.strip_prefix("HTTP/1.1 ") {
+                        tally.count(status.split(' ').next().unwrap_or("?").to_owned());
+                    }
                 }
             }
         }

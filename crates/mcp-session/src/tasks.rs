@@ -834,10 +834,11 @@ impl Hub {
         });
         // Senders of answers nobody waits for any more.
         lock(&live.waiting).clear();
-        if live.front().is_some() {
+        if live.front().is_some() && !live.cancelled.load(Ordering::Acquire) {
             // Its session takes the outcome into its log, and then removes the task: writing
             // it would only cost a write. A crash before that resumes it again from its
-            // checkpoint, as if it had not ended.
+            // checkpoint, as if it had not ended. (A cancelled one is written: a restart must
+            // not start again what its caller gave up.)
             let _writes = live.writing.lock().await;
             live.sealed.store(true, Ordering::Release);
         } else {

@@ -66,8 +66,11 @@ impl Principal {
         }
     }
 
-    /// A caller limited to `scopes` (a JWT access token's).
-    pub fn scoped(name: &str, scopes: Vec<String>) -> Self {
+    /// A caller limited to `scopes` (a JWT access token's). Kept sorted and without
+    /// repeats, so that two tokens granting the same scopes name the same principal.
+    pub fn scoped(name: &str, mut scopes: Vec<String>) -> Self {
+        scopes.sort_unstable();
+        scopes.dedup();
         Self {
             name: name.into(),
             scopes: Some(scopes.into()),
@@ -142,5 +145,18 @@ mod tests {
         assert!(admin.has_admin_scope());
         assert!(!admin.may_call("add"));
         assert_eq!(format!("{one:?}"), "bob [mcp:tools:add]");
+    }
+
+    #[test]
+    fn the_same_scopes_in_another_order_are_the_same_principal() {
+        let a = Principal::scoped("bob", vec!["mcp:tools".into(), "openid".into()]);
+        let b = Principal::scoped(
+            "bob",
+            vec!["openid".into(), "mcp:tools".into(), "openid".into()],
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, Principal::scoped("bob", vec!["mcp:tools".into()]));
+        // When the token expires is not who it is.
+        assert_eq!(a, b.expiring(std::time::UNIX_EPOCH));
     }
 }

@@ -119,8 +119,8 @@ fn open_files_limit() -> Option<usize> {
     line.split_whitespace().nth(4)?.parse().ok()
 }
 
-pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
-    let plan = Plan::new(smoke, full);
+/// Builds the server and the load generator in release mode; returns the cargo it used.
+pub(crate) fn build_release() -> anyhow::Result<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     run(Command::new(&cargo).args([
         "build",
@@ -131,6 +131,12 @@ pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
         "-p",
         "mcp-bench",
     ]))?;
+    Ok(cargo)
+}
+
+pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
+    let plan = Plan::new(smoke, full);
+    let cargo = build_release()?;
     let peers_target = target_dir().join("bench-peers");
     run(Command::new(&cargo)
         .args([

@@ -10,19 +10,10 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use crate::ci::target_dir;
-use crate::{run, spawn_listening};
+use crate::spawn_listening;
 
 pub(crate) fn run_all(seconds: u64) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run(Command::new(&cargo).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "mcp-server",
-        "-p",
-        "mcp-bench",
-    ]))?;
+    crate::bench::build_release()?;
     let release = target_dir().join("release");
     let dir = target_dir().join("soak");
     let _ = std::fs::remove_dir_all(&dir);

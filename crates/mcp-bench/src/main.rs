@@ -460,6 +460,17 @@ async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
 
 /// POSTs `body` to `url` (plain HTTP/1.1) and returns the status and the answer's text.
 async fn post_json(url: &str, body: &Value) -> anyhow::Result<(u16, String)> {
+    http_request("POST", url, None, Some(body.to_string())).await
+}
+
+/// One HTTP/1.1 request on a new connection, with a bearer `token` when given: the status and
+/// the answer's text.
+async fn http_request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> anyhow::Result<(u16, String)> {
     use http_body_util::{BodyExt as _, Full};
     use hyper::body::Bytes;
     let uri: hyper::Uri = url.parse()?;
@@ -468,10 +479,15 @@ async fn post_json(url: &str, body: &Value) -> anyhow::Result<(u16, String)> {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     tokio::spawn(connection);
-    let request = hyper::Request::post(uri.path())
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(uri.path())
         .header("host", authority.as_str())
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();

@@ -116,23 +116,22 @@ pub(crate) async fn run(args: Soak) -> anyhow::Result<Value> {
         tasks.spawn(victim_http(args.clone(), Arc::clone(&victim), end, lane));
     }
     tasks.spawn(victim_ws(args.clone(), Arc::clone(&victim), end));
-    // The attacker, everything at once.
-    let attacks: [(&'static str, Attack); 9] = [
-        ("agent_flood", agent_flood),
-        ("deep_json", deep_json),
-        ("long_ids", long_ids),
-        ("session_flood", session_flood),
-        ("ping_flood", ping_flood),
-        ("heavy_calls", heavy_calls),
-        ("slow_connections", slow_connections),
-        ("bogus_tokens", bogus_tokens),
-        ("subscriptions", subscriptions),
-    ];
-    for (name, attack) in attacks {
+    // The attacker, everything at once: one task per kind of abuse.
+    for name in abuse.keys().copied() {
         let (args, abuse) = (args.clone(), Arc::clone(&abuse));
         tasks.spawn(async move {
             let tally = &abuse[name];
-            attack(args, tally, end).await;
+            match name {
+                "agent_flood" => agent_flood(args, tally, end).await,
+                "deep_json" => deep_json(args, tally, end).await,
+                "long_ids" => long_ids(args, tally, end).await,
+                "session_flood" => session_flood(args, tally, end).await,
+                "ping_flood" => ping_flood(args, tally, end).await,
+                "heavy_calls" => heavy_calls(args, tally, end).await,
+                "slow_connections" => slow_connections(args, tally, end).await,
+                "bogus_tokens" => bogus_tokens(args, tally, end).await,
+                _ => subscriptions(args, tally, end).await,
+            }
         });
     }
     // Samples, once a second.
@@ -195,8 +194,6 @@ pub(crate) async fn run(args: Soak) -> anyhow::Result<Value> {
     }))
 }
 
-type Attack = fn(Soak, &Tally, Instant) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-
 /// The server's resident memory, in megabytes.
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -224,40 +221,12 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// One HTTP/1.1 request with a bearer token: status and body.
-async fn request(
-    method: &str,
-    url: &str,
-    token: &str,
-    body: Option<String>,
-) -> anyhow::Result<(u16, String)> {
-    use http_body_util::{BodyExt as _, Full};
-    use hyper::body::Bytes;
-    let uri: hyper::Uri = url.parse()?;
-    let authority = uri.authority().context("no host")?.to_string();
-    let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(uri.path())
-        .header("host", authority.as_str())
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
 async fn get(url: &str, token: &str) -> anyhow::Result<(u16, String)> {
-    request("GET", url, token, None).await
+    crate::http_request("GET", url, Some(token), None).await
 }
 
 async fn post(url: &str, token: &str, body: &Value) -> anyhow::Result<(u16, String)> {
-    request("POST", url, token, Some(body.to_string())).await
+    crate::http_request("POST", url, Some(token), Some(body.to_string())).await
 }
 
 async fn new_agent(args: &Soak, token: &str) -> anyhow::Result<String> {
@@ -443,253 +412,199 @@ fn code(answer: &Value) -> String {
 }
 
 /// Agents until the limit, and on.
-fn agent_flood(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let url = format!("http://{}/agent", args.address);
-        let name = "n".repeat(256);
-        while Instant::now() < end {
-            tally.count(status(
-                &post(&url, &args.attacker, &json!({"name": name})).await,
-            ));
-        }
-    })
+async fn agent_flood(args: Soak, tally: &Tally, end: Instant) {
+    let url = format!("http://{}/agent", args.address);
+    let name = "n".repeat(256);
+    while Instant::now() < end {
+        tally.count(status(
+            &post(&url, &args.attacker, &json!({"name": name})).await,
+        ));
+    }
 }
 
 /// Agent-API calls nested far deeper than the limit (the poisoning of issue 19).
-fn deep_json(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let url = format!("http://{}/mcp", args.address);
-        let deep: Value = serde_json::from_str(&format!("{}{}", "[".repeat(124), "]".repeat(124)))
-            .unwrap_or_default();
-        let Ok(agent) = new_agent(&args, &args.attacker).await else {
-            tally.count("no agent");
-            return;
-        };
-        while Instant::now() < end {
-            let call = json!({"agentId": agent, "request": {"method": "add",
-                              "params": {"a": 1, "b": 2, "x": deep}}});
-            tally.count(status(&post(&url, &args.attacker, &call).await));
-        }
-    })
+async fn deep_json(args: Soak, tally: &Tally, end: Instant) {
+    let url = format!("http://{}/mcp", args.address);
+    let deep: Value = serde_json::from_str(&format!("{}{}", "[".repeat(124), "]".repeat(124)))
+        .unwrap_or_default();
+    let Ok(agent) = new_agent(&args, &args.attacker).await else {
+        tally.count("no agent");
+        return;
+    };
+    while Instant::now() < end {
+        let call = json!({"agentId": agent, "request": {"method": "add",
+                          "params": {"a": 1, "b": 2, "x": deep}}});
+        tally.count(status(&post(&url, &args.attacker, &call).await));
+    }
 }
 
 /// Megabyte request ids.
-fn long_ids(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let Ok(mut socket) = ws(&args, &args.attacker).await else {
-            tally.count("refused");
+async fn long_ids(args: Soak, tally: &Tally, end: Instant) {
+    let Ok(mut socket) = ws(&args, &args.attacker).await else {
+        tally.count("refused");
+        return;
+    };
+    let id = "i".repeat(1 << 20);
+    while Instant::now() < end {
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": "ping"}).to_string();
+        if socket.send(Frame::text(message)).await.is_err() {
+            tally.count("closed");
             return;
-        };
-        let id = "i".repeat(1 << 20);
-        while Instant::now() < end {
-            let message = json!({"jsonrpc": "2.0", "id": id, "method": "ping"}).to_string();
-            if socket.send(Frame::text(message)).await.is_err() {
+        }
+        match socket.next().await {
+            Some(Ok(Frame::Text(text))) => {
+                tally.count(code(&serde_json::from_str(&text).unwrap_or_default()))
+            }
+            _ => {
                 tally.count("closed");
                 return;
             }
-            match socket.next().await {
-                Some(Ok(Frame::Text(text))) => {
-                    tally.count(code(&serde_json::from_str(&text).unwrap_or_default()))
-                }
-                _ => {
-                    tally.count("closed");
-                    return;
-                }
-            }
         }
-    })
+    }
 }
 
 /// Sessions until the principal's limit, held open.
-fn session_flood(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let mut held = Vec::new();
-        while Instant::now() < end {
-            match ws(&args, &args.attacker).await {
-                Ok(socket) if held.len() < 300 => {
-                    tally.count("101");
-                    held.push(socket);
-                }
-                Ok(_) => tally.count("101"),
-                Err(e) => {
-                    let text = e.to_string();
-                    tally.count(match () {
-                        () if text.contains("429") => "429",
-                        () if text.contains("503") => "503",
-                        () => "refused",
-                    });
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+async fn session_flood(args: Soak, tally: &Tally, end: Instant) {
+    let mut held = Vec::new();
+    while Instant::now() < end {
+        match ws(&args, &args.attacker).await {
+            Ok(socket) if held.len() < 300 => {
+                tally.count("101");
+                held.push(socket);
+            }
+            Ok(_) => tally.count("101"),
+            Err(e) => {
+                let text = e.to_string();
+                tally.count(match () {
+                    () if text.contains("429") => "429",
+                    () if text.contains("503") => "503",
+                    () => "refused",
+                });
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-    })
+    }
 }
 
 /// Pings as fast as the socket takes them.
-fn ping_flood(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let Ok(mut socket) = ws(&args, &args.attacker).await else {
-            tally.count("refused");
-            return;
-        };
-        let mut id = 0u64;
-        while Instant::now() < end {
-            id += 1;
-            match ask(
-                &mut socket,
-                json!({"jsonrpc": "2.0", "id": id, "method": "ping"}),
-            )
-            .await
-            {
-                Ok(answer) => tally.count(code(&answer)),
-                Err(_) => {
-                    tally.count("closed");
-                    return;
-                }
+async fn ping_flood(args: Soak, tally: &Tally, end: Instant) {
+    let Ok(mut socket) = ws(&args, &args.attacker).await else {
+        tally.count("refused");
+        return;
+    };
+    let mut id = 0u64;
+    while Instant::now() < end {
+        id += 1;
+        match ask(
+            &mut socket,
+            json!({"jsonrpc": "2.0", "id": id, "method": "ping"}),
+        )
+        .await
+        {
+            Ok(answer) => tally.count(code(&answer)),
+            Err(_) => {
+                tally.count("closed");
+                return;
             }
         }
-    })
+    }
 }
 
 /// Heavy calls from many sessions at once, to take every heavy slot.
-fn heavy_calls(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let mut lanes = Vec::new();
-        for _ in 0..20 {
-            let Ok(socket) = ws(&args, &args.attacker).await else {
-                tally.count("refused");
-                continue;
-            };
-            lanes.push(socket);
-        }
-        let runs = lanes.into_iter().map(|mut socket| async move {
-            let mut id = 0u64;
-            while Instant::now() < end {
-                id += 1;
-                let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                    "params": {"name": "process_batch", "arguments": {"count": 200_000, "cost": 1_000}}});
-                let left = end.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, ask(&mut socket, call)).await {
-                    Ok(Ok(answer)) => tally.count(code(&answer)),
-                    _ => return,
-                }
-            }
-        });
-        futures_util::future::join_all(runs).await;
-    })
-}
-
-/// Connections that send half a request and then trickle, or nothing at all.
-fn slow_connections(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let mut held = Vec::new();
-        while Instant::now() < end {
-            if held.len() >= 200 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                held.retain(|s: &tokio::net::TcpStream| s.peer_addr().is_ok());
-                continue;
-            }
-            let Ok(mut stream) = tokio::net::TcpStream::connect(args.address.as_str()).await else {
-                tally.count("refused");
-                continue;
-            };
-            let head = format!(
-                "POST /agent HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
-                args.address, args.attacker
-            );
-            if stream.write_all(head.as_bytes()).await.is_err() {
-                tally.count("closed");
-                continue;
-            }
-            tally.count("opened");
-            held.push(stream);
-            // Read what the server said to the ones it gave up on.
-            for stream in &mut held {
-                let mut buf = [0u8; 256];
-                if let Ok(Ok(n)) =
-                    tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
-                    && n > 0
-                {
-                    let text = String::from_utf8_lossy(&buf[..n]);
-                    if let Some(status) = text.strip_prefix("HTTP/1.1 ") {
-                        tally.count(status.split(' ').next().unwrap_or("?").to_owned());
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// Requests with made-up tokens.
-fn bogus_tokens(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let url = format!("http://{}/agent", args.address);
-        let mut n = 0u64;
-        while Instant::now() < end {
-            n += 1;
-            let token = format!("made-up-{n}-{}", "x".repeat(100));
-            tally.count(status(&post(&url, &token, &json!({"name": "x"})).await));
-        }
-    })
-}
-
-/// Subscriptions to long URIs, and to many.
-fn subscriptions(
-    args: Soak,
-    tally: &Tally,
-    end: Instant,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(async move {
-        let Ok(mut socket) = ws(&args, &args.attacker).await else {
+async fn heavy_calls(args: Soak, tally: &Tally, end: Instant) {
+    let mut lanes = Vec::new();
+    for _ in 0..20 {
+        let Ok(socket) = ws(&args, &args.attacker).await else {
             tally.count("refused");
-            return;
+            continue;
         };
+        lanes.push(socket);
+    }
+    let runs = lanes.into_iter().map(|mut socket| async move {
         let mut id = 0u64;
         while Instant::now() < end {
             id += 1;
-            let length = if id.is_multiple_of(2) { 100_000 } else { 100 };
-            let uri = format!("mcp://operations/{id}-{}", "o".repeat(length));
-            let message = json!({"jsonrpc": "2.0", "id": id, "method": "resources/subscribe",
-                                 "params": {"uri": uri}});
-            match ask(&mut socket, message).await {
-                Ok(answer) => tally.count(code(&answer)),
-                Err(_) => {
-                    tally.count("closed");
-                    return;
+            let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "process_batch", "arguments": {"count": 200_000, "cost": 1_000}}});
+            let left = end.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, ask(&mut socket, call)).await {
+                Ok(Ok(answer)) => tally.count(code(&answer)),
+                _ => return,
+            }
+        }
+    });
+    futures_util::future::join_all(runs).await;
+}
+
+/// Connections that send half a request and then trickle, or nothing at all.
+async fn slow_connections(args: Soak, tally: &Tally, end: Instant) {
+    let mut held = Vec::new();
+    while Instant::now() < end {
+        if held.len() >= 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            held.retain(|s: &tokio::net::TcpStream| s.peer_addr().is_ok());
+            continue;
+        }
+        let Ok(mut stream) = tokio::net::TcpStream::connect(args.address.as_str()).await else {
+            tally.count("refused");
+            continue;
+        };
+        let head = format!(
+            "POST /agent HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+            args.address, args.attacker
+        );
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            tally.count("closed");
+            continue;
+        }
+        tally.count("opened");
+        held.push(stream);
+        // Read what the server said to the ones it gave up on.
+        for stream in &mut held {
+            let mut buf = [0u8; 256];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+                && n > 0
+            {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if let Some(status) = text.strip_prefix("HTTP/1.1 ") {
+                    tally.count(status.split(' ').next().unwrap_or("?").to_owned());
                 }
             }
         }
-    })
+    }
+}
+
+/// Requests with made-up tokens.
+async fn bogus_tokens(args: Soak, tally: &Tally, end: Instant) {
+    let url = format!("http://{}/agent", args.address);
+    let mut n = 0u64;
+    while Instant::now() < end {
+        n += 1;
+        let token = format!("made-up-{n}-{}", "x".repeat(100));
+        tally.count(status(&post(&url, &token, &json!({"name": "x"})).await));
+    }
+}
+
+/// Subscriptions to long URIs, and to many.
+async fn subscriptions(args: Soak, tally: &Tally, end: Instant) {
+    let Ok(mut socket) = ws(&args, &args.attacker).await else {
+        tally.count("refused");
+        return;
+    };
+    let mut id = 0u64;
+    while Instant::now() < end {
+        id += 1;
+        let length = if id.is_multiple_of(2) { 100_000 } else { 100 };
+        let uri = format!("mcp://operations/{id}-{}", "o".repeat(length));
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": "resources/subscribe",
+                             "params": {"uri": uri}});
+        match ask(&mut socket, message).await {
+            Ok(answer) => tally.count(code(&answer)),
+            Err(_) => {
+                tally.count("closed");
+                return;
+            }
+        }
+    }
 }

@@ -125,49 +125,29 @@ impl Limits {
     /// Counts a tool call against `principal`, or refuses it when the principal already has
     /// the most calls running.
     pub(crate) fn begin_call(&self, principal: &Principal) -> Result<CallSlot, ErrorObject> {
-        let Some(limit) = self.max_calls else {
-            return Ok(CallSlot(None));
-        };
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        let running = calls.entry(Arc::clone(principal.key())).or_default();
-        if *running >= limit {
-            return Err(refuse(
+        begin(&self.calls, self.max_calls, principal, |limit| {
+            refuse(
                 "calls_per_principal",
                 format!(
                     "too many tool calls running: this principal has {limit} running, the limit (--max-calls-per-principal); retry when one finishes"
                 ),
                 Duration::from_secs(1),
-            ));
-        }
-        *running += 1;
-        Ok(CallSlot(Some((
-            Arc::clone(&self.calls),
-            Arc::clone(principal.key()),
-        ))))
+            )
+        })
     }
 
     /// Counts a session of `principal`, or refuses it when the principal already has the
     /// most sessions open.
     pub(crate) fn begin_session(&self, principal: &Principal) -> Result<CallSlot, ErrorObject> {
-        let Some(limit) = self.max_sessions else {
-            return Ok(CallSlot(None));
-        };
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let open = sessions.entry(Arc::clone(principal.key())).or_default();
-        if *open >= limit {
-            return Err(refuse(
+        begin(&self.sessions, self.max_sessions, principal, |limit| {
+            refuse(
                 "sessions_per_principal",
                 format!(
                     "too many sessions: this principal has {limit} open, the limit (--max-sessions-per-principal); close one, or retry when one ends"
                 ),
                 Duration::from_secs(5),
-            ));
-        }
-        *open += 1;
-        Ok(CallSlot(Some((
-            Arc::clone(&self.sessions),
-            Arc::clone(principal.key()),
-        ))))
+            )
+        })
     }
 
     /// Counts a call that was admitted earlier (resumed after a restart), whatever the limit.
@@ -179,6 +159,29 @@ impl Limits {
         *calls.entry(Arc::clone(principal.key())).or_default() += 1;
         CallSlot(Some((Arc::clone(&self.calls), Arc::clone(principal.key()))))
     }
+}
+
+/// Counts one more of `principal`'s in `counts`, unless it has `max` (then `refused(max)`);
+/// with no `max`, nothing is counted.
+fn begin(
+    counts: &Counts,
+    max: Option<usize>,
+    principal: &Principal,
+    refused: impl FnOnce(usize) -> ErrorObject,
+) -> Result<CallSlot, ErrorObject> {
+    let Some(limit) = max else {
+        return Ok(CallSlot(None));
+    };
+    let mut held = counts.lock().unwrap_or_else(PoisonError::into_inner);
+    let count = held.entry(Arc::clone(principal.key())).or_default();
+    if *count >= limit {
+        return Err(refused(limit));
+    }
+    *count += 1;
+    Ok(CallSlot(Some((
+        Arc::clone(counts),
+        Arc::clone(principal.key()),
+    ))))
 }
 
 /// The -32001 error of a refused request: `data` names the limit and the retry hint.

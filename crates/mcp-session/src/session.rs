@@ -764,11 +764,14 @@ impl Session {
             .as_ref()
             .map(|r| (r.tool.clone(), r.arguments.clone()));
         let sinks = self.sinks();
-        let tools = &self.hub.inner.catalog.tools;
-        let long = tools.task_support(&call.name) != mcp_tools::TaskSupport::Forbidden
-            || tools.is_resumable(&call.name);
+        // Looked up only for a resumable session's call: the others never become tasks.
+        let long = || {
+            let tools = &self.hub.inner.catalog.tools;
+            tools.task_support(&call.name) != mcp_tools::TaskSupport::Forbidden
+                || tools.is_resumable(&call.name)
+        };
         let run: CallRun = match (&mut record, &self.resumable) {
-            (Some(record), Some(resumable)) if long => {
+            (Some(record), Some(resumable)) if long() => {
                 let front = sinks.front(&call, &token, &operation, None);
                 let (task, run) = self.hub.start_session_task(
                     &self.principal,

@@ -1,6 +1,7 @@
 //! Bearer tokens on every path and transport, and sessions bound to their owner: another
 //! principal finds nothing where the owner's sessions and agents are.
 
+use http_body_util::BodyExt as _;
 use mcp_server::{Auth, Config};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -397,5 +398,214 @@ async fn a_principal_keeps_only_so_many_sessions_in_the_store() {
         .unwrap();
     plain.initialize("2025-11-25").await;
     drop((first, plain));
+    server.shutdown().await;
+}
+
+/// Issue 19, item 3: a principal could fill the store with bytes (an agent keeps 1,000
+/// calls of any size). What each principal keeps is counted in bytes, and past
+/// `max_stored_bytes_per_principal` nothing new is kept for it (a new agent or an agent's
+/// call: 429; a new resumable session, its tool calls, a task: -32001), while the others
+/// are served; deleting makes room again.
+#[tokio::test]
+async fn a_principal_keeps_only_so_many_bytes_in_the_store() {
+    let auth = Auth::new(&[format!("alice={ALICE}"), format!("bob={BOB}")], None).unwrap();
+    let mut config = Config {
+        auth,
+        ..crate::client_requests::with_fixtures()
+    };
+    config.session.max_stored_bytes_per_principal = Some(8 * 1024);
+    let server = TestServer::with_config(config).await;
+    let post = |path: &'static str, token: &'static str, body: Value| {
+        let body = body.to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}",
+            body.len()
+        );
+        let server = &server;
+        async move { exchange(server, &head, &body).await }
+    };
+    let headers = |token: &str| vec![("Authorization".to_owned(), format!("Bearer {token}"))];
+    let connect = |token: &'static str| {
+        let server = &server;
+        async move {
+            let headers = headers(token);
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            Client::connect_with_headers(server, "/mcp", &headers)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    // A resumable session of alice's, started while she keeps little.
+    let mut session = connect(ALICE).await;
+    let answer = session
+        .request(
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{}}},
+            "clientInfo":{"name":"e2e","version":"1"}}}),
+        )
+        .await;
+    assert!(answer["result"].is_object(), "{answer}");
+    session
+        .send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+
+    let (status, _, created) = post("/agent", ALICE, json!({"name": "filler"})).await;
+    assert_eq!(status, 201, "{created}");
+    let agent: Value = serde_json::from_str(&created).unwrap();
+    let agent = agent["agentId"].as_str().unwrap().to_owned();
+    // Each call keeps its 2 KB of arguments in the agent's history.
+    let call = |token: &'static str, agent: String| {
+        post(
+            "/mcp",
+            token,
+            json!({"agentId": agent, "request": {"method": "add",
+                "params": {"a": 1, "b": 2, "note": "x".repeat(2000)}}}),
+        )
+    };
+    let mut kept = 0;
+    let (head, refused) = loop {
+        let (status, head, text) = call(ALICE, agent.clone()).await;
+        match status {
+            429 => break (head, text),
+            200 | 422 => kept += 1,
+            other => panic!("{other}: {text}"),
+        }
+        assert!(kept <= 8, "8 KB never filled: {text}");
+    };
+    assert!(kept >= 3, "refused after {kept} calls: {refused}");
+    assert!(head.contains("retry-after"), "{head}");
+    assert!(
+        refused.contains("--max-stored-bytes-per-principal"),
+        "{refused}"
+    );
+    let (status, _, text) = post("/agent", ALICE, json!({"name": "another"})).await;
+    assert_eq!(status, 429, "a new agent: {text}");
+
+    // Her resumable session's calls, a new resumable session and a task are refused too.
+    let answer = session
+        .request(json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+            "params":{"name":"add","arguments":{"a":1,"b":2}}}))
+        .await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["limit"], "stored_bytes_per_principal",
+        "{answer}"
+    );
+    let mut second = connect(ALICE).await;
+    let answer = second
+        .request(
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{}}},
+            "clientInfo":{"name":"e2e","version":"1"}}}),
+        )
+        .await;
+    assert_eq!(
+        answer["error"]["data"]["limit"], "stored_bytes_per_principal",
+        "{answer}"
+    );
+    let task_call = |id: i64| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+            "name":"confirm_delete","arguments":{"filename":"a.txt"},
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities":{"elicitation":{},
+                    "extensions":{"io.modelcontextprotocol/tasks":{}}}}}})
+    };
+    let mut modern = connect(ALICE).await;
+    let answer = modern.request(task_call(1)).await;
+    assert_eq!(
+        answer["error"]["data"]["limit"], "stored_bytes_per_principal",
+        "{answer}"
+    );
+
+    // Bob is served all the while.
+    let (status, _, text) = post("/agent", BOB, json!({"name": "bob's"})).await;
+    assert_eq!(status, 201, "{text}");
+    let bobs: Value = serde_json::from_str(&text).unwrap();
+    let (status, _, text) = call(BOB, bobs["agentId"].as_str().unwrap().to_owned()).await;
+    assert!(status == 200 || status == 422, "{status}: {text}");
+    let mut bob = connect(BOB).await;
+    let answer = bob.request(task_call(1)).await;
+    assert_eq!(answer["result"]["resultType"], "task", "{answer}");
+
+    // Deleting the agent makes room.
+    let delete = format!("DELETE /agent/{agent} HTTP/1.1\r\nAuthorization: Bearer {ALICE}");
+    assert_eq!(http(&server, &delete).await.0, 204);
+    let answer = modern.request(task_call(2)).await;
+    assert_eq!(answer["result"]["resultType"], "task", "{answer}");
+    let (status, _, text) = post("/agent", ALICE, json!({"name": "again"})).await;
+    assert_eq!(status, 201, "{text}");
+    drop((session, second, modern, bob));
+    server.shutdown().await;
+}
+
+/// Issue 19, item 3: one principal could hold every connection of the server, each with a
+/// `subscriptions/listen` stream or a WebSocket. A principal now holds at most
+/// `max_connections_per_principal` at once (WebSockets, and HTTP requests with their
+/// streams; 429 over it), the others are served, and one that ends frees its place.
+#[tokio::test]
+async fn one_principal_cannot_hold_every_connection() {
+    let auth = Auth::new(&[format!("alice={ALICE}"), format!("bob={BOB}")], None).unwrap();
+    let mut config = Config {
+        auth,
+        ..Config::default()
+    };
+    config.session.max_connections_per_principal = Some(2);
+    let server = TestServer::with_config(config).await;
+    let (alice, bob) = (format!("Bearer {ALICE}"), format!("Bearer {BOB}"));
+    let listen = |id: i64, token: &str| {
+        let headers = [("Authorization", token.to_owned())];
+        let server = &server;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let params = json!({"notifications": {"toolsListChanged": true}});
+            crate::modern::request(server, id, "subscriptions/listen", params, &headers).await
+        }
+    };
+    let mut stream = crate::streamable::Sse::new(listen(1, &alice).await);
+    let ack = stream.message().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    let headers = [("Authorization", alice.as_str())];
+    let (websocket, _) = Client::connect_with_headers(&server, "/mcp", &headers)
+        .await
+        .unwrap();
+
+    // A third of any kind is refused.
+    let refused = listen(2, &alice).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let bytes = refused.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("--max-connections-per-principal"), "{text}");
+    match Client::connect_with_headers(&server, "/mcp", &headers).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 429),
+        Ok(_) => panic!("a third connection of alice's was accepted"),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    let metrics = format!("GET /metrics HTTP/1.1\r\nAuthorization: {alice}");
+    assert_eq!(http(&server, &metrics).await.0, 429);
+
+    // Bob is served.
+    let mut bobs = crate::streamable::Sse::new(listen(1, &bob).await);
+    assert_eq!(
+        bobs.message().await["method"],
+        "notifications/subscriptions/acknowledged"
+    );
+
+    // A connection that ends gives its place back.
+    drop(websocket);
+    let deadline = tokio::time::Instant::now() + crate::support::HANG;
+    while http(&server, &metrics).await.0 == 429 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop((stream, bobs));
     server.shutdown().await;
 }

@@ -22,7 +22,7 @@ fn meta() -> Value {
 
 /// A modern request `method` with `params` (given `_meta` is kept, else [`meta`]), its
 /// headers mirrored as the binding says; `headers` adds or replaces some.
-async fn request(
+pub(crate) async fn request(
     server: &TestServer,
     id: i64,
     method: &str,

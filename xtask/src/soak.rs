@@ -33,6 +33,9 @@ pub(crate) fn run_all(seconds: u64) -> anyhow::Result<()> {
                 &format!("victim={victim}"),
                 "--auth-token",
                 &format!("attacker={attacker}"),
+                // Lower than its default (256 MiB), so that a short run reaches it.
+                "--max-stored-bytes-per-principal",
+                "33554432",
             ])
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null()),

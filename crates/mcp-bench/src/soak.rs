@@ -104,6 +104,8 @@ pub(crate) async fn run(args: Soak) -> anyhow::Result<Value> {
             "slow_connections",
             "bogus_tokens",
             "subscriptions",
+            "store_flood",
+            "listen_flood",
         ]
         .into_iter()
         .map(|k| (k, Tally::default()))
@@ -116,8 +118,16 @@ pub(crate) async fn run(args: Soak) -> anyhow::Result<Value> {
         tasks.spawn(victim_http(args.clone(), Arc::clone(&victim), end, lane));
     }
     tasks.spawn(victim_ws(args.clone(), Arc::clone(&victim), end));
+    // The attacker's agents to fill the store with, made before its agent flood takes every
+    // place.
+    let mut fillers = Vec::new();
+    for _ in 0..STORE_FLOOD_AGENTS {
+        fillers.push(new_agent(&args, &args.attacker).await?);
+    }
+    let fillers = Arc::new(fillers);
     // The attacker, everything at once: one task per kind of abuse.
     for name in abuse.keys().copied() {
+        let fillers = Arc::clone(&fillers);
         let (args, abuse) = (args.clone(), Arc::clone(&abuse));
         tasks.spawn(async move {
             let tally = &abuse[name];
@@ -130,6 +140,8 @@ pub(crate) async fn run(args: Soak) -> anyhow::Result<Value> {
                 "heavy_calls" => heavy_calls(args, tally, end).await,
                 "slow_connections" => slow_connections(args, tally, end).await,
                 "bogus_tokens" => bogus_tokens(args, tally, end).await,
+                "store_flood" => store_flood(args, tally, end, &fillers).await,
+                "listen_flood" => listen_flood(args, tally, end).await,
                 _ => subscriptions(args, tally, end).await,
             }
         });
@@ -606,5 +618,73 @@ async fn subscriptions(args: Soak, tally: &Tally, end: Instant) {
                 return;
             }
         }
+    }
+}
+
+/// How many agents the store flood spreads its calls over: each keeps a megabyte of history
+/// at most, so together they keep more than the limit the soak runs with.
+const STORE_FLOOD_AGENTS: usize = 40;
+
+/// Agent calls of 256 KB each, round the attacker's agents, until its stored bytes reach
+/// the limit, and on.
+async fn store_flood(args: Soak, tally: &Tally, end: Instant, agents: &[String]) {
+    let url = format!("http://{}/mcp", args.address);
+    let note = "s".repeat(256 << 10);
+    let mut n = 0;
+    while Instant::now() < end {
+        let agent = &agents[n % agents.len()];
+        n += 1;
+        let call = json!({"agentId": agent, "request": {"method": "add",
+                          "params": {"a": 1, "b": 2, "note": note}}});
+        tally.count(status(&post(&url, &args.attacker, &call).await));
+    }
+}
+
+/// `subscriptions/listen` streams over HTTP, each on a connection of its own, held open
+/// until the principal's connection limit, and on.
+async fn listen_flood(args: Soak, tally: &Tally, end: Instant) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": true}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "soak", "version": "1"}}}})
+    .to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
+        args.address,
+        args.attacker,
+        body.len()
+    );
+    let mut held = Vec::new();
+    while Instant::now() < end && held.len() < 2_000 {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(args.address.as_str()).await else {
+            tally.count("refused");
+            continue;
+        };
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            tally.count("closed");
+            continue;
+        }
+        let mut head = [0u8; 64];
+        let status =
+            match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await {
+                Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&head[..n])
+                    .strip_prefix("HTTP/1.1 ")
+                    .and_then(|rest| rest.split(' ').next())
+                    .unwrap_or("?")
+                    .to_owned(),
+                _ => "no answer".to_owned(),
+            };
+        tally.count(status.clone());
+        if status == "200" {
+            held.push(stream);
+        } else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -16,6 +16,43 @@ pub(crate) const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs
 /// Response bodies: whole (most) or streamed (SSE).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// `body`, holding `guard` until it is done or dropped (a count of what its connection
+/// holds, say); its length and end are told as `body`'s, so a whole body keeps its
+/// `Content-Length`.
+pub fn holding(body: Body, guard: impl Send + Unpin + 'static) -> Body {
+    Holding {
+        body,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}
+
+struct Holding<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> hyper::body::Body for Holding<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        // `Body` is `Unpin`, and so is the guard.
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A plain-text response.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     with_type(status, body, "text/plain; charset=utf-8")

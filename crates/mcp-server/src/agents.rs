@@ -165,23 +165,9 @@ async fn create(
             ),
         );
     }
-    if let Some(limit) = server.config().max_stored_sessions_per_principal {
-        let owned = match server.store().count_owned(principal).await {
-            Ok(owned) => owned,
-            Err(e) => return store_error(&e),
-        };
-        if owned >= limit {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many stored sessions: this principal keeps {owned} (agents and resumable sessions), the limit (--max-stored-sessions-per-principal); delete some, or wait until unused ones expire"
-                ),
-            );
-            response
-                .headers_mut()
-                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return response;
-        }
+    // Within the principal's storage limits: 429 with `Retry-After` over one.
+    if let Err(refused) = server.may_store(principal, true).await {
+        return refused_call(&refused);
     }
     let id = match SessionId::random() {
         Ok(id) => id,
@@ -326,6 +312,10 @@ pub(crate) async fn call(body: &str, server: &Hub, principal: &Principal) -> Res
         // The seed's form: the tool's name is the method.
         tool => (tool.to_owned(), params),
     };
+    // The call is kept in the agent's history: within the principal's storage limit.
+    if let Err(refused) = server.may_store(principal.name(), false).await {
+        return refused_call(&refused);
+    }
     let result = match server.call_tool(principal, &tool, arguments.clone()).await {
         Ok(result) => result,
         Err(refused) => return refused_call(&refused),

@@ -374,11 +374,26 @@ pub struct Cli {
     #[arg(long, env = "MCP_MAX_SESSIONS_PER_PRINCIPAL", value_name = "N")]
     pub max_sessions_per_principal: Option<usize>,
 
+    /// Connections each principal may hold open at once: WebSockets, and HTTP requests with
+    /// their (streamed) responses; 0 turns the limit off. Over it: 429 with Retry-After.
+    /// Default: 1000 with authentication configured; off without (--max-connections still
+    /// holds).
+    #[arg(long, env = "MCP_MAX_CONNECTIONS_PER_PRINCIPAL", value_name = "N")]
+    pub max_connections_per_principal: Option<usize>,
+
     /// Sessions each principal may keep in the store (agents, and resumable sessions); 0
     /// turns the limit off. Over it a new agent gets 429, a new resumable session -32001.
     /// Default: 1000 with authentication configured; off without.
     #[arg(long, env = "MCP_MAX_STORED_SESSIONS_PER_PRINCIPAL", value_name = "N")]
     pub max_stored_sessions_per_principal: Option<usize>,
+
+    /// Bytes each principal may keep in the store (its agents' and resumable sessions'
+    /// records and logs, its tasks); 0 turns the limit off. Checked before it keeps more:
+    /// over it a new agent or an agent's call gets 429, a new resumable session, a task or a
+    /// resumable session's tool call -32001. Default: 268435456 (256 MiB) with
+    /// authentication configured; off without.
+    #[arg(long, env = "MCP_MAX_STORED_BYTES_PER_PRINCIPAL", value_name = "BYTES")]
+    pub max_stored_bytes_per_principal: Option<u64>,
 
     /// Serve https and wss with this certificate chain (PEM); needs --tls-key. SIGHUP
     /// reloads both files without dropping connections.
@@ -487,6 +502,13 @@ impl Default for Config {
     }
 }
 
+/// A per-principal limit as given, or its default with authentication (off without: every
+/// client is then the one local principal); 0 turns it off.
+fn limit<T: Copy + Default + PartialEq>(given: Option<T>, default: T, auth: bool) -> Option<T> {
+    let n = given.unwrap_or(if auth { default } else { T::default() });
+    (n != T::default()).then_some(n)
+}
+
 /// Requests per second per principal when authentication is configured and `--rate-limit`
 /// is not given.
 const DEFAULT_RATE_LIMIT: u32 = 1000;
@@ -500,6 +522,10 @@ const DEFAULT_SESSIONS_PER_PRINCIPAL: usize = 1_000;
 /// Stored sessions per principal with authentication configured (see
 /// `--max-stored-sessions-per-principal`).
 const DEFAULT_STORED_SESSIONS_PER_PRINCIPAL: usize = 1_000;
+/// What `--max-connections-per-principal` is with authentication.
+const DEFAULT_CONNECTIONS_PER_PRINCIPAL: usize = 1_000;
+/// What `--max-stored-bytes-per-principal` is with authentication: 256 MiB.
+const DEFAULT_STORED_BYTES_PER_PRINCIPAL: u64 = 256 << 20;
 
 impl Cli {
     /// The server configuration these options describe. Fails when the data root does not
@@ -546,31 +572,31 @@ impl Cli {
                     per_second,
                     burst: per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
                 }),
-                max_calls_per_principal: Some(self.max_calls_per_principal.unwrap_or(
-                    if auth_enabled {
-                        DEFAULT_CALLS_PER_PRINCIPAL
-                    } else {
-                        0
-                    },
-                ))
-                .filter(|n| *n > 0),
-                max_stored_sessions_per_principal: Some(
-                    self.max_stored_sessions_per_principal
-                        .unwrap_or(if auth_enabled {
-                            DEFAULT_STORED_SESSIONS_PER_PRINCIPAL
-                        } else {
-                            0
-                        }),
-                )
-                .filter(|n| *n > 0),
-                max_sessions_per_principal: Some(self.max_sessions_per_principal.unwrap_or(
-                    if auth_enabled {
-                        DEFAULT_SESSIONS_PER_PRINCIPAL
-                    } else {
-                        0
-                    },
-                ))
-                .filter(|n| *n > 0),
+                max_calls_per_principal: limit(
+                    self.max_calls_per_principal,
+                    DEFAULT_CALLS_PER_PRINCIPAL,
+                    auth_enabled,
+                ),
+                max_stored_sessions_per_principal: limit(
+                    self.max_stored_sessions_per_principal,
+                    DEFAULT_STORED_SESSIONS_PER_PRINCIPAL,
+                    auth_enabled,
+                ),
+                max_stored_bytes_per_principal: limit(
+                    self.max_stored_bytes_per_principal,
+                    DEFAULT_STORED_BYTES_PER_PRINCIPAL,
+                    auth_enabled,
+                ),
+                max_connections_per_principal: limit(
+                    self.max_connections_per_principal,
+                    DEFAULT_CONNECTIONS_PER_PRINCIPAL,
+                    auth_enabled,
+                ),
+                max_sessions_per_principal: limit(
+                    self.max_sessions_per_principal,
+                    DEFAULT_SESSIONS_PER_PRINCIPAL,
+                    auth_enabled,
+                ),
                 ..defaults.session
             },
             ws: WsConfig {

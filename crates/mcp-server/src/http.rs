@@ -303,11 +303,7 @@ pub(crate) async fn serve_http<S>(
     }
 }
 
-async fn route(
-    mut request: Request<Incoming>,
-    remote: SocketAddr,
-    state: &State,
-) -> Response<Body> {
+async fn route(request: Request<Incoming>, remote: SocketAddr, state: &State) -> Response<Body> {
     if let Err(why) = state.check_origin(request.headers()) {
         tracing::info!(%remote, reason = %why, "request refused");
         return text(StatusCode::FORBIDDEN, format!("{why}\n"));
@@ -322,28 +318,58 @@ async fn route(
         // Open to all: static files; the page asks for the token.
         return console::file(request.method(), path);
     }
-    let principal = if matches!(path, "/healthz" | "/readyz") {
+    if matches!(path, "/healthz" | "/readyz") {
         // Probes stay open: they say nothing about sessions.
-        Principal::anonymous()
-    } else {
-        match state.authenticate(request.headers(), upgrade).await {
-            Ok(principal) => principal,
-            Err(refusal) => return unauthorized(&refusal, &request, remote, state),
+        return serve(request, remote, state, Principal::anonymous(), &mut None).await;
+    }
+    let principal = match state.authenticate(request.headers(), upgrade).await {
+        Ok(principal) => principal,
+        Err(refusal) => return unauthorized(&refusal, &request, remote, state),
+    };
+    // The connection counts against its principal while it carries the principal's request
+    // and response (an SSE stream included), or as its WebSocket.
+    let mut hold = match state.0.server.hold_connection(&principal) {
+        Ok(hold) => Some(hold),
+        Err(limited) => {
+            tracing::info!(%remote, reason = %limited.message, "request refused");
+            return mcp_http::limited_response(&limited);
         }
     };
+    let response = serve(request, remote, state, principal, &mut hold).await;
+    match hold {
+        Some(hold) => response.map(|body| mcp_http::reply::holding(body, hold)),
+        // A WebSocket took it.
+        None => response,
+    }
+}
+
+/// Serves an authenticated request; an upgrade takes `hold` (its connection's count under
+/// its principal's limit) for the WebSocket's life.
+async fn serve(
+    mut request: Request<Incoming>,
+    remote: SocketAddr,
+    state: &State,
+    principal: Principal,
+    hold: &mut Option<mcp_session::ConnectionHold>,
+) -> Response<Body> {
+    let path = request.uri().path();
+    let upgrade = mcp_ws::is_upgrade_request(&request);
     if upgrade && let Some(agent) = agents::websocket_agent(path) {
         let agent = agent.to_owned();
-        return agent_websocket(&agent, &mut request, remote, state, principal).await;
+        return agent_websocket(&agent, &mut request, remote, state, principal, hold).await;
     }
     match (path, upgrade) {
         (MCP_PATH, true) => match query_param(request.uri(), "dialect").as_deref() {
-            None | Some("mcp") => upgrade_to_session(&mut request, remote, state, None, principal),
+            None | Some("mcp") => {
+                upgrade_to_session(&mut request, remote, state, None, principal, hold)
+            }
             Some("tutorial") => upgrade_to_session(
                 &mut request,
                 remote,
                 state,
                 Some(dialects::tutorial()),
                 principal,
+                hold,
             ),
             Some(other) => text(
                 StatusCode::BAD_REQUEST,
@@ -591,6 +617,7 @@ async fn agent_websocket(
     remote: SocketAddr,
     state: &State,
     principal: Principal,
+    hold: &mut Option<mcp_session::ConnectionHold>,
 ) -> Response<Body> {
     let last_seq = match query_param(request.uri(), "lastSeq") {
         None => None,
@@ -609,7 +636,7 @@ async fn agent_websocket(
         Err(response) => return response,
     };
     let dialect = dialects::envelope(agent.to_string(), last_seq);
-    upgrade_to_session(request, remote, state, Some(dialect), principal)
+    upgrade_to_session(request, remote, state, Some(dialect), principal, hold)
 }
 
 fn upgrade_to_session(
@@ -618,6 +645,7 @@ fn upgrade_to_session(
     state: &State,
     dialect: Option<Box<dyn mcp_ws::Translate>>,
     principal: Principal,
+    hold: &mut Option<mcp_session::ConnectionHold>,
 ) -> Response<Body> {
     // Upgrades are requests of their principal: rate-limited, and counted against its
     // sessions (429 over either, before anything is reserved).
@@ -687,7 +715,7 @@ fn upgrade_to_session(
                     session: slot,
                     config: state.0.config.ws.clone(),
                     remote,
-                    place: Box::new(place.websocket()),
+                    place: Box::new((place.websocket(), hold.take())),
                     dialect,
                     principal,
                     observer: state.0.connections.clone(),

@@ -74,9 +74,18 @@ pub struct ServerConfig {
     /// How many sessions (WebSocket, HTTP, resumable while live) one principal may have open
     /// at once; `None` (the default): no limit but `max_sessions`.
     pub max_sessions_per_principal: Option<usize>,
+    /// How many connections one principal may hold open at once: WebSockets, and HTTP
+    /// requests with their (streamed) responses; `None` (the default): no limit but the
+    /// server's. An idle HTTP connection is not counted (its principal is not known until
+    /// its next request, and it is closed after the transport's idle timeout).
+    pub max_connections_per_principal: Option<usize>,
     /// How many sessions (agents, resumable sessions) one principal may keep in the store;
     /// `None` (the default): no limit.
     pub max_stored_sessions_per_principal: Option<usize>,
+    /// How many bytes one principal may keep in the store (its sessions' records and logs,
+    /// its tasks: [`crate::Usage::bytes`]); `None` (the default): no limit. Checked before
+    /// it starts to keep more (see [`Hub::may_store`]).
+    pub max_stored_bytes_per_principal: Option<u64>,
     /// The secret that makes a modern request's `requestState` tamper-proof (32 bytes or
     /// more); `None`: a random one, so states do not outlive the process. Instances that
     /// serve one client in turn must share it.
@@ -127,7 +136,9 @@ impl Default for ServerConfig {
             rate_limit: None,
             max_calls_per_principal: None,
             max_sessions_per_principal: None,
+            max_connections_per_principal: None,
             max_stored_sessions_per_principal: None,
+            max_stored_bytes_per_principal: None,
             request_state_key: None,
             request_state_ttl: Duration::from_secs(600),
             task_ttl: Duration::from_secs(3600),
@@ -333,6 +344,7 @@ impl Hub {
             config.rate_limit,
             config.max_calls_per_principal,
             config.max_sessions_per_principal,
+            config.max_connections_per_principal,
         );
         let state_key = crate::round_trip::StateKey::new(config.request_state_key.as_deref());
         Self {
@@ -427,6 +439,58 @@ impl Hub {
         }
     }
 
+    /// Whether `principal` may keep more in the store, under its storage limits
+    /// (`max_stored_sessions_per_principal` when `new_session`, and
+    /// `max_stored_bytes_per_principal`): asked before it stores a new session, starts a
+    /// task, or calls a tool in a stored session (whose answer is kept). Over a limit: the
+    /// -32001 error naming it; a store that cannot tell: an internal error. The limits are
+    /// soft by design: what is checked may take the principal past them by its own size, and
+    /// what runs already (a session's log, bounded by `resume_log_bytes`) is not stopped;
+    /// but nothing new is started over them.
+    pub async fn may_store(
+        &self,
+        principal: &str,
+        new_session: bool,
+    ) -> Result<(), mcp_protocol::ErrorObject> {
+        let config = &self.inner.config;
+        let sessions = config
+            .max_stored_sessions_per_principal
+            .filter(|_| new_session);
+        if sessions.is_none() && config.max_stored_bytes_per_principal.is_none() {
+            return Ok(());
+        }
+        let usage = self.inner.store.usage(principal).await.map_err(|e| {
+            mcp_protocol::ErrorObject::internal(format_args!("the session store failed: {e}"))
+        })?;
+        // Sessions expire after `idle_timeout`, freeing what they keep.
+        let retry = self.inner.config.idle_timeout.min(Duration::from_secs(60));
+        if let Some(limit) = sessions
+            && usage.sessions >= limit
+        {
+            return Err(crate::limits::refuse(
+                "stored_sessions_per_principal",
+                format!(
+                    "too many stored sessions: this principal keeps {} (agents and resumable sessions), the limit (--max-stored-sessions-per-principal); delete some, or wait until unused ones expire",
+                    usage.sessions
+                ),
+                retry,
+            ));
+        }
+        if let Some(limit) = config.max_stored_bytes_per_principal
+            && usage.bytes >= limit
+        {
+            return Err(crate::limits::refuse(
+                "stored_bytes_per_principal",
+                format!(
+                    "too much stored: this principal keeps {} bytes (its agents' and resumable sessions' records and logs, its tasks), the limit is {limit} (--max-stored-bytes-per-principal); delete agents or tasks, or wait until unused ones expire",
+                    usage.bytes
+                ),
+                retry,
+            ));
+        }
+        Ok(())
+    }
+
     /// Reserves a place for one more session under `max_sessions`, or `None` when they are
     /// all taken. Checking and counting are one step, so concurrent connections cannot
     /// overshoot the limit; the place is held until the slot is dropped, or, once the
@@ -498,6 +562,19 @@ impl Hub {
             .into_iter()
             .filter(|tool| principal.may_call(&tool.name))
             .collect()
+    }
+
+    /// Counts a connection `principal` holds open until the [`ConnectionHold`] is dropped, or
+    /// refuses it (-32001, `data.limit: "connections_per_principal"`) when the principal holds
+    /// `max_connections_per_principal` already.
+    pub fn hold_connection(
+        &self,
+        principal: &crate::Principal,
+    ) -> Result<ConnectionHold, mcp_protocol::ErrorObject> {
+        self.inner
+            .limits
+            .begin_connection(principal)
+            .map(|counted| ConnectionHold { _counted: counted })
     }
 
     /// Takes one request from `principal`'s rate limit, or says (-32001) when to retry.
@@ -708,6 +785,18 @@ pub struct SessionSlot {
     hub: Option<Hub>,
     /// Its place under its principal's limit, when reserved for one.
     principal: Option<crate::limits::CallSlot>,
+}
+
+/// A connection counted against its principal (see [`Hub::hold_connection`]) until dropped.
+pub struct ConnectionHold {
+    /// Counted until dropped.
+    _counted: crate::limits::CallSlot,
+}
+
+impl std::fmt::Debug for ConnectionHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionHold")
+    }
 }
 
 /// Why no session could be reserved.

@@ -31,7 +31,7 @@ pub mod store;
 mod tasks;
 
 pub use error::PeerError;
-pub use hub::{Hub, HubBuilder, ServerConfig, SessionRefusal, SessionSlot, Stat};
+pub use hub::{ConnectionHold, Hub, HubBuilder, ServerConfig, SessionRefusal, SessionSlot, Stat};
 pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
 pub use outbound::{Answered, Outbound, OutboundReceiver, Regarding};
@@ -40,9 +40,9 @@ pub use principal::{Principal, SCOPE_ADMIN, SCOPE_TOOL_PREFIX, SCOPE_TOOLS};
 pub use session::Session;
 pub use stateless::{Mirrored, Stateless, StatelessCall};
 pub use store::{
-    ANONYMOUS, HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord, Replay,
-    SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId, TaskRecord,
-    TaskStatus, Update,
+    ANONYMOUS, HISTORY_BYTES, HISTORY_CAP, HistoryEntry, LogEntry, MemoryStore, OperationRecord,
+    Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId, TaskRecord,
+    TaskStatus, Update, Usage, stored_len,
 };
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub(crate) struct Limits {
     /// `None`: sessions are not limited per principal, nor counted.
     max_sessions: Option<usize>,
     sessions: Counts,
+    /// `None`: connections are not limited per principal, nor counted.
+    max_connections: Option<usize>,
+    connections: Counts,
     checks: AtomicU64,
 }
 
@@ -66,6 +69,7 @@ impl Limits {
         rate: Option<RateLimit>,
         max_calls: Option<usize>,
         max_sessions: Option<usize>,
+        max_connections: Option<usize>,
     ) -> Self {
         Self {
             rate: rate.map(|r| {
@@ -78,6 +82,8 @@ impl Limits {
             calls: Arc::default(),
             max_sessions: max_sessions.map(|n| n.max(1)),
             sessions: Arc::default(),
+            max_connections: max_connections.map(|n| n.max(1)),
+            connections: Arc::default(),
             checks: AtomicU64::new(0),
         }
     }
@@ -148,6 +154,25 @@ impl Limits {
                 Duration::from_secs(5),
             )
         })
+    }
+
+    /// Counts a connection that `principal` holds open (a WebSocket, or an HTTP request with
+    /// its response), or refuses it when the principal already holds the most.
+    pub(crate) fn begin_connection(&self, principal: &Principal) -> Result<CallSlot, ErrorObject> {
+        begin(
+            &self.connections,
+            self.max_connections,
+            principal,
+            |limit| {
+                refuse(
+                    "connections_per_principal",
+                    format!(
+                        "too many connections: this principal holds {limit} open (WebSockets, and HTTP requests with their streams), the limit (--max-connections-per-principal); close one, or retry when one ends"
+                    ),
+                    Duration::from_secs(1),
+                )
+            },
+        )
     }
 
     /// Counts a call that was admitted earlier (resumed after a restart), whatever the limit.

@@ -515,9 +515,9 @@ impl Session {
                 Box::pin(self.resume(request)).await;
                 return;
             }
-            // A new resumable session is kept in the store: within its principal's limit.
+            // A new resumable session is kept in the store: within its principal's limits.
             if let Some(id) = resumable::new_resumable_request(text)
-                && let Err(error) = Box::pin(self.may_store_a_session()).await
+                && let Err(error) = Box::pin(self.hub.may_store(self.principal.name(), true)).await
             {
                 self.send_error(Some(id), error).await;
                 return;
@@ -528,17 +528,42 @@ impl Session {
                 tracing::debug!(%error, "unparseable message");
                 self.send_error(None, error).await;
             }
-            Ok(Incoming::Single(message)) => match self.handle_message(message, None) {
-                Handled::Reply(response) => self.reply(response, false).await,
-                Handled::Duplicate(response) => self.reply(response, true).await,
-                Handled::Finished(finished) => {
-                    let (id, reply) = *finished;
-                    self.complete(id, reply).await;
+            Ok(Incoming::Single(message)) => {
+                if let Some((id, error)) = self.over_storage(&message).await {
+                    let duplicate = self.calls.contains(&id);
+                    self.reply(Response::error(Some(id), error), duplicate)
+                        .await;
+                    return;
                 }
-                Handled::Spawned | Handled::Nothing => {}
-            },
+                match self.handle_message(message, None) {
+                    Handled::Reply(response) => self.reply(response, false).await,
+                    Handled::Duplicate(response) => self.reply(response, true).await,
+                    Handled::Finished(finished) => {
+                        let (id, reply) = *finished;
+                        self.complete(id, reply).await;
+                    }
+                    Handled::Spawned | Handled::Nothing => {}
+                }
+            }
             Ok(Incoming::Batch(messages)) => Box::pin(self.handle_batch(messages)).await,
         }
+    }
+
+    /// A tool call in a resumable session is kept (its answer goes to the session's stored
+    /// log): its id and the -32001 error when its principal keeps too much already
+    /// ([`Hub::may_store`]).
+    async fn over_storage(
+        &self,
+        message: &Result<Message, InvalidMessage>,
+    ) -> Option<(RequestId, ErrorObject)> {
+        let Ok(Message::Request(request)) = message else {
+            return None;
+        };
+        if self.resumable.is_none() || request.method != methods::TOOLS_CALL {
+            return None;
+        }
+        let refused = self.hub.may_store(self.principal.name(), false).await;
+        refused.err().map(|error| (request.id.clone(), error))
     }
 
     /// Sends an answer that was ready at once; `duplicate` when it refuses a request whose id
@@ -563,6 +588,12 @@ impl Session {
         let batch = self.calls.open_batch();
         let mut finished = Vec::new();
         for message in messages {
+            if let Some((id, error)) = self.over_storage(&message).await {
+                let duplicate = self.calls.contains(&id);
+                self.calls
+                    .batch_reply(batch, Response::error(Some(id), error), duplicate);
+                continue;
+            }
             match self.handle_message(message, Some(batch)) {
                 Handled::Reply(response) => self.calls.batch_reply(batch, response, false),
                 Handled::Duplicate(response) => self.calls.batch_reply(batch, response, true),

@@ -129,7 +129,8 @@ pub struct SessionRecord {
     pub last_active_ms: u64,
     /// The negotiated protocol version, once initialized.
     pub protocol_version: Option<String>,
-    /// Completed tool calls, oldest first (at most [`HISTORY_CAP`]).
+    /// Completed tool calls, oldest first (at most [`HISTORY_CAP`] of them and
+    /// [`HISTORY_BYTES`] of JSON, the newest kept whatever its size).
     pub history: Vec<HistoryEntry>,
     /// Tool calls running when the record was last written.
     #[serde(default)]
@@ -225,6 +226,11 @@ pub fn now_ms() -> u64 {
 /// How many completed calls a session's history keeps (the oldest go first).
 pub const HISTORY_CAP: usize = 1_000;
 
+/// How many bytes of JSON a session's history keeps (the oldest go first; the newest call
+/// is kept whatever its size). The history is part of the record, which each call writes
+/// whole: this bounds what a call writes, as well as what the record keeps.
+pub const HISTORY_BYTES: u64 = 1 << 20;
+
 impl SessionRecord {
     /// A new, empty session record.
     pub fn new(id: SessionId, owner: &str, name: Option<String>, now_ms: u64) -> Self {
@@ -254,6 +260,20 @@ impl SessionRecord {
             let excess = self.history.len() - HISTORY_CAP;
             self.history.drain(..excess);
         }
+        // The newest first, until the bytes run out.
+        let mut bytes = 0u64;
+        let kept = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|entry| {
+                let first = bytes == 0;
+                bytes += stored_len(entry);
+                first || bytes <= HISTORY_BYTES
+            })
+            .count();
+        let excess = self.history.len() - kept;
+        self.history.drain(..excess);
         if let Some(operations) = &update.operations {
             self.operations = operations.clone();
         }
@@ -363,6 +383,35 @@ pub fn encode_record(
     Ok(bytes)
 }
 
+/// What one principal keeps in the store: what its storage limits count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Its stored sessions (agents and resumable sessions).
+    pub sessions: usize,
+    /// The bytes of its session records (as JSON), their logs' messages and its task
+    /// records (as JSON): [`stored_len`] of each record plus each message's length.
+    pub bytes: u64,
+}
+
+/// The bytes a record counts for in its owner's [`Usage`]: the length of its JSON.
+pub fn stored_len(record: &impl Serialize) -> u64 {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, record) {
+        Ok(()) => counter.0,
+        Err(_) => 0,
+    }
+}
+
 /// Persistence of sessions. Writes return only once durable: a result acknowledged to a
 /// client survives a crash.
 pub trait SessionStore: Send + Sync + 'static {
@@ -378,8 +427,9 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()>;
     /// The sessions not used since `before_ms` (milliseconds since the Unix epoch).
     fn idle_since<'a>(&'a self, before_ms: u64) -> StoreFuture<'a, Vec<SessionId>>;
-    /// How many sessions (agents included) `owner` has stored: what its limit counts.
-    fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize>;
+    /// What `owner` keeps in the store: what its limits count. Kept up to date by every
+    /// write, in the write's transaction, so it is cheap to read.
+    fn usage<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Usage>;
     /// Whether the store works; why not (its disk refused a write, say) until a write works
     /// again. The server is not ready meanwhile.
     fn health(&self) -> Result<(), String> {
@@ -413,9 +463,24 @@ pub fn replay_from(
 
 #[derive(Default)]
 struct Memory {
-    records: HashMap<SessionId, SessionRecord>,
+    /// Each session's record, with its [`stored_len`].
+    records: HashMap<SessionId, (SessionRecord, u64)>,
     logs: HashMap<SessionId, BTreeMap<u64, String>>,
-    tasks: BTreeMap<TaskId, TaskRecord>,
+    /// Each task's record, with its [`stored_len`].
+    tasks: BTreeMap<TaskId, (TaskRecord, u64)>,
+    usage: HashMap<String, Usage>,
+}
+
+impl Memory {
+    /// Adds to and takes from `owner`'s usage.
+    fn charge(&mut self, owner: &str, sessions: isize, added: u64, removed: u64) {
+        let usage = self.usage.entry(owner.to_owned()).or_default();
+        usage.sessions = usage.sessions.saturating_add_signed(sessions);
+        usage.bytes = usage.bytes.saturating_add(added).saturating_sub(removed);
+        if *usage == Usage::default() {
+            self.usage.remove(owner);
+        }
+    }
 }
 
 /// A store in memory: for tests, and for a server run without a data directory.
@@ -440,37 +505,51 @@ impl SessionStore for MemoryStore {
         if memory.records.contains_key(&record.id) {
             return ready(Err(StoreError::Exists(record.id.clone())));
         }
-        memory.records.insert(record.id.clone(), record.clone());
+        let len = stored_len(record);
+        memory
+            .records
+            .insert(record.id.clone(), (record.clone(), len));
         memory.logs.insert(record.id.clone(), BTreeMap::new());
+        memory.charge(&record.owner, 1, len, 0);
         ready(Ok(()))
     }
 
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<SessionRecord>> {
-        ready(Ok(self.lock().records.get(id).cloned()))
+        ready(Ok(self.lock().records.get(id).map(|(r, _)| r.clone())))
     }
 
     fn update<'a>(&'a self, id: &'a SessionId, update: &'a Update) -> StoreFuture<'a, ()> {
         let mut memory = self.lock();
         let Memory { records, logs, .. } = &mut *memory;
-        let (Some(record), Some(log)) = (records.get_mut(id), logs.get_mut(id)) else {
+        let (Some((record, len)), Some(log)) = (records.get_mut(id), logs.get_mut(id)) else {
             return ready(Err(StoreError::NotFound(id.clone())));
         };
         record.apply(update);
+        let (old_len, new_len) = (*len, stored_len(record));
+        *len = new_len;
+        let (mut added, mut removed) = (new_len, old_len);
         for entry in &update.entries {
-            log.insert(entry.seq, entry.text.clone());
+            added += entry.text.len() as u64;
+            if let Some(old) = log.insert(entry.seq, entry.text.clone()) {
+                removed += old.len() as u64;
+            }
         }
         if let Some((&newest, _)) = log.last_key_value()
             && !update.entries.is_empty()
         {
             let keep_from = update.keep_from(newest);
-            *log = log.split_off(&keep_from);
+            let kept = log.split_off(&keep_from);
+            removed += log.values().map(|text| text.len() as u64).sum::<u64>();
+            *log = kept;
         }
+        let owner = record.owner.clone();
+        memory.charge(&owner, 0, added, removed);
         ready(Ok(()))
     }
 
     fn replay<'a>(&'a self, id: &'a SessionId, after: u64) -> StoreFuture<'a, Replay> {
         let memory = self.lock();
-        let (Some(log), Some(record)) = (memory.logs.get(id), memory.records.get(id)) else {
+        let (Some(log), Some((record, _))) = (memory.logs.get(id), memory.records.get(id)) else {
             return ready(Err(StoreError::NotFound(id.clone())));
         };
         let entries = log.iter().map(|(&seq, text)| LogEntry {
@@ -482,8 +561,11 @@ impl SessionStore for MemoryStore {
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
         let mut memory = self.lock();
-        memory.records.remove(id);
-        memory.logs.remove(id);
+        if let Some((record, len)) = memory.records.remove(id) {
+            let log = memory.logs.remove(id).unwrap_or_default();
+            let logged: u64 = log.values().map(|text| text.len() as u64).sum();
+            memory.charge(&record.owner, -1, 0, len + logged);
+        }
         ready(Ok(()))
     }
 
@@ -492,39 +574,52 @@ impl SessionStore for MemoryStore {
             .lock()
             .records
             .values()
-            .filter(|r| r.last_active_ms < before_ms)
-            .map(|r| r.id.clone())
+            .filter(|(r, _)| r.last_active_ms < before_ms)
+            .map(|(r, _)| r.id.clone())
             .collect();
         idle.sort();
         ready(Ok(idle))
     }
 
     fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()> {
-        self.lock().tasks.insert(record.id.clone(), record.clone());
+        let mut memory = self.lock();
+        let len = stored_len(record);
+        let old = memory
+            .tasks
+            .insert(record.id.clone(), (record.clone(), len))
+            .map_or(0, |(_, old)| old);
+        memory.charge(&record.owner, 0, len, old);
         ready(Ok(()))
     }
 
     fn load_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, Option<TaskRecord>> {
-        ready(Ok(self.lock().tasks.get(id).cloned()))
+        ready(Ok(self.lock().tasks.get(id).map(|(t, _)| t.clone())))
     }
 
     fn delete_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, ()> {
-        self.lock().tasks.remove(id);
+        let mut memory = self.lock();
+        if let Some((task, len)) = memory.tasks.remove(id) {
+            memory.charge(&task.owner, 0, 0, len);
+        }
         ready(Ok(()))
     }
 
-    fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize> {
-        let count = self
+    fn usage<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Usage> {
+        ready(Ok(self
             .lock()
-            .records
-            .values()
-            .filter(|r| r.owner == owner)
-            .count();
-        ready(Ok(count))
+            .usage
+            .get(owner)
+            .copied()
+            .unwrap_or_default()))
     }
 
     fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>> {
-        ready(Ok(self.lock().tasks.values().cloned().collect()))
+        ready(Ok(self
+            .lock()
+            .tasks
+            .values()
+            .map(|(t, _)| t.clone())
+            .collect()))
     }
 }
 

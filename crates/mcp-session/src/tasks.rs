@@ -481,6 +481,7 @@ impl Hub {
         meta: RequestMeta,
         answers: Map<String, Value>,
     ) -> Result<(TaskRecord, Arc<Live>), ErrorObject> {
+        self.may_store(principal.name(), false).await?;
         let mut record = self.admit_task(principal, &call, &meta)?;
         record.answers = answers;
         if let Err(e) = self.inner.store.save_task(&record).await {

@@ -846,8 +846,8 @@ impl SessionStore for StoreLine {
     ) -> crate::store::StoreFuture<'a, ()> {
         self.open().map_or_else(dead, |s| s.delete_task(id))
     }
-    fn count_owned<'a>(&'a self, owner: &'a str) -> crate::store::StoreFuture<'a, usize> {
-        self.open().map_or_else(dead, |s| s.count_owned(owner))
+    fn usage<'a>(&'a self, owner: &'a str) -> crate::store::StoreFuture<'a, crate::Usage> {
+        self.open().map_or_else(dead, |s| s.usage(owner))
     }
     fn tasks<'a>(&'a self) -> crate::store::StoreFuture<'a, Vec<crate::store::TaskRecord>> {
         self.open().map_or_else(dead, |s| s.tasks())

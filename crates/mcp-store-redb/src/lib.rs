@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mcp_session::{
     LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId,
-    TaskRecord, Update,
+    TaskRecord, Update, Usage,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -26,6 +26,9 @@ const TASKS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tasks");
 /// (owner, session id) → nothing: who owns which stored session, to count them without
 /// reading the records.
 const OWNED: TableDefinition<'_, (&str, &str), ()> = TableDefinition::new("owned_sessions");
+/// Owner → the bytes it keeps ([`Usage::bytes`]: its session records, their logs' messages
+/// and its task records), kept by every write in its transaction; no row for none.
+const OWNER_BYTES: TableDefinition<'_, &str, u64> = TableDefinition::new("owner_bytes");
 /// `session:<id>` or `task:<id>` → a record that could not be read, set aside: it no longer
 /// exists for the server (its session or task is gone), and nothing that reads the others
 /// stumbles on it again. Kept for whoever investigates.
@@ -183,6 +186,7 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
             && txn.open_table(TASKS).is_ok()
             && txn.open_table(QUARANTINE).is_ok()
             && txn.open_table(OWNED).is_ok()
+            && txn.open_table(OWNER_BYTES).is_ok()
     };
     if !complete {
         // Every table exists from the start, so readers never meet a missing table.
@@ -192,9 +196,11 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
         txn.open_table(TASKS).map_err(backend)?;
         txn.open_table(QUARANTINE).map_err(backend)?;
         txn.open_table(OWNED).map_err(backend)?;
+        txn.open_table(OWNER_BYTES).map_err(backend)?;
         txn.commit().map_err(backend)?;
     }
     index_owners(&db)?;
+    count_bytes(&db)?;
     Ok(db)
 }
 
@@ -229,15 +235,89 @@ fn index_owners(db: &Database) -> Result<(), StoreError> {
     txn.commit().map_err(backend)
 }
 
-/// Removes `id` from the owner index (its owner read from `bytes`, or looked for).
+/// Fills the byte counts from the records, logs and tasks when there are none and there is
+/// something to count (a store written before they were kept).
+fn count_bytes(db: &Database) -> Result<(), StoreError> {
+    {
+        let txn = db.begin_read().map_err(backend)?;
+        let counted = txn.open_table(OWNER_BYTES).map_err(backend)?;
+        let records = txn.open_table(RECORDS).map_err(backend)?;
+        let tasks = txn.open_table(TASKS).map_err(backend)?;
+        if !counted.is_empty().map_err(backend)?
+            || (records.is_empty().map_err(backend)? && tasks.is_empty().map_err(backend)?)
+        {
+            return Ok(());
+        }
+    }
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut counted = txn.open_table(OWNER_BYTES).map_err(backend)?;
+        if !counted.is_empty().map_err(backend)? {
+            return Ok(());
+        }
+        let mut bytes = std::collections::HashMap::<String, u64>::new();
+        let mut owners = std::collections::HashMap::<String, String>::new();
+        let records = txn.open_table(RECORDS).map_err(backend)?;
+        for item in records.iter().map_err(backend)? {
+            let (key, value) = item.map_err(backend)?;
+            // An unreadable one is quarantined when first read: it counts for nobody.
+            if let Ok(record) = serde_json::from_slice::<Owner>(value.value()) {
+                *bytes.entry(record.owner.clone()).or_default() += value.value().len() as u64;
+                owners.insert(key.value().to_owned(), record.owner);
+            }
+        }
+        let log = txn.open_table(LOG).map_err(backend)?;
+        for item in log.iter().map_err(backend)? {
+            let (key, value) = item.map_err(backend)?;
+            if let Some(owner) = owners.get(key.value().0) {
+                *bytes.entry(owner.clone()).or_default() += value.value().len() as u64;
+            }
+        }
+        let tasks = txn.open_table(TASKS).map_err(backend)?;
+        for item in tasks.iter().map_err(backend)? {
+            let (_, value) = item.map_err(backend)?;
+            if let Ok(task) = serde_json::from_slice::<Owner>(value.value()) {
+                *bytes.entry(task.owner).or_default() += value.value().len() as u64;
+            }
+        }
+        for (owner, n) in bytes.into_iter().filter(|(_, n)| *n > 0) {
+            counted.insert(owner.as_str(), n).map_err(backend)?;
+        }
+    }
+    txn.commit().map_err(backend)
+}
+
+/// Adds `added` bytes to what `owner` keeps and takes `removed` away, in `txn`.
+fn charge(
+    txn: &redb::WriteTransaction,
+    owner: &str,
+    added: u64,
+    removed: u64,
+) -> Result<(), StoreError> {
+    if added == removed {
+        return Ok(());
+    }
+    let mut counted = txn.open_table(OWNER_BYTES).map_err(backend)?;
+    let now = counted
+        .get(owner)
+        .map_err(backend)?
+        .map_or(0, |n| n.value());
+    match now.saturating_add(added).saturating_sub(removed) {
+        0 => counted.remove(owner).map_err(backend).map(drop),
+        n => counted.insert(owner, n).map_err(backend).map(drop),
+    }
+}
+
+/// Removes `id` from the owner index (its owner read from `bytes`, or looked for): its
+/// owner, when known.
 fn unindex(
     owned: &mut redb::Table<'_, (&str, &str), ()>,
     id: &str,
     bytes: &[u8],
-) -> Result<(), StoreError> {
+) -> Result<Option<String>, StoreError> {
     if let Ok(record) = serde_json::from_slice::<Owner>(bytes) {
         owned.remove((record.owner.as_str(), id)).map_err(backend)?;
-        return Ok(());
+        return Ok(Some(record.owner));
     }
     let mut found = Vec::new();
     for item in owned.iter().map_err(backend)? {
@@ -247,10 +327,42 @@ fn unindex(
             found.push(owner.to_owned());
         }
     }
-    for owner in found {
+    for owner in &found {
         owned.remove((owner.as_str(), id)).map_err(backend)?;
     }
-    Ok(())
+    Ok(found.pop())
+}
+
+/// Removes the record `id` of `table` in `txn`: what it was, if there was one.
+fn take(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<'_, &str, &[u8]>,
+    id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut table = txn.open_table(table).map_err(backend)?;
+    let removed = table.remove(id).map_err(backend)?;
+    Ok(removed.map(|bytes| bytes.value().to_vec()))
+}
+
+/// Removes a session's record, its log and its place in the index, in `txn`, taking what
+/// they kept from its owner: the record removed, if there was one.
+fn remove_session(txn: &redb::WriteTransaction, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(bytes) = take(txn, RECORDS, id)? else {
+        return Ok(None);
+    };
+    let owner = unindex(&mut txn.open_table(OWNED).map_err(backend)?, id, &bytes)?;
+    let mut logged = 0;
+    txn.open_table(LOG)
+        .map_err(backend)?
+        .retain_in((id, 0)..=(id, u64::MAX), |_, text| {
+            logged += text.len() as u64;
+            false
+        })
+        .map_err(backend)?;
+    if let Some(owner) = owner {
+        charge(txn, &owner, 0, bytes.len() as u64 + logged)?;
+    }
+    Ok(Some(bytes))
 }
 
 /// Loads a session; one that cannot be read is quarantined and is, from then on, no session.
@@ -275,22 +387,13 @@ fn load(db: &Database, id: &str) -> Result<Option<SessionRecord>, StoreError> {
 fn quarantine_session(db: &Database, id: &str, why: &serde_json::Error) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(backend)?;
     {
-        let mut records = txn.open_table(RECORDS).map_err(backend)?;
-        let Some(bytes) = records.remove(id).map_err(backend)? else {
+        let Some(bytes) = remove_session(&txn, id)? else {
             return Ok(());
         };
-        unindex(
-            &mut txn.open_table(OWNED).map_err(backend)?,
-            id,
-            bytes.value(),
-        )?;
         let key = format!("session:{id}");
         txn.open_table(QUARANTINE)
             .map_err(backend)?
-            .insert(key.as_str(), bytes.value())
-            .map_err(backend)?;
-        let mut log = txn.open_table(LOG).map_err(backend)?;
-        log.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+            .insert(key.as_str(), bytes.as_slice())
             .map_err(backend)?;
     }
     txn.commit().map_err(backend)?;
@@ -303,19 +406,31 @@ fn quarantine_session(db: &Database, id: &str, why: &serde_json::Error) -> Resul
 fn quarantine_task(db: &Database, id: &str, why: &serde_json::Error) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(backend)?;
     {
-        let mut tasks = txn.open_table(TASKS).map_err(backend)?;
-        let Some(bytes) = tasks.remove(id).map_err(backend)? else {
+        let Some(bytes) = remove_task(&txn, id)? else {
             return Ok(());
         };
         let key = format!("task:{id}");
         txn.open_table(QUARANTINE)
             .map_err(backend)?
-            .insert(key.as_str(), bytes.value())
+            .insert(key.as_str(), bytes.as_slice())
             .map_err(backend)?;
     }
     txn.commit().map_err(backend)?;
     tracing::error!(task = id, error = %why, "a stored task is unreadable; quarantined (the task is gone)");
     Ok(())
+}
+
+/// Removes a task's record in `txn`, taking its bytes from its owner (when the record says
+/// who: an unreadable one's stay counted until the counts are made again, from scratch, by
+/// a store that has none): the record removed, if there was one.
+fn remove_task(txn: &redb::WriteTransaction, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(bytes) = take(txn, TASKS, id)? else {
+        return Ok(None);
+    };
+    if let Ok(task) = serde_json::from_slice::<Owner>(&bytes) {
+        charge(txn, &task.owner, 0, bytes.len() as u64)?;
+    }
+    Ok(Some(bytes))
 }
 
 /// A record as JSON, refused when it would not read back.
@@ -342,6 +457,7 @@ impl SessionStore for RedbStore {
                     .insert((record.owner.as_str(), record.id.as_str()), ())
                     .map_err(backend)?;
             }
+            charge(&txn, &record.owner, bytes.len() as u64, 0)?;
             txn.commit().map_err(backend)
         })
     }
@@ -357,8 +473,11 @@ impl SessionStore for RedbStore {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut records = txn.open_table(RECORDS).map_err(backend)?;
-                let decoded = match records.get(id.as_str()).map_err(backend)? {
-                    Some(bytes) => serde_json::from_slice::<SessionRecord>(bytes.value()),
+                let (decoded, old_len) = match records.get(id.as_str()).map_err(backend)? {
+                    Some(bytes) => (
+                        serde_json::from_slice::<SessionRecord>(bytes.value()),
+                        bytes.value().len() as u64,
+                    ),
                     None => return Err(StoreError::NotFound(id)),
                 };
                 let mut record = match decoded {
@@ -375,17 +494,28 @@ impl SessionStore for RedbStore {
                 records
                     .insert(id.as_str(), bytes.as_slice())
                     .map_err(backend)?;
+                let (mut added, mut removed) = (bytes.len() as u64, old_len);
                 let mut log = txn.open_table(LOG).map_err(backend)?;
                 for entry in &update.entries {
-                    log.insert((id.as_str(), entry.seq), entry.text.as_str())
-                        .map_err(backend)?;
+                    added += entry.text.len() as u64;
+                    if let Some(old) = log
+                        .insert((id.as_str(), entry.seq), entry.text.as_str())
+                        .map_err(backend)?
+                    {
+                        removed += old.value().len() as u64;
+                    }
                 }
                 // Positions are consecutive, so the cap is a bound on the oldest position.
                 let keep_from = update.keep_from(record.next_seq.saturating_sub(1));
                 if !update.entries.is_empty() && keep_from > 1 {
-                    log.retain_in((id.as_str(), 0)..(id.as_str(), keep_from), |_, _| false)
-                        .map_err(backend)?;
+                    log.retain_in((id.as_str(), 0)..(id.as_str(), keep_from), |_, text| {
+                        removed += text.len() as u64;
+                        false
+                    })
+                    .map_err(backend)?;
                 }
+                drop((records, log));
+                charge(&txn, &record.owner, added, removed)?;
             }
             txn.commit().map_err(backend)
         })
@@ -420,24 +550,12 @@ impl SessionStore for RedbStore {
         let id = id.clone();
         self.writing(move |db| {
             let txn = db.begin_write().map_err(backend)?;
-            {
-                let removed = txn
-                    .open_table(RECORDS)
-                    .map_err(backend)?
-                    .remove(id.as_str())
-                    .map_err(backend)?
-                    .map(|bytes| bytes.value().to_vec());
-                if let Some(bytes) = removed {
-                    unindex(
-                        &mut txn.open_table(OWNED).map_err(backend)?,
-                        id.as_str(),
-                        &bytes,
-                    )?;
-                }
-                let mut log = txn.open_table(LOG).map_err(backend)?;
-                log.retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)
-                    .map_err(backend)?;
-            }
+            remove_session(&txn, id.as_str())?;
+            // A log without its record (none is written so) goes too.
+            txn.open_table(LOG)
+                .map_err(backend)?
+                .retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)
+                .map_err(backend)?;
             txn.commit().map_err(backend)
         })
     }
@@ -472,14 +590,21 @@ impl SessionStore for RedbStore {
 
     fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()> {
         let bytes = encode(record, format_args!("task {}", record.id));
-        let id = record.id.clone();
+        let (id, owner) = (record.id.clone(), record.owner.clone());
         self.writing(move |db| {
             let bytes = bytes?;
             let txn = db.begin_write().map_err(backend)?;
-            txn.open_table(TASKS)
+            let old = txn
+                .open_table(TASKS)
                 .map_err(backend)?
                 .insert(id.as_str(), bytes.as_slice())
-                .map_err(backend)?;
+                .map_err(backend)?
+                .map(|old| old.value().to_vec());
+            // A task keeps its owner; one replaced that was unreadable counted for nobody.
+            let old_len = old
+                .filter(|old| serde_json::from_slice::<Owner>(old).is_ok())
+                .map_or(0, |old| old.len() as u64);
+            charge(&txn, &owner, bytes.len() as u64, old_len)?;
             txn.commit().map_err(backend)
         })
     }
@@ -508,10 +633,7 @@ impl SessionStore for RedbStore {
         let id = id.clone();
         self.writing(move |db| {
             let txn = db.begin_write().map_err(backend)?;
-            txn.open_table(TASKS)
-                .map_err(backend)?
-                .remove(id.as_str())
-                .map_err(backend)?;
+            remove_task(&txn, id.as_str())?;
             txn.commit().map_err(backend)
         })
     }
@@ -528,16 +650,22 @@ impl SessionStore for RedbStore {
         }
     }
 
-    fn count_owned<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, usize> {
+    fn usage<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Usage> {
         let owner = owner.to_owned();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let owned = txn.open_table(OWNED).map_err(backend)?;
-            let count = owned
+            let sessions = owned
                 .range((owner.as_str(), "")..(owner.as_str(), "\u{10ffff}"))
                 .map_err(backend)?
                 .count();
-            Ok(count)
+            let bytes = txn
+                .open_table(OWNER_BYTES)
+                .map_err(backend)?
+                .get(owner.as_str())
+                .map_err(backend)?
+                .map_or(0, |n| n.value());
+            Ok(Usage { sessions, bytes })
         })
     }
 
@@ -664,29 +792,57 @@ mod tests {
         assert_eq!(store.load(&deep.id).await.unwrap(), None);
     }
 
-    /// A store written before the owner index existed gets it at its next opening.
+    /// A store written before the owner index and byte counts existed gets them at its next
+    /// opening, the same as the writes kept them.
     #[tokio::test]
-    async fn the_owner_index_is_filled_from_the_records() {
+    async fn the_owner_index_and_byte_counts_are_made_from_the_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sessions.redb");
         let store = RedbStore::open(&path).unwrap();
         for owner in ["alice", "alice", "bob"] {
             let id = SessionId::random().unwrap();
             store
-                .create(&SessionRecord::new(id, owner, None, 1))
+                .create(&SessionRecord::new(id.clone(), owner, None, 1))
                 .await
                 .unwrap();
+            let update = Update {
+                entries: vec![LogEntry {
+                    seq: 1,
+                    text: format!("{{\"to\":\"{owner}\"}}"),
+                }],
+                log_cap: 10,
+                ..Update::default()
+            };
+            store.update(&id, &update).await.unwrap();
         }
+        let mut task = serde_json::from_value::<TaskRecord>(serde_json::json!({
+            "id": TaskId::random().unwrap(), "owner": "bob", "tool": "sleep",
+            "arguments": {"ms": 5}, "status": "working", "createdMs": 1, "updatedMs": 1,
+            "ttlMs": 1000, "pollIntervalMs": 100
+        }))
+        .unwrap();
+        store.save_task(&task).await.unwrap();
+        task.status_message = Some("halfway".to_owned());
+        store.save_task(&task).await.unwrap();
+        let (alice, bob) = (
+            store.usage("alice").await.unwrap(),
+            store.usage("bob").await.unwrap(),
+        );
+        assert_eq!(alice.sessions, 2);
+        assert_eq!(bob.sessions, 1);
+        assert!(bob.bytes > mcp_session::stored_len(&task), "{bob:?}");
+
         let db = store.inner.db.read().unwrap().clone().unwrap();
         let txn = db.begin_write().unwrap();
         txn.delete_table(OWNED).unwrap();
+        txn.delete_table(OWNER_BYTES).unwrap();
         txn.commit().unwrap();
         drop(db);
         drop(store);
         let store = RedbStore::open(&path).unwrap();
-        assert_eq!(store.count_owned("alice").await.unwrap(), 2);
-        assert_eq!(store.count_owned("bob").await.unwrap(), 1);
-        assert_eq!(store.count_owned("carol").await.unwrap(), 0);
+        assert_eq!(store.usage("alice").await.unwrap(), alice);
+        assert_eq!(store.usage("bob").await.unwrap(), bob);
+        assert_eq!(store.usage("carol").await.unwrap(), Usage::default());
     }
 
     #[test]

@@ -56,26 +56,37 @@ async fn a_full_disk_is_reported_and_the_store_works_again_when_space_comes_back
     std::fs::create_dir(&data).unwrap();
     let data = data.to_str().unwrap().to_owned();
     let (child, address) = start(&["--data-dir", &data]).await;
-    let (status, body) = post(&address, "/agent", &json!({"name": "filler"})).await;
-    assert_eq!(status, 201, "{body}");
-    let agent = serde_json::from_str::<Value>(&body).unwrap()["agentId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let new_agent = || async {
+        let (status, body) = post(&address, "/agent", &json!({"name": "filler"})).await;
+        let id = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["agentId"].as_str().map(str::to_owned));
+        (status, body, id)
+    };
     // Calls whose history grows until the disk is full: each answered call is in the store.
-    let call = |pad: usize| {
+    // An agent keeps 1 MiB of history, so a new one takes over every 15 calls.
+    let call = |agent: &str, pad: usize| {
         json!({"agentId": agent, "request": {"method": "add",
                "params": {"a": 1, "b": 2, "pad": "x".repeat(pad)}}})
     };
-    let mut acknowledged = 0;
+    let mut agents: Vec<(String, usize)> = Vec::new();
     let refusal = loop {
-        let (status, body) = post(&address, "/mcp", &call(50_000)).await;
+        if agents.last().is_none_or(|(_, calls)| *calls == 15) {
+            match new_agent().await {
+                (201, _, Some(id)) => agents.push((id, 0)),
+                (status, body, _) => break (status, body),
+            }
+        }
+        let Some((agent, acknowledged)) = agents.last_mut() else {
+            unreachable!("an agent was just made")
+        };
+        let (status, body) = post(&address, "/mcp", &call(agent, 50_000)).await;
         match status {
             // 422: a tool error (the extra argument), recorded all the same.
-            200 | 422 => acknowledged += 1,
+            200 | 422 => *acknowledged += 1,
             _ => break (status, body),
         }
-        assert!(acknowledged < 1_000, "the disk never filled");
+        assert!(agents.len() < 100, "the disk never filled");
     };
     assert_eq!(refusal.0, 500, "{}", refusal.1);
     assert!(refusal.1.contains("session store"), "{}", refusal.1);
@@ -90,10 +101,12 @@ async fn a_full_disk_is_reported_and_the_store_works_again_when_space_comes_back
 
     // Space comes back: the next write works, without a restart.
     std::fs::remove_file(&filler).unwrap();
+    let (agent, acknowledged) = agents.last_mut().unwrap();
     let deadline = tokio::time::Instant::now() + HANG;
     loop {
-        let (status, body) = post(&address, "/mcp", &call(0)).await;
+        let (status, body) = post(&address, "/mcp", &call(agent, 0)).await;
         if matches!(status, 200 | 422) {
+            *acknowledged += 1;
             break;
         }
         assert!(
@@ -103,21 +116,22 @@ async fn a_full_disk_is_reported_and_the_store_works_again_when_space_comes_back
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(get(&address, "/readyz").await.0, 200);
-    let history = |state: &str| {
-        serde_json::from_str::<Value>(state).unwrap()["history"]
-            .as_array()
-            .unwrap()
-            .len()
+    // Acknowledged calls kept, the refused one not; and after a restart, the same.
+    let kept = || async {
+        let mut kept = Vec::new();
+        for (agent, _) in &agents {
+            let (status, state) = get(&address, &format!("/agent/{agent}")).await;
+            assert_eq!(status, 200, "{state}");
+            let history = serde_json::from_str::<Value>(&state).unwrap()["history"]
+                .as_array()
+                .unwrap()
+                .len();
+            kept.push(history);
+        }
+        kept
     };
-    let (status, state) = get(&address, &format!("/agent/{agent}")).await;
-    assert_eq!(status, 200, "{state}");
-    assert_eq!(
-        history(&state),
-        acknowledged + 1,
-        "acknowledged calls kept, the refused one not"
-    );
-
-    // And after a restart, the same.
+    let acknowledged: Vec<usize> = agents.iter().map(|(_, n)| *n).collect();
+    assert_eq!(kept().await, acknowledged);
     crate::sigterm(&child);
     let mut child = child;
     tokio::time::timeout(HANG, child.wait())
@@ -125,8 +139,6 @@ async fn a_full_disk_is_reported_and_the_store_works_again_when_space_comes_back
         .unwrap()
         .unwrap();
     let restarted = restart(&address, &data).await;
-    let (status, state) = get(&address, &format!("/agent/{agent}")).await;
-    assert_eq!(status, 200, "{state}");
-    assert_eq!(history(&state), acknowledged + 1);
+    assert_eq!(kept().await, acknowledged);
     crate::sigterm(&restarted);
 }

@@ -173,31 +173,6 @@ impl Session {
         }
     }
 
-    /// Whether this session's principal may keep one more session in the store
-    /// (`max_stored_sessions_per_principal`); the -32001 error when not.
-    pub(super) async fn may_store_a_session(&self) -> Result<(), ErrorObject> {
-        let Some(limit) = self.hub.inner.config.max_stored_sessions_per_principal else {
-            return Ok(());
-        };
-        let owned = self
-            .hub
-            .inner
-            .store
-            .count_owned(self.principal.name())
-            .await
-            .map_err(|e| ErrorObject::internal(format_args!("the session store failed: {e}")))?;
-        if owned >= limit {
-            return Err(crate::limits::refuse(
-                "stored_sessions_per_principal",
-                format!(
-                    "too many stored sessions: this principal keeps {owned} (agents and resumable sessions), the limit (--max-stored-sessions-per-principal); delete some, or start a session that is not resumable"
-                ),
-                std::time::Duration::from_secs(60),
-            ));
-        }
-        Ok(())
-    }
-
     /// Makes this new session resumable: it gets an id, and its messages are kept (and
     /// written to the store before they are sent) from its answer to `initialize` on.
     pub(super) fn make_resumable(

@@ -16,6 +16,37 @@ fn entry(seq: u64) -> LogEntry {
     }
 }
 
+/// What an owner's [`Usage`] must be when it keeps `sessions` and `tasks` (those gone are
+/// skipped): worked out from what the store gives back of them.
+async fn expected_usage(
+    store: &dyn SessionStore,
+    sessions: &[&SessionId],
+    tasks: &[&TaskId],
+) -> Usage {
+    let mut usage = Usage::default();
+    for id in sessions {
+        let Some(record) = store.load(id).await.expect("load") else {
+            continue;
+        };
+        usage.sessions += 1;
+        usage.bytes += stored_len(&record);
+        let entries = match store.replay(id, 0).await.expect("replay") {
+            Replay::Entries(entries) => entries,
+            Replay::Truncated { oldest } => match store.replay(id, oldest - 1).await {
+                Ok(Replay::Entries(entries)) => entries,
+                other => panic!("replay from the oldest kept: {other:?}"),
+            },
+        };
+        usage.bytes += entries.iter().map(|e| e.text.len() as u64).sum::<u64>();
+    }
+    for id in tasks {
+        if let Some(task) = store.load_task(id).await.expect("load") {
+            usage.bytes += stored_len(&task);
+        }
+    }
+    usage
+}
+
 /// Runs every check against `store`, which must be empty. Panics on the first failure.
 pub async fn run(store: &dyn SessionStore) {
     let a = SessionId::random().expect("randomness");
@@ -31,6 +62,10 @@ pub async fn run(store: &dyn SessionStore) {
     );
     assert_eq!(store.load(&a).await.expect("load"), Some(record(&a, 100)));
     assert_eq!(store.load(&b).await.expect("load"), None);
+    let usage = store.usage("anonymous").await.expect("usage");
+    assert_eq!(usage, expected_usage(store, &[&a], &[]).await);
+    assert_eq!(usage.sessions, 1);
+    assert!(usage.bytes > 0);
 
     // Updates change the record; updating an unknown session fails.
     let add = HistoryEntry {
@@ -82,6 +117,33 @@ pub async fn run(store: &dyn SessionStore) {
     store.update(&a, &many).await.expect("update");
     let loaded = store.load(&a).await.expect("load").expect("exists");
     assert_eq!(loaded.history.len(), HISTORY_CAP);
+    assert_eq!(
+        store.usage("anonymous").await.expect("usage"),
+        expected_usage(store, &[&a], &[]).await,
+        "the usage follows the record as it grows and is capped"
+    );
+    // And capped in bytes: the newest first, the newest kept whatever its size.
+    let big = |n: usize| HistoryEntry {
+        tool: "add".to_owned(),
+        arguments: serde_json::json!({"note": "x".repeat(n)}),
+        result: serde_json::json!({"structuredContent": {"result": 8}}),
+        at_ms: 160,
+    };
+    let three = Update {
+        history: vec![big(400_000), big(400_001), big(400_002)],
+        ..Update::default()
+    };
+    store.update(&a, &three).await.expect("update");
+    let loaded = store.load(&a).await.expect("load").expect("exists");
+    assert_eq!(loaded.history, vec![big(400_001), big(400_002)]);
+    let huge = Update {
+        history: vec![big(2 << 20)],
+        ..Update::default()
+    };
+    store.update(&a, &huge).await.expect("update");
+    let loaded = store.load(&a).await.expect("load").expect("exists");
+    assert_eq!(loaded.history, vec![big(2 << 20)]);
+    assert!(stored_len(&loaded.history[0]) > HISTORY_BYTES);
 
     // The log replays after a position, in order, and says when it cannot.
     for seq in 1..=5 {
@@ -157,16 +219,28 @@ pub async fn run(store: &dyn SessionStore) {
         Err(StoreError::NotFound(b.clone()))
     );
 
+    assert_eq!(
+        store.usage("anonymous").await.expect("usage"),
+        expected_usage(store, &[&a], &[]).await,
+        "the usage counts the log's messages, replaced and dropped ones no more"
+    );
+
     // Idle sessions are found; deleting removes record and log.
-    assert_eq!(store.count_owned("anonymous").await.expect("count"), 1);
     store.create(&record(&b, 1_000)).await.expect("create");
-    assert_eq!(store.count_owned("anonymous").await.expect("count"), 2);
-    assert_eq!(store.count_owned("someone else").await.expect("count"), 0);
+    let usage = store.usage("anonymous").await.expect("usage");
+    assert_eq!(usage, expected_usage(store, &[&a, &b], &[]).await);
+    assert_eq!(usage.sessions, 2);
+    assert_eq!(
+        store.usage("someone else").await.expect("usage"),
+        Usage::default()
+    );
     assert_eq!(store.idle_since(500).await.expect("idle"), vec![a.clone()]);
     store.delete(&a).await.expect("delete");
     store.delete(&a).await.expect("deleting twice is fine");
     assert_eq!(store.load(&a).await.expect("load"), None);
-    assert_eq!(store.count_owned("anonymous").await.expect("count"), 1);
+    let usage = store.usage("anonymous").await.expect("usage");
+    assert_eq!(usage, expected_usage(store, &[&b], &[]).await);
+    assert_eq!(usage.sessions, 1);
     assert_eq!(
         store.replay(&a, 0).await,
         Err(StoreError::NotFound(a.clone()))
@@ -211,6 +285,9 @@ async fn tasks(store: &dyn SessionStore) {
         store.load_task(&id).await.expect("load"),
         Some(task.clone())
     );
+    let usage = store.usage("alice").await.expect("usage");
+    assert_eq!(usage, expected_usage(store, &[], &[&id]).await);
+    assert_eq!(usage.sessions, 0, "a task is no session");
     task.status = TaskStatus::Completed;
     task.result = Some(serde_json::json!({"content": [], "structuredContent": {"processed": 10}}));
     task.checkpoint = None;
@@ -218,6 +295,11 @@ async fn tasks(store: &dyn SessionStore) {
     assert_eq!(
         store.load_task(&id).await.expect("load"),
         Some(task.clone())
+    );
+    assert_eq!(
+        store.usage("alice").await.expect("usage"),
+        expected_usage(store, &[], &[&id]).await,
+        "a replaced task counts as it is now"
     );
     assert_eq!(store.tasks().await.expect("list"), vec![task]);
     store.delete_task(&id).await.expect("delete");
@@ -227,4 +309,5 @@ async fn tasks(store: &dyn SessionStore) {
         .expect("deleting twice is fine");
     assert_eq!(store.load_task(&id).await.expect("load"), None);
     assert!(store.tasks().await.expect("list").is_empty());
+    assert_eq!(store.usage("alice").await.expect("usage"), Usage::default());
 }

@@ -29,6 +29,8 @@ pub(crate) fn all() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     cargo_deny(&cargo)?;
+    // The Redis store's tests run the real redis-server.
+    ensure_redis()?;
     run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
     run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))?;
     python_sdk_tests()?;
@@ -162,6 +164,15 @@ pub(crate) fn has(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Debian's `redis-server`, from apt-get when missing (the package's own service is not
+/// used: each test starts its own server).
+pub(crate) fn ensure_redis() -> anyhow::Result<()> {
+    if !has("redis-server") {
+        apt_install(&["redis-server"])?;
+    }
+    Ok(())
+}
+
 /// Node and npm, from apt-get when missing.
 pub(crate) fn ensure_node() -> anyhow::Result<()> {
     if !has("node") || !has("npm") {
@@ -212,9 +223,7 @@ pub(crate) fn install_once(
 
 pub(crate) fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !Path::new("/usr/bin/apt-get").exists() {
-        bail!(
-            "python3 cannot create a virtualenv and apt-get is not available to install {packages:?}"
-        );
+        bail!("apt-get is not available to install {packages:?}: install them by hand");
     }
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")

@@ -96,6 +96,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     ),
     // A storage engine behind the session store's trait.
     ("mcp-store-redb", &["mcp-session"], &["hyper"]),
+    ("mcp-store-redis", &["mcp-session"], &["hyper"]),
     // The WebSocket transport makes no protocol decisions: it never parses JSON (it knows the
     // protocol crate only for the shape of a dialect's translation).
     ("mcp-ws", &["mcp-protocol", "mcp-session"], &["serde_json"]),
@@ -117,6 +118,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
             "mcp-http",
             "mcp-auth",
             "mcp-store-redb",
+            "mcp-store-redis",
         ],
         &[],
     ),

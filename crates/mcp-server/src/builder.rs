@@ -220,8 +220,12 @@ pub(crate) fn request_state_key(config: &Config) -> Result<Option<Vec<u8>>, Erro
     }
 }
 
-/// Where resumable sessions are kept: the data directory's redb file, or memory.
+/// Where resumable sessions are kept: Redis (`--store`), the data directory's redb file, or
+/// memory.
 pub(crate) fn store(config: &Config) -> Result<Arc<dyn SessionStore>, Error> {
+    if let Some((url, prefix)) = &config.store {
+        return Ok(Arc::new(mcp_store_redis::RedisStore::open(url, prefix)?));
+    }
     Ok(match &config.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;

@@ -81,6 +81,22 @@ pub struct Cli {
     #[arg(long, env = "MCP_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Keep sessions, their logs and tasks in Redis (or Valkey) instead of the data
+    /// directory, for several instances that any request may reach: `redis://HOST:PORT[/DB]`,
+    /// `rediss://` for TLS, `redis+unix:///PATH`. See docs/scale-out.md.
+    #[arg(long, env = "MCP_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// The prefix of every key the server writes in Redis (--store): servers with other
+    /// prefixes share a Redis without seeing each other.
+    #[arg(
+        long,
+        env = "MCP_STORE_PREFIX",
+        value_name = "PREFIX",
+        default_value = "mcp:"
+    )]
+    pub store_prefix: String,
+
     /// A file of at least 32 secret bytes that makes the `requestState` of a 2026-07-28
     /// input-required result tamper-proof; instances behind one load balancer share it.
     /// Default: `request-state.key` in the data directory, made at the first start; without
@@ -450,6 +466,9 @@ pub struct Config {
     pub stats_interval: Duration,
     /// Where durable state is kept; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
+    /// The Redis that keeps sessions and tasks instead of the data directory, and the
+    /// prefix of its keys (`--store`, `--store-prefix`).
+    pub store: Option<(String, String)>,
     /// The secret of 2026-07-28 `requestState`s (see `--request-state-key-file`); `None`:
     /// `request-state.key` in the data directory, or a random key without one.
     pub request_state_key_file: Option<PathBuf>,
@@ -487,6 +506,7 @@ impl Default for Config {
             body_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(1),
             data_dir: None,
+            store: None,
             request_state_key_file: None,
             session_ttl: Duration::from_secs(86_400),
             tools: ToolsConfig::default(),
@@ -616,6 +636,10 @@ impl Cli {
             body_timeout: Duration::from_secs(self.body_timeout.max(1)),
             stats_interval: defaults.stats_interval,
             data_dir: self.data_dir.clone(),
+            store: self
+                .store
+                .clone()
+                .map(|url| (url, self.store_prefix.clone())),
             request_state_key_file: self.request_state_key_file.clone(),
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,

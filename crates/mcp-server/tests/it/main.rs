@@ -251,7 +251,22 @@ async fn initialize_resumable(address: &str, resume: Option<(&str, u64)>) -> (So
 async fn a_session_survives_kill_9_and_its_batch_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    let (mut child, address) = start(&["--data-dir", &data]).await;
+    survives_kill_9(&["--data-dir", &data]).await;
+}
+
+/// The same on Redis (`--store`): the server that resumes the session is another process on
+/// another port, as another instance would be.
+#[tokio::test]
+async fn a_session_kept_in_redis_survives_kill_9_and_resumes_on_another_instance() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    survives_kill_9(&["--store", &redis.url()]).await;
+}
+
+/// A resumable session with a batch running, its server killed with SIGKILL, then resumed on
+/// a server started with the same `store` arguments: no message lost or repeated, the batch
+/// resumed from its checkpoint.
+async fn survives_kill_9(store: &[&str]) {
+    let (mut child, address) = start(store).await;
 
     // What the batch gives when nothing interrupts it.
     let mut plain = connect(&address).await;
@@ -303,7 +318,7 @@ async fn a_session_survives_kill_9_and_its_batch_resumes_where_it_stopped() {
     child.wait().await.unwrap();
     drop(socket);
 
-    let (_child, address) = start(&["--data-dir", &data]).await;
+    let (_child, address) = start(store).await;
     let state = get_json(&address, &agent).await;
     assert_eq!(
         state["history"][0]["tool"], "add",

@@ -88,7 +88,21 @@ fn terminal(task: &Value) -> bool {
 async fn a_task_survives_kill_9_and_ends_as_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    let (mut child, address) = start(&["--data-dir", &data]).await;
+    task_survives_kill_9(&["--data-dir", &data]).await;
+}
+
+/// The same on Redis: the server that finishes the task is another process on another port,
+/// as another instance would be.
+#[tokio::test]
+async fn a_task_kept_in_redis_survives_kill_9_and_ends_on_another_instance() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    task_survives_kill_9(&["--store", &redis.url()]).await;
+}
+
+/// A task killed with its server once a checkpoint is stored, ended by a server started with
+/// the same `store` arguments as an uninterrupted run would end.
+async fn task_survives_kill_9(store: &[&str]) {
+    let (mut child, address) = start(store).await;
     let batch = json!({"count": 2_000_000, "cost": 200});
 
     // What the batch gives when nothing interrupts it.
@@ -110,8 +124,8 @@ async fn a_task_survives_kill_9_and_ends_as_an_uninterrupted_run() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 
-    // The server comes back on the same address, from the same data, and carries on.
-    let restarted = crate::restart(&address, &data).await;
+    // A server comes back from the same store, and carries on.
+    let (restarted, address) = start(store).await;
     let ended = until(&address, &task, terminal).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     let result = &ended["result"]["structuredContent"];

@@ -87,6 +87,21 @@ pub struct Cli {
     #[arg(long, env = "MCP_STORE", value_name = "URL")]
     pub store: Option<String>,
 
+    /// This instance's name among those sharing a --store (what its task leases name).
+    /// Default: the host name, the process id and a random part.
+    #[arg(long, env = "MCP_INSTANCE_ID", value_name = "NAME")]
+    pub instance_id: Option<String>,
+
+    /// Seconds a task's lease lasts unless renewed (every third of it): with a shared
+    /// --store, how soon another instance takes up the tasks of one that died.
+    #[arg(
+        long,
+        env = "MCP_TASK_LEASE",
+        default_value_t = 6,
+        value_name = "SECONDS"
+    )]
+    pub task_lease: u64,
+
     /// The prefix of every key the server writes in Redis (--store): servers with other
     /// prefixes share a Redis without seeing each other.
     #[arg(
@@ -588,6 +603,11 @@ impl Cli {
                 task_poll_interval: Duration::from_millis(self.task_poll_interval_ms.max(1)),
                 max_tasks_per_principal: self.max_tasks_per_principal,
                 max_task_result_bytes: self.max_task_result_bytes,
+                instance_id: self
+                    .instance_id
+                    .clone()
+                    .unwrap_or_else(mcp_session::default_instance_id),
+                task_lease: Duration::from_secs(self.task_lease.max(1)),
                 rate_limit: NonZeroU32::new(rate).map(|per_second| RateLimit {
                     per_second,
                     burst: per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),

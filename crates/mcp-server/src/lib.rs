@@ -105,6 +105,8 @@ pub(crate) async fn run(
         Err(e) => tracing::error!(error = %e, "cannot read the stored tasks; they are not resumed"),
     }
     let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);
+    // Task leases: renewed, and the tasks of instances that died taken up (a shared store).
+    tokio::spawn(server.clone().keep_task_leases());
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
     let _stop_all_on_drop = server.shutdown_token().clone().drop_guard();

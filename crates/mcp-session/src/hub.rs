@@ -103,6 +103,25 @@ pub struct ServerConfig {
     pub max_tasks_per_principal: usize,
     /// The largest result a task keeps, in bytes (its JSON); a larger one fails the task.
     pub max_task_result_bytes: usize,
+    /// This instance's name among those sharing a store: what its task leases name.
+    pub instance_id: String,
+    /// How long a task's lease lasts unless renewed (every third of it): on a shared store,
+    /// how soon another instance takes up the tasks of one that died.
+    pub task_lease: Duration,
+}
+
+/// A name for this process that no other instance has: its host, its process id and a
+/// random part.
+pub fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let mut random = [0u8; 4];
+    let random = match getrandom::fill(&mut random) {
+        Ok(()) => u32::from_le_bytes(random),
+        Err(_) => 0,
+    };
+    format!("{host}-{}-{random:08x}", std::process::id())
 }
 
 impl Default for ServerConfig {
@@ -145,6 +164,8 @@ impl Default for ServerConfig {
             task_poll_interval: Duration::from_secs(1),
             max_tasks_per_principal: 1_000,
             max_task_result_bytes: 4 << 20,
+            instance_id: default_instance_id(),
+            task_lease: Duration::from_secs(6),
         }
     }
 }

@@ -31,7 +31,10 @@ pub mod store;
 mod tasks;
 
 pub use error::PeerError;
-pub use hub::{ConnectionHold, Hub, HubBuilder, ServerConfig, SessionRefusal, SessionSlot, Stat};
+pub use hub::{
+    ConnectionHold, Hub, HubBuilder, ServerConfig, SessionRefusal, SessionSlot, Stat,
+    default_instance_id,
+};
 pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
 pub use outbound::{Answered, Outbound, OutboundReceiver, Regarding};

@@ -61,6 +61,7 @@ pub(crate) struct Metrics {
     drains: Counter,
     latency: Family<MethodLabel, Histogram>,
     notices_dropped: Counter,
+    lease_claims: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +79,12 @@ impl Metrics {
         let outbound_depth = Gauge::default();
         let drains = Counter::default();
         let notices_dropped = Counter::default();
+        let lease_claims = Counter::default();
+        registry.register(
+            "mcp_task_lease_claims",
+            "Task leases this instance took on a shared store (its new tasks, and the tasks of stopped instances it took up)",
+            lease_claims.clone(),
+        );
         registry.register(
             "mcp_notices_dropped",
             "Log messages and broadcasts not queued because the client was not reading",
@@ -127,7 +134,12 @@ impl Metrics {
             drains,
             latency,
             notices_dropped,
+            lease_claims,
         }
+    }
+
+    pub(crate) fn count_lease_claim(&self) {
+        self.lease_claims.inc();
     }
 
     pub(crate) fn notice_dropped(&self) {

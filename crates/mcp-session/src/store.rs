@@ -444,6 +444,40 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Every task (at start: to resume the running ones, count each principal's and expire
     /// the old ones).
     fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>>;
+    /// Whether other instances share this store (and so its tasks): they then run a task
+    /// only under its lease, and take over the tasks whose lease expired.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes the lease on task `id` for `holder` (an instance) for `ttl`, unless anyone
+    /// holds it, `holder` included: whether it got it. Atomic: of instances that try at once,
+    /// one gets it. A store of one instance has no one to share with: always.
+    fn claim_task<'a>(
+        &'a self,
+        id: &'a TaskId,
+        holder: &'a str,
+        ttl: std::time::Duration,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (id, holder, ttl);
+        Box::pin(std::future::ready(Ok(true)))
+    }
+    /// Extends `holder`'s lease on task `id` to `ttl` from now: false when it holds it no
+    /// longer (it expired, and another took it).
+    fn renew_task<'a>(
+        &'a self,
+        id: &'a TaskId,
+        holder: &'a str,
+        ttl: std::time::Duration,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (id, holder, ttl);
+        Box::pin(std::future::ready(Ok(true)))
+    }
+    /// Gives `holder`'s lease on task `id` up (another may take the task at once); nothing
+    /// when it is not `holder`'s.
+    fn release_task<'a>(&'a self, id: &'a TaskId, holder: &'a str) -> StoreFuture<'a, ()> {
+        let _ = (id, holder);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Works out a replay from the entries a log holds, oldest first.

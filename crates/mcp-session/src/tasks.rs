@@ -97,6 +97,11 @@ pub(crate) struct Live {
     sealed: AtomicBool,
     /// The session whose call the task runs, while it listens.
     front: Mutex<Option<Front>>,
+    /// Its lease was lost (another instance took the task over): it stops here without a
+    /// word more to the store, which is the other instance's now.
+    lost: AtomicBool,
+    /// When its lease was last taken or renewed.
+    leased: Mutex<std::time::Instant>,
 }
 
 /// Where a session's task sends what it produces besides its record: the session that
@@ -132,6 +137,8 @@ impl Live {
             checkpointed: Mutex::new(checkpointed),
             sealed: AtomicBool::new(false),
             front: Mutex::new(front),
+            lost: AtomicBool::new(false),
+            leased: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -484,11 +491,21 @@ impl Hub {
         self.may_store(principal.name(), false).await?;
         let mut record = self.admit_task(principal, &call, &meta)?;
         record.answers = answers;
-        if let Err(e) = self.inner.store.save_task(&record).await {
+        // Its lease before its record: no instance may take up a task it finds in the store
+        // before its first holder has it.
+        let saved = match self.claim_lease(&record.id).await {
+            Ok(true) => self.inner.store.save_task(&record).await,
+            Ok(false) => Err(crate::StoreError::Backend(format!(
+                "task {} is held already",
+                record.id
+            ))),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
             self.forget_task(&record.owner);
             return Err(store_failed(e));
         }
-        let live = self.start_task(record.clone(), call.slot, meta, None);
+        let live = self.start_task(record.clone(), call.slot, meta, None, true);
         Ok((record, live))
     }
 
@@ -513,27 +530,60 @@ impl Hub {
         record.protocol_version = Some(version.as_str().to_owned());
         let id = record.id.clone();
         let slot = call.slot;
-        let live = self.start_task(record, slot, no_client(None), Some(front));
+        let live = self.start_task(record, slot, no_client(None), Some(front), false);
         Ok((id, self.follow_task(live, None, token.clone())))
     }
 
     /// A task of a resumed session's call, as the restart left it: still running here
     /// (resumed from its checkpoint), ended (its outcome), or unknown here.
     pub(crate) async fn session_task(&self, principal: &Principal, id: &TaskId) -> SessionTask {
-        let live = lock(&self.inner.tasks.live).get(id).cloned();
-        if let Some(live) = live {
-            let mine = live.record().owner == principal.name();
-            return match mine {
-                true => SessionTask::Running(live),
-                false => SessionTask::Unknown,
-            };
-        }
-        match self.inner.store.load_task(id).await {
-            Ok(Some(record)) if record.owner == principal.name() && record.status.is_terminal() => {
-                SessionTask::Ended(Box::new(session_reply(&record)))
+        // Held by another instance: until its lease runs out (its instance died), or twice
+        // that long at most (it lives, and runs the task still).
+        let lease = self.inner.config.task_lease;
+        let deadline = tokio::time::Instant::now() + lease * 2;
+        loop {
+            let live = lock(&self.inner.tasks.live).get(id).cloned();
+            if let Some(live) = live {
+                let mine = live.record().owner == principal.name();
+                return match mine {
+                    true => SessionTask::Running(live),
+                    false => SessionTask::Unknown,
+                };
             }
-            Ok(_) => SessionTask::Unknown,
-            Err(e) => SessionTask::Ended(Box::new(Err(store_failed(e)))),
+            let record = match self.inner.store.load_task(id).await {
+                Ok(Some(record)) if record.owner == principal.name() => record,
+                Ok(_) => return SessionTask::Unknown,
+                Err(e) => return SessionTask::Ended(Box::new(Err(store_failed(e)))),
+            };
+            if record.status.is_terminal() {
+                return SessionTask::Ended(Box::new(session_reply(&record)));
+            }
+            // Running, but not here: the session moved here, so the task does too, once its
+            // lease is free.
+            match self.claim_lease(id).await {
+                Ok(true) => {
+                    return match self.take_up(id.clone()).await {
+                        Ok(TakenUp::Resumed(live)) => SessionTask::Running(live),
+                        Ok(TakenUp::Ended(Some(record))) => {
+                            SessionTask::Ended(Box::new(session_reply(&record)))
+                        }
+                        Ok(TakenUp::Ended(None)) => SessionTask::Unknown,
+                        Err(e) => SessionTask::Ended(Box::new(Err(store_failed(e)))),
+                    };
+                }
+                Ok(false) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(lease / 3).await;
+                }
+                Ok(false) => {
+                    return SessionTask::Ended(Box::new(Err(ErrorObject::new(
+                        error_codes::INTERRUPTED,
+                        format!(
+                            "task {id} of this call still runs on another instance; resume the session there, or call again"
+                        ),
+                    ))));
+                }
+                Err(e) => return SessionTask::Ended(Box::new(Err(store_failed(e)))),
+            }
         }
     }
 
@@ -657,12 +707,15 @@ impl Hub {
 
     /// Runs the task of `record` here: its tool (from its checkpoint, when it has one) and
     /// the writer of its record.
+    /// Starts a task: `claimed` when this instance holds its lease already, else it is taken
+    /// before the tool runs (a new session task, whose record is written only later).
     fn start_task(
         &self,
         record: TaskRecord,
         slot: Option<crate::limits::CallSlot>,
         capabilities: RequestMeta,
         front: Option<Front>,
+        claimed: bool,
     ) -> Arc<Live> {
         let id = record.id.clone();
         let name = record.tool.clone();
@@ -742,7 +795,11 @@ impl Hub {
         let run = Router::start_call(self, &label, version, call, scope);
         tokio::spawn(writer(self.clone(), Arc::clone(&live)));
         let span = tracing::info_span!("task", task = %id);
-        tokio::spawn(self.clone().drive(Arc::clone(&live), run).instrument(span));
+        tokio::spawn(
+            self.clone()
+                .drive(Arc::clone(&live), run, claimed)
+                .instrument(span),
+        );
         live
     }
 
@@ -751,20 +808,37 @@ impl Hub {
         self,
         live: Arc<Live>,
         run: Result<std::pin::Pin<Box<impl Future<Output = Reply> + Send + 'static>>, ErrorObject>,
+        claimed: bool,
     ) {
         let id = live.record().id.clone();
+        if !claimed {
+            match self.claim_lease(&id).await {
+                Ok(true) => *lock(&live.leased) = std::time::Instant::now(),
+                Ok(false) => self.lose(&live, "its lease is another instance's"),
+                Err(e) => self.lose(&live, &format!("cannot take its lease: {e}")),
+            }
+        }
         // On a task of its own, so that a panic is an error of the task, not of the server.
         let ended = match run {
-            Ok(run) => tokio::spawn(run).await,
+            Ok(run) if !live.lost.load(Ordering::Acquire) => tokio::spawn(run).await,
+            Ok(_) => Ok(Err(ErrorObject::internal("the task's lease was lost"))),
             Err(error) => Ok(Err(error)),
         };
-        // A server going down stops its tasks without ending them: the next start resumes
-        // them, or says they were interrupted.
+        // Another instance took the task over: the record is its business now.
+        if live.lost.load(Ordering::Acquire) {
+            live.done.cancel();
+            lock(&self.inner.tasks.live).remove(&id);
+            return;
+        }
+        // A server going down stops its tasks without ending them: the next start (here or
+        // on another instance, which may take it at once) resumes them, or says they were
+        // interrupted.
         if self.inner.shutdown.is_cancelled() && !live.cancelled.load(Ordering::Acquire) {
             live.done.cancel();
             if let Err(e) = live.write(&self).await {
                 tracing::warn!(task = %id, error = %e, "cannot write a stopping task's record");
             }
+            self.release_lease(&id).await;
             lock(&self.inner.tasks.live).remove(&id);
             return;
         }
@@ -854,6 +928,7 @@ impl Hub {
             }
         }
         live.done.cancel();
+        self.release_lease(&id).await;
         lock(&self.inner.tasks.live).remove(&id);
         tracing::debug!(task = %id, status = live.record().status.as_str(), "task ended");
     }
@@ -1004,51 +1079,90 @@ impl Hub {
     /// from its checkpoint when its tool is resumable and fails with -32004 otherwise;
     /// expired ones are removed. Returns how many resumed.
     pub async fn recover_tasks(&self) -> Result<usize, crate::StoreError> {
+        self.take_up_tasks(true).await
+    }
+
+    /// Takes up the tasks that were running and that no instance holds the lease of (their
+    /// instance stopped or died): resumes them from their checkpoint, or fails them as
+    /// interrupted. At start (`at_start`), also counts each principal's tasks and expires
+    /// the old ones.
+    pub(crate) async fn take_up_tasks(&self, at_start: bool) -> Result<usize, crate::StoreError> {
         let tasks = self.inner.store.tasks().await?;
         let now = now_ms();
         let mut resumed = 0;
-        for mut record in tasks {
-            if record.expires_ms() <= now {
+        for record in tasks {
+            if at_start && record.expires_ms() <= now {
                 self.expire_task(&record).await;
                 continue;
             }
-            *lock(&self.inner.tasks.counts)
-                .entry(record.owner.clone())
-                .or_default() += 1;
-            if record.status.is_terminal() || lock(&self.inner.tasks.live).contains_key(&record.id)
+            if at_start {
+                *lock(&self.inner.tasks.counts)
+                    .entry(record.owner.clone())
+                    .or_default() += 1;
+            }
+            if record.status.is_terminal()
+                || record.expires_ms() <= now
+                || lock(&self.inner.tasks.live).contains_key(&record.id)
+                || !self.claim_lease(&record.id).await?
             {
                 continue;
             }
-            let resumable = self.inner.catalog.tools.is_resumable(&record.tool);
-            if resumable && record.status == TaskStatus::Working {
-                tracing::info!(task = %record.id, tool = %record.tool, "resuming a task after a restart");
-                record.status_message = Some("resumed after a server restart".to_owned());
-                let capabilities = no_client(record.client_capabilities.clone());
-                self.start_task(record, None, capabilities, None);
+            if let TakenUp::Resumed(_) = self.take_up(record.id.clone()).await? {
                 resumed += 1;
-            } else {
-                let error = ErrorObject::new(
-                    error_codes::INTERRUPTED,
-                    format!(
-                        "the server restarted while the task ran, and `{}` cannot resume an interrupted call; call it again",
-                        record.tool
-                    ),
-                )
-                .with_data(json!({
-                    "tool": record.tool,
-                    "progress": record.progress,
-                    "total": record.total,
-                }));
-                record.status = TaskStatus::Failed;
-                record.status_message = Some(error.message.clone());
-                record.error = error_value(&error);
-                record.input_requests.clear();
-                record.checkpoint = None;
-                record.updated_ms = now;
-                self.inner.store.save_task(&record).await?;
             }
         }
         Ok(resumed)
+    }
+
+    /// Takes up task `id`, whose lease this instance just took: read again under the lease
+    /// (its last holder may have ended it meanwhile), then resumed here from its checkpoint
+    /// when its tool can, else failed as interrupted.
+    async fn take_up(&self, id: TaskId) -> Result<TakenUp, crate::StoreError> {
+        let mut record = match self.inner.store.load_task(&id).await {
+            Ok(Some(record)) if !record.status.is_terminal() => record,
+            Ok(record) => {
+                self.release_lease(&id).await;
+                return Ok(TakenUp::Ended(record.map(Box::new)));
+            }
+            Err(e) => {
+                self.release_lease(&id).await;
+                return Err(e);
+            }
+        };
+        let resumable = self.inner.catalog.tools.is_resumable(&record.tool);
+        if resumable && record.status == TaskStatus::Working {
+            tracing::info!(task = %record.id, tool = %record.tool, "resuming a task after its server stopped");
+            record.status_message = Some("resumed after a server restart".to_owned());
+            let capabilities = no_client(record.client_capabilities.clone());
+            return Ok(TakenUp::Resumed(self.start_task(
+                record,
+                None,
+                capabilities,
+                None,
+                true,
+            )));
+        }
+        let error = ErrorObject::new(
+            error_codes::INTERRUPTED,
+            format!(
+                "the server restarted while the task ran, and `{}` cannot resume an interrupted call; call it again",
+                record.tool
+            ),
+        )
+        .with_data(json!({
+            "tool": record.tool,
+            "progress": record.progress,
+            "total": record.total,
+        }));
+        record.status = TaskStatus::Failed;
+        record.status_message = Some(error.message.clone());
+        record.error = error_value(&error);
+        record.input_requests.clear();
+        record.checkpoint = None;
+        record.updated_ms = now_ms();
+        let saved = self.inner.store.save_task(&record).await;
+        self.release_lease(&id).await;
+        saved.map(|()| TakenUp::Ended(Some(Box::new(record))))
     }
 
     /// Removes the tasks that expired (stopping those still running); returns how many.
@@ -1067,6 +1181,16 @@ impl Hub {
         }
         Ok(expired.len())
     }
+}
+
+mod lease;
+
+/// What taking up a task came to.
+enum TakenUp {
+    /// It runs here now.
+    Resumed(Arc<Live>),
+    /// It had ended, or was failed as interrupted (its record, if it is still there).
+    Ended(Option<Box<TaskRecord>>),
 }
 
 /// A resumed session's task, as [`Hub::session_task`] found it.

@@ -81,6 +81,9 @@ impl Keys {
     fn tasks(&self) -> String {
         format!("{}tasks", self.prefix)
     }
+    fn lease(&self, task: &str) -> String {
+        format!("{}lease:{task}", self.prefix)
+    }
     fn quarantine(&self) -> String {
         format!("{}quarantine", self.prefix)
     }
@@ -94,6 +97,8 @@ struct Scripts {
     remove: Script,
     save_task: Script,
     remove_task: Script,
+    renew: Script,
+    release: Script,
 }
 
 impl Scripts {
@@ -105,6 +110,8 @@ impl Scripts {
             remove: Script::new(REMOVE),
             save_task: Script::new(SAVE_TASK),
             remove_task: Script::new(REMOVE_TASK),
+            renew: Script::new(RENEW),
+            release: Script::new(RELEASE),
         }
     }
 }
@@ -235,6 +242,22 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'bytes', -string.len(fields[1]))
 return 1
+";
+
+/// KEYS: lease. ARGV: holder, ttl in ms. 1 when the holder's lease was extended, 0 when
+/// the lease is another's or gone.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// KEYS: lease. ARGV: holder. Removes the lease if it is the holder's.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 ";
 
 impl RedisStore {
@@ -433,6 +456,13 @@ fn note(broken: &Mutex<Option<String>>, result: Result<(), &RedisError>) {
         }
         (false, Ok(())) => {}
     }
+}
+
+/// A duration in whole milliseconds, at least one (Redis refuses an expiry of 0).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// A record as JSON, refused when it would not read back.
@@ -657,6 +687,62 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn claim_task<'a>(
+        &'a self,
+        id: &'a TaskId,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        boxed(async move {
+            let mut connection = self.connection();
+            // `SET NX PX`: one command, so of instances that claim at once one gets it.
+            let set: Option<String> = self
+                .run(
+                    redis::cmd("SET")
+                        .arg(self.keys.lease(id.as_str()))
+                        .arg(holder)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(ttl))
+                        .query_async(&mut connection),
+                )
+                .await?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn renew_task<'a>(
+        &'a self,
+        id: &'a TaskId,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        boxed(async move {
+            let mut connection = self.connection();
+            let mut invocation = self.scripts.renew.prepare_invoke();
+            invocation
+                .key(self.keys.lease(id.as_str()))
+                .arg(holder)
+                .arg(millis(ttl));
+            let renewed: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+            Ok(renewed == 1)
+        })
+    }
+
+    fn release_task<'a>(&'a self, id: &'a TaskId, holder: &'a str) -> StoreFuture<'a, ()> {
+        boxed(async move {
+            let mut connection = self.connection();
+            let mut invocation = self.scripts.release.prepare_invoke();
+            invocation.key(self.keys.lease(id.as_str())).arg(holder);
+            let _: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+            Ok(())
+        })
+    }
+
     fn tasks<'a>(&'a self) -> StoreFuture<'a, Vec<TaskRecord>> {
         boxed(async move {
             let mut connection = self.connection();
@@ -710,6 +796,48 @@ mod tests {
         // Another prefix is another store.
         let apart = RedisStore::open(&redis.url(), "apart:").unwrap();
         assert_eq!(apart.load(&survivors[0]).await.unwrap(), None);
+    }
+
+    /// Of two instances claiming a task's lease, one gets it; only the holder renews or
+    /// releases it; an expired lease can be claimed again.
+    #[tokio::test]
+    async fn a_lease_is_had_by_one_instance_at_a_time() {
+        let redis = RedisServer::start().await;
+        let store = RedisStore::open(&redis.url(), "lease:").unwrap();
+        let task = TaskId::random().unwrap();
+        let long = Duration::from_secs(60);
+        let (a, b) = tokio::join!(
+            store.claim_task(&task, "a", long),
+            store.claim_task(&task, "b", long)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a ^ b, "exactly one: {a} {b}");
+        let (holder, other) = if a { ("a", "b") } else { ("b", "a") };
+        assert!(
+            !store.claim_task(&task, holder, long).await.unwrap(),
+            "held, even by itself"
+        );
+        assert!(store.renew_task(&task, holder, long).await.unwrap());
+        assert!(!store.renew_task(&task, other, long).await.unwrap());
+        store.release_task(&task, other).await.unwrap();
+        assert!(
+            !store.claim_task(&task, other, long).await.unwrap(),
+            "not released by another"
+        );
+        store.release_task(&task, holder).await.unwrap();
+        assert!(
+            store
+                .claim_task(&task, other, Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        // Expired (Redis expires a key of 1 ms at once, or at its next look).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !store.claim_task(&task, holder, long).await.unwrap() {
+            assert!(tokio::time::Instant::now() < deadline, "never expired");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!store.renew_task(&task, other, long).await.unwrap());
     }
 
     /// Two instances writing the same session at once lose neither's history: an update is a

@@ -138,6 +138,66 @@ async fn task_survives_kill_9(store: &[&str]) {
     crate::sigterm(&restarted);
 }
 
+/// Issue 20: two instances on one Redis, both running. The one running a task is killed with
+/// SIGKILL; the other takes the task up once its lease runs out (never before: the first
+/// holds it), and it ends as an uninterrupted run would.
+#[tokio::test]
+async fn another_instance_takes_up_the_task_of_an_instance_killed_with_sigkill() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    let url = redis.url();
+    let shared = ["--store", url.as_str(), "--task-lease", "2"];
+    let (mut a, at_a) = start(&shared).await;
+    let (b, at_b) = start(&shared).await;
+    let batch = json!({"count": 2_000_000, "cost": 200});
+
+    // What the batch gives when nothing interrupts it.
+    let task = create(&at_b, "process_batch", batch.clone()).await;
+    let expected = until(&at_b, &task, terminal).await;
+    assert_eq!(expected["status"], "completed", "{expected}");
+    let expected = expected["result"]["structuredContent"].clone();
+
+    // Started on A, which is killed once a checkpoint is in the store; B sees it running
+    // all along (A holds its lease), then takes it up.
+    let task = create(&at_a, "process_batch", batch).await;
+    let saved = until(&at_b, &task, |t| {
+        terminal(t) || t["_meta"]["mcp-server/checkpointedProgress"].is_number()
+    })
+    .await;
+    assert_eq!(
+        saved["status"], "working",
+        "it ended before the kill: {saved}"
+    );
+    let claims = || async {
+        let (_, metrics) = crate::get(&at_b, "/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("mcp_task_lease_claims_total "))
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    assert_eq!(
+        claims().await,
+        Some(1.0),
+        "B took nothing of A's while A lived"
+    );
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+    let ended = until(&at_b, &task, terminal).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let result = &ended["result"]["structuredContent"];
+    assert_eq!(result["processed"], expected["processed"], "{result}");
+    assert_eq!(result["checksum"], expected["checksum"], "{result}");
+    assert!(
+        result["resumedFrom"].as_u64().is_some(),
+        "it resumed: {result}"
+    );
+    assert_eq!(
+        claims().await,
+        Some(2.0),
+        "its own task and the one it took up"
+    );
+    crate::sigterm(&b);
+}
+
 #[tokio::test]
 async fn a_task_whose_tool_cannot_resume_fails_clearly_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();

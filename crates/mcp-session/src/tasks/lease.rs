@@ -1,0 +1,96 @@
+//! Leases: on a store that instances share ([`crate::SessionStore::shared`]), an instance
+//! runs a task only while it holds the task's lease, which it renews; the tasks whose lease
+//! expired (their instance died) are taken up by another, from their checkpoint, exactly
+//! once: taking a lease is atomic in the store. On a store of one instance every lease is
+//! granted and nothing is taken up but at start.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{Live, lock};
+use crate::{Hub, TaskId};
+
+impl Hub {
+    /// Takes the lease on task `id` for this instance.
+    pub(super) async fn claim_lease(&self, id: &TaskId) -> Result<bool, crate::StoreError> {
+        let config = &self.inner.config;
+        let claimed = self
+            .inner
+            .store
+            .claim_task(id, &config.instance_id, config.task_lease)
+            .await?;
+        if claimed && self.inner.store.shared() {
+            self.inner.metrics.count_lease_claim();
+        }
+        Ok(claimed)
+    }
+
+    /// Gives this instance's lease on task `id` up (it ended, or the server stops).
+    pub(super) async fn release_lease(&self, id: &TaskId) {
+        let holder = &self.inner.config.instance_id;
+        if let Err(e) = self.inner.store.release_task(id, holder).await {
+            // It expires by itself.
+            tracing::debug!(task = %id, error = %e, "cannot release a task's lease");
+        }
+    }
+
+    /// Stops a task here whose lease is gone: another instance runs it now.
+    pub(super) fn lose(&self, live: &Live, why: &str) {
+        if live.lost.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(task = %live.record().id, reason = why, "a task's lease is lost; it stops here");
+        live.sealed.store(true, Ordering::Release);
+        live.cancel.cancel();
+    }
+
+    /// Keeps this instance's leases (renewed every third of their time) and, on a shared
+    /// store, takes up the tasks of instances that died, until the server shuts down.
+    pub async fn keep_task_leases(self) {
+        let lease = self.inner.config.task_lease;
+        let every = lease / 3;
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if !self.inner.store.shared() {
+                continue;
+            }
+            let running: Vec<Arc<Live>> = lock(&self.inner.tasks.live).values().cloned().collect();
+            for live in running {
+                if live.done.is_cancelled() || live.lost.load(Ordering::Acquire) {
+                    continue;
+                }
+                let id = live.record().id.clone();
+                let holder = &self.inner.config.instance_id;
+                match self.inner.store.renew_task(&id, holder, lease).await {
+                    Ok(true) => *lock(&live.leased) = Instant::now(),
+                    Ok(false) => self.lose(&live, "another instance holds its lease"),
+                    // Redis does not answer: the lease may run out meanwhile, and another
+                    // instance take the task; this one stops before it could.
+                    Err(e) if lock(&live.leased).elapsed() >= lease.saturating_sub(every) => {
+                        self.lose(
+                            &live,
+                            &format!("its lease could not be renewed in time: {e}"),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::debug!(task = %id, error = %e, "cannot renew a task's lease yet")
+                    }
+                }
+            }
+            ticks += 1;
+            // Every other round (two thirds of a lease): the tasks nobody holds.
+            if ticks.is_multiple_of(2) {
+                match self.take_up_tasks(false).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(tasks = n, "took up tasks whose instance stopped"),
+                    Err(e) => tracing::warn!(error = %e, "cannot look for tasks to take up"),
+                }
+            }
+        }
+    }
+}

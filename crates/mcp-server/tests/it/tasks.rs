@@ -99,21 +99,20 @@ async fn a_task_kept_in_redis_survives_kill_9_and_ends_on_another_instance() {
     task_survives_kill_9(&["--store", &redis.url()]).await;
 }
 
-/// A task killed with its server once a checkpoint is stored, ended by a server started with
-/// the same `store` arguments as an uninterrupted run would end.
-async fn task_survives_kill_9(store: &[&str]) {
-    let (mut child, address) = start(store).await;
+/// What a `process_batch` task gives when nothing interrupts it (run at `address`), and the
+/// id of the same batch started at `started_at`, once `watched_at` shows a checkpoint of it
+/// in the store while it still works.
+async fn a_batch_checkpointed(
+    address: &str,
+    started_at: &str,
+    watched_at: &str,
+) -> (Value, String) {
     let batch = json!({"count": 2_000_000, "cost": 200});
-
-    // What the batch gives when nothing interrupts it.
-    let task = create(&address, "process_batch", batch.clone()).await;
-    let expected = until(&address, &task, terminal).await;
+    let task = create(address, "process_batch", batch.clone()).await;
+    let expected = until(address, &task, terminal).await;
     assert_eq!(expected["status"], "completed", "{expected}");
-    let expected = expected["result"]["structuredContent"].clone();
-
-    // The same batch, killed once a checkpoint is in the store.
-    let task = create(&address, "process_batch", batch).await;
-    let saved = until(&address, &task, |t| {
+    let task = create(started_at, "process_batch", batch).await;
+    let saved = until(watched_at, &task, |t| {
         terminal(t) || t["_meta"]["mcp-server/checkpointedProgress"].is_number()
     })
     .await;
@@ -121,12 +120,12 @@ async fn task_survives_kill_9(store: &[&str]) {
         saved["status"], "working",
         "it ended before the kill: {saved}"
     );
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    (expected["result"]["structuredContent"].clone(), task)
+}
 
-    // A server comes back from the same store, and carries on.
-    let (restarted, address) = start(store).await;
-    let ended = until(&address, &task, terminal).await;
+/// Waits for the task to end at `address`, resumed, with the `expected` result.
+async fn ends_resumed_as(address: &str, task: &str, expected: &Value) {
+    let ended = until(address, task, terminal).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     let result = &ended["result"]["structuredContent"];
     assert_eq!(result["processed"], expected["processed"], "{result}");
@@ -135,6 +134,18 @@ async fn task_survives_kill_9(store: &[&str]) {
         result["resumedFrom"].as_u64().is_some(),
         "it resumed: {result}"
     );
+}
+
+/// A task killed with its server once a checkpoint is stored, ended by a server started with
+/// the same `store` arguments as an uninterrupted run would end.
+async fn task_survives_kill_9(store: &[&str]) {
+    let (mut child, address) = start(store).await;
+    let (expected, task) = a_batch_checkpointed(&address, &address, &address).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // A server comes back from the same store, and carries on.
+    let (restarted, address) = start(store).await;
+    ends_resumed_as(&address, &task, &expected).await;
     crate::sigterm(&restarted);
 }
 
@@ -148,25 +159,8 @@ async fn another_instance_takes_up_the_task_of_an_instance_killed_with_sigkill()
     let shared = ["--store", url.as_str(), "--task-lease", "2"];
     let (mut a, at_a) = start(&shared).await;
     let (b, at_b) = start(&shared).await;
-    let batch = json!({"count": 2_000_000, "cost": 200});
-
-    // What the batch gives when nothing interrupts it.
-    let task = create(&at_b, "process_batch", batch.clone()).await;
-    let expected = until(&at_b, &task, terminal).await;
-    assert_eq!(expected["status"], "completed", "{expected}");
-    let expected = expected["result"]["structuredContent"].clone();
-
-    // Started on A, which is killed once a checkpoint is in the store; B sees it running
-    // all along (A holds its lease), then takes it up.
-    let task = create(&at_a, "process_batch", batch).await;
-    let saved = until(&at_b, &task, |t| {
-        terminal(t) || t["_meta"]["mcp-server/checkpointedProgress"].is_number()
-    })
-    .await;
-    assert_eq!(
-        saved["status"], "working",
-        "it ended before the kill: {saved}"
-    );
+    // Started on A; B sees it running all along (A holds its lease).
+    let (expected, task) = a_batch_checkpointed(&at_b, &at_a, &at_b).await;
     let claims = || async {
         let (_, metrics) = crate::get(&at_b, "/metrics").await;
         metrics
@@ -181,15 +175,7 @@ async fn another_instance_takes_up_the_task_of_an_instance_killed_with_sigkill()
     );
     a.start_kill().unwrap();
     a.wait().await.unwrap();
-    let ended = until(&at_b, &task, terminal).await;
-    assert_eq!(ended["status"], "completed", "{ended}");
-    let result = &ended["result"]["structuredContent"];
-    assert_eq!(result["processed"], expected["processed"], "{result}");
-    assert_eq!(result["checksum"], expected["checksum"], "{result}");
-    assert!(
-        result["resumedFrom"].as_u64().is_some(),
-        "it resumed: {result}"
-    );
+    ends_resumed_as(&at_b, &task, &expected).await;
     assert_eq!(
         claims().await,
         Some(2.0),

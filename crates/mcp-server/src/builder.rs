@@ -220,18 +220,23 @@ pub(crate) fn request_state_key(config: &Config) -> Result<Option<Vec<u8>>, Erro
     }
 }
 
+/// The store, and how the instances sharing it tell each other things (none alone).
+pub(crate) type Storage = (Arc<dyn SessionStore>, Option<Arc<dyn mcp_session::Bus>>);
+
 /// Where resumable sessions are kept: Redis (`--store`), the data directory's redb file, or
-/// memory.
-pub(crate) fn store(config: &Config) -> Result<Arc<dyn SessionStore>, Error> {
+/// memory; with Redis, also how the instances sharing it tell each other things.
+pub(crate) fn store(config: &Config) -> Result<Storage, Error> {
     if let Some((url, prefix)) = &config.store {
-        return Ok(Arc::new(mcp_store_redis::RedisStore::open(url, prefix)?));
+        let redis = Arc::new(mcp_store_redis::RedisStore::open(url, prefix)?);
+        return Ok((redis.clone(), Some(redis)));
     }
     Ok(match &config.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            Arc::new(crate::RedbStore::open(&dir.join("sessions.redb"))?)
+            let redb = crate::RedbStore::open(&dir.join("sessions.redb"))?;
+            (Arc::new(redb), None)
         }
-        None => Arc::new(mcp_session::MemoryStore::default()),
+        None => (Arc::new(mcp_session::MemoryStore::default()), None),
     })
 }
 

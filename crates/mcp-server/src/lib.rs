@@ -52,6 +52,7 @@ pub(crate) fn hub(
     mut tools: ToolRegistry,
     providers: Vec<std::sync::Arc<dyn mcp_tools::Provider>>,
     store: std::sync::Arc<dyn mcp_session::SessionStore>,
+    bus: Option<std::sync::Arc<dyn mcp_session::Bus>>,
     connections: &std::sync::Arc<connections::Connections>,
 ) -> Result<Hub, mcp_tools::RegistryError> {
     let open = std::sync::Arc::clone(connections);
@@ -59,6 +60,9 @@ pub(crate) fn hub(
         "connections",
         std::sync::Arc::new(move || open.count().into()),
     );
+    if let Some(bus) = bus {
+        builder = builder.bus(bus);
+    }
     for provider in providers {
         builder = builder.provider(provider);
     }
@@ -93,11 +97,11 @@ pub(crate) async fn run(
     providers: Vec<std::sync::Arc<dyn mcp_tools::Provider>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let store = builder::store(&config)?;
+    let (store, bus) = builder::store(&config)?;
     let mut config = config;
     config.session.request_state_key = builder::request_state_key(&config)?;
     let connections = std::sync::Arc::default();
-    let server = hub(&config, tools, providers, store, &connections)?;
+    let server = hub(&config, tools, providers, store, bus, &connections)?;
     // Tasks that were running when the server stopped: resumed, or failed as interrupted.
     match server.recover_tasks().await {
         Ok(0) => {}
@@ -107,6 +111,8 @@ pub(crate) async fn run(
     let sweeper = expire_idle_sessions(server.clone(), config.session_ttl);
     // Task leases: renewed, and the tasks of instances that died taken up (a shared store).
     tokio::spawn(server.clone().keep_task_leases());
+    // What the other instances sharing the store say: cancellations, task changes, broadcasts.
+    tokio::spawn(server.clone().follow_bus());
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
     let _stop_all_on_drop = server.shutdown_token().clone().drop_guard();

@@ -192,6 +192,8 @@ pub(crate) struct HubInner {
     stats: Vec<(&'static str, Stat)>,
     /// Where sessions (the seeds' agents) are kept.
     pub(crate) store: Arc<dyn SessionStore>,
+    /// What carries signals to the other instances sharing the store, if any.
+    pub(crate) bus: Option<Arc<dyn crate::Bus>>,
     /// The resources a modern request sees: no session's, so none of its own.
     pub(crate) stateless_resources: crate::resources::Resources,
     /// The key of modern requests' `requestState`.
@@ -297,10 +299,18 @@ pub struct HubBuilder {
     tools: ToolRegistry,
     providers: Vec<Arc<dyn Provider>>,
     store: Option<Arc<dyn SessionStore>>,
+    bus: Option<Arc<dyn crate::Bus>>,
     stats: Vec<(&'static str, Stat)>,
 }
 
 impl HubBuilder {
+    /// How this instance and the others sharing its store tell each other things (none by
+    /// default: one instance).
+    pub fn bus(mut self, bus: Arc<dyn crate::Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
     /// The tools the hub offers (none by default).
     pub fn tools(mut self, tools: ToolRegistry) -> Self {
         self.tools = tools;
@@ -332,7 +342,7 @@ impl HubBuilder {
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::default()));
         let catalog = Catalog::new(self.tools, self.providers);
-        Hub::from_parts(self.config, catalog, store, self.stats)
+        Hub::from_parts(self.config, catalog, store, self.bus, self.stats)
     }
 }
 
@@ -349,6 +359,7 @@ impl Hub {
             tools: ToolRegistry::new(),
             providers: Vec::new(),
             store: None,
+            bus: None,
             stats: Vec::new(),
         }
     }
@@ -357,6 +368,7 @@ impl Hub {
         config: ServerConfig,
         catalog: Catalog,
         store: Arc<dyn SessionStore>,
+        bus: Option<Arc<dyn crate::Bus>>,
         stats: Vec<(&'static str, Stat)>,
     ) -> Self {
         let router = Router::new(&catalog);
@@ -380,6 +392,7 @@ impl Hub {
                 scheduler,
                 metrics: Metrics::new(),
                 store,
+                bus,
                 stateless_resources: crate::resources::Resources::default(),
                 state_key,
                 stats,
@@ -663,6 +676,15 @@ impl Hub {
     /// Sends `notifications/message` from logger `server` to every session whose client wants
     /// `level`. Never waits for a slow client. Returns how many sessions it reached.
     pub fn broadcast(&self, level: LoggingLevel, message: &str) -> usize {
+        self.publish(crate::bus::Signal::Broadcast {
+            level,
+            message: message.to_owned(),
+        });
+        self.broadcast_here(level, message)
+    }
+
+    /// [`Hub::broadcast`] to this instance's sessions only.
+    fn broadcast_here(&self, level: LoggingLevel, message: &str) -> usize {
         let sessions: Vec<Notices> = self.inner.sessions_lock().values().cloned().collect();
         // Written once for all: a broadcast to 10,000 sessions serialized it 10,000 times.
         let Some(text) = notice_text(level, "server", serde_json::Value::from(message)) else {
@@ -674,6 +696,49 @@ impl Hub {
             .count();
         tracing::info!(%level, reached, sessions = sessions.len(), "broadcast");
         reached
+    }
+
+    /// Tells the other instances `signal`, if there are any; without waiting (a signal is a
+    /// hint; one that cannot be sent is logged).
+    pub(crate) fn publish(&self, signal: crate::bus::Signal) {
+        let Some(bus) = self.inner.bus.clone() else {
+            return;
+        };
+        self.inner.metrics.count_signal("sent");
+        tokio::spawn(async move {
+            if let Err(e) = bus.publish(&signal).await {
+                tracing::debug!(error = %e, ?signal, "cannot tell the other instances");
+            }
+        });
+    }
+
+    /// Acts on what the other instances tell this one, until the server shuts down: stops
+    /// a task they were asked to cancel, wakes the listen streams of a task that changed,
+    /// delivers their broadcasts here.
+    pub async fn follow_bus(self) {
+        let Some(bus) = self.inner.bus.clone() else {
+            return;
+        };
+        let mut signals = bus.subscribe();
+        loop {
+            let signal = tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                signal = signals.recv() => match signal {
+                    Some(signal) => signal,
+                    None => return,
+                },
+            };
+            self.inner.metrics.count_signal("received");
+            match signal {
+                crate::bus::Signal::CancelTask { task } => self.cancel_task_here(&task),
+                crate::bus::Signal::TaskChanged { task } => {
+                    let _ = self.inner.tasks.changes.send(task);
+                }
+                crate::bus::Signal::Broadcast { level, message } => {
+                    self.broadcast_here(level, &message);
+                }
+            }
+        }
     }
 
     /// The server statistics, as the `mcp://server/stats` resource shows them.

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bus;
 mod calls;
 mod catalog;
 mod error;
@@ -30,6 +31,7 @@ mod stateless;
 pub mod store;
 mod tasks;
 
+pub use bus::{Bus, Signal};
 pub use error::PeerError;
 pub use hub::{
     ConnectionHold, Hub, HubBuilder, ServerConfig, SessionRefusal, SessionSlot, Stat,

@@ -62,6 +62,12 @@ pub(crate) struct Metrics {
     latency: Family<MethodLabel, Histogram>,
     notices_dropped: Counter,
     lease_claims: Counter,
+    signals: Family<DirectionLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +86,12 @@ impl Metrics {
         let drains = Counter::default();
         let notices_dropped = Counter::default();
         let lease_claims = Counter::default();
+        let signals = Family::<DirectionLabel, Counter>::default();
+        registry.register(
+            "mcp_instance_signals",
+            "Signals to and from the other instances sharing the store (cancellations, task changes, broadcasts), by direction",
+            signals.clone(),
+        );
         registry.register(
             "mcp_task_lease_claims",
             "Task leases this instance took on a shared store (its new tasks, and the tasks of stopped instances it took up)",
@@ -135,7 +147,14 @@ impl Metrics {
             latency,
             notices_dropped,
             lease_claims,
+            signals,
         }
+    }
+
+    pub(crate) fn count_signal(&self, direction: &'static str) {
+        self.signals
+            .get_or_create(&DirectionLabel { direction })
+            .inc();
     }
 
     pub(crate) fn count_lease_claim(&self) {

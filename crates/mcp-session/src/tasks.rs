@@ -146,6 +146,14 @@ impl Live {
         lock(&self.record)
     }
 
+    /// Stops the tool because `tasks/cancel` asked: the task ends `cancelled`.
+    fn stop_on_request(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.cancel.cancel();
+        // A tool waiting for its client stops waiting.
+        lock(&self.waiting).clear();
+    }
+
     fn front(&self) -> Option<Front> {
         lock(&self.front).clone()
     }
@@ -173,6 +181,10 @@ impl Live {
         }
         let snapshot = self.record().clone();
         hub.inner.store.save_task(&snapshot).await?;
+        // Listen streams of it on other instances read it again.
+        hub.publish(crate::bus::Signal::TaskChanged {
+            task: snapshot.id.clone(),
+        });
         if snapshot.checkpoint.is_some() {
             *lock(&self.checkpointed) = snapshot.progress;
         }
@@ -1055,13 +1067,24 @@ impl Hub {
     /// check); acknowledged at once, and for an ended task too.
     pub(crate) async fn task_cancel(&self, principal: &Principal, params: Option<Value>) -> Reply {
         let id = task_id_param(params.as_ref())?;
-        if let Found::Live(live) = self.find_task(principal, &id).await? {
-            live.cancelled.store(true, Ordering::Release);
-            live.cancel.cancel();
-            // A tool waiting for its client stops waiting.
-            lock(&live.waiting).clear();
+        match self.find_task(principal, &id).await? {
+            Found::Live(live) => live.stop_on_request(),
+            // Running on another instance, maybe: the one that runs it stops it.
+            Found::Stored(record) if !record.status.is_terminal() => {
+                self.publish(crate::bus::Signal::CancelTask { task: record.id });
+            }
+            Found::Stored(_) => {}
         }
         CallReply::from_value(&json!({}))
+    }
+
+    /// Stops a task running here that another instance was asked to cancel (its owner was
+    /// checked there).
+    pub(crate) fn cancel_task_here(&self, id: &TaskId) {
+        let live = lock(&self.inner.tasks.live).get(id).cloned();
+        if let Some(live) = live {
+            live.stop_on_request();
+        }
     }
 
     /// The caller's tasks among `ids`, as they are now (for a `subscriptions/listen` stream).

@@ -21,15 +21,18 @@
 
 #![warn(missing_docs)]
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use mcp_session::{
-    LogEntry, Replay, SessionId, SessionRecord, SessionStore, StoreError, StoreFuture, TaskId,
-    TaskRecord, Update, Usage,
+    Bus, LogEntry, Replay, SessionId, SessionRecord, SessionStore, Signal, StoreError, StoreFuture,
+    TaskId, TaskRecord, Update, Usage,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, RedisError, Script};
+use tokio::sync::mpsc;
 
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -47,11 +50,17 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// and key prefix.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
+    /// A random name for this store's signals, so that it does not hear its own.
+    me: Arc<str>,
     connection: ConnectionManager,
     keys: Arc<Keys>,
     scripts: Arc<Scripts>,
     /// Why the store fails, since the last command that could not reach Redis.
     broken: Arc<Mutex<Option<String>>>,
+    /// Whether signals were asked for ([`Bus::subscribe`]), and whether their subscription
+    /// is up: the instance is not ready while it cannot hear the others.
+    listening: Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>,
 }
 
 /// The names of the keys, under one prefix.
@@ -83,6 +92,9 @@ impl Keys {
     }
     fn lease(&self, task: &str) -> String {
         format!("{}lease:{task}", self.prefix)
+    }
+    fn bus(&self) -> String {
+        format!("{}bus", self.prefix)
     }
     fn quarantine(&self) -> String {
         format!("{}quarantine", self.prefix)
@@ -271,15 +283,21 @@ impl RedisStore {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
             .set_max_delay(Duration::from_secs(2));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
+        let mut me = [0u8; 8];
+        getrandom::fill(&mut me)
+            .map_err(|e| StoreError::Backend(format!("no randomness for a signal name: {e}")))?;
         let store = Self {
+            client,
+            me: Arc::from(me.iter().map(|b| format!("{b:02x}")).collect::<String>()),
             connection,
             keys: Arc::new(Keys {
                 prefix: prefix.to_owned(),
             }),
             scripts: Arc::new(Scripts::new()),
             broken: Arc::new(Mutex::new(Some("not connected to Redis yet".to_owned()))),
+            listening: Arc::default(),
         };
         store.watch();
         Ok(store)
@@ -456,6 +474,83 @@ fn note(broken: &Mutex<Option<String>>, result: Result<(), &RedisError>) {
         }
         (false, Ok(())) => {}
     }
+}
+
+/// A signal as it goes over the bus: who sent it, and what.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    from: String,
+    signal: Signal,
+}
+
+/// How many received signals wait for the hub at most; more are dropped (they are hints).
+const SIGNALS_WAITING: usize = 4_096;
+
+impl Bus for RedisStore {
+    fn publish<'a>(&'a self, signal: &'a Signal) -> StoreFuture<'a, ()> {
+        boxed(async move {
+            let text = serde_json::to_string(&Envelope {
+                from: self.me.to_string(),
+                signal: signal.clone(),
+            })
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let mut connection = self.connection();
+            let _: i64 = self.run(connection.publish(self.keys.bus(), text)).await?;
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<Signal> {
+        let (tx, rx) = mpsc::channel(SIGNALS_WAITING);
+        let (client, channel, me) = (self.client.clone(), self.keys.bus(), Arc::clone(&self.me));
+        let listening = Arc::clone(&self.listening);
+        listening.0.store(true, Ordering::Release);
+        tokio::spawn(async move {
+            while !tx.is_closed() {
+                if let Err(e) = forward(&client, &channel, &me, &tx, &listening.1).await {
+                    tracing::debug!(error = %e, "the signal subscription broke; subscribing again");
+                }
+                listening.1.store(false, Ordering::Release);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        rx
+    }
+}
+
+/// Forwards the signals of the other instances to `tx` until the subscription breaks or
+/// nobody receives any more.
+async fn forward(
+    client: &redis::Client,
+    channel: &str,
+    me: &str,
+    tx: &mpsc::Sender<Signal>,
+    up: &std::sync::atomic::AtomicBool,
+) -> Result<(), RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    up.store(true, Ordering::Release);
+    let mut messages = pubsub.on_message();
+    while let Some(message) = messages.next().await {
+        let envelope: Envelope = match serde_json::from_slice(message.get_payload_bytes()) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(error = %e, "a signal that does not read; ignored");
+                continue;
+            }
+        };
+        if envelope.from == me {
+            continue;
+        }
+        match tx.try_send(envelope.signal) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(signal)) => {
+                tracing::warn!(?signal, "too many signals waiting; one dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// A duration in whole milliseconds, at least one (Redis refuses an expiry of 0).
@@ -639,10 +734,14 @@ impl SessionStore for RedisStore {
     }
 
     fn health(&self) -> Result<(), String> {
-        match &*self.broken.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(why) => Err(why.clone()),
-            None => Ok(()),
+        if let Some(why) = &*self.broken.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Err(why.clone());
         }
+        let (asked, up) = &*self.listening;
+        if asked.load(Ordering::Acquire) && !up.load(Ordering::Acquire) {
+            return Err("not subscribed to the other instances' signals yet".to_owned());
+        }
+        Ok(())
     }
 
     fn save_task<'a>(&'a self, record: &'a TaskRecord) -> StoreFuture<'a, ()> {

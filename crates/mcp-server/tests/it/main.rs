@@ -18,6 +18,7 @@ const HANG: Duration = Duration::from_secs(30);
 
 mod client;
 mod disk;
+mod instances;
 mod jwt;
 mod tasks;
 mod tls;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::{HANG, exchange, get_json, initialize_resumable, recv, send, start};
 
 /// The `_meta` of a modern request whose client takes tasks.
-fn meta() -> Value {
+pub(crate) fn meta() -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {
@@ -20,7 +20,12 @@ fn meta() -> Value {
 }
 
 /// POSTs one modern request and returns its result (see [`answer`]); an error fails the test.
-async fn request(address: &str, method: &str, params: Value, name: Option<&str>) -> Value {
+pub(crate) async fn request(
+    address: &str,
+    method: &str,
+    params: Value,
+    name: Option<&str>,
+) -> Value {
     let answer = answer(address, method, params, name).await;
     assert!(answer.get("error").is_none(), "{method}: {answer}");
     answer["result"].clone()
@@ -28,7 +33,12 @@ async fn request(address: &str, method: &str, params: Value, name: Option<&str>)
 
 /// POSTs one modern request with the headers the binding requires; its answer (the last
 /// message of an SSE body, or the JSON body).
-async fn answer(address: &str, method: &str, mut params: Value, name: Option<&str>) -> Value {
+pub(crate) async fn answer(
+    address: &str,
+    method: &str,
+    mut params: Value,
+    name: Option<&str>,
+) -> Value {
     params["_meta"] = meta();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let name = name.map_or(String::new(), |n| format!("Mcp-Name: {n}\r\n"));
@@ -48,7 +58,7 @@ async fn answer(address: &str, method: &str, mut params: Value, name: Option<&st
         .unwrap_or_else(|e| panic!("HTTP {status}: not JSON ({e}): {text}"))
 }
 
-async fn create(address: &str, tool: &str, arguments: Value) -> String {
+pub(crate) async fn create(address: &str, tool: &str, arguments: Value) -> String {
     let params = json!({"name": tool, "arguments": arguments});
     let created = request(address, "tools/call", params, Some(tool)).await;
     assert_eq!(created["resultType"], "task", "{created}");
@@ -60,7 +70,7 @@ async fn get(address: &str, task: &str) -> Value {
 }
 
 /// Polls the task until `done` says so.
-async fn until(address: &str, task: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(address: &str, task: &str, done: impl Fn(&Value) -> bool) -> Value {
     let last = std::sync::Mutex::new(Value::Null);
     let polled = tokio::time::timeout(HANG * 4, async {
         loop {
@@ -77,7 +87,7 @@ async fn until(address: &str, task: &str, done: impl Fn(&Value) -> bool) -> Valu
     polled.unwrap_or_else(|_| panic!("task {task} never got there: {}", last.lock().unwrap()))
 }
 
-fn terminal(task: &Value) -> bool {
+pub(crate) fn terminal(task: &Value) -> bool {
     matches!(
         task["status"].as_str(),
         Some("completed" | "failed" | "cancelled")

@@ -1,0 +1,119 @@
+//! Issue 20: instances sharing one Redis, all running: what one of them is told reaches the
+//! others (a broadcast, a `tasks/cancel`).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::tasks::{answer, create, terminal, until};
+use crate::{HANG, exchange, recv, start};
+
+/// Waits until the instance says it is ready (its store answers and it hears the others).
+async fn ready(address: &str) {
+    let deadline = tokio::time::Instant::now() + HANG;
+    while crate::status(address, "/readyz").await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{address} never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two instances on one Redis, both ready.
+async fn two_instances(
+    redis: &mcp_store_redis::testing::RedisServer,
+    extra: &[&str],
+) -> (
+    (tokio::process::Child, String),
+    (tokio::process::Child, String),
+) {
+    let url = redis.url();
+    let mut args = vec!["--store", url.as_str()];
+    args.extend_from_slice(extra);
+    let (a, b) = (start(&args).await, start(&args).await);
+    ready(&a.1).await;
+    ready(&b.1).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_broadcast_sent_to_one_instance_reaches_the_clients_of_another() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    let ((a, at_a), (b, at_b)) = two_instances(&redis, &[]).await;
+    let mut on_b = crate::connect(&at_b).await;
+    let body = json!({"message": "from A", "level": "warning"}).to_string();
+    let head = format!(
+        "POST /admin/broadcast HTTP/1.1\r\nHost: {at_a}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, text) = exchange(&at_a, &head).await;
+    assert_eq!(status, 200, "{text}");
+    let notice = recv(&mut on_b).await;
+    assert_eq!(notice["method"], "notifications/message", "{notice}");
+    assert_eq!(
+        notice["params"],
+        json!({"level": "warning", "logger": "server", "data": "from A"})
+    );
+    crate::sigterm(&a);
+    crate::sigterm(&b);
+}
+
+/// The lease is a minute long, so nothing but the signal can stop the task in time.
+#[tokio::test]
+async fn tasks_cancel_sent_to_one_instance_stops_the_task_running_on_another() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    let ((a, at_a), (b, at_b)) = two_instances(&redis, &["--task-lease", "60"]).await;
+    let batch = json!({"count": 100_000_000, "cost": 200});
+    let task = create(&at_a, "process_batch", batch).await;
+    let running = until(&at_b, &task, |t| {
+        terminal(t) || t["_meta"]["mcp-server/progress"].is_object()
+    })
+    .await;
+    assert_eq!(running["status"], "working", "{running}");
+    let cancelled = answer(&at_b, "tasks/cancel", json!({"taskId": task}), Some(&task)).await;
+    assert!(cancelled.get("error").is_none(), "{cancelled}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), until(&at_b, &task, terminal))
+        .await
+        .expect("the task on A did not stop");
+    assert_eq!(ended["status"], "cancelled", "{ended}");
+    crate::sigterm(&a);
+    crate::sigterm(&b);
+}
+
+/// A `subscriptions/listen` stream on one instance hears of a task that runs on another, to
+/// its end.
+#[tokio::test]
+async fn a_listen_stream_on_one_instance_follows_a_task_running_on_another() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    let ((a, at_a), (b, at_b)) = two_instances(&redis, &[]).await;
+    let batch = json!({"count": 3_000_000, "cost": 200});
+    let task = create(&at_a, "process_batch", batch).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{at_b}/mcp"))
+        .await
+        .unwrap();
+    let listen = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+        "params": {"notifications": {"taskIds": [task]}, "_meta": crate::tasks::meta()}});
+    crate::send(&mut socket, listen).await;
+    let mut statuses = Vec::new();
+    loop {
+        let message = recv(&mut socket).await;
+        if message["method"] != "notifications/tasks" {
+            continue;
+        }
+        let status = message["params"]["status"].as_str().unwrap().to_owned();
+        statuses.dedup();
+        statuses.push(status.clone());
+        if status != "working" {
+            break;
+        }
+    }
+    assert_eq!(statuses.first().map(String::as_str), Some("working"));
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("completed"),
+        "{statuses:?}"
+    );
+    crate::sigterm(&a);
+    crate::sigterm(&b);
+}

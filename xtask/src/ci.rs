@@ -29,8 +29,9 @@ pub(crate) fn all() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     cargo_deny(&cargo)?;
-    // The Redis store's tests run the real redis-server.
-    ensure_redis()?;
+    // The Redis store's tests and the scale-out harness run the real redis-server and
+    // haproxy.
+    ensure_services()?;
     run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
     run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))?;
     python_sdk_tests()?;
@@ -164,13 +165,26 @@ pub(crate) fn has(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Debian's `redis-server`, from apt-get when missing (the package's own service is not
-/// used: each test starts its own server).
-pub(crate) fn ensure_redis() -> anyhow::Result<()> {
-    if !has("redis-server") {
-        apt_install(&["redis-server"])?;
+/// Debian's `redis-server` and `haproxy`, from apt-get when missing (the packages' own
+/// services are not used: each test starts its own).
+pub(crate) fn ensure_services() -> anyhow::Result<()> {
+    let missing: Vec<&str> = [("redis-server", "redis-server"), ("haproxy", "haproxy")]
+        .into_iter()
+        .filter(|(binary, _)| !has_binary(binary))
+        .map(|(_, package)| package)
+        .collect();
+    if !missing.is_empty() {
+        apt_install(&missing)?;
     }
     Ok(())
+}
+
+/// Whether `binary` runs (`-v`, which both redis-server and haproxy take).
+fn has_binary(binary: &str) -> bool {
+    Command::new(binary)
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Node and npm, from apt-get when missing.

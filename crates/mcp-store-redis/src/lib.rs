@@ -739,7 +739,7 @@ impl SessionStore for RedisStore {
         }
         let (asked, up) = &*self.listening;
         if asked.load(Ordering::Acquire) && !up.load(Ordering::Acquire) {
-            return Err("not subscribed to the other instances' signals yet".to_owned());
+            return Err("not subscribed to the other instances' signals on Redis yet".to_owned());
         }
         Ok(())
     }

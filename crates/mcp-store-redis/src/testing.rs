@@ -35,6 +35,21 @@ impl RedisServer {
         self.dir.path().join("redis.sock")
     }
 
+    /// The value of `key`, read with a connection of its own (what a test checks behind
+    /// the server's back: who holds a lease, say).
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let client = redis::Client::open(self.url()).expect("its address");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection to it");
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .expect("GET")
+    }
+
     /// The directory it keeps its files in.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -44,6 +59,18 @@ impl RedisServer {
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
+        }
+    }
+
+    /// Stops it as an operator would (SIGTERM: it writes its append-only file and exits).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            let _ = child.wait().await;
         }
     }
 

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 /// A guard against a hung test, never a synchronization device.
 const HANG: Duration = Duration::from_secs(30);
 
+mod balanced;
 mod client;
 mod disk;
 mod instances;
@@ -329,30 +330,7 @@ async fn survives_kill_9(store: &[&str]) {
     assert_eq!(response["id"], "init", "{response}");
     assert_eq!(response["mcpSessionId"], id.as_str());
 
-    let mut interrupted = None;
-    let result = loop {
-        let message = recv(&mut socket).await;
-        let seq = message["seq"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{message}"));
-        assert_eq!(seq, last_seq + 1, "positions follow each other: {message}");
-        last_seq = seq;
-        match message["method"].as_str() {
-            Some("notifications/progress") => {
-                let progress = message["params"]["progress"].as_f64().unwrap();
-                assert!(
-                    progress > seen,
-                    "progress went back: {progress} after {seen}"
-                );
-                seen = progress;
-            }
-            Some("notifications/message") if message["params"]["logger"] == "session" => {
-                interrupted = Some(message["params"]["data"].clone());
-            }
-            Some(_) => {}
-            None => break message,
-        }
-    };
+    let (result, interrupted) = follow_resumed(&mut socket, last_seq, seen).await;
     let interrupted = interrupted.expect("the interruption was reported");
     assert_eq!(interrupted["event"], "interrupted", "{interrupted}");
     assert_eq!(interrupted["requestId"], 7);
@@ -379,6 +357,41 @@ async fn survives_kill_9(store: &[&str]) {
         .collect();
     assert_eq!(tools, ["add", "process_batch"], "{state}");
     assert_eq!(state["operations"], json!([]));
+}
+
+/// Reads a resumed session's messages up to the first response: each follows the last
+/// position (`last_seq`) with no gap or repeat, and progress only goes up from `seen`. The
+/// response, and the session's report of an interrupted call, if it made one.
+async fn follow_resumed(
+    socket: &mut Socket,
+    mut last_seq: u64,
+    mut seen: f64,
+) -> (Value, Option<Value>) {
+    let mut interrupted = None;
+    let result = loop {
+        let message = recv(socket).await;
+        let seq = message["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{message}"));
+        assert_eq!(seq, last_seq + 1, "positions follow each other: {message}");
+        last_seq = seq;
+        match message["method"].as_str() {
+            Some("notifications/progress") => {
+                let progress = message["params"]["progress"].as_f64().unwrap();
+                assert!(
+                    progress > seen,
+                    "progress went back: {progress} after {seen}"
+                );
+                seen = progress;
+            }
+            Some("notifications/message") if message["params"]["logger"] == "session" => {
+                interrupted = Some(message["params"]["data"].clone());
+            }
+            Some(_) => {}
+            None => break message,
+        }
+    };
+    (result, interrupted)
 }
 
 /// Starts the binary with `args`; returns it and its first stdout line (empty when it

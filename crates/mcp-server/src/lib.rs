@@ -250,12 +250,32 @@ pub(crate) async fn run(
 
 /// Removes sessions (agents) idle for longer than `ttl`, with their data, and tasks past
 /// their own time to live, checking a few times per `ttl` (at least once a minute).
+/// Marks every stored session running here as used now.
+async fn touch(server: &Hub) {
+    let update = mcp_session::Update {
+        last_active_ms: Some(mcp_session::store::now_ms()),
+        ..mcp_session::Update::default()
+    };
+    for id in server.live_sessions() {
+        if let Err(e) = server.store().update(&id, &update).await {
+            tracing::debug!(session = %id, error = %e, "cannot mark a live session used");
+        }
+    }
+}
+
 async fn expire_idle_sessions(server: Hub, ttl: Duration) {
     let every = (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut touched = tokio::time::Instant::now();
     loop {
         ticks.tick().await;
+        // Other instances sweep the same store, and know nothing of the sessions running
+        // here: each is marked used every quarter of the time, so none looks idle to them.
+        if server.store().shared() && touched.elapsed() >= ttl / 4 {
+            touched = tokio::time::Instant::now();
+            touch(&server).await;
+        }
         let cutoff = mcp_session::store::now_ms().saturating_sub(ttl.as_millis() as u64);
         let idle = match server.store().idle_since(cutoff).await {
             Ok(idle) => idle,

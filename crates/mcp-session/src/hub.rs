@@ -458,6 +458,18 @@ impl Hub {
             .is_some_and(|tx| !tx.is_closed())
     }
 
+    /// The stored sessions running here.
+    pub fn live_sessions(&self) -> Vec<SessionId> {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, tx)| !tx.is_closed())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Ends the live session `id`, if any, after its record was deleted; its connection is
     /// closed with [`crate::CloseReason::Deleted`].
     pub async fn end_deleted(&self, id: &SessionId) {

@@ -117,3 +117,21 @@ async fn a_listen_stream_on_one_instance_follows_a_task_running_on_another() {
     crate::sigterm(&a);
     crate::sigterm(&b);
 }
+
+/// Every instance sweeps the store for sessions unused past `--session-ttl`; a session that
+/// runs on another instance, however quiet, is not one of them (its instance marks it used).
+#[tokio::test]
+async fn a_quiet_session_running_on_one_instance_is_not_expired_by_another() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    let ((a, at_a), (b, at_b)) = two_instances(&redis, &["--session-ttl", "1"]).await;
+    let (socket, response) = crate::initialize_resumable(&at_a, None).await;
+    let id = response["mcpSessionId"].as_str().unwrap().to_owned();
+    // Time passing is what this is about: three times the session's time to live, in which
+    // B sweeps a dozen times.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, text) = crate::get(&at_b, &format!("/agent/{id}")).await;
+    assert_eq!(code, 200, "the session running on A was expired: {text}");
+    drop(socket);
+    crate::sigterm(&a);
+    crate::sigterm(&b);
+}

@@ -18,34 +18,78 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 
 pub(crate) fn all() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run(Command::new(&cargo).args(["fmt", "--all", "--", "--check"]))?;
-    run(Command::new(&cargo).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    cargo_deny(&cargo)?;
-    // The Redis store's tests and the scale-out harness run the real redis-server and
-    // haproxy.
-    ensure_services()?;
-    run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))?;
-    run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))?;
-    python_sdk_tests()?;
-    js_tests()?;
-    crate::conformance::run_all()?;
-    crate::e2e::run_all()?;
-    crate::bench::run_all(true, false)?;
+    let mut phases = Phases::default();
+    phases.time("fmt", || {
+        run(Command::new(&cargo).args(["fmt", "--all", "--", "--check"]))
+    })?;
+    phases.time("clippy", || {
+        run(Command::new(&cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    phases.time("cargo-deny", || cargo_deny(&cargo))?;
+    phases.time("cargo test", || {
+        // The Redis store's tests and the scale-out harness run the real redis-server and
+        // haproxy.
+        ensure_services()?;
+        run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))
+    })?;
+    phases.time("build", || {
+        run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))
+    })?;
+    phases.time("python SDK", python_sdk_tests)?;
+    phases.time("javascript", js_tests)?;
+    phases.time("conformance", crate::conformance::run_all)?;
+    phases.time("browser", crate::e2e::run_all)?;
+    phases.time("bench smoke", || crate::bench::run_all(true, false))?;
     // A short soak: one principal abuses the server while another works (docs/security.md).
-    crate::soak::run_all(SOAK_SECONDS)?;
+    phases.time("soak", || crate::soak::run_all(SOAK_SECONDS))?;
     // A short pass over every fuzz target: it keeps the targets building, and replays the
     // committed corpus.
-    crate::fuzz::run_all(FUZZ_SECONDS, &[], false)?;
+    phases.time("fuzz", || crate::fuzz::run_all(FUZZ_SECONDS, &[], false))?;
+    phases.report();
     eprintln!("==> all checks passed");
     Ok(())
+}
+
+/// How long each phase of CI took, to keep the whole under its budget.
+#[derive(Default)]
+struct Phases(Vec<(&'static str, std::time::Duration)>);
+
+impl Phases {
+    fn time(
+        &mut self,
+        name: &'static str,
+        phase: impl FnOnce() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let result = phase();
+        self.0.push((name, started.elapsed()));
+        if result.is_err() {
+            self.report();
+        }
+        result
+    }
+
+    fn report(&self) {
+        let total: std::time::Duration = self.0.iter().map(|(_, d)| *d).sum();
+        let phases: Vec<String> = self
+            .0
+            .iter()
+            .map(|(name, d)| format!("{name} {:.0} s", d.as_secs_f64()))
+            .collect();
+        eprintln!(
+            "==> {:.0} s in all: {}",
+            total.as_secs_f64(),
+            phases.join(", ")
+        );
+    }
 }
 
 pub(crate) fn target_dir() -> PathBuf {

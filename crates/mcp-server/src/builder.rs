@@ -220,24 +220,31 @@ pub(crate) fn request_state_key(config: &Config) -> Result<Option<Vec<u8>>, Erro
     }
 }
 
-/// The store, and how the instances sharing it tell each other things (none alone).
-pub(crate) type Storage = (Arc<dyn SessionStore>, Option<Arc<dyn mcp_session::Bus>>);
+/// Where sessions are kept, and the Redis behind it when it is shared (which is also how the
+/// instances sharing it tell each other things).
+pub(crate) struct Storage {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) redis: Option<Arc<mcp_store_redis::RedisStore>>,
+}
 
 /// Where resumable sessions are kept: Redis (`--store`), the data directory's redb file, or
-/// memory; with Redis, also how the instances sharing it tell each other things.
+/// memory.
 pub(crate) fn store(config: &Config) -> Result<Storage, Error> {
     if let Some((url, prefix)) = &config.store {
         let redis = Arc::new(mcp_store_redis::RedisStore::open(url, prefix)?);
-        return Ok((redis.clone(), Some(redis)));
+        return Ok(Storage {
+            store: redis.clone(),
+            redis: Some(redis),
+        });
     }
-    Ok(match &config.data_dir {
+    let store: Arc<dyn SessionStore> = match &config.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            let redb = crate::RedbStore::open(&dir.join("sessions.redb"))?;
-            (Arc::new(redb), None)
+            Arc::new(crate::RedbStore::open(&dir.join("sessions.redb"))?)
         }
-        None => (Arc::new(mcp_session::MemoryStore::default()), None),
-    })
+        None => Arc::new(mcp_session::MemoryStore::default()),
+    };
+    Ok(Storage { store, redis: None })
 }
 
 #[cfg(test)]

@@ -40,8 +40,14 @@ pub fn http_connection(bytes: &[u8]) -> Vec<u8> {
         let connections = std::sync::Arc::default();
         let store = std::sync::Arc::new(mcp_session::MemoryStore::default());
         let tools = mcp_tools::ToolRegistry::builtin(&config.tools);
-        let server = crate::hub(&config, tools, Vec::new(), store, None, &connections)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let server = crate::hub(
+            &config,
+            tools,
+            Vec::new(),
+            crate::builder::Storage { store, redis: None },
+            &connections,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let tracker = TaskTracker::new();
         let local = SocketAddr::from(([127, 0, 0, 1], 8080));
         let state = http::State::new(server.clone(), config, tracker.clone(), local, connections);

@@ -51,17 +51,18 @@ pub(crate) fn hub(
     config: &Config,
     mut tools: ToolRegistry,
     providers: Vec<std::sync::Arc<dyn mcp_tools::Provider>>,
-    store: std::sync::Arc<dyn mcp_session::SessionStore>,
-    bus: Option<std::sync::Arc<dyn mcp_session::Bus>>,
+    storage: builder::Storage,
     connections: &std::sync::Arc<connections::Connections>,
 ) -> Result<Hub, mcp_tools::RegistryError> {
     let open = std::sync::Arc::clone(connections);
-    let mut builder = Hub::builder(config.session.clone()).store(store).stat(
-        "connections",
-        std::sync::Arc::new(move || open.count().into()),
-    );
-    if let Some(bus) = bus {
-        builder = builder.bus(bus);
+    let mut builder = Hub::builder(config.session.clone())
+        .store(storage.store)
+        .stat(
+            "connections",
+            std::sync::Arc::new(move || open.count().into()),
+        );
+    if let Some(redis) = &storage.redis {
+        builder = builder.bus(redis.clone());
     }
     for provider in providers {
         builder = builder.provider(provider);
@@ -72,6 +73,9 @@ pub(crate) fn hub(
     }
     let hub = builder.tools(tools).build();
     hub.register_metrics(|registry| connections.register(registry));
+    if let Some(redis) = &storage.redis {
+        hub.register_metrics(|registry| redis.register_metrics(registry));
+    }
     Ok(hub)
 }
 
@@ -97,11 +101,11 @@ pub(crate) async fn run(
     providers: Vec<std::sync::Arc<dyn mcp_tools::Provider>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let (store, bus) = builder::store(&config)?;
+    let storage = builder::store(&config)?;
     let mut config = config;
     config.session.request_state_key = builder::request_state_key(&config)?;
     let connections = std::sync::Arc::default();
-    let server = hub(&config, tools, providers, store, bus, &connections)?;
+    let server = hub(&config, tools, providers, storage, &connections)?;
     // Tasks that were running when the server stopped: resumed, or failed as interrupted.
     match server.recover_tasks().await {
         Ok(0) => {}

@@ -30,6 +30,9 @@ use mcp_session::{
     Bus, LogEntry, Replay, SessionId, SessionRecord, SessionStore, Signal, StoreError, StoreFuture,
     TaskId, TaskRecord, Update, Usage,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, RedisError, Script};
 use tokio::sync::mpsc;
@@ -58,6 +61,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// Why the store fails, since the last command that could not reach Redis.
     broken: Arc<Mutex<Option<String>>>,
+    /// Its metrics: round trips, failures, recoveries.
+    metrics: Arc<RedisMetrics>,
     /// Whether signals were asked for ([`Bus::subscribe`]), and whether their subscription
     /// is up: the instance is not ready while it cannot hear the others.
     listening: Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>,
@@ -272,7 +277,62 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// The store's metrics, for the server's registry ([`RedisStore::register_metrics`]).
+struct RedisMetrics {
+    round_trips: Histogram,
+    failures: Counter,
+    recoveries: Counter,
+}
+
+impl RedisMetrics {
+    fn new() -> Self {
+        Self {
+            round_trips: Histogram::new(exponential_buckets(0.000_05, 4.0, 10)),
+            failures: Counter::default(),
+            recoveries: Counter::default(),
+        }
+    }
+
+    /// Counts a command that took since `started`: its time when Redis answered, a failure
+    /// when it did not.
+    fn round_trip(&self, started: std::time::Instant, result: Result<(), &RedisError>) {
+        match result {
+            Err(e) if !reached(e) => {
+                self.failures.inc();
+            }
+            _ => self.round_trips.observe(started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+/// Whether Redis answered (an error reply is an answer; a refused, dropped or timed-out
+/// connection is not).
+fn reached(e: &RedisError) -> bool {
+    !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal())
+}
+
 impl RedisStore {
+    /// Adds the store's metrics to `registry`: Redis round trips (commands and the
+    /// once-a-second ping), commands that got no answer, and recoveries (Redis answering
+    /// again after it did not; the connection reconnects by itself).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "mcp_redis_round_trip_seconds",
+            "Time of a Redis command (scripts included) that Redis answered",
+            self.metrics.round_trips.clone(),
+        );
+        registry.register(
+            "mcp_redis_failures",
+            "Redis commands that got no answer (refused, dropped or timed out)",
+            self.metrics.failures.clone(),
+        );
+        registry.register(
+            "mcp_redis_recoveries",
+            "Times Redis answered again after it did not (the connection reconnected)",
+            self.metrics.recoveries.clone(),
+        );
+    }
+
     /// A store on the Redis at `url` (`redis://HOST:PORT[/DB]`, `rediss://` for TLS,
     /// `redis+unix:///PATH`), its keys under `prefix`. It connects lazily and reconnects by
     /// itself: a server starts while Redis is down, and is not ready until it answers.
@@ -298,6 +358,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts::new()),
             broken: Arc::new(Mutex::new(Some("not connected to Redis yet".to_owned()))),
             listening: Arc::default(),
+            metrics: Arc::new(RedisMetrics::new()),
         };
         store.watch();
         Ok(store)
@@ -310,15 +371,18 @@ impl RedisStore {
             return;
         };
         let weak = Arc::downgrade(&self.broken);
+        let metrics = Arc::clone(&self.metrics);
         let mut connection = self.connection.clone();
         runtime.spawn(async move {
             loop {
                 let Some(broken) = weak.upgrade() else {
                     return;
                 };
+                let started = std::time::Instant::now();
                 let answer: Result<String, RedisError> =
                     redis::cmd("PING").query_async(&mut connection).await;
-                note(&broken, answer.as_ref().map(drop));
+                metrics.round_trip(started, answer.as_ref().map(drop));
+                note(&broken, &metrics, answer.as_ref().map(drop));
                 drop(broken);
                 tokio::time::sleep(PING_EVERY).await;
             }
@@ -330,8 +394,11 @@ impl RedisStore {
         &self,
         command: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
         let result = command.await;
-        note(&self.broken, result.as_ref().map(|_| ()));
+        self.metrics
+            .round_trip(started, result.as_ref().map(|_| ()));
+        note(&self.broken, &self.metrics, result.as_ref().map(|_| ()));
         result.map_err(|e| StoreError::Backend(format!("redis: {e}")))
     }
 
@@ -449,20 +516,16 @@ impl RedisStore {
 
 /// Notes whether Redis answered: an answer (even an error reply) clears the store's
 /// brokenness; no answer (refused, dropped, timed out) sets it.
-fn note(broken: &Mutex<Option<String>>, result: Result<(), &RedisError>) {
+fn note(broken: &Mutex<Option<String>>, metrics: &RedisMetrics, result: Result<(), &RedisError>) {
     let reached = match result {
         Ok(()) => true,
-        Err(e) => {
-            !(e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_connection_refusal())
-        }
+        Err(e) => reached(e),
     };
     let mut broken = broken.lock().unwrap_or_else(PoisonError::into_inner);
     match (reached, result) {
         (true, _) => {
             if broken.take().is_some() {
+                metrics.recoveries.inc();
                 tracing::info!("the session store (Redis) answers again");
             }
         }

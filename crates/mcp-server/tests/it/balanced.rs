@@ -300,6 +300,33 @@ async fn behind_a_balancer_the_instances_wait_out_a_redis_restart() {
     for name in ["a", "b", "c"] {
         ready(cluster.at(name)).await;
     }
+    // Each says so in its metrics.
+    for name in ["a", "b", "c"] {
+        let (_, metrics) = get(cluster.at(name), "/metrics").await;
+        let value = |metric: &str| {
+            metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(metric)?
+                        .strip_prefix(' ')?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0)
+        };
+        assert!(
+            value("mcp_redis_recoveries_total") >= 1.0,
+            "{name}: {metrics}"
+        );
+        assert!(
+            value("mcp_redis_failures_total") >= 1.0,
+            "{name}: {metrics}"
+        );
+        assert!(
+            value("mcp_redis_round_trip_seconds_count") >= 1.0,
+            "{name}: {metrics}"
+        );
+    }
     // And the balancer sees them ready again.
     ready(&lb).await;
     let (code, text) = get(&lb, &format!("/agent/{agent}")).await;

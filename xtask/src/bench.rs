@@ -375,6 +375,32 @@ pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
     });
     drop(unthrottled);
 
+    // 5. Scale-out: 2026-07-28 calls (no session: any instance serves any of them) through
+    // HAProxy, to one instance and to three, on one Redis. On one machine the instances
+    // share its cores with the balancer and the load generator.
+    for (scenario, instances) in [("lb-1", 1), ("lb-3", 3)] {
+        let cluster = crate::scale::Cluster::start(&release.join("mcp-server"), instances)?;
+        let url = format!("http://{}/mcp", cluster.address);
+        let args = [
+            "load",
+            "--url",
+            &url,
+            "--modern",
+            "--connections",
+            "32",
+            "--seconds",
+            plan.seconds,
+            "--warmup",
+            plan.warmup,
+        ];
+        rows.push(Row {
+            scenario,
+            server: "ours",
+            summary: bench(&mcp_bench, &args)
+                .with_context(|| format!("{scenario} through the balancer"))?,
+        });
+    }
+
     let report = report(&rows, &plan)?;
     let out = target_dir().join("bench");
     std::fs::write(
@@ -424,6 +450,7 @@ fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
         "oursOverPythonSdk64x16": over("64x16", "python-sdk"),
         "oursWsOverRmcpHttp": ws_over_rmcp,
         "oursHttpOverRmcpHttp": over("http-64", "rmcp"),
+        "threeInstancesOverOne": ratio(ours("lb-3"), ours("lb-1")),
         "progressCost": progress_cost,
         "imagesOverBareLoop": figure(rows, "images", "ours", "ratio"),
     });
@@ -594,7 +621,7 @@ fn markdown(report: &Value) -> String {
             .collect::<Vec<_>>()
     };
     text.push_str("## Throughput and latency (`tools/call add`)\n\n| scenario | server | calls/s | p50 µs | p99 µs | p99.9 µs | errors |\n|---|---|---|---|---|---|---|\n");
-    for row in in_scenarios(&["1x64", "64x16", "http-64", "open-10k"]) {
+    for row in in_scenarios(&["1x64", "64x16", "http-64", "open-10k", "lb-1", "lb-3"]) {
         let s = &row["summary"];
         text.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",

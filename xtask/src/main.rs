@@ -21,6 +21,7 @@ mod codegen;
 mod conformance;
 mod e2e;
 mod fuzz;
+mod scale;
 mod soak;
 #[cfg(test)]
 mod tidy;

@@ -93,6 +93,10 @@ struct Load {
     /// select one, which a client asking for one must refuse).
     #[arg(long, default_value = "mcp")]
     subprotocol: String,
+    /// Over HTTP, MCP 2026-07-28: no session, every request stands alone (so a load
+    /// balancer may send each to another instance).
+    #[arg(long)]
+    modern: bool,
 }
 
 #[tokio::main]
@@ -219,6 +223,16 @@ async fn run(load: Load) -> anyhow::Result<Value> {
 fn call(id: u64) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": "add", "arguments": {"a": id % 1000, "b": 3}}})
+    .to_string()
+}
+
+/// [`call`] as a 2026-07-28 request: its revision and client in `_meta`.
+fn modern_call(id: u64) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "add", "arguments": {"a": id % 1000, "b": 3}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "mcp-bench", "version": "1"}}}})
     .to_string()
 }
 
@@ -378,6 +392,12 @@ async fn http_connection(
             .header("host", authority.as_str())
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
+        if load.modern {
+            request = request
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "add");
+        }
         if let Some(id) = session {
             request = request
                 .header("mcp-session-id", id)
@@ -394,8 +414,14 @@ async fn http_connection(
         let bytes = response.into_body().collect().await?.to_bytes();
         Ok((id, String::from_utf8_lossy(&bytes).into_owned()))
     };
-    let (session, _) = post(initialize(), &None).await?;
-    post(initialized(), &session).await?;
+    let session = match load.modern {
+        true => None,
+        false => {
+            let (session, _) = post(initialize(), &None).await?;
+            post(initialized(), &session).await?;
+            session
+        }
+    };
     let mut next_id = 1u64;
     while Instant::now() < shared.end {
         let due = match &mut pace {
@@ -405,7 +431,11 @@ async fn http_connection(
             },
             None => Instant::now(),
         };
-        let (_, text) = post(call(next_id), &session).await?;
+        let body = match load.modern {
+            true => modern_call(next_id),
+            false => call(next_id),
+        };
+        let (_, text) = post(body, &session).await?;
         next_id += 1;
         // An SSE answer carries the JSON after `data:`.
         let json = text

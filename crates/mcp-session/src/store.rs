@@ -449,34 +449,41 @@ pub trait SessionStore: Send + Sync + 'static {
     fn shared(&self) -> bool {
         false
     }
-    /// Takes the lease on task `id` for `holder` (an instance) for `ttl`, unless anyone
-    /// holds it, `holder` included: whether it got it. Atomic: of instances that try at once,
-    /// one gets it. A store of one instance has no one to share with: always.
-    fn claim_task<'a>(
+    /// Takes the lease `name` (`task:{id}`, say) for `holder` (an instance) for `ttl`,
+    /// unless anyone holds it, `holder` included: whether it got it. Atomic: of instances
+    /// that try at once, one gets it. A store of one instance has no one to share with:
+    /// always.
+    fn claim_lease<'a>(
         &'a self,
-        id: &'a TaskId,
+        name: &'a str,
         holder: &'a str,
         ttl: std::time::Duration,
     ) -> StoreFuture<'a, bool> {
-        let _ = (id, holder, ttl);
+        let _ = (name, holder, ttl);
         Box::pin(std::future::ready(Ok(true)))
     }
-    /// Extends `holder`'s lease on task `id` to `ttl` from now: false when it holds it no
-    /// longer (it expired, and another took it).
-    fn renew_task<'a>(
+    /// Extends `holder`'s lease `name` to `ttl` from now: false when it holds it no longer
+    /// (it expired, and another took it).
+    fn renew_lease<'a>(
         &'a self,
-        id: &'a TaskId,
+        name: &'a str,
         holder: &'a str,
         ttl: std::time::Duration,
     ) -> StoreFuture<'a, bool> {
-        let _ = (id, holder, ttl);
+        let _ = (name, holder, ttl);
         Box::pin(std::future::ready(Ok(true)))
     }
-    /// Gives `holder`'s lease on task `id` up (another may take the task at once); nothing
-    /// when it is not `holder`'s.
-    fn release_task<'a>(&'a self, id: &'a TaskId, holder: &'a str) -> StoreFuture<'a, ()> {
-        let _ = (id, holder);
+    /// Gives `holder`'s lease `name` up (another may take it at once); nothing when it is
+    /// not `holder`'s.
+    fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, ()> {
+        let _ = (name, holder);
         Box::pin(std::future::ready(Ok(())))
+    }
+    /// Who holds the lease `name` now, if anyone does (on a store of one instance: never
+    /// anyone else, so none).
+    fn lease_holder<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>> {
+        let _ = name;
+        Box::pin(std::future::ready(Ok(None)))
     }
 }
 

@@ -95,8 +95,8 @@ impl Keys {
     fn tasks(&self) -> String {
         format!("{}tasks", self.prefix)
     }
-    fn lease(&self, task: &str) -> String {
-        format!("{}lease:{task}", self.prefix)
+    fn lease(&self, name: &str) -> String {
+        format!("{}lease:{name}", self.prefix)
     }
     fn bus(&self) -> String {
         format!("{}bus", self.prefix)
@@ -853,9 +853,9 @@ impl SessionStore for RedisStore {
         true
     }
 
-    fn claim_task<'a>(
+    fn claim_lease<'a>(
         &'a self,
-        id: &'a TaskId,
+        name: &'a str,
         holder: &'a str,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
@@ -865,7 +865,7 @@ impl SessionStore for RedisStore {
             let set: Option<String> = self
                 .run(
                     redis::cmd("SET")
-                        .arg(self.keys.lease(id.as_str()))
+                        .arg(self.keys.lease(name))
                         .arg(holder)
                         .arg("NX")
                         .arg("PX")
@@ -877,9 +877,9 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn renew_task<'a>(
+    fn renew_lease<'a>(
         &'a self,
-        id: &'a TaskId,
+        name: &'a str,
         holder: &'a str,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
@@ -887,7 +887,7 @@ impl SessionStore for RedisStore {
             let mut connection = self.connection();
             let mut invocation = self.scripts.renew.prepare_invoke();
             invocation
-                .key(self.keys.lease(id.as_str()))
+                .key(self.keys.lease(name))
                 .arg(holder)
                 .arg(millis(ttl));
             let renewed: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
@@ -895,13 +895,20 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn release_task<'a>(&'a self, id: &'a TaskId, holder: &'a str) -> StoreFuture<'a, ()> {
+    fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, ()> {
         boxed(async move {
             let mut connection = self.connection();
             let mut invocation = self.scripts.release.prepare_invoke();
-            invocation.key(self.keys.lease(id.as_str())).arg(holder);
+            invocation.key(self.keys.lease(name)).arg(holder);
             let _: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
             Ok(())
+        })
+    }
+
+    fn lease_holder<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>> {
+        boxed(async move {
+            let mut connection = self.connection();
+            self.run(connection.get(self.keys.lease(name))).await
         })
     }
 
@@ -966,40 +973,45 @@ mod tests {
     async fn a_lease_is_had_by_one_instance_at_a_time() {
         let redis = RedisServer::start().await;
         let store = RedisStore::open(&redis.url(), "lease:").unwrap();
-        let task = TaskId::random().unwrap();
+        let task = format!("task:{}", TaskId::random().unwrap());
         let long = Duration::from_secs(60);
         let (a, b) = tokio::join!(
-            store.claim_task(&task, "a", long),
-            store.claim_task(&task, "b", long)
+            store.claim_lease(&task, "a", long),
+            store.claim_lease(&task, "b", long)
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert!(a ^ b, "exactly one: {a} {b}");
         let (holder, other) = if a { ("a", "b") } else { ("b", "a") };
         assert!(
-            !store.claim_task(&task, holder, long).await.unwrap(),
+            !store.claim_lease(&task, holder, long).await.unwrap(),
             "held, even by itself"
         );
-        assert!(store.renew_task(&task, holder, long).await.unwrap());
-        assert!(!store.renew_task(&task, other, long).await.unwrap());
-        store.release_task(&task, other).await.unwrap();
+        assert!(store.renew_lease(&task, holder, long).await.unwrap());
+        assert!(!store.renew_lease(&task, other, long).await.unwrap());
+        store.release_lease(&task, other).await.unwrap();
         assert!(
-            !store.claim_task(&task, other, long).await.unwrap(),
+            !store.claim_lease(&task, other, long).await.unwrap(),
             "not released by another"
         );
-        store.release_task(&task, holder).await.unwrap();
+        store.release_lease(&task, holder).await.unwrap();
         assert!(
             store
-                .claim_task(&task, other, Duration::from_millis(1))
+                .claim_lease(&task, other, Duration::from_millis(1))
                 .await
                 .unwrap()
         );
         // Expired (Redis expires a key of 1 ms at once, or at its next look).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !store.claim_task(&task, holder, long).await.unwrap() {
+        while !store.claim_lease(&task, holder, long).await.unwrap() {
             assert!(tokio::time::Instant::now() < deadline, "never expired");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(!store.renew_task(&task, other, long).await.unwrap());
+        assert!(!store.renew_lease(&task, other, long).await.unwrap());
+        assert_eq!(
+            store.lease_holder(&task).await.unwrap().as_deref(),
+            Some(holder)
+        );
+        assert_eq!(store.lease_holder("task:none").await.unwrap(), None);
     }
 
     /// Two instances writing the same session at once lose neither's history: an update is a

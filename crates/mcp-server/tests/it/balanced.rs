@@ -101,7 +101,7 @@ impl Cluster {
     /// The instance running task `id`: the holder of its lease.
     async fn runner_of(&self, task: &str) -> String {
         self.redis
-            .get(&format!("mcp:lease:{task}"))
+            .get(&format!("mcp:lease:task:{task}"))
             .await
             .expect("the task's lease is held")
     }

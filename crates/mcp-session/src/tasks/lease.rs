@@ -11,6 +11,11 @@ use std::time::Instant;
 use super::{Live, lock};
 use crate::{Hub, TaskId};
 
+/// The name of task `id`'s lease.
+fn lease_of(id: &TaskId) -> String {
+    format!("task:{id}")
+}
+
 impl Hub {
     /// Takes the lease on task `id` for this instance.
     pub(super) async fn claim_lease(&self, id: &TaskId) -> Result<bool, crate::StoreError> {
@@ -18,7 +23,7 @@ impl Hub {
         let claimed = self
             .inner
             .store
-            .claim_task(id, &config.instance_id, config.task_lease)
+            .claim_lease(&lease_of(id), &config.instance_id, config.task_lease)
             .await?;
         if claimed && self.inner.store.shared() {
             self.inner.metrics.count_lease_claim();
@@ -29,7 +34,7 @@ impl Hub {
     /// Gives this instance's lease on task `id` up (it ended, or the server stops).
     pub(super) async fn release_lease(&self, id: &TaskId) {
         let holder = &self.inner.config.instance_id;
-        if let Err(e) = self.inner.store.release_task(id, holder).await {
+        if let Err(e) = self.inner.store.release_lease(&lease_of(id), holder).await {
             // It expires by itself.
             tracing::debug!(task = %id, error = %e, "cannot release a task's lease");
         }
@@ -66,7 +71,12 @@ impl Hub {
                 }
                 let id = live.record().id.clone();
                 let holder = &self.inner.config.instance_id;
-                match self.inner.store.renew_task(&id, holder, lease).await {
+                match self
+                    .inner
+                    .store
+                    .renew_lease(&lease_of(&id), holder, lease)
+                    .await
+                {
                     Ok(true) => *lock(&live.leased) = Instant::now(),
                     Ok(false) => self.lose(&live, "another instance holds its lease"),
                     // Redis does not answer: the lease may run out meanwhile, and another

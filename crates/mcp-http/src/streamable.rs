@@ -77,6 +77,16 @@ impl HttpSessions {
     fn get(&self, id: &str) -> Option<Arc<HttpSession>> {
         self.lock().get(id).cloned()
     }
+
+    /// Whether session `id` lives here.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// The ids of the sessions that live here.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
 }
 
 /// One HTTP session: the input of its core session, and where its output goes.

@@ -87,6 +87,12 @@ pub struct Cli {
     #[arg(long, env = "MCP_STORE", value_name = "URL")]
     pub store: Option<String>,
 
+    /// How the other instances sharing a --store reach this one (`http://HOST:PORT`): they
+    /// forward it the requests of its 2025 Streamable HTTP sessions. Default: the address it
+    /// listens on, unless that is a wildcard (0.0.0.0, [::]).
+    #[arg(long, env = "MCP_INSTANCE_URL", value_name = "URL")]
+    pub instance_url: Option<String>,
+
     /// This instance's name among those sharing a --store (what its task leases name).
     /// Default: the host name, the process id and a random part.
     #[arg(long, env = "MCP_INSTANCE_ID", value_name = "NAME")]
@@ -484,6 +490,8 @@ pub struct Config {
     /// The Redis that keeps sessions and tasks instead of the data directory, and the
     /// prefix of its keys (`--store`, `--store-prefix`).
     pub store: Option<(String, String)>,
+    /// How the other instances reach this one (`--instance-url`).
+    pub instance_url: Option<String>,
     /// The secret of 2026-07-28 `requestState`s (see `--request-state-key-file`); `None`:
     /// `request-state.key` in the data directory, or a random key without one.
     pub request_state_key_file: Option<PathBuf>,
@@ -522,6 +530,7 @@ impl Default for Config {
             stats_interval: Duration::from_secs(1),
             data_dir: None,
             store: None,
+            instance_url: None,
             request_state_key_file: None,
             session_ttl: Duration::from_secs(86_400),
             tools: ToolsConfig::default(),
@@ -660,6 +669,10 @@ impl Cli {
                 .store
                 .clone()
                 .map(|url| (url, self.store_prefix.clone())),
+            instance_url: self
+                .instance_url
+                .as_deref()
+                .map(|url| url.trim_end_matches('/').to_owned()),
             request_state_key_file: self.request_state_key_file.clone(),
             session_ttl: Duration::from_secs(self.session_ttl.max(1)),
             tools,

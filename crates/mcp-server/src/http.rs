@@ -51,6 +51,9 @@ struct StateInner {
     allowed_origins: Vec<String>,
     /// Whether the server listens on loopback only: then the Host must be a loopback name.
     loopback: bool,
+    /// How other instances reach this one (`--instance-url`, or the address it listens on
+    /// when that is not a wildcard).
+    url: Option<String>,
 }
 
 impl State {
@@ -72,6 +75,14 @@ impl State {
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
         );
+        let url = config.instance_url.clone().or_else(|| {
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            (!local.ip().is_unspecified()).then(|| format!("{scheme}://{local}"))
+        });
         Self(Arc::new(StateInner {
             server,
             connections,
@@ -79,9 +90,23 @@ impl State {
             http_sessions: Arc::new(HttpSessions::new(tracker.clone())),
             tracker,
             ready: AtomicBool::new(true),
+            url,
             allowed_origins,
             loopback: local.ip().is_loopback(),
         }))
+    }
+
+    pub(crate) fn server(&self) -> &Hub {
+        &self.0.server
+    }
+
+    pub(crate) fn http_sessions(&self) -> &HttpSessions {
+        &self.0.http_sessions
+    }
+
+    /// How other instances reach this one, when known.
+    pub(crate) fn url(&self) -> Option<&str> {
+        self.0.url.as_deref()
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
@@ -354,6 +379,14 @@ async fn serve(
 ) -> Response<Body> {
     let path = request.uri().path();
     let upgrade = mcp_ws::is_upgrade_request(&request);
+    // A 2025 HTTP session another instance holds: served there.
+    if !upgrade
+        && path == MCP_PATH
+        && let Some(to) = crate::routing::elsewhere(state, &request).await
+    {
+        return crate::routing::forward(request, &to).await;
+    }
+    let path = request.uri().path();
     if upgrade && let Some(agent) = agents::websocket_agent(path) {
         let agent = agent.to_owned();
         return agent_websocket(&agent, &mut request, remote, state, principal, hold).await;
@@ -588,7 +621,7 @@ async fn mcp_post(
     if post.is_agent_request() && !parts.headers.contains_key(mcp_http::SESSION_HEADER) {
         return agents::call(post.text(), &state.0.server, principal).await;
     }
-    mcp_http::post(
+    let response = mcp_http::post(
         &parts.headers,
         post,
         &state.0.server,
@@ -596,7 +629,15 @@ async fn mcp_post(
         state.0.config.ws.stall_timeout,
         principal,
     )
-    .await
+    .await;
+    // A new session: routed here for the other instances.
+    if !parts.headers.contains_key(mcp_http::SESSION_HEADER)
+        && let Some(id) = response.headers().get(mcp_http::SESSION_HEADER)
+        && let Ok(id) = id.to_str()
+    {
+        crate::routing::register(state, id).await;
+    }
+    response
 }
 
 /// The value of the query parameter `name`, taken as it is (the values read here need no

@@ -22,6 +22,7 @@ mod dialects;
 pub mod fuzzing;
 mod http;
 pub mod logging;
+mod routing;
 pub mod tls;
 
 use std::future::Future;
@@ -131,6 +132,16 @@ pub(crate) async fn run(
         listener.local_addr()?,
         connections,
     );
+    // The routes of this instance's 2025 HTTP sessions, for the other instances.
+    tracker.spawn({
+        let (stopping, routes) = (stopping.clone(), routing::keep(state.clone()));
+        async move {
+            tokio::select! {
+                () = stopping.cancelled() => {}
+                () = routes => {}
+            }
+        }
+    });
     tracker.spawn({
         let stopping = stopping.clone();
         async move {

@@ -333,3 +333,76 @@ async fn behind_a_balancer_the_instances_wait_out_a_redis_restart() {
     assert_eq!(code, 200, "{text}");
     cluster.stop().await;
 }
+
+/// A 2025 Streamable HTTP session through the balancer: each request may reach another
+/// instance than the one holding the session, which serves it all the same (forwarded there).
+#[tokio::test]
+async fn behind_a_balancer_a_2025_http_session_works_whichever_instance_a_request_reaches() {
+    let cluster = Cluster::start().await;
+    let lb = cluster.address.clone();
+    let post = |session: Option<&str>, body: Value| {
+        let body = body.to_string();
+        let session = session.map_or(String::new(), |id| {
+            format!("Mcp-Session-Id: {id}\r\nMCP-Protocol-Version: 2025-11-25\r\n")
+        });
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {lb}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\n{session}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "it", "version": "1"}}});
+    let mut stream = tokio::net::TcpStream::connect(&lb).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, post(None, init).as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut raw)
+        .await
+        .unwrap();
+    let id = raw
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no session id: {raw}"));
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (code, text) = exchange(&lb, &post(Some(&id), initialized)).await;
+    assert_eq!(code, 202, "{text}");
+    // Round-robin over three instances: most of these reach one that does not hold it.
+    for n in 1..=6 {
+        let call = json!({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": n, "b": 10}}});
+        let (code, text) = exchange(&lb, &post(Some(&id), call)).await;
+        assert_eq!(code, 200, "{text}");
+        let answer = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .next_back()
+            .unwrap_or(&text);
+        let answer: Value = serde_json::from_str(answer.trim()).unwrap();
+        assert_eq!(answer["id"], n, "{answer}");
+        assert_eq!(
+            answer["result"]["structuredContent"]["result"],
+            f64::from(n + 10),
+            "{answer}"
+        );
+    }
+    // Ended wherever the DELETE lands; then gone everywhere.
+    let delete = format!(
+        "DELETE /mcp HTTP/1.1\r\nHost: {lb}\r\nConnection: close\r\nMcp-Session-Id: {id}\r\nMCP-Protocol-Version: 2025-11-25\r\n\r\n"
+    );
+    let (code, text) = exchange(&lb, &delete).await;
+    assert!(code == 200 || code == 204, "{code} {text}");
+    for n in 0..3 {
+        let call = json!({"jsonrpc": "2.0", "id": 100 + n, "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": 1, "b": 1}}});
+        let (code, text) = exchange(&lb, &post(Some(&id), call)).await;
+        assert_eq!(code, 404, "{text}");
+    }
+    cluster.stop().await;
+}

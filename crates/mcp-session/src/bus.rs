@@ -26,6 +26,13 @@ pub enum Signal {
         /// The task.
         task: TaskId,
     },
+    /// A client resumes a 2025 session on another instance: the one running it lets it go
+    /// (its connection is closed with 1000, its calls' tasks stop without ending, and its
+    /// lease is released), so that the other takes it over.
+    ReleaseSession {
+        /// The session.
+        session: crate::SessionId,
+    },
     /// An admin broadcast, for the sessions of every instance.
     Broadcast {
         /// Its level.

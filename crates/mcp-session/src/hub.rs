@@ -446,6 +446,7 @@ impl Hub {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
+        self.release_session_lease(id);
     }
 
     /// Whether session `id` is running in this process (its store record must not expire).
@@ -468,6 +469,20 @@ impl Hub {
             .filter(|(_, tx)| !tx.is_closed())
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Ends session `id` here if it runs here: it moves to another instance.
+    pub(crate) async fn leave(&self, id: &SessionId) {
+        let tx = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(Control::Leave).await;
+        }
     }
 
     /// Ends the live session `id`, if any, after its record was deleted; its connection is
@@ -748,6 +763,9 @@ impl Hub {
                 }
                 crate::bus::Signal::Broadcast { level, message } => {
                     self.broadcast_here(level, &message);
+                }
+                crate::bus::Signal::ReleaseSession { session } => {
+                    self.leave(&session).await;
                 }
             }
         }

@@ -39,6 +39,8 @@ pub enum SessionEnd {
     Expired,
     /// The session was deleted.
     Deleted,
+    /// The session moved to another instance, where its client resumed it.
+    Moved,
 }
 
 /// A graceful shutdown in progress.

@@ -36,6 +36,9 @@ pub(crate) enum Control {
     Attach(Box<Attach>),
     /// The session was deleted (the agent API): end it.
     Delete,
+    /// The session moves to another instance: end it here, its record kept and its tasks
+    /// left for the other instance to take up.
+    Leave,
 }
 
 /// A connection that asks to resume a live session (a re-`initialize` naming it).
@@ -581,6 +584,11 @@ pub(crate) async fn claim(
                 };
             }
             Claim::Claimed(control) => {
+                // Another instance may run it: it lets it go first.
+                if let Err(error) = hub.take_session_lease(&session).await {
+                    hub.release(&session);
+                    return Err(error);
+                }
                 let loaded = hub.inner.store.load(&session).await;
                 return match loaded {
                     Ok(Some(record)) if record.owner == principal.name() => {

@@ -98,6 +98,8 @@ pub struct Session {
     served_modern: bool,
     /// The session was deleted: it ends.
     deleted: bool,
+    /// The session moves to another instance: it ends here.
+    moving: bool,
     /// The principal the session belongs to: only it may resume it, and its scopes say
     /// which tools the session may see and call.
     principal: Principal,
@@ -154,6 +156,7 @@ impl Session {
             handed_over: false,
             served_modern: false,
             deleted: false,
+            moving: false,
             principal: Principal::anonymous(),
             principal_slot: None,
             span: None,
@@ -281,6 +284,11 @@ impl Session {
         } else if self.deleted {
             self.outbound.close(CloseReason::Deleted);
             SessionEnd::Deleted
+        } else if self.moving {
+            // Its calls' tasks stop here without ending: the other instance takes them up.
+            self.hub.move_tasks_of(self.id);
+            self.outbound.close(CloseReason::Replaced);
+            SessionEnd::Moved
         } else if self.drain.is_some() && idle {
             self.outbound.close(CloseReason::ShuttingDown);
             SessionEnd::ShuttingDown
@@ -386,6 +394,10 @@ impl Session {
             Control::Delete => {
                 tracing::info!("session deleted");
                 self.deleted = true;
+            }
+            Control::Leave => {
+                tracing::info!("session resumed on another instance; it leaves this one");
+                self.moving = true;
             }
         }
     }

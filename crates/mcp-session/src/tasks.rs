@@ -54,6 +54,8 @@ pub(crate) struct Tasks {
     pub(crate) changes: broadcast::Sender<TaskId>,
     /// How many tasks each principal has stored.
     counts: Mutex<HashMap<String, usize>>,
+    /// The resumable sessions whose lease this instance holds (on a shared store).
+    held_sessions: Mutex<std::collections::HashSet<crate::SessionId>>,
 }
 
 impl Default for Tasks {
@@ -62,6 +64,7 @@ impl Default for Tasks {
             live: Mutex::default(),
             changes: broadcast::channel(1024).0,
             counts: Mutex::default(),
+            held_sessions: Mutex::default(),
         }
     }
 }
@@ -102,6 +105,9 @@ pub(crate) struct Live {
     lost: AtomicBool,
     /// When its lease was last taken or renewed.
     leased: Mutex<std::time::Instant>,
+    /// Its session moved to another instance: it stops here without ending (as in a
+    /// shutdown), for that instance to take up.
+    moving: AtomicBool,
 }
 
 /// Where a session's task sends what it produces besides its record: the session that
@@ -139,6 +145,7 @@ impl Live {
             front: Mutex::new(front),
             lost: AtomicBool::new(false),
             leased: Mutex::new(std::time::Instant::now()),
+            moving: AtomicBool::new(false),
         })
     }
 
@@ -845,7 +852,8 @@ impl Hub {
         // A server going down stops its tasks without ending them: the next start (here or
         // on another instance, which may take it at once) resumes them, or says they were
         // interrupted.
-        if self.inner.shutdown.is_cancelled() && !live.cancelled.load(Ordering::Acquire) {
+        let stopped = self.inner.shutdown.is_cancelled() || live.moving.load(Ordering::Acquire);
+        if stopped && !live.cancelled.load(Ordering::Acquire) {
             live.done.cancel();
             if let Err(e) = live.write(&self).await {
                 tracing::warn!(task = %id, error = %e, "cannot write a stopping task's record");
@@ -1078,6 +1086,19 @@ impl Hub {
         CallReply::from_value(&json!({}))
     }
 
+    /// Stops the tasks of session number `session` (which moves to another instance)
+    /// without ending them: each writes its record and gives its lease up, for the other
+    /// instance to take up from its checkpoint.
+    pub(crate) fn move_tasks_of(&self, session: u64) {
+        let running: Vec<Arc<Live>> = lock(&self.inner.tasks.live).values().cloned().collect();
+        for live in running {
+            if live.front().is_some_and(|f| f.session == session) {
+                live.moving.store(true, Ordering::Release);
+                live.cancel.cancel();
+            }
+        }
+    }
+
     /// Stops a task running here that another instance was asked to cancel (its owner was
     /// checked there).
     pub(crate) fn cancel_task_here(&self, id: &TaskId) {
@@ -1236,7 +1257,7 @@ struct StopTask {
 
 impl StopTask {
     fn stop(&self) {
-        if !self.hub.inner.shutdown.is_cancelled() {
+        if !self.hub.inner.shutdown.is_cancelled() && !self.live.moving.load(Ordering::Acquire) {
             self.live.cancelled.store(true, Ordering::Release);
         }
         self.live.cancel.cancel();

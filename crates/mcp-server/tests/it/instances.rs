@@ -135,3 +135,55 @@ async fn a_quiet_session_running_on_one_instance_is_not_expired_by_another() {
     crate::sigterm(&a);
     crate::sigterm(&b);
 }
+
+/// A 2025 WebSocket client resumes its session on another instance while the first still
+/// runs it (its connection there not even closed): the first lets it go (its connection is
+/// closed with 1000, the call's task left for the other), and the session carries on on the
+/// second with no message lost or repeated, its batch ending as an uninterrupted one.
+#[tokio::test]
+async fn a_session_resumed_on_another_instance_is_handed_over_by_the_first() {
+    let redis = mcp_store_redis::testing::RedisServer::start().await;
+    let ((a, at_a), (b, at_b)) = two_instances(&redis, &[]).await;
+    let (mut on_a, response) = crate::initialize_resumable(&at_a, None).await;
+    let id = response["mcpSessionId"].as_str().unwrap().to_owned();
+    crate::send(
+        &mut on_a,
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    crate::send(&mut on_a, crate::batch(7, Some("t"))).await;
+    let (mut last_seq, mut seen) = (0, 0.0);
+    for _ in 0..2 {
+        let message = recv(&mut on_a).await;
+        assert_eq!(message["method"], "notifications/progress", "{message}");
+        last_seq = message["seq"].as_u64().unwrap();
+        seen = message["params"]["progress"].as_f64().unwrap();
+    }
+
+    let (mut on_b, response) = crate::initialize_resumable(&at_b, Some((&id, last_seq))).await;
+    assert_eq!(response["mcpSessionId"], id.as_str(), "{response}");
+    // What A still sent before it let go is replayed on B; then A closes.
+    let code = tokio::time::timeout(HANG, async {
+        use futures_util::StreamExt as _;
+        loop {
+            match on_a.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    break frame.map(|f| u16::from(f.code));
+                }
+                Some(Ok(_)) => {}
+                other => panic!("A's connection ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("A never let the session go");
+    assert_eq!(code, Some(1000), "A let the session go");
+    let (result, _) = crate::follow_resumed(&mut on_b, last_seq, seen).await;
+    assert_eq!(result["id"], 7, "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"]["processed"], 100_000,
+        "{result}"
+    );
+    crate::sigterm(&a);
+    crate::sigterm(&b);
+}

@@ -181,6 +181,7 @@ impl Session {
         client: &str,
     ) -> Result<(), ErrorObject> {
         let resumable = Resumable::create(&self.hub, version, client)?;
+        self.hub.hold_new_session(&resumable.id);
         self.calls
             .record_operations(Arc::clone(&resumable.operations));
         self.outbound.make_resumable(

@@ -8,12 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use mcp_protocol::ErrorObject;
+
 use super::{Live, lock};
-use crate::{Hub, TaskId};
+use crate::{Hub, SessionId, TaskId};
 
 /// The name of task `id`'s lease.
 fn lease_of(id: &TaskId) -> String {
     format!("task:{id}")
+}
+
+/// The name of resumable session `id`'s lease: the instance where it runs.
+fn session_lease(id: &SessionId) -> String {
+    format!("session:{id}")
 }
 
 impl Hub {
@@ -48,6 +55,77 @@ impl Hub {
         tracing::warn!(task = %live.record().id, reason = why, "a task's lease is lost; it stops here");
         live.sealed.store(true, Ordering::Release);
         live.cancel.cancel();
+    }
+
+    /// Takes the lease of a new resumable session here (nobody else can hold a new id), in
+    /// the background.
+    pub(crate) fn hold_new_session(&self, id: &SessionId) {
+        if !self.inner.store.shared() {
+            return;
+        }
+        lock(&self.inner.tasks.held_sessions).insert(id.clone());
+        let (hub, name) = (self.clone(), session_lease(id));
+        tokio::spawn(async move {
+            let config = &hub.inner.config;
+            let store = &hub.inner.store;
+            if let Err(e) = store
+                .claim_lease(&name, &config.instance_id, config.task_lease)
+                .await
+            {
+                tracing::warn!(lease = name, error = %e, "cannot take a new session's lease");
+            }
+        });
+    }
+
+    /// Takes a stored session's lease before it is restored here. When another instance
+    /// runs it, asks that one to let it go (it ends it there, its record written and its
+    /// calls' tasks left to take up) and waits for the lease: at most twice its time, which
+    /// also covers an instance that died and whose lease runs out.
+    pub(crate) async fn take_session_lease(&self, id: &SessionId) -> Result<(), ErrorObject> {
+        let store = &self.inner.store;
+        if !store.shared() {
+            return Ok(());
+        }
+        let config = &self.inner.config;
+        let (me, lease, name) = (&config.instance_id, config.task_lease, session_lease(id));
+        let failed = |e| ErrorObject::internal(format_args!("the session store failed: {e}"));
+        let deadline = tokio::time::Instant::now() + lease * 2;
+        let mut asked = false;
+        loop {
+            let held = store.claim_lease(&name, me, lease).await.map_err(failed)?
+                // Still this instance's (a session here that just ended): it stays so.
+                || store.renew_lease(&name, me, lease).await.map_err(failed)?;
+            if held {
+                lock(&self.inner.tasks.held_sessions).insert(id.clone());
+                return Ok(());
+            }
+            if !asked {
+                self.publish(crate::bus::Signal::ReleaseSession {
+                    session: id.clone(),
+                });
+                asked = true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ErrorObject::internal(format_args!(
+                    "session {id} runs on another instance, which did not let it go; retry"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Gives a session's lease up (it ended here), in the background.
+    pub(crate) fn release_session_lease(&self, id: &SessionId) {
+        if !lock(&self.inner.tasks.held_sessions).remove(id) {
+            return;
+        }
+        let (hub, name) = (self.clone(), session_lease(id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let me = &hub.inner.config.instance_id;
+                let _ = hub.inner.store.release_lease(&name, me).await;
+            });
+        }
     }
 
     /// Keeps this instance's leases (renewed every third of their time) and, on a shared
@@ -90,6 +168,20 @@ impl Hub {
                     Err(e) => {
                         tracing::debug!(task = %id, error = %e, "cannot renew a task's lease yet")
                     }
+                }
+            }
+            // The sessions running here: one whose lease another instance took moved there.
+            // Only those whose lease this instance took: one being restored here waits for
+            // its lease first.
+            let held: Vec<SessionId> = lock(&self.inner.tasks.held_sessions)
+                .iter()
+                .cloned()
+                .collect();
+            for id in held {
+                let holder = &self.inner.config.instance_id;
+                let name = session_lease(&id);
+                if let Ok(false) = self.inner.store.renew_lease(&name, holder, lease).await {
+                    self.leave(&id).await;
                 }
             }
             ticks += 1;

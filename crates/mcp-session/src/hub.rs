@@ -473,6 +473,11 @@ impl Hub {
 
     /// Ends session `id` here if it runs here: it moves to another instance.
     pub(crate) async fn leave(&self, id: &SessionId) {
+        self.control(id, Control::Leave).await;
+    }
+
+    /// Tells the live session `id`, if it runs here, to act on `control`.
+    async fn control(&self, id: &SessionId, control: Control) {
         let tx = self
             .inner
             .live
@@ -481,23 +486,14 @@ impl Hub {
             .get(id)
             .cloned();
         if let Some(tx) = tx {
-            let _ = tx.send(Control::Leave).await;
+            let _ = tx.send(control).await;
         }
     }
 
     /// Ends the live session `id`, if any, after its record was deleted; its connection is
     /// closed with [`crate::CloseReason::Deleted`].
     pub async fn end_deleted(&self, id: &SessionId) {
-        let tx = self
-            .inner
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .cloned();
-        if let Some(tx) = tx {
-            let _ = tx.send(Control::Delete).await;
-        }
+        self.control(id, Control::Delete).await;
     }
 
     /// Whether `principal` may keep more in the store, under its storage limits

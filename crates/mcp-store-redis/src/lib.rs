@@ -472,6 +472,26 @@ impl RedisStore {
         self.run(invocation.invoke_async(&mut connection)).await
     }
 
+    /// Removes the record in hash `key` with `remove`, a script given the owner read from
+    /// the hash first (its usage key depends on it), which answers -1 when the record's owner
+    /// is another: read again then.
+    async fn remove_owned<F, Removed>(&self, key: String, remove: F) -> Result<(), StoreError>
+    where
+        F: Fn(String) -> Removed,
+        Removed: Future<Output = Result<i64, StoreError>>,
+    {
+        for _ in 0..CAS_TRIES {
+            let mut connection = self.connection();
+            let owner: Option<String> = self.run(connection.hget(&key, "owner")).await?;
+            if remove(owner.unwrap_or_default()).await? >= 0 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "{key}: its owner keeps changing"
+        )))
+    }
+
     /// Removes a task of `owner` (into the quarantine under `quarantine`, unless empty).
     async fn remove_task(
         &self,
@@ -751,23 +771,11 @@ impl SessionStore for RedisStore {
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, ()> {
-        boxed(async move {
-            for _ in 0..CAS_TRIES {
-                let mut connection = self.connection();
-                let owner: Option<String> = self
-                    .run(connection.hget(self.keys.session(id.as_str()), "owner"))
-                    .await?;
-                let removed = self
-                    .remove_session(id.as_str(), &owner.unwrap_or_default(), "")
-                    .await?;
-                if removed >= 0 {
-                    return Ok(());
-                }
-            }
-            Err(StoreError::Backend(format!(
-                "session {id}: its owner keeps changing"
-            )))
-        })
+        boxed(
+            self.remove_owned(self.keys.session(id.as_str()), move |owner| async move {
+                self.remove_session(id.as_str(), &owner, "").await
+            }),
+        )
     }
 
     fn idle_since<'a>(&'a self, before_ms: u64) -> StoreFuture<'a, Vec<SessionId>> {
@@ -830,23 +838,11 @@ impl SessionStore for RedisStore {
     }
 
     fn delete_task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, ()> {
-        boxed(async move {
-            for _ in 0..CAS_TRIES {
-                let mut connection = self.connection();
-                let owner: Option<String> = self
-                    .run(connection.hget(self.keys.task(id.as_str()), "owner"))
-                    .await?;
-                let removed = self
-                    .remove_task(id.as_str(), &owner.unwrap_or_default(), "")
-                    .await?;
-                if removed >= 0 {
-                    return Ok(());
-                }
-            }
-            Err(StoreError::Backend(format!(
-                "task {id}: its owner keeps changing"
-            )))
-        })
+        boxed(
+            self.remove_owned(self.keys.task(id.as_str()), move |owner| async move {
+                self.remove_task(id.as_str(), &owner, "").await
+            }),
+        )
     }
 
     fn shared(&self) -> bool {

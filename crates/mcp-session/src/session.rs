@@ -757,7 +757,7 @@ impl Session {
                     .route(&self.hub, &method, &ctx, params)?
                 {
                     Route::Answer(value) => Ok(Handled::Reply(Response::ok(id, value))),
-                    Route::Call(call) => self.start_call(id, call, version, batch),
+                    Route::Call(call) => self.start_call(id, call, version, batch, None),
                     Route::Pending(answer) => Ok(self.answer_later(id, &method, answer, batch)),
                 }
             }
@@ -785,13 +785,15 @@ impl Session {
     /// Starts an admitted tool call with sinks into this session: polled once here, and
     /// spawned if it is not done at once. In a resumable session, a call of a long tool (one
     /// that may be a task, or resumes) runs as a task, which keeps its progress, checkpoint
-    /// and outcome in the store; the session follows it.
+    /// and outcome in the store; the session follows it. A call started over after a resume
+    /// sends no progress up to what its client saw already (`seen`): progress only goes up.
     fn start_call(
         &mut self,
         id: RequestId,
         call: ToolCall,
         version: ProtocolVersion,
         batch: Option<BatchId>,
+        seen: Option<f64>,
     ) -> Result<Handled, ErrorObject> {
         let token = self.token.child_token();
         let operation = self.resources.start(&id, &call.name);
@@ -815,7 +817,7 @@ impl Session {
         };
         let run: CallRun = match (&mut record, &self.resumable) {
             (Some(record), Some(resumable)) if long() => {
-                let front = sinks.front(&call, &token, &operation, None);
+                let front = sinks.front(&call, &token, &operation, seen);
                 let (task, run) = self.hub.start_session_task(
                     &self.principal,
                     &resumable.id,

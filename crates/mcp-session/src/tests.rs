@@ -853,3 +853,72 @@ impl SessionStore for StoreLine {
         self.open().map_or_else(dead, |s| s.tasks())
     }
 }
+
+/// A resumable tool's call whose task never reached the store starts over after a restart
+/// (here, the server died before the task's first write): its client saw progress 2,000, so
+/// the new run sends none until it passes that, and progress only goes up.
+#[tokio::test]
+async fn a_call_started_over_after_a_restart_sends_no_progress_below_what_was_seen() {
+    use mcp_protocol::RequestId;
+
+    let store = Arc::new(MemoryStore::default());
+    let id = crate::SessionId::random().unwrap();
+    let mut record = crate::SessionRecord::new(id.clone(), crate::ANONYMOUS, None, 1);
+    record.protocol_version = Some("2025-11-25".to_owned());
+    store.create(&record).await.unwrap();
+    let seen = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{
+        "progressToken":"t","progress":2000,"total":3000},"seq":1});
+    let operation = crate::OperationRecord {
+        request_id: RequestId::Number(7),
+        tool: "process_batch".to_owned(),
+        arguments: json!({"count": 3000, "cost": 1}),
+        progress_token: Some(RequestId::String("t".to_owned())),
+        task: Some(crate::TaskId::random().unwrap()),
+        started_ms: 1,
+    };
+    let update = crate::Update {
+        operations: Some(vec![operation]),
+        entries: vec![crate::LogEntry {
+            seq: 1,
+            text: seen.to_string(),
+        }],
+        log_cap: 100,
+        ..Default::default()
+    };
+    store.update(&id, &update).await.unwrap();
+
+    let config = ServerConfig {
+        progress_interval: Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let server = Hub::builder(config)
+        .tools(ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()))
+        .store(store)
+        .build();
+    let (in_tx, in_rx) = mpsc::channel(16);
+    let (session, mut out_rx) = server.open_session();
+    let _run = tokio::spawn(session.run(in_rx));
+    let resume = json!({"jsonrpc":"2.0","id":"init","method":"initialize","mcpSessionId":id.as_str(),
+        "params":{"protocolVersion":"2025-11-25","capabilities":{"experimental":{"resume":{"lastSeq":1}}},
+        "clientInfo":{"name":"t","version":"1"}}});
+    in_tx.send(resume.to_string()).await.unwrap();
+    assert_eq!(text(out_rx.recv().await)["id"], "init");
+    let mut progress = Vec::new();
+    let answer = loop {
+        let message = text(out_rx.recv().await);
+        if message["method"] == methods::PROGRESS {
+            progress.push(message["params"]["progress"].as_f64().unwrap());
+        } else if message.get("id").is_some() {
+            break message;
+        }
+    };
+    assert_eq!(
+        answer["result"]["structuredContent"]["processed"], 3000,
+        "{answer}"
+    );
+    assert!(!progress.is_empty(), "it sent progress past 2,000");
+    assert!(
+        progress.iter().all(|&p| p > 2000.0) && progress.is_sorted(),
+        "progress went back: {progress:?}"
+    );
+}

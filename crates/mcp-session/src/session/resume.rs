@@ -142,7 +142,7 @@ impl Session {
                     self.send_error(Some(id), error).await;
                     return;
                 }
-                match self.start_call(id.clone(), call, version, None) {
+                match self.start_call(id.clone(), call, version, None, seen.map(|s| s.progress)) {
                     Err(error) => self.send_error(Some(id), error).await,
                     Ok(Handled::Finished(done)) => {
                         let (id, reply) = *done;

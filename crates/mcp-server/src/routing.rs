@@ -154,14 +154,18 @@ pub(crate) async fn keep(state: State) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(ROUTE_LEASE / 3) => {}
         }
-        for id in state.http_sessions().ids() {
-            let name = lease(&id);
-            let kept = match store.renew_lease(&name, &url, ROUTE_LEASE).await {
-                Ok(true) => Ok(true),
-                Ok(false) => store.claim_lease(&name, &url, ROUTE_LEASE).await,
-                Err(e) => Err(e),
-            };
-            if !matches!(kept, Ok(true)) {
+        // All in one round trip; a route that ran out (Redis was away) is taken again.
+        let ids = state.http_sessions().ids();
+        let names: Vec<String> = ids.iter().map(|id| lease(id)).collect();
+        let renewed = match store.renew_leases(&names, &url, ROUTE_LEASE).await {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot renew the HTTP sessions' routes yet");
+                continue;
+            }
+        };
+        for ((id, name), renewed) in ids.iter().zip(&names).zip(renewed) {
+            if !renewed && !matches!(store.claim_lease(name, &url, ROUTE_LEASE).await, Ok(true)) {
                 tracing::debug!(session = %id, "cannot renew an HTTP session's route yet");
             }
         }

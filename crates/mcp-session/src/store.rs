@@ -473,6 +473,23 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = (name, holder, ttl);
         Box::pin(std::future::ready(Ok(true)))
     }
+    /// Extends each of `holder`'s leases `names` to `ttl` from now, in one round trip where
+    /// the store can (an instance renews all of its leases at once): for each, whether
+    /// `holder` still held it.
+    fn renew_leases<'a>(
+        &'a self,
+        names: &'a [String],
+        holder: &'a str,
+        ttl: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut renewed = Vec::with_capacity(names.len());
+            for name in names {
+                renewed.push(self.renew_lease(name, holder, ttl).await?);
+            }
+            Ok(renewed)
+        })
+    }
     /// Gives `holder`'s lease `name` up (another may take it at once); nothing when it is
     /// not `holder`'s.
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, ()> {

@@ -116,6 +116,7 @@ struct Scripts {
     remove_task: Script,
     renew: Script,
     release: Script,
+    renew_all: Script,
 }
 
 impl Scripts {
@@ -129,6 +130,7 @@ impl Scripts {
             remove_task: Script::new(REMOVE_TASK),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
+            renew_all: Script::new(RENEW_ALL),
         }
     }
 }
@@ -270,6 +272,24 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+
+/// KEYS: leases. ARGV: holder, ttl in ms. For each lease, 1 when the holder's lease was
+/// extended, 0 when it is another's or gone.
+const RENEW_ALL: &str = r"
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
+";
+
+/// How many leases one renewal script takes: a script blocks Redis while it runs.
+const RENEWALS_PER_SCRIPT: usize = 500;
 
 /// KEYS: lease. ARGV: holder. Removes the lease if it is the holder's.
 const RELEASE: &str = r"
@@ -891,6 +911,28 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn renew_leases<'a>(
+        &'a self,
+        names: &'a [String],
+        holder: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Vec<bool>> {
+        boxed(async move {
+            let mut renewed = Vec::with_capacity(names.len());
+            for chunk in names.chunks(RENEWALS_PER_SCRIPT) {
+                let mut connection = self.connection();
+                let mut invocation = self.scripts.renew_all.prepare_invoke();
+                for name in chunk {
+                    invocation.key(self.keys.lease(name));
+                }
+                invocation.arg(holder).arg(millis(ttl));
+                let answers: Vec<i64> = self.run(invocation.invoke_async(&mut connection)).await?;
+                renewed.extend(answers.into_iter().map(|a| a == 1));
+            }
+            Ok(renewed)
+        })
+    }
+
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, ()> {
         boxed(async move {
             let mut connection = self.connection();
@@ -1008,6 +1050,42 @@ mod tests {
             Some(holder)
         );
         assert_eq!(store.lease_holder("task:none").await.unwrap(), None);
+    }
+
+    /// All of an instance's leases are renewed in one go: each answer says whether that
+    /// lease was still the holder's, in the order asked, across several scripts' worth.
+    #[tokio::test]
+    async fn leases_are_renewed_together() {
+        let redis = RedisServer::start().await;
+        let store = RedisStore::open(&redis.url(), "renew:").unwrap();
+        let (short, long) = (Duration::from_millis(300), Duration::from_secs(60));
+        let names: Vec<String> = (0..RENEWALS_PER_SCRIPT + 3)
+            .map(|i| format!("task:{i}"))
+            .collect();
+        // Every third is another's; every third never existed.
+        for (i, name) in names.iter().enumerate() {
+            let holder = match i % 3 {
+                0 => "a",
+                1 => "b",
+                _ => continue,
+            };
+            assert!(store.claim_lease(name, holder, short).await.unwrap());
+        }
+        let renewed = store.renew_leases(&names, "a", long).await.unwrap();
+        let expected: Vec<bool> = (0..names.len()).map(|i| i % 3 == 0).collect();
+        assert_eq!(renewed, expected);
+        // Renewed to the longer time, in the second script too.
+        let mine = (RENEWALS_PER_SCRIPT..names.len())
+            .find(|i| i % 3 == 0)
+            .unwrap();
+        let mut connection = store.connection();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(store.keys.lease(&names[mine]))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl > 1_000, "{ttl} ms left");
+        assert!(store.renew_leases(&[], "a", long).await.unwrap().is_empty());
     }
 
     /// Two instances writing the same session at once lose neither's history: an update is a

@@ -128,6 +128,71 @@ impl Hub {
         }
     }
 
+    /// Renews the leases of the tasks and sessions running here, all in one round trip. A
+    /// task whose lease another instance holds stops here; so does one whose lease could
+    /// not be renewed before it runs out (`every` before its end), since another instance
+    /// may then take it. A session whose lease another instance took moved there.
+    async fn renew_leases(&self, every: std::time::Duration) {
+        let lease = self.inner.config.task_lease;
+        let running: Vec<Arc<Live>> = lock(&self.inner.tasks.live)
+            .values()
+            .filter(|live| !live.done.is_cancelled() && !live.lost.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        // Only the sessions whose lease this instance took: one being restored here waits
+        // for its lease first.
+        let held: Vec<SessionId> = lock(&self.inner.tasks.held_sessions)
+            .iter()
+            .cloned()
+            .collect();
+        if running.is_empty() && held.is_empty() {
+            return;
+        }
+        let names: Vec<String> = running
+            .iter()
+            .map(|live| lease_of(&live.record().id))
+            .chain(held.iter().map(session_lease))
+            .collect();
+        let holder = &self.inner.config.instance_id;
+        let renewed = match self.inner.store.renew_leases(&names, holder, lease).await {
+            Ok(renewed) if renewed.len() == names.len() => renewed,
+            Ok(renewed) => {
+                tracing::warn!(
+                    asked = names.len(),
+                    answered = renewed.len(),
+                    "the store answered a lease renewal in part"
+                );
+                return;
+            }
+            Err(e) => {
+                // Redis does not answer: a lease may run out meanwhile, and another
+                // instance take the task; this one stops before it could.
+                for live in &running {
+                    if lock(&live.leased).elapsed() >= lease.saturating_sub(every) {
+                        self.lose(
+                            live,
+                            &format!("its lease could not be renewed in time: {e}"),
+                        );
+                    }
+                }
+                tracing::debug!(error = %e, "cannot renew leases yet");
+                return;
+            }
+        };
+        let (tasks, sessions) = renewed.split_at(running.len());
+        for (live, &renewed) in running.iter().zip(tasks) {
+            match renewed {
+                true => *lock(&live.leased) = Instant::now(),
+                false => self.lose(live, "another instance holds its lease"),
+            }
+        }
+        for (id, &renewed) in held.iter().zip(sessions) {
+            if !renewed {
+                self.leave(id).await;
+            }
+        }
+    }
+
     /// Keeps this instance's leases (renewed every third of their time) and, on a shared
     /// store, takes up the tasks of instances that died, until the server shuts down.
     pub async fn keep_task_leases(self) {
@@ -142,48 +207,7 @@ impl Hub {
             if !self.inner.store.shared() {
                 continue;
             }
-            let running: Vec<Arc<Live>> = lock(&self.inner.tasks.live).values().cloned().collect();
-            for live in running {
-                if live.done.is_cancelled() || live.lost.load(Ordering::Acquire) {
-                    continue;
-                }
-                let id = live.record().id.clone();
-                let holder = &self.inner.config.instance_id;
-                match self
-                    .inner
-                    .store
-                    .renew_lease(&lease_of(&id), holder, lease)
-                    .await
-                {
-                    Ok(true) => *lock(&live.leased) = Instant::now(),
-                    Ok(false) => self.lose(&live, "another instance holds its lease"),
-                    // Redis does not answer: the lease may run out meanwhile, and another
-                    // instance take the task; this one stops before it could.
-                    Err(e) if lock(&live.leased).elapsed() >= lease.saturating_sub(every) => {
-                        self.lose(
-                            &live,
-                            &format!("its lease could not be renewed in time: {e}"),
-                        );
-                    }
-                    Err(e) => {
-                        tracing::debug!(task = %id, error = %e, "cannot renew a task's lease yet")
-                    }
-                }
-            }
-            // The sessions running here: one whose lease another instance took moved there.
-            // Only those whose lease this instance took: one being restored here waits for
-            // its lease first.
-            let held: Vec<SessionId> = lock(&self.inner.tasks.held_sessions)
-                .iter()
-                .cloned()
-                .collect();
-            for id in held {
-                let holder = &self.inner.config.instance_id;
-                let name = session_lease(&id);
-                if let Ok(false) = self.inner.store.renew_lease(&name, holder, lease).await {
-                    self.leave(&id).await;
-                }
-            }
+            self.renew_leases(every).await;
             ticks += 1;
             // Every other round (two thirds of a lease): the tasks nobody holds.
             if ticks.is_multiple_of(2) {

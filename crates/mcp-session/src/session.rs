@@ -234,7 +234,10 @@ impl Session {
                         break SessionEnd::ShuttingDown;
                     }
                     Some(done) = self.tasks.join_next_with_id() => self.finished(done).await,
-                    () = self.outbound.unpersisted(), if flush => Box::pin(self.flush()).await,
+                    () = self.outbound.unpersisted(), if flush => {
+                        Box::pin(self.gather()).await;
+                        Box::pin(self.flush()).await;
+                    }
                     // What is due, one at a time, in order; another that is due too fires at
                     // once on the next turn.
                     () = &mut timer, if next_due.is_some() => {
@@ -410,6 +413,23 @@ impl Session {
     }
 
     /// Writes what changed to the store (see [`Resumable::flush`]).
+    /// Before a store write: serves the input and the finished calls that are already
+    /// waiting, up to [`GATHERED`], so that one write (one commit, one fsync) carries all of
+    /// their messages, not one write each. Bounded, so output still comes before more input.
+    async fn gather(&mut self) {
+        for _ in 0..GATHERED {
+            if let Some(done) = self.tasks.try_join_next_with_id() {
+                self.finished(done).await;
+                continue;
+            }
+            let Some(Ok(text)) = self.inbound.as_mut().map(mpsc::Receiver::try_recv) else {
+                return;
+            };
+            self.last_activity = Instant::now();
+            self.handle_text(&text).await;
+        }
+    }
+
     async fn flush(&mut self) {
         let Some(r) = &mut self.resumable else {
             return;
@@ -1024,6 +1044,10 @@ impl Drop for Session {
 /// The level of `notifications/message` a client gets until it sets one: tools' chatter
 /// only for clients that ask for it, broadcasts (warning by default) for everyone.
 const DEFAULT_LOG_LEVEL: LoggingLevel = LoggingLevel::Warning;
+
+/// How many waiting messages and finished calls a resumable session serves before one store
+/// write ([`Session::gather`]).
+const GATHERED: usize = 256;
 
 /// The next message of the attached connection; `None` once it ended.
 async fn recv_opt(inbound: &mut Option<mpsc::Receiver<String>>) -> Option<String> {

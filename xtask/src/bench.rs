@@ -61,6 +61,8 @@ struct Row {
 /// How long and how big each scenario is.
 struct Plan {
     smoke: bool,
+    /// The groups of scenarios to run ([`GROUPS`]); empty: all of them.
+    only: Vec<String>,
     seconds: &'static str,
     warmup: &'static str,
     sessions: usize,
@@ -71,10 +73,11 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(smoke: bool, full: bool) -> Self {
+    fn new(smoke: bool, full: bool, only: Vec<String>) -> Self {
         if smoke {
             Self {
                 smoke,
+                only,
                 seconds: "2",
                 warmup: "0.5",
                 sessions: 1_000,
@@ -86,6 +89,7 @@ impl Plan {
         } else {
             Self {
                 smoke,
+                only,
                 seconds: "10",
                 warmup: "2",
                 sessions: if full { 100_000 } else { 10_000 },
@@ -95,6 +99,16 @@ impl Plan {
                 images: 2_000,
             }
         }
+    }
+}
+
+/// The groups of scenarios `--only` may name.
+const GROUPS: [&str; 5] = ["calls", "capacity", "tools", "scale", "store"];
+
+impl Plan {
+    /// Whether this run has the scenarios of `group`.
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
     }
 }
 
@@ -134,21 +148,29 @@ pub(crate) fn build_release() -> anyhow::Result<String> {
     Ok(cargo)
 }
 
-pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
-    let plan = Plan::new(smoke, full);
+pub(crate) fn run_all(smoke: bool, full: bool, only: Vec<String>) -> anyhow::Result<()> {
+    if let Some(unknown) = only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+        bail!(
+            "no group of scenarios `{unknown}`: the groups are {}",
+            GROUPS.join(", ")
+        );
+    }
+    let plan = Plan::new(smoke, full, only);
     let cargo = build_release()?;
     let peers_target = target_dir().join("bench-peers");
-    run(Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--manifest-path",
-            "bench/Cargo.toml",
-            "--target-dir",
-        ])
-        .arg(&peers_target))?;
-    let python = python_venv()?;
+    let mut rows = Vec::new();
+    if plan.wants("calls") {
+        run(Command::new(&cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--manifest-path",
+                "bench/Cargo.toml",
+                "--target-dir",
+            ])
+            .arg(&peers_target))?;
+    }
     let release = target_dir().join("release");
     let peers = peers_target.join("release");
     let mcp_bench = release.join("mcp-bench");
@@ -183,224 +205,319 @@ pub(crate) fn run_all(smoke: bool, full: bool) -> anyhow::Result<()> {
             ],
         )
     };
-    let ours = start_ours()?;
-    let echo = start("echo", &mcp_bench, &["echo", "--listen", "127.0.0.1:0"])?;
-    let tower = start("tower-mcp", &peers.join("peer-tower-mcp"), &[])?;
-    let rmcp = start("rmcp", &peers.join("peer-rmcp"), &[])?;
-    let python_peer = start("python-sdk", &python, &["bench/python/peer_websocket.py"])?;
+    if plan.wants("calls") {
+        let python = python_venv()?;
+        let ours = start_ours()?;
+        let echo = start("echo", &mcp_bench, &["echo", "--listen", "127.0.0.1:0"])?;
+        let tower = start("tower-mcp", &peers.join("peer-tower-mcp"), &[])?;
+        let rmcp = start("rmcp", &peers.join("peer-rmcp"), &[])?;
+        let python_peer = start("python-sdk", &python, &["bench/python/peer_websocket.py"])?;
 
-    let mut rows = Vec::new();
-    let mut load = |scenario: &'static str,
-                    server: &Running,
-                    url: String,
-                    extra: &[&str]|
-     -> anyhow::Result<()> {
-        let mut args = vec![
-            "load",
-            "--url",
-            &url,
-            "--seconds",
-            plan.seconds,
-            "--warmup",
-            plan.warmup,
-        ];
-        args.extend_from_slice(extra);
-        let summary =
-            bench(&mcp_bench, &args).with_context(|| format!("{scenario} on {}", server.name))?;
-        rows.push(Row {
-            scenario,
-            server: server.name,
-            summary,
-        });
-        Ok(())
-    };
+        let mut load = |scenario: &'static str,
+                        server: &Running,
+                        url: String,
+                        extra: &[&str]|
+         -> anyhow::Result<()> {
+            let mut args = vec![
+                "load",
+                "--url",
+                &url,
+                "--seconds",
+                plan.seconds,
+                "--warmup",
+                plan.warmup,
+            ];
+            args.extend_from_slice(extra);
+            let summary = bench(&mcp_bench, &args)
+                .with_context(|| format!("{scenario} on {}", server.name))?;
+            rows.push(Row {
+                scenario,
+                server: server.name,
+                summary,
+            });
+            Ok(())
+        };
 
-    // 1. Throughput, closed loop; 2. latency at a fixed offered load, open loop.
-    for (scenario, connections, inflight) in [("1x64", "1", "64"), ("64x16", "64", "16")] {
-        let shape = ["--connections", connections, "--inflight", inflight];
-        load(scenario, &ours, ours.ws("/mcp"), &shape)?;
+        // 1. Throughput, closed loop; 2. latency at a fixed offered load, open loop.
+        for (scenario, connections, inflight) in [("1x64", "1", "64"), ("64x16", "64", "16")] {
+            let shape = ["--connections", connections, "--inflight", inflight];
+            load(scenario, &ours, ours.ws("/mcp"), &shape)?;
+            load(
+                scenario,
+                &echo,
+                echo.ws("/"),
+                &[&shape[..], &["--raw"]].concat(),
+            )?;
+            // tower-mcp does not select the `mcp` subprotocol, which a client asking for it
+            // must then refuse.
+            load(
+                scenario,
+                &tower,
+                tower.ws("/"),
+                &[&shape[..], &["--subprotocol", "none"]].concat(),
+            )?;
+            load(scenario, &python_peer, python_peer.ws("/"), &shape)?;
+        }
+        // Streamable HTTP: HTTP/1.1 carries one request per connection at a time.
         load(
-            scenario,
-            &echo,
-            echo.ws("/"),
-            &[&shape[..], &["--raw"]].concat(),
+            "http-64",
+            &ours,
+            ours.http("/mcp"),
+            &["--connections", "64"],
         )?;
-        // tower-mcp does not select the `mcp` subprotocol, which a client asking for it
-        // must then refuse.
         load(
-            scenario,
-            &tower,
-            tower.ws("/"),
-            &[&shape[..], &["--subprotocol", "none"]].concat(),
+            "http-64",
+            &rmcp,
+            rmcp.http("/mcp"),
+            &["--connections", "64"],
         )?;
-        load(scenario, &python_peer, python_peer.ws("/"), &shape)?;
+        for server in [&ours, &tower] {
+            let subprotocol = if server.name == "ours" { "mcp" } else { "none" };
+            let path = if server.name == "ours" { "/mcp" } else { "/" };
+            load(
+                "open-10k",
+                server,
+                server.ws(path),
+                &[
+                    "--connections",
+                    "16",
+                    "--rate",
+                    "10000",
+                    "--subprotocol",
+                    subprotocol,
+                ],
+            )?;
+        }
+        drop((ours, echo, tower, rmcp, python_peer));
     }
-    // Streamable HTTP: HTTP/1.1 carries one request per connection at a time.
-    load(
-        "http-64",
-        &ours,
-        ours.http("/mcp"),
-        &["--connections", "64"],
-    )?;
-    load(
-        "http-64",
-        &rmcp,
-        rmcp.http("/mcp"),
-        &["--connections", "64"],
-    )?;
-    for server in [&ours, &tower] {
-        let subprotocol = if server.name == "ours" { "mcp" } else { "none" };
-        let path = if server.name == "ours" { "/mcp" } else { "/" };
-        load(
-            "open-10k",
-            server,
-            server.ws(path),
-            &[
-                "--connections",
-                "16",
-                "--rate",
-                "10000",
-                "--subprotocol",
-                subprotocol,
-            ],
-        )?;
-    }
-    drop((ours, echo, tower, rmcp, python_peer));
 
-    // 3. Capacity and 5. fan-out: the same held sessions, on a fresh server, so that what the
-    // load left in its allocator is not taken for room.
-    let ours = start_ours()?;
-    let pid = ours.child.id().to_string();
-    let sessions_arg = sessions.to_string();
-    let runs = plan.fanout_runs.to_string();
-    let mut held = bench(
-        &mcp_bench,
-        &[
-            "sessions",
-            "--url",
-            &ours.ws("/mcp"),
-            "--sessions",
-            &sessions_arg,
-            "--server-pid",
-            &pid,
-            "--broadcast-url",
-            &ours.http("/admin/broadcast"),
-            "--runs",
-            &runs,
-        ],
-    )?;
-    let fanout = held
-        .as_object_mut()
-        .and_then(|o| o.remove("fanout"))
-        .unwrap_or_default();
-    held["asked"] = json!(plan.sessions);
-    held["openFilesLimit"] = json!(limit);
-    rows.push(Row {
-        scenario: "capacity",
-        server: "ours",
-        summary: held,
-    });
-    rows.push(Row {
-        scenario: "fanout",
-        server: "ours",
-        summary: fanout,
-    });
-
-    // 4. Progress: the batch without and with a progress token (the default interval).
-    let items = plan.batch_items.to_string();
-    let rounds = plan.rounds.to_string();
-    rows.push(Row {
-        scenario: "batch",
-        server: "ours",
-        summary: bench(
+    if plan.wants("capacity") {
+        // 3. Capacity and 5. fan-out: the same held sessions, on a fresh server, so that what the
+        // load left in its allocator is not taken for room.
+        let ours = start_ours()?;
+        let pid = ours.child.id().to_string();
+        let sessions_arg = sessions.to_string();
+        let runs = plan.fanout_runs.to_string();
+        let mut held = bench(
             &mcp_bench,
             &[
-                "batch",
+                "sessions",
                 "--url",
                 &ours.ws("/mcp"),
-                "--count",
-                &items,
-                "--rounds",
-                &rounds,
+                "--sessions",
+                &sessions_arg,
+                "--server-pid",
+                &pid,
+                "--broadcast-url",
+                &ours.http("/admin/broadcast"),
+                "--runs",
+                &runs,
             ],
-        )?,
-    });
-
-    // 6. Images: the tool against a bare loop over the `image` crate.
-    let count = plan.images.to_string();
-    rows.push(Row {
-        scenario: "images",
-        server: "ours",
-        summary: bench(
-            &mcp_bench,
-            &[
-                "images",
-                "--url",
-                &ours.ws("/mcp"),
-                "--data-root",
-                &data_arg,
-                "--count",
-                &count,
-                "--threads",
-                &cores_arg,
-                "--rounds",
-                &rounds,
-            ],
-        )?,
-    });
-    drop(ours);
-
-    // 4b. Notifications per second to a fast client: progress not rate-limited at all.
-    let unthrottled = start(
-        "ours-unthrottled",
-        &release.join("mcp-server"),
-        &["--listen", "127.0.0.1:0", "--progress-interval-ms", "0"],
-    )?;
-    rows.push(Row {
-        scenario: "progress-stream",
-        server: "ours",
-        summary: bench(
-            &mcp_bench,
-            &[
-                "batch",
-                "--url",
-                &unthrottled.ws("/mcp"),
-                "--count",
-                &items,
-                "--rounds",
-                "1",
-                "--only-progress",
-            ],
-        )?,
-    });
-    drop(unthrottled);
-
-    // 5. Scale-out: 2026-07-28 calls (no session: any instance serves any of them) through
-    // HAProxy, to one instance and to three, on one Redis. On one machine the instances
-    // share its cores with the balancer and the load generator.
-    for (scenario, instances) in [("lb-1", 1), ("lb-3", 3)] {
-        let cluster = crate::scale::Cluster::start(&release.join("mcp-server"), instances)?;
-        let url = format!("http://{}/mcp", cluster.address);
-        let args = [
-            "load",
-            "--url",
-            &url,
-            "--modern",
-            "--connections",
-            "32",
-            "--seconds",
-            plan.seconds,
-            "--warmup",
-            plan.warmup,
-        ];
+        )?;
+        let fanout = held
+            .as_object_mut()
+            .and_then(|o| o.remove("fanout"))
+            .unwrap_or_default();
+        held["asked"] = json!(plan.sessions);
+        held["openFilesLimit"] = json!(limit);
         rows.push(Row {
-            scenario,
+            scenario: "capacity",
             server: "ours",
-            summary: bench(&mcp_bench, &args)
-                .with_context(|| format!("{scenario} through the balancer"))?,
+            summary: held,
         });
+        rows.push(Row {
+            scenario: "fanout",
+            server: "ours",
+            summary: fanout,
+        });
+        drop(ours);
     }
+    if plan.wants("tools") {
+        let ours = start_ours()?;
+        // 4. Progress: the batch without and with a progress token (the default interval).
+        let items = plan.batch_items.to_string();
+        let rounds = plan.rounds.to_string();
+        rows.push(Row {
+            scenario: "batch",
+            server: "ours",
+            summary: bench(
+                &mcp_bench,
+                &[
+                    "batch",
+                    "--url",
+                    &ours.ws("/mcp"),
+                    "--count",
+                    &items,
+                    "--rounds",
+                    &rounds,
+                ],
+            )?,
+        });
 
+        // 6. Images: the tool against a bare loop over the `image` crate.
+        let count = plan.images.to_string();
+        rows.push(Row {
+            scenario: "images",
+            server: "ours",
+            summary: bench(
+                &mcp_bench,
+                &[
+                    "images",
+                    "--url",
+                    &ours.ws("/mcp"),
+                    "--data-root",
+                    &data_arg,
+                    "--count",
+                    &count,
+                    "--threads",
+                    &cores_arg,
+                    "--rounds",
+                    &rounds,
+                ],
+            )?,
+        });
+        drop(ours);
+
+        // 4b. Notifications per second to a fast client: progress not rate-limited at all.
+        let unthrottled = start(
+            "ours-unthrottled",
+            &release.join("mcp-server"),
+            &["--listen", "127.0.0.1:0", "--progress-interval-ms", "0"],
+        )?;
+        rows.push(Row {
+            scenario: "progress-stream",
+            server: "ours",
+            summary: bench(
+                &mcp_bench,
+                &[
+                    "batch",
+                    "--url",
+                    &unthrottled.ws("/mcp"),
+                    "--count",
+                    &items,
+                    "--rounds",
+                    "1",
+                    "--only-progress",
+                ],
+            )?,
+        });
+        drop(unthrottled);
+    }
+    if plan.wants("scale") {
+        // 5. Scale-out: 2026-07-28 calls (no session: any instance serves any of them) through
+        // HAProxy, to one instance and to three, on one Redis. On one machine the instances
+        // share its cores with the balancer and the load generator.
+        for (scenario, instances) in [("lb-1", 1), ("lb-3", 3)] {
+            let cluster = crate::scale::Cluster::start(&release.join("mcp-server"), instances)?;
+            let url = format!("http://{}/mcp", cluster.address);
+            let args = [
+                "load",
+                "--url",
+                &url,
+                "--modern",
+                "--connections",
+                "32",
+                "--seconds",
+                plan.seconds,
+                "--warmup",
+                plan.warmup,
+            ];
+            rows.push(Row {
+                scenario,
+                server: "ours",
+                summary: bench(&mcp_bench, &args)
+                    .with_context(|| format!("{scenario} through the balancer"))?,
+            });
+        }
+    }
+    if plan.wants("store") {
+        // 6. The store: what it costs to write before answering. A resumable 2025 session writes
+        // every message before it sends it; a 2026-07-28 task is a durable record, created,
+        // written as it changes and read by every poll. On redb (the embedded default: each
+        // commit fsync'd), and on Redis with its AOF fsync'd before each write is acknowledged
+        // (`always`: the same promise) and once a second (`everysec`: the documented
+        // deployment's, which may lose the last second when Redis itself dies).
+        for (store, resumable, tasks) in [
+            ("redb", "resumable-redb", "tasks-redb"),
+            (
+                "redis-always",
+                "resumable-redis-always",
+                "tasks-redis-always",
+            ),
+            (
+                "redis-everysec",
+                "resumable-redis-everysec",
+                "tasks-redis-everysec",
+            ),
+        ] {
+            let dir = tempfile::tempdir()?;
+            let data = dir.path().to_string_lossy().into_owned();
+            let mut redis = None;
+            let store_args = match store.strip_prefix("redis-") {
+                Some(fsync) => {
+                    crate::ci::ensure_services()?;
+                    let (child, url) = crate::scale::start_redis(dir.path(), fsync)?;
+                    redis = Some(Running {
+                        name: "redis-server",
+                        child,
+                        address: url.clone(),
+                    });
+                    ["--store".to_owned(), url]
+                }
+                None => ["--data-dir".to_owned(), data],
+            };
+            let server = start(
+                "ours-stored",
+                &release.join("mcp-server"),
+                &[
+                    "--listen",
+                    "127.0.0.1:0",
+                    &store_args[0],
+                    &store_args[1],
+                    // Every task of the run is kept until it expires.
+                    "--max-tasks-per-principal",
+                    "100000000",
+                ],
+            )?;
+            let load = [
+                "load",
+                "--url",
+                &server.ws("/mcp"),
+                "--resumable",
+                "--connections",
+                "1",
+                "--inflight",
+                "64",
+                "--seconds",
+                plan.seconds,
+                "--warmup",
+                plan.warmup,
+            ];
+            rows.push(Row {
+                scenario: resumable,
+                server: "ours",
+                summary: bench(&mcp_bench, &load).context(resumable)?,
+            });
+            let tasks_args = [
+                "tasks",
+                "--url",
+                &server.http("/mcp"),
+                "--connections",
+                "8",
+                "--seconds",
+                plan.seconds,
+                "--warmup",
+                plan.warmup,
+            ];
+            rows.push(Row {
+                scenario: tasks,
+                server: "ours",
+                summary: bench(&mcp_bench, &tasks_args).context(tasks)?,
+            });
+            drop(server);
+            drop(redis);
+        }
+    }
     let report = report(&rows, &plan)?;
     let out = target_dir().join("bench");
     std::fs::write(
@@ -451,6 +568,15 @@ fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
         "oursWsOverRmcpHttp": ws_over_rmcp,
         "oursHttpOverRmcpHttp": over("http-64", "rmcp"),
         "threeInstancesOverOne": ratio(ours("lb-3"), ours("lb-1")),
+        "resumableOverPlain1x64": ratio(ours("resumable-redb"), ours("1x64")),
+        "redisEverysecOverRedbTasks": ratio(
+            figure(rows, "tasks-redis-everysec", "ours", "tasksPerSecond"),
+            figure(rows, "tasks-redb", "ours", "tasksPerSecond"),
+        ),
+        "redisAlwaysOverRedbTasks": ratio(
+            figure(rows, "tasks-redis-always", "ours", "tasksPerSecond"),
+            figure(rows, "tasks-redb", "ours", "tasksPerSecond"),
+        ),
         "progressCost": progress_cost,
         "imagesOverBareLoop": figure(rows, "images", "ours", "ratio"),
     });
@@ -683,6 +809,27 @@ fn markdown(report: &Value) -> String {
             fmt_number(&s["toolImagesPerSecond"]),
             fmt_number(&s["bareImagesPerSecond"]),
             s["ratio"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    text.push_str("\n## The store\n\nA resumable 2025 session over WebSocket (1 connection, 64 calls in flight; every message written before it is sent), against the same session not resumable (`1x64`); and 2026-07-28 tasks over HTTP (8 clients, each creating a `process_batch` of 100 items, polling it to its end and checking its result).\n\n| store | resumable calls/s | p50 µs | p99 µs | tasks/s | p50 µs | p99 µs | polls per task |\n|---|---|---|---|---|---|---|---|\n");
+    for store in ["redb", "redis-always", "redis-everysec"] {
+        let find = |prefix: &str| {
+            results
+                .iter()
+                .find(|r| r["scenario"].as_str() == Some(&format!("{prefix}-{store}")))
+                .map(|r| r["summary"].clone())
+                .unwrap_or_default()
+        };
+        let (calls, tasks) = (find("resumable"), find("tasks"));
+        text.push_str(&format!(
+            "| {store} | {} | {} | {} | {} | {} | {} | {} |\n",
+            fmt_number(&calls["callsPerSecond"]),
+            calls["p50Us"],
+            calls["p99Us"],
+            fmt_number(&tasks["tasksPerSecond"]),
+            tasks["p50Us"],
+            tasks["p99Us"],
+            fmt_number(&tasks["pollsPerTask"]),
         ));
     }
     text.push_str("\n## Ratios\n\n| ratio | value |\n|---|---|\n");

@@ -47,7 +47,9 @@ pub(crate) fn all() -> anyhow::Result<()> {
     phases.time("javascript", js_tests)?;
     phases.time("conformance", crate::conformance::run_all)?;
     phases.time("browser", crate::e2e::run_all)?;
-    phases.time("bench smoke", || crate::bench::run_all(true, false))?;
+    phases.time("bench smoke", || {
+        crate::bench::run_all(true, false, Vec::new())
+    })?;
     // A short soak: one principal abuses the server while another works (docs/security.md).
     phases.time("soak", || crate::soak::run_all(SOAK_SECONDS))?;
     // A short pass over every fuzz target: it keeps the targets building, and replays the

@@ -54,6 +54,10 @@ enum Cmd {
         /// open files limit allows).
         #[arg(long)]
         full: bool,
+        /// Only these groups of scenarios (comma-separated): calls, capacity, tools, scale,
+        /// store.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Drive the web console in a real browser (Debian's Chromium, installed when missing).
     E2e,
@@ -89,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ci => ci::all(),
         Cmd::Conformance => conformance::run_all(),
         Cmd::E2e => e2e::run_all(),
-        Cmd::Bench { smoke, full } => bench::run_all(smoke, full),
+        Cmd::Bench { smoke, full, only } => bench::run_all(smoke, full, only),
         Cmd::Fuzz {
             seconds,
             merge,

@@ -34,40 +34,12 @@ impl Cluster {
     pub(crate) fn start(server: &Path, instances: usize) -> anyhow::Result<Self> {
         crate::ci::ensure_services()?;
         let dir = tempfile::tempdir()?;
-        let socket = dir.path().join("redis.sock");
-        let mut redis = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start redis-server")?;
-        let mut lines = BufReader::new(redis.stdout.take().context("its output")?).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.to_ascii_lowercase().contains("ready to accept") => break,
-                Some(Ok(_)) => {}
-                _ => bail!("redis-server ended before it was ready"),
-            }
-        }
-        // What it logs from now on is read and dropped, so that it never waits on the pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let (redis, url) = start_redis(dir.path(), "everysec")?;
         let mut cluster = Self {
             children: vec![redis],
             address: String::new(),
             _dir: dir,
         };
-        let url = format!("redis+unix://{}", socket.display());
         let mut servers = String::new();
         for n in 0..instances {
             let name = format!("i{n}");
@@ -123,6 +95,44 @@ impl Cluster {
         }
         Ok(cluster)
     }
+}
+
+/// Debian's `redis-server` on a Unix socket in `dir` (its data there too), with its AOF
+/// fsync'd as `appendfsync` says: `always` (before each write is acknowledged) or `everysec`
+/// (the documented deployment's; see docs/scale-out.md). Returns it once it is ready, and its
+/// URL.
+pub(crate) fn start_redis(dir: &Path, appendfsync: &str) -> anyhow::Result<(Child, String)> {
+    let socket = dir.join("redis.sock");
+    let mut redis = Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(&socket)
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            appendfsync,
+            "--dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start redis-server")?;
+    let mut lines = BufReader::new(redis.stdout.take().context("its output")?).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.to_ascii_lowercase().contains("ready to accept") => break,
+            Some(Ok(_)) => {}
+            _ => bail!("redis-server ended before it was ready"),
+        }
+    }
+    // What it logs from now on is read and dropped, so that it never waits on the pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((redis, format!("redis+unix://{}", socket.display())))
 }
 
 /// Whether `address` answers `GET /readyz` with 200.

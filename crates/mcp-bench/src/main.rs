@@ -15,6 +15,7 @@
 //! - `mcp-bench images`: `process_images` against a bare loop over the `image` crate.
 //! - `mcp-bench soak`: one principal abuses the server while another works (`cargo xtask
 //!   soak`).
+//! - `mcp-bench tasks`: 2026-07-28 tasks created, polled to their end and checked.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -32,6 +33,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 
 mod sessions;
 mod soak;
+mod tasks;
 mod tools;
 
 /// The server's allocator: the bare image loop does the same work as the server's tool, so it
@@ -64,6 +66,8 @@ enum Command {
     Images(tools::Images),
     /// One principal abuses the server every way it can while another makes ordinary calls.
     Soak(soak::Soak),
+    /// Create 2026-07-28 tasks over HTTP, poll each to its end, and check its result.
+    Tasks(tasks::Tasks),
 }
 
 #[derive(clap::Args, Clone)]
@@ -97,6 +101,10 @@ struct Load {
     /// balancer may send each to another instance).
     #[arg(long)]
     modern: bool,
+    /// Over WebSocket, a resumable 2025 session (the `resume` capability): the server writes
+    /// every message to its store before it sends it.
+    #[arg(long)]
+    resumable: bool,
 }
 
 #[tokio::main]
@@ -112,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Batch(args) => print(tools::batch(args).await),
         Command::Images(args) => print(tools::images(args).await),
         Command::Soak(args) => print(soak::run(args).await),
+        Command::Tasks(args) => print(tasks::run(args).await),
     }
 }
 
@@ -241,8 +250,13 @@ fn initialized() -> String {
 }
 
 fn initialize() -> String {
+    initialize_with(json!({}))
+}
+
+/// `initialize` declaring `capabilities`.
+fn initialize_with(capabilities: Value) -> String {
     json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
+        "protocolVersion": "2025-11-25", "capabilities": capabilities,
         "clientInfo": {"name": "mcp-bench", "version": "1"}}})
     .to_string()
 }
@@ -252,7 +266,20 @@ async fn handshake<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>) -> any
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    socket.send(Frame::text(initialize())).await?;
+    handshake_with(socket, json!({})).await
+}
+
+/// [`handshake`] declaring `capabilities`.
+async fn handshake_with<S>(
+    socket: &mut tokio_tungstenite::WebSocketStream<S>,
+    capabilities: Value,
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    socket
+        .send(Frame::text(initialize_with(capabilities)))
+        .await?;
     loop {
         let Some(frame) = socket.next().await else {
             bail!("closed during initialize")
@@ -293,7 +320,11 @@ async fn ws_connection(
         .await
         .with_context(|| format!("cannot connect to {}", load.url))?;
     if !load.raw {
-        handshake(&mut socket).await?;
+        let capabilities = match load.resumable {
+            true => json!({"experimental": {"resume": {}}}),
+            false => json!({}),
+        };
+        handshake_with(&mut socket, capabilities).await?;
     }
     let (mut sink, mut stream) = socket.split();
     // Sent times by id (ids are sequential per connection, so a ring indexed by id works).

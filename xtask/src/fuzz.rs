@@ -22,7 +22,12 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// The fuzz targets, as named in fuzz/Cargo.toml.
 pub(crate) const TARGETS: [&str; 4] = ["jsonrpc", "envelope", "tutorial", "http"];
 
-pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Result<()> {
+pub(crate) fn run_all(
+    seconds: u64,
+    only: &[String],
+    merge: bool,
+    quick: bool,
+) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let fuzz = install_tool(&cargo, "cargo-fuzz", CARGO_FUZZ_VERSION)?;
     let out = target_dir().join("fuzz");
@@ -34,6 +39,8 @@ pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Res
     if targets.is_empty() {
         anyhow::bail!("no such target; the targets are {}", TARGETS.join(", "));
     }
+    // Every target at once: their crates are built once, and linked side by side.
+    run(&mut fuzz_command(&fuzz, &out, "build", &targets, quick))?;
     for target in targets {
         let committed = root().join("fuzz").join("corpus").join(target);
         let regressions = root().join("fuzz").join("regressions").join(target);
@@ -41,7 +48,7 @@ pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Res
         let artifacts = out.join("artifacts").join(target);
         std::fs::create_dir_all(&found)?;
         std::fs::create_dir_all(&artifacts)?;
-        let mut command = fuzz_command(&fuzz, &out, target);
+        let mut command = fuzz_command(&fuzz, &out, "run", &[target], quick);
         command.arg(&found).arg(&committed);
         if regressions.is_dir() {
             command.arg(&regressions);
@@ -60,7 +67,7 @@ pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Res
                 std::fs::remove_dir_all(&merged)?;
             }
             std::fs::create_dir_all(&merged)?;
-            let mut command = fuzz_command(&fuzz, &out, target);
+            let mut command = fuzz_command(&fuzz, &out, "run", &[target], quick);
             command
                 .arg(&merged)
                 .arg(&committed)
@@ -79,14 +86,28 @@ pub(crate) fn run_all(seconds: u64, only: &[String], merge: bool) -> anyhow::Res
     Ok(())
 }
 
-/// `cargo fuzz run TARGET` in fuzz/ (its own workspace and Cargo.lock), built into `out`.
-fn fuzz_command(fuzz: &Path, out: &Path, target: &str) -> Command {
+/// `cargo fuzz VERB TARGETS` in fuzz/ (its own workspace and Cargo.lock), built into `out`:
+/// in release mode with debug assertions (cargo-fuzz's default), or unoptimized when `quick`
+/// (fuzz/Cargo.toml's dev profile: the whole server builds in about 3 minutes instead of 7
+/// here, and runs about 12 times slower, which a short pass over the corpus does not mind).
+/// `build` and `run` get the same flags, so a run builds nothing.
+fn fuzz_command(fuzz: &Path, out: &Path, verb: &str, targets: &[&str], quick: bool) -> Command {
     let mut command = Command::new(fuzz);
+    command.args(["fuzz", verb, "--sanitizer", "none"]);
+    if quick {
+        command.arg("--dev");
+    }
     command
-        .args(["fuzz", "run", "--sanitizer", "none", "--target-dir"])
+        .arg("--target-dir")
         .arg(out.join("build"))
         .arg("--fuzz-dir")
-        .arg(root().join("fuzz"))
-        .arg(target);
+        .arg(root().join("fuzz"));
+    match verb {
+        // `build` takes one target or, without one, all of them.
+        "build" if targets.len() == TARGETS.len() => {}
+        _ => {
+            command.args(targets);
+        }
+    }
     command
 }

@@ -69,6 +69,10 @@ enum Cmd {
         /// Merge the new inputs that reach new code into the committed corpus (fuzz/corpus).
         #[arg(long)]
         merge: bool,
+        /// Unoptimized: builds in less than half the time, runs about 12 times slower (CI's
+        /// short pass over the corpus).
+        #[arg(long)]
+        quick: bool,
         /// Only these targets (default: all of jsonrpc, envelope, tutorial, http).
         targets: Vec<String>,
     },
@@ -97,8 +101,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz {
             seconds,
             merge,
+            quick,
             targets,
-        } => fuzz::run_all(seconds, &targets, merge),
+        } => fuzz::run_all(seconds, &targets, merge, quick),
         Cmd::Soak { seconds } => soak::run_all(seconds),
         Cmd::Codegen { check } => codegen::run(check),
     }

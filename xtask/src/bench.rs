@@ -493,6 +493,19 @@ pub(crate) fn run_all(smoke: bool, full: bool, only: Vec<String>) -> anyhow::Res
                 "--warmup",
                 plan.warmup,
             ];
+            if store == "redb" {
+                // The baseline: the same calls in a session that is not resumable.
+                let plain: Vec<&str> = load
+                    .iter()
+                    .copied()
+                    .filter(|a| *a != "--resumable")
+                    .collect();
+                rows.push(Row {
+                    scenario: "not-resumable",
+                    server: "ours",
+                    summary: bench(&mcp_bench, &plain).context("not-resumable")?,
+                });
+            }
             rows.push(Row {
                 scenario: resumable,
                 server: "ours",
@@ -568,7 +581,7 @@ fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
         "oursWsOverRmcpHttp": ws_over_rmcp,
         "oursHttpOverRmcpHttp": over("http-64", "rmcp"),
         "threeInstancesOverOne": ratio(ours("lb-3"), ours("lb-1")),
-        "resumableOverPlain1x64": ratio(ours("resumable-redb"), ours("1x64")),
+        "resumableOverNotResumable": ratio(ours("resumable-redb"), ours("not-resumable")),
         "redisEverysecOverRedbTasks": ratio(
             figure(rows, "tasks-redis-everysec", "ours", "tasksPerSecond"),
             figure(rows, "tasks-redb", "ours", "tasksPerSecond"),
@@ -811,7 +824,7 @@ fn markdown(report: &Value) -> String {
             s["ratio"].as_f64().unwrap_or(0.0),
         ));
     }
-    text.push_str("\n## The store\n\nA resumable 2025 session over WebSocket (1 connection, 64 calls in flight; every message written before it is sent), against the same session not resumable (`1x64`); and 2026-07-28 tasks over HTTP (8 clients, each creating a `process_batch` of 100 items, polling it to its end and checking its result).\n\n| store | resumable calls/s | p50 µs | p99 µs | tasks/s | p50 µs | p99 µs | polls per task |\n|---|---|---|---|---|---|---|---|\n");
+    text.push_str("\n## The store\n\nA resumable 2025 session over WebSocket (1 connection, 64 calls in flight; every message written before it is sent), against the same session not resumable; and 2026-07-28 tasks over HTTP (8 clients, each creating a `process_batch` of 100 items, polling it to its end and checking its result).\n\n| store | resumable calls/s | p50 µs | p99 µs | tasks/s | p50 µs | p99 µs | polls per task |\n|---|---|---|---|---|---|---|---|\n");
     for store in ["redb", "redis-always", "redis-everysec"] {
         let find = |prefix: &str| {
             results
@@ -830,6 +843,15 @@ fn markdown(report: &Value) -> String {
             tasks["p50Us"],
             tasks["p99Us"],
             fmt_number(&tasks["pollsPerTask"]),
+        ));
+    }
+    for row in in_scenarios(&["not-resumable"]) {
+        let s = &row["summary"];
+        text.push_str(&format!(
+            "\nNot resumable (redb's server, the same load): {} calls/s, p50 {} µs, p99 {} µs.\n",
+            fmt_number(&s["callsPerSecond"]),
+            s["p50Us"],
+            s["p99Us"],
         ));
     }
     text.push_str("\n## Ratios\n\n| ratio | value |\n|---|---|\n");

@@ -16,6 +16,10 @@
 //! - `mcp-bench soak`: one principal abuses the server while another works (`cargo xtask
 //!   soak`).
 //! - `mcp-bench tasks`: 2026-07-28 tasks created, polled to their end and checked.
+//! - `mcp-bench wrong`: a deliberately wrong server, for the test that `load` fails on it.
+//!
+//! `load` checks every answer against its call (the id of a call in flight, and the sum of
+//! `add`); a wrong, missing or unasked-for answer is an error, and any error fails the run.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -35,6 +39,7 @@ mod sessions;
 mod soak;
 mod tasks;
 mod tools;
+mod wrong;
 
 /// The server's allocator: the bare image loop does the same work as the server's tool, so it
 /// must allocate the same way (glibc maps and unmaps every decoded image's buffer).
@@ -68,6 +73,8 @@ enum Command {
     Soak(soak::Soak),
     /// Create 2026-07-28 tasks over HTTP, poll each to its end, and check its result.
     Tasks(tasks::Tasks),
+    /// Serve deliberately wrong answers (for the test that the load generator fails on them).
+    Wrong(wrong::Wrong),
 }
 
 #[derive(clap::Args, Clone)]
@@ -105,6 +112,10 @@ struct Load {
     /// every message to its store before it sends it.
     #[arg(long)]
     resumable: bool,
+    /// How long answers may come after the measurement ends; calls still unanswered then
+    /// are errors.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
 }
 
 #[tokio::main]
@@ -121,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Images(args) => print(tools::images(args).await),
         Command::Soak(args) => print(soak::run(args).await),
         Command::Tasks(args) => print(tasks::run(args).await),
+        Command::Wrong(args) => wrong::serve(args).await,
     }
 }
 
@@ -154,19 +166,35 @@ fn pace(rate: f64, end: Instant, connections: Vec<tokio::sync::mpsc::Sender<Inst
     }
 }
 
-/// How long answers may come after the measurement ends.
-const DRAIN: Duration = Duration::from_secs(10);
+/// How many calls one connection may have unanswered (open loop): past that the server is
+/// so far behind that more calls are counted as failed rather than sent.
+const OUTSTANDING_MAX: usize = 100_000;
 
 /// What every connection records.
 struct Shared {
     histogram: Mutex<Histogram<u64>>,
     errors: std::sync::atomic::AtomicU64,
+    /// What the first error was.
+    first_error: std::sync::Mutex<Option<String>>,
     /// When measuring starts and ends.
     start: Instant,
     end: Instant,
 }
 
 impl Shared {
+    /// Counts `n` errors; the first one's description is kept for the report.
+    fn error(&self, n: u64, what: impl FnOnce() -> String) {
+        if n == 0 {
+            return;
+        }
+        self.errors
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(what());
+        }
+    }
+
     async fn record(&self, due: Instant, done: Instant) {
         if due < self.start || due >= self.end {
             return;
@@ -182,6 +210,7 @@ async fn run(load: Load) -> anyhow::Result<Value> {
     let shared = Arc::new(Shared {
         histogram: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         errors: Default::default(),
+        first_error: Default::default(),
         start,
         end,
     });
@@ -211,9 +240,19 @@ async fn run(load: Load) -> anyhow::Result<Value> {
     for task in tasks {
         task.await.context("a connection task panicked")??;
     }
+    let errors = shared.errors.load(std::sync::atomic::Ordering::Relaxed);
+    if errors > 0 {
+        let first = shared.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        bail!(
+            "{errors} calls went wrong (a wrong or missing answer, or an answer to no call); the first: {}",
+            first.as_deref().unwrap_or("?")
+        );
+    }
     let histogram = shared.histogram.lock().await;
     let calls = histogram.len();
-    let errors = shared.errors.load(std::sync::atomic::Ordering::Relaxed);
+    if calls == 0 {
+        bail!("no call was answered within the measurement");
+    }
     Ok(json!({
         "calls": calls,
         "errors": errors,
@@ -302,6 +341,74 @@ fn answer(text: &str) -> Option<(u64, bool)> {
     Some((id, ok))
 }
 
+/// What a message from the server is to the load: the right answer to call `id`, a wrong
+/// one (to call `id`, when it names one), or something else (a notification).
+#[derive(Debug, PartialEq)]
+enum Reply {
+    Right(u64),
+    Wrong(Option<u64>, String),
+    Other,
+}
+
+/// Checks a message against the call it answers: [`call`] `id` is `add(id % 1000, 3)`, so its
+/// answer must carry that sum (as `structuredContent.result`, or as the text of its first
+/// content, a number or a JSON object with `result`, as the peers answer). The raw echo
+/// answers with the call itself.
+fn verify(text: &str, raw: bool) -> Reply {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return Reply::Wrong(None, format!("not JSON ({e}): {}", clip(text))),
+    };
+    let id = value.get("id").and_then(Value::as_u64);
+    if raw {
+        let arguments = &value["params"]["arguments"];
+        return match id {
+            Some(id) if arguments["a"] == json!(id % 1000) && arguments["b"] == json!(3) => {
+                Reply::Right(id)
+            }
+            _ => Reply::Wrong(id, format!("not the call echoed: {}", clip(text))),
+        };
+    }
+    if value.get("method").is_some() {
+        return Reply::Other;
+    }
+    let Some(id) = id else {
+        return Reply::Wrong(
+            None,
+            format!("an answer without a numeric id: {}", clip(text)),
+        );
+    };
+    let result = &value["result"];
+    if value.get("error").is_some() || result["isError"] == json!(true) {
+        return Reply::Wrong(Some(id), format!("an error: {}", clip(text)));
+    }
+    let expected = (id % 1000 + 3) as f64;
+    let text_sum = || {
+        let text = result["content"][0]["text"].as_str()?;
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .or_else(|| serde_json::from_str::<Value>(text).ok()?["result"].as_f64())
+    };
+    match result["structuredContent"]["result"]
+        .as_f64()
+        .or_else(text_sum)
+    {
+        Some(sum) if sum == expected => Reply::Right(id),
+        Some(sum) => Reply::Wrong(Some(id), format!("add({}, 3) answered {sum}", id % 1000)),
+        None => Reply::Wrong(Some(id), format!("an answer without a sum: {}", clip(text))),
+    }
+}
+
+/// The start of `text`, for an error message.
+fn clip(text: &str) -> &str {
+    let mut end = text.len().min(300);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 async fn ws_connection(
     load: &Load,
     shared: &Shared,
@@ -327,50 +434,46 @@ async fn ws_connection(
         handshake_with(&mut socket, capabilities).await?;
     }
     let (mut sink, mut stream) = socket.split();
-    // Sent times by id (ids are sequential per connection, so a ring indexed by id works).
-    let capacity = (load.inflight.max(1) * 4).next_power_of_two().max(1024);
-    let mut due_at: Vec<Option<Instant>> = vec![None; capacity];
+    // The calls sent and not answered yet, by id, with when each was due.
+    let mut outstanding: std::collections::HashMap<u64, Instant> = Default::default();
+    let drained = shared.end + Duration::from_secs_f64(load.drain);
     let mut next_id: u64 = 1;
-    let mut outstanding = 0usize;
     let open_loop = pace.is_some();
     loop {
         let now = Instant::now();
-        if now >= shared.end && outstanding == 0 {
+        if now >= shared.end && outstanding.is_empty() {
             break;
         }
-        if now >= shared.end + DRAIN {
+        if now >= drained {
             // Answers that never came are errors, not a hang.
-            shared
-                .errors
-                .fetch_add(outstanding as u64, std::sync::atomic::Ordering::Relaxed);
+            shared.error(outstanding.len() as u64, || {
+                format!("{} calls never answered", outstanding.len())
+            });
             break;
         }
         // Closed loop: keep `inflight` outstanding. Open loop: send each call when due.
-        let can_send = now < shared.end && outstanding < capacity / 2;
-        if !open_loop {
-            while can_send && outstanding < load.inflight {
-                due_at[(next_id as usize) % capacity] = Some(Instant::now());
+        if !open_loop && now < shared.end {
+            while outstanding.len() < load.inflight {
+                outstanding.insert(next_id, Instant::now());
                 sink.feed(Frame::text(call(next_id))).await?;
                 next_id += 1;
-                outstanding += 1;
             }
             sink.flush().await?;
         }
-        let wait = (shared.end + DRAIN).saturating_duration_since(now);
+        let wait = drained.saturating_duration_since(now);
         let frame = tokio::select! {
             frame = stream.next() => frame,
             due = async { pace.as_mut()?.recv().await }, if pace.is_some() => {
                 match due {
-                    Some(due) if outstanding < capacity / 2 => {
-                        due_at[(next_id as usize) % capacity] = Some(due);
+                    Some(due) if outstanding.len() < OUTSTANDING_MAX => {
+                        outstanding.insert(next_id, due);
                         sink.send(Frame::text(call(next_id))).await?;
                         next_id += 1;
-                        outstanding += 1;
                     }
-                    // More unanswered calls than the ring tracks: the server is far behind.
-                    Some(_) => {
-                        shared.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    // The server is far behind: this call is not sent, and counts as failed.
+                    Some(_) => shared.error(1, || {
+                        format!("{OUTSTANDING_MAX} calls unanswered at once")
+                    }),
                     None => pace = None,
                 }
                 continue;
@@ -382,19 +485,19 @@ async fn ws_connection(
         };
         let Frame::Text(text) = frame? else { continue };
         let done = Instant::now();
-        if let Some((id, ok)) = answer(&text)
-            && let Some(due) = due_at[(id as usize) % capacity].take()
-        {
-            outstanding -= 1;
-            if ok {
-                shared.record(due, done).await;
-            } else if shared
-                .errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                == 0
-            {
-                eprintln!("mcp-bench: first error: {}", &text[..text.len().min(300)]);
-            }
+        match verify(&text, load.raw) {
+            Reply::Right(id) => match outstanding.remove(&id) {
+                Some(due) => shared.record(due, done).await,
+                None => shared.error(1, || {
+                    format!("an answer to no call in flight: {}", clip(&text))
+                }),
+            },
+            Reply::Wrong(Some(id), _) if outstanding.remove(&id).is_none() => shared
+                .error(1, || {
+                    format!("an answer to no call in flight: {}", clip(&text))
+                }),
+            Reply::Wrong(_, what) => shared.error(1, || what),
+            Reply::Other => {}
         }
     }
     let _ = sink.close().await;
@@ -467,21 +570,35 @@ async fn http_connection(
             false => call(next_id),
         };
         let (_, text) = post(body, &session).await?;
+        let id = next_id;
         next_id += 1;
-        // An SSE answer carries the JSON after `data:`.
-        let json = text
+        // An SSE answer carries its messages after `data:`; a JSON answer is the body. One
+        // of them must answer this call, and rightly.
+        let mut messages: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .map(str::trim)
-            .find(|d| !d.is_empty())
-            .map_or(text.as_str(), |d| d);
-        match answer(json) {
-            Some((_, true)) => shared.record(due, Instant::now()).await,
-            _ => {
-                shared
-                    .errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .filter(|d| !d.is_empty())
+            .collect();
+        if messages.is_empty() && !text.trim().is_empty() {
+            messages.push(text.as_str());
+        }
+        let replies: Vec<Reply> = messages
+            .iter()
+            .map(|m| verify(m, false))
+            .filter(|r| *r != Reply::Other)
+            .collect();
+        match replies.as_slice() {
+            [Reply::Right(answered)] if *answered == id => {
+                shared.record(due, Instant::now()).await;
             }
+            [Reply::Right(answered) | Reply::Wrong(Some(answered), _)] if *answered != id => {
+                shared.error(1, || format!("call {id} was answered as call {answered}"))
+            }
+            [Reply::Wrong(_, what)] => shared.error(1, || what.clone()),
+            _ => shared.error(1, || {
+                format!("call {id}: {} answers in: {}", replies.len(), clip(&text))
+            }),
         }
     }
     Ok(())

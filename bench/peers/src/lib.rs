@@ -1,7 +1,12 @@
-//! What the peers share: the `add` tool's arguments, and how a peer says where it listens
-//! (`listening on ADDR` on its first line, as `cargo xtask bench` reads it).
+//! What the peers share: the `add` tool's arguments, how a peer says where it listens
+//! (`listening on ADDR` on its first line, as `cargo xtask bench` reads it), and the
+//! allocator, mimalloc, the same as our server's, so that no server is measured with an
+//! allocator the others do not have.
 
 use schemars::JsonSchema;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde::Deserialize;
 
 /// The arguments of `add`, the same as our server's.

@@ -116,6 +116,10 @@ struct Load {
     /// are errors.
     #[arg(long, default_value_t = 10.0)]
     drain: f64,
+    /// A bearer token to send (`Authorization`); repeat for several, and connection N uses
+    /// the Nth (in turn): one principal per connection.
+    #[arg(long = "token")]
+    tokens: Vec<String>,
 }
 
 #[tokio::main]
@@ -217,8 +221,12 @@ async fn run(load: Load) -> anyhow::Result<Value> {
     let http = load.url.starts_with("http://");
     let mut tasks = Vec::new();
     let mut pace_senders = Vec::new();
-    for _ in 0..load.connections {
+    for n in 0..load.connections {
         let load = load.clone();
+        let token = match load.tokens.is_empty() {
+            true => None,
+            false => Some(load.tokens[n % load.tokens.len()].clone()),
+        };
         let shared = Arc::clone(&shared);
         let pace = load.rate.map(|_| {
             let (tx, rx) = tokio::sync::mpsc::channel(PACE_QUEUE);
@@ -227,9 +235,9 @@ async fn run(load: Load) -> anyhow::Result<Value> {
         });
         tasks.push(tokio::spawn(async move {
             if http {
-                http_connection(&load, &shared, pace).await
+                http_connection(&load, token.as_deref(), &shared, pace).await
             } else {
-                ws_connection(&load, &shared, pace).await
+                ws_connection(&load, token.as_deref(), &shared, pace).await
             }
         }));
     }
@@ -411,6 +419,7 @@ fn clip(text: &str) -> &str {
 
 async fn ws_connection(
     load: &Load,
+    token: Option<&str>,
     shared: &Shared,
     mut pace: Option<tokio::sync::mpsc::Receiver<Instant>>,
 ) -> anyhow::Result<()> {
@@ -423,9 +432,25 @@ async fn ws_connection(
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", load.subprotocol.parse()?);
     }
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse()?);
+    }
+    // TCP_NODELAY, as every server measured sets it: Nagle's algorithm would hold a call
+    // written while another is unacknowledged.
+    let authority = request
+        .uri()
+        .authority()
+        .context("a URL without a host")?
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(authority.as_str())
         .await
         .with_context(|| format!("cannot connect to {}", load.url))?;
+    tcp.set_nodelay(true)?;
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .with_context(|| format!("cannot open a WebSocket at {}", load.url))?;
     if !load.raw {
         let capabilities = match load.resumable {
             true => json!({"experimental": {"resume": {}}}),
@@ -506,6 +531,7 @@ async fn ws_connection(
 
 async fn http_connection(
     load: &Load,
+    token: Option<&str>,
     shared: &Shared,
     mut pace: Option<tokio::sync::mpsc::Receiver<Instant>>,
 ) -> anyhow::Result<()> {
@@ -526,6 +552,9 @@ async fn http_connection(
             .header("host", authority.as_str())
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
         if load.modern {
             request = request
                 .header("mcp-protocol-version", "2026-07-28")

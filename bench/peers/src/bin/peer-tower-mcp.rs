@@ -1,5 +1,6 @@
 //! tower-mcp's WebSocket transport with an `add` tool, at `ws://ADDR/`.
 
+use axum::serve::ListenerExt as _;
 use mcp_peers::AddArgs;
 use tower_mcp::transport::websocket::WebSocketTransport;
 use tower_mcp::{CallToolResult, McpRouter, ToolBuilder};
@@ -15,8 +16,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let router = McpRouter::new()
         .server_info("tower-mcp-peer", "1")
         .tool(add);
-    // The transport's `serve` takes an address; port 0 needs the listener bound here.
-    let listener = mcp_peers::listen().await?;
+    // The transport's `serve` takes an address; port 0 needs the listener bound here. Every
+    // server of the benchmarks sets TCP_NODELAY on its connections; axum does not by itself.
+    let listener = mcp_peers::listen().await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, WebSocketTransport::new(router).into_router()).await?;
     Ok(())
 }

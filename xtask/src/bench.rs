@@ -731,6 +731,8 @@ fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
         ),
         "progressCost": progress_cost,
         "imagesOverBareLoop": figure(rows, "images", "ours", "ratio"),
+        "imagesOverBareLoopWall": figure(rows, "images", "ours", "ratioWall"),
+        "progressCostWall": figure(rows, "batch", "ours", "progressCostWall"),
     });
     let worse = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -939,18 +941,23 @@ fn markdown(report: &Value) -> String {
             fmt_number(&s["serverCpuUsPerDelivery"]), fmt_number(&s["clientCpuUsPerDelivery"]),
         ));
     }
-    text.push_str("\n## Progress (`process_batch`)\n\n| scenario | items | items/s without progress | items/s with progress | progress cost | notifications | notifications/s |\n|---|---|---|---|---|---|---|\n");
+    text.push_str("\n## Progress (`process_batch`)\n\nItems per second by the tool's own timer, and by the client's clock (request to answer).\n\n| scenario | items | items/s without progress | items/s with progress | progress cost | client's clock: without / with / cost | notifications | notifications/s |\n|---|---|---|---|---|---|---|---|\n");
     for row in in_scenarios(&["batch", "progress-stream"]) {
         let s = &row["summary"];
+        let percent = |v: &Value| {
+            v.as_f64()
+                .map_or("–".to_owned(), |c| format!("{:.1}%", c * 100.0))
+        };
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {} |\n",
             row["scenario"].as_str().unwrap_or(""),
             s["count"],
             fmt_number(&s["itemsPerSecond"]),
             fmt_number(&s["itemsPerSecondWithProgress"]),
-            s["progressCost"]
-                .as_f64()
-                .map_or("–".to_owned(), |c| format!("{:.1}%", c * 100.0)),
+            percent(&s["progressCost"]),
+            fmt_number(&s["itemsPerSecondWall"]),
+            fmt_number(&s["itemsPerSecondWithProgressWall"]),
+            percent(&s["progressCostWall"]),
             fmt_number(&s["notifications"]),
             fmt_number(&s["notificationsPerSecond"]),
         ));
@@ -958,42 +965,46 @@ fn markdown(report: &Value) -> String {
     for row in in_scenarios(&["images"]) {
         let s = &row["summary"];
         text.push_str(&format!(
-            "\n## Images\n\n{} generated {}×{} PNGs, {} threads, median of {} rounds: `process_images` {} images/s, the bare loop {} images/s (ratio {:.3}).\n",
+            "\n## Images\n\n{} generated {}×{} PNGs, {} threads, median of {} rounds: `process_images` {} images/s by its own timer, {} by the client's clock (request to answer); the bare loop {} images/s (its pool built before its clock starts). Ratio {:.3} by the tool's timer, {:.3} by the client's clock.\n",
             s["images"], s["size"], s["size"], s["threads"], s["rounds"],
             fmt_number(&s["toolImagesPerSecond"]),
+            fmt_number(&s["toolImagesPerSecondWall"]),
             fmt_number(&s["bareImagesPerSecond"]),
             s["ratio"].as_f64().unwrap_or(0.0),
+            s["ratioWall"].as_f64().unwrap_or(0.0),
         ));
     }
-    text.push_str("\n## The store\n\nA resumable 2025 session over WebSocket (1 connection, 64 calls in flight; every message written before it is sent), against the same session not resumable; and 2026-07-28 tasks over HTTP (8 clients, each creating a `process_batch` of 100 items, polling it to its end and checking its result).\n\n| store | resumable calls/s | p50 µs | p99 µs | tasks/s | p50 µs | p99 µs | polls per task |\n|---|---|---|---|---|---|---|---|\n");
-    for store in ["redb", "redis-always", "redis-everysec"] {
-        let find = |prefix: &str| {
-            results
-                .iter()
-                .find(|r| r["scenario"].as_str() == Some(&format!("{prefix}-{store}")))
-                .map(|r| r["summary"].clone())
-                .unwrap_or_default()
-        };
-        let (calls, tasks) = (find("resumable"), find("tasks"));
-        text.push_str(&format!(
-            "| {store} | {} | {} | {} | {} | {} | {} | {} |\n",
-            fmt_number(&calls["callsPerSecond"]),
-            calls["p50Us"],
-            calls["p99Us"],
-            fmt_number(&tasks["tasksPerSecond"]),
-            tasks["p50Us"],
-            tasks["p99Us"],
-            fmt_number(&tasks["pollsPerTask"]),
-        ));
-    }
-    for row in in_scenarios(&["not-resumable"]) {
-        let s = &row["summary"];
-        text.push_str(&format!(
-            "\nNot resumable (redb's server, the same load): {} calls/s, p50 {} µs, p99 {} µs.\n",
-            fmt_number(&s["callsPerSecond"]),
-            s["p50Us"],
-            s["p99Us"],
-        ));
+    if !in_scenarios(&["tasks-redb", "tasks-redis-always", "tasks-redis-everysec"]).is_empty() {
+        text.push_str("\n## The store\n\nA resumable 2025 session over WebSocket (1 connection, 64 calls in flight; every message written before it is sent), against the same session not resumable; and 2026-07-28 tasks over HTTP (8 clients, each creating a `process_batch` of 100 items, polling it to its end and checking its result).\n\n| store | resumable calls/s | p50 µs | p99 µs | tasks/s | p50 µs | p99 µs | polls per task |\n|---|---|---|---|---|---|---|---|\n");
+        for store in ["redb", "redis-always", "redis-everysec"] {
+            let find = |prefix: &str| {
+                results
+                    .iter()
+                    .find(|r| r["scenario"].as_str() == Some(&format!("{prefix}-{store}")))
+                    .map(|r| r["summary"].clone())
+                    .unwrap_or_default()
+            };
+            let (calls, tasks) = (find("resumable"), find("tasks"));
+            text.push_str(&format!(
+                "| {store} | {} | {} | {} | {} | {} | {} | {} |\n",
+                fmt_number(&calls["callsPerSecond"]),
+                calls["p50Us"],
+                calls["p99Us"],
+                fmt_number(&tasks["tasksPerSecond"]),
+                tasks["p50Us"],
+                tasks["p99Us"],
+                fmt_number(&tasks["pollsPerTask"]),
+            ));
+        }
+        for row in in_scenarios(&["not-resumable"]) {
+            let s = &row["summary"];
+            text.push_str(&format!(
+                "\nNot resumable (redb's server, the same load): {} calls/s, p50 {} µs, p99 {} µs.\n",
+                fmt_number(&s["callsPerSecond"]),
+                s["p50Us"],
+                s["p99Us"],
+            ));
+        }
     }
     text.push_str("\n## Ratios\n\n| ratio | value |\n|---|---|\n");
     for (name, value) in report["ratios"].as_object().into_iter().flatten() {

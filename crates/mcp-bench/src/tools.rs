@@ -108,6 +108,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 pub(crate) async fn batch(args: Batch) -> anyhow::Result<Value> {
     let (mut plain, mut with_progress) = (Vec::new(), Vec::new());
+    // The same, from the client's clock: the call's wall time, request to answer.
+    let (mut plain_wall, mut with_progress_wall) = (Vec::new(), Vec::new());
     let mut notifications = Vec::new();
     let mut per_second = Vec::new();
     for round in 0..args.rounds.max(1) {
@@ -131,17 +133,22 @@ pub(crate) async fn batch(args: Batch) -> anyhow::Result<Value> {
             let rate = called.result["itemsPerSecond"]
                 .as_f64()
                 .context("no itemsPerSecond in the result")?;
+            let wall = args.count as f64 / called.seconds;
             if progress {
                 with_progress.push(rate);
+                with_progress_wall.push(wall);
                 notifications.push(called.notifications as f64);
                 per_second.push(called.notifications as f64 / called.seconds);
             } else {
                 plain.push(rate);
+                plain_wall.push(wall);
             }
         }
     }
     let plain = (!plain.is_empty()).then(|| median(plain));
     let with_progress = median(with_progress);
+    let plain_wall = (!plain_wall.is_empty()).then(|| median(plain_wall));
+    let with_progress_wall = median(with_progress_wall);
     Ok(json!({
         "count": args.count,
         "cost": args.cost,
@@ -149,6 +156,9 @@ pub(crate) async fn batch(args: Batch) -> anyhow::Result<Value> {
         "itemsPerSecond": plain,
         "itemsPerSecondWithProgress": with_progress,
         "progressCost": plain.map(|plain| 1.0 - with_progress / plain),
+        "itemsPerSecondWall": plain_wall,
+        "itemsPerSecondWithProgressWall": with_progress_wall,
+        "progressCostWall": plain_wall.map(|plain| 1.0 - with_progress_wall / plain),
         "notifications": median(notifications),
         "notificationsPerSecond": median(per_second),
     }))
@@ -162,10 +172,13 @@ pub(crate) async fn images(args: Images) -> anyhow::Result<Value> {
     // One run of each is at the mercy of the machine's noise (±10% here): several rounds,
     // in alternating order so neither always runs on a warmer cache.
     let (mut tool_rates, mut bare_rates) = (Vec::new(), Vec::new());
+    let mut tool_wall_rates = Vec::new();
     for round in 0..args.rounds.max(1) {
         for tool_first in [round % 2 == 0, round % 2 == 1] {
             if tool_first {
-                tool_rates.push(tool_images(&args.url).await?);
+                let (own, wall) = tool_images(&args.url, args.count).await?;
+                tool_rates.push(own);
+                tool_wall_rates.push(wall);
             } else {
                 let (input, output) = (input.clone(), output.clone());
                 bare_rates.push(
@@ -176,6 +189,7 @@ pub(crate) async fn images(args: Images) -> anyhow::Result<Value> {
         }
     }
     let (tool, bare) = (median(tool_rates), median(bare_rates));
+    let tool_wall = median(tool_wall_rates);
     Ok(json!({
         "images": args.count,
         "size": args.size,
@@ -184,11 +198,14 @@ pub(crate) async fn images(args: Images) -> anyhow::Result<Value> {
         "toolImagesPerSecond": tool,
         "bareImagesPerSecond": bare,
         "ratio": tool / bare,
+        "toolImagesPerSecondWall": tool_wall,
+        "ratioWall": tool_wall / bare,
     }))
 }
 
-/// One `process_images` call over the generated images: the images per second it reports.
-async fn tool_images(url: &str) -> anyhow::Result<f64> {
+/// One `process_images` call over the `count` generated images: the images per second it
+/// reports, and the same from the client's clock (request to answer).
+async fn tool_images(url: &str, count: usize) -> anyhow::Result<(f64, f64)> {
     let called = call(
         url,
         "process_images",
@@ -199,9 +216,10 @@ async fn tool_images(url: &str) -> anyhow::Result<f64> {
     if called.result["failed"] != json!(0) {
         bail!("process_images failed on some images: {}", called.result);
     }
-    called.result["itemsPerSecond"]
+    let own = called.result["itemsPerSecond"]
         .as_f64()
-        .context("no itemsPerSecond")
+        .context("no itemsPerSecond")?;
+    Ok((own, count as f64 / called.seconds))
 }
 
 /// Writes `count` PNG images of `size`², a gradient with noise (so they compress like
@@ -238,6 +256,10 @@ fn generate(dir: &Path, count: usize, size: u32) -> anyhow::Result<()> {
 /// The same work as `process_images` (open, guess the format, decode, thumbnail at 128 px,
 /// save in the same format) on a rayon pool of `threads`, with nothing around it.
 fn bare_loop(input: &Path, output: &Path, threads: usize) -> anyhow::Result<f64> {
+    // The pool is the server's from its start: built before the clock starts.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()?;
     // Timed from the listing on, as the tool's own duration is.
     let started = Instant::now();
     let mut files: Vec<PathBuf> = std::fs::read_dir(input)?
@@ -245,9 +267,6 @@ fn bare_loop(input: &Path, output: &Path, threads: usize) -> anyhow::Result<f64>
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
         .collect();
     files.sort();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()?;
     pool.install(|| {
         files.par_iter().try_for_each(|file| -> anyhow::Result<()> {
             let reader = image::ImageReader::open(file)?.with_guessed_format()?;

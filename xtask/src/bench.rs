@@ -353,6 +353,32 @@ pub(crate) fn run_all(smoke: bool, full: bool, only: Vec<String>) -> anyhow::Res
             ];
             jobs.push(("open-10k", server, server.ws(path), open));
         }
+        // 2026-07-28: no `initialize`, every request stands alone; over WebSocket against
+        // tower-mcp (built with its 2026-07-28 protocol), over HTTP against rmcp.
+        for (scenario, connections, inflight) in
+            [("modern-1x64", "1", "64"), ("modern-64x16", "64", "16")]
+        {
+            let shape = vec![
+                "--modern",
+                "--connections",
+                connections,
+                "--inflight",
+                inflight,
+            ];
+            jobs.push((scenario, &ours, ours.ws("/mcp"), shape.clone()));
+            jobs.push((
+                scenario,
+                &tower,
+                tower.ws("/"),
+                [&shape[..], &["--subprotocol", "none"]].concat(),
+            ));
+        }
+        for server in [&ours, &rmcp] {
+            let shape = vec!["--modern", "--connections", "64"];
+            jobs.push(("modern-http-64", server, server.http("/mcp"), shape));
+        }
+        let open = vec!["--modern", "--connections", "16", "--rate", "10000"];
+        jobs.push(("modern-open-10k", &ours, ours.ws("/mcp"), open));
         let mut samples = Vec::new();
         for round in 0..plan.rounds {
             let order: Vec<usize> = match round % 2 {
@@ -764,6 +790,27 @@ fn report(rows: &[Row], plan: &Plan) -> anyhow::Result<Value> {
             true,
         ),
         target(
+            ">= 2x tower-mcp's WebSocket in 2026-07-28 (worse of 1x64, 64x16)",
+            worse(
+                over("modern-1x64", "tower-mcp"),
+                over("modern-64x16", "tower-mcp"),
+            ),
+            2.0,
+            true,
+        ),
+        target(
+            ">= 1.5x rmcp's Streamable HTTP in 2026-07-28 at equal concurrency (64)",
+            over("modern-http-64", "rmcp"),
+            1.5,
+            true,
+        ),
+        target(
+            "p99 < 1 ms at 10,000 calls/s over WebSocket, 2026-07-28 (µs)",
+            figure(rows, "modern-open-10k", "ours", "p99Us"),
+            1000.0,
+            false,
+        ),
+        target(
             "p99 < 1 ms at 10,000 calls/s over WebSocket (µs)",
             figure(rows, "open-10k", "ours", "p99Us"),
             1000.0,
@@ -901,7 +948,18 @@ fn markdown(report: &Value) -> String {
             .collect::<Vec<_>>()
     };
     text.push_str("## Throughput and latency (`tools/call add`)\n\nThe median of the rounds, and their spread ((max - min) / median).\n\n| scenario | server | calls/s | spread | p50 µs | p99 µs | p99.9 µs |\n|---|---|---|---|---|---|---|\n");
-    for row in in_scenarios(&["1x64", "64x16", "http-64", "open-10k", "lb-1", "lb-3"]) {
+    for row in in_scenarios(&[
+        "1x64",
+        "64x16",
+        "http-64",
+        "open-10k",
+        "modern-1x64",
+        "modern-64x16",
+        "modern-http-64",
+        "modern-open-10k",
+        "lb-1",
+        "lb-3",
+    ]) {
         let s = &row["summary"];
         text.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
@@ -941,26 +999,28 @@ fn markdown(report: &Value) -> String {
             fmt_number(&s["serverCpuUsPerDelivery"]), fmt_number(&s["clientCpuUsPerDelivery"]),
         ));
     }
-    text.push_str("\n## Progress (`process_batch`)\n\nItems per second by the tool's own timer, and by the client's clock (request to answer).\n\n| scenario | items | items/s without progress | items/s with progress | progress cost | client's clock: without / with / cost | notifications | notifications/s |\n|---|---|---|---|---|---|---|---|\n");
-    for row in in_scenarios(&["batch", "progress-stream"]) {
-        let s = &row["summary"];
-        let percent = |v: &Value| {
-            v.as_f64()
-                .map_or("–".to_owned(), |c| format!("{:.1}%", c * 100.0))
-        };
-        text.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {} |\n",
-            row["scenario"].as_str().unwrap_or(""),
-            s["count"],
-            fmt_number(&s["itemsPerSecond"]),
-            fmt_number(&s["itemsPerSecondWithProgress"]),
-            percent(&s["progressCost"]),
-            fmt_number(&s["itemsPerSecondWall"]),
-            fmt_number(&s["itemsPerSecondWithProgressWall"]),
-            percent(&s["progressCostWall"]),
-            fmt_number(&s["notifications"]),
-            fmt_number(&s["notificationsPerSecond"]),
-        ));
+    if !in_scenarios(&["batch", "progress-stream"]).is_empty() {
+        text.push_str("\n## Progress (`process_batch`)\n\nItems per second by the tool's own timer, and by the client's clock (request to answer).\n\n| scenario | items | items/s without progress | items/s with progress | progress cost | client's clock: without / with / cost | notifications | notifications/s |\n|---|---|---|---|---|---|---|---|\n");
+        for row in in_scenarios(&["batch", "progress-stream"]) {
+            let s = &row["summary"];
+            let percent = |v: &Value| {
+                v.as_f64()
+                    .map_or("–".to_owned(), |c| format!("{:.1}%", c * 100.0))
+            };
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {} |\n",
+                row["scenario"].as_str().unwrap_or(""),
+                s["count"],
+                fmt_number(&s["itemsPerSecond"]),
+                fmt_number(&s["itemsPerSecondWithProgress"]),
+                percent(&s["progressCost"]),
+                fmt_number(&s["itemsPerSecondWall"]),
+                fmt_number(&s["itemsPerSecondWithProgressWall"]),
+                percent(&s["progressCostWall"]),
+                fmt_number(&s["notifications"]),
+                fmt_number(&s["notificationsPerSecond"]),
+            ));
+        }
     }
     for row in in_scenarios(&["images"]) {
         let s = &row["summary"];

@@ -104,8 +104,8 @@ struct Load {
     /// select one, which a client asking for one must refuse).
     #[arg(long, default_value = "mcp")]
     subprotocol: String,
-    /// Over HTTP, MCP 2026-07-28: no session, every request stands alone (so a load
-    /// balancer may send each to another instance).
+    /// MCP 2026-07-28: no `initialize` and no session, every request stands alone (over
+    /// HTTP, a load balancer may send each to another instance).
     #[arg(long)]
     modern: bool,
     /// Over WebSocket, a resumable 2025 session (the `resume` capability): the server writes
@@ -282,6 +282,14 @@ fn call(id: u64) -> String {
     .to_string()
 }
 
+/// Call `id` in the era the load speaks.
+fn call_in_era(load: &Load, id: u64) -> String {
+    match load.modern {
+        true => modern_call(id),
+        false => call(id),
+    }
+}
+
 /// [`call`] as a 2026-07-28 request: its revision and client in `_meta`.
 fn modern_call(id: u64) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -451,7 +459,8 @@ async fn ws_connection(
     let (mut socket, _) = tokio_tungstenite::client_async(request, tcp)
         .await
         .with_context(|| format!("cannot open a WebSocket at {}", load.url))?;
-    if !load.raw {
+    // A 2026-07-28 client sends no `initialize`: each request stands alone.
+    if !load.raw && !load.modern {
         let capabilities = match load.resumable {
             true => json!({"experimental": {"resume": {}}}),
             false => json!({}),
@@ -480,7 +489,7 @@ async fn ws_connection(
         if !open_loop && now < shared.end {
             while outstanding.len() < load.inflight {
                 outstanding.insert(next_id, Instant::now());
-                sink.feed(Frame::text(call(next_id))).await?;
+                sink.feed(Frame::text(call_in_era(load, next_id))).await?;
                 next_id += 1;
             }
             sink.flush().await?;
@@ -492,7 +501,7 @@ async fn ws_connection(
                 match due {
                     Some(due) if outstanding.len() < OUTSTANDING_MAX => {
                         outstanding.insert(next_id, due);
-                        sink.send(Frame::text(call(next_id))).await?;
+                        sink.send(Frame::text(call_in_era(load, next_id))).await?;
                         next_id += 1;
                     }
                     // The server is far behind: this call is not sent, and counts as failed.
@@ -594,10 +603,7 @@ async fn http_connection(
             },
             None => Instant::now(),
         };
-        let body = match load.modern {
-            true => modern_call(next_id),
-            false => call(next_id),
-        };
+        let body = call_in_era(load, next_id);
         let (_, text) = post(body, &session).await?;
         let id = next_id;
         next_id += 1;

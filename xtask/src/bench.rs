@@ -889,6 +889,9 @@ fn machine() -> Value {
         "kernel": output(Path::new("uname"), &["-sr"]),
         "rustc": output(Path::new("rustc"), &["--version"]),
         "server": env!("CARGO_PKG_VERSION"),
+        // What was measured: the commit, and whether the tree had changes beside it.
+        "commit": output(Path::new("git"), &["rev-parse", "--short", "HEAD"]),
+        "uncommittedChanges": !output(Path::new("git"), &["status", "--porcelain"]).is_empty(),
         "peers": {
             "tower-mcp": locked_version("tower-mcp"),
             "rmcp": locked_version("rmcp"),
@@ -925,7 +928,13 @@ fn markdown(report: &Value) -> String {
     let mut text = String::from("# Benchmark report\n\n");
     let machine = &report["machine"];
     text.push_str(&format!(
-        "{} cores, {}; {}; {}. Peers: tower-mcp {}, rmcp {}, {}.{}\n\n",
+        "Commit {}{}. {} cores, {}; {}; {}. Peers: tower-mcp {}, rmcp {}, {}.{}\n\n",
+        machine["commit"].as_str().unwrap_or("?"),
+        if machine["uncommittedChanges"] == json!(true) {
+            " with uncommitted changes"
+        } else {
+            ""
+        },
         machine["cores"],
         machine["cpu"].as_str().unwrap_or(""),
         machine["kernel"].as_str().unwrap_or(""),

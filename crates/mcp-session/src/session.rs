@@ -412,7 +412,6 @@ impl Session {
         }
     }
 
-    /// Writes what changed to the store (see [`Resumable::flush`]).
     /// Before a store write: serves the input and the finished calls that are already
     /// waiting, up to [`GATHERED`], so that one write (one commit, one fsync) carries all of
     /// their messages, not one write each. Bounded, so output still comes before more input.
@@ -430,6 +429,7 @@ impl Session {
         }
     }
 
+    /// Writes what changed to the store (see [`Resumable::flush`]).
     async fn flush(&mut self) {
         let Some(r) = &mut self.resumable else {
             return;

@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::callsite::Identifier;
-use tracing_subscriber::filter::{EnvFilter, FilterExt as _, dynamic_filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, LevelFilter, dynamic_filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -31,15 +31,32 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// `RUST_LOG` (default `info`). Call [`report_dropped`] on a runtime to hear of drops.
 pub fn init(format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = io::stderr().is_terminal();
-    let throttle = dynamic_filter_fn(|meta, _| !meta.is_event() || THROTTLE.allow(meta.callsite()));
+    tracing_subscriber::registry()
+        .with(log_layer(format, filter, io::stderr().is_terminal()))
+        .init();
+}
+
+/// The log's one layer: lines on standard error, filtered by `filter`, throttled.
+fn log_layer<S>(
+    format: &str,
+    filter: EnvFilter,
+    ansi: bool,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    // The throttle passes every level: saying so keeps the filter's own level as the log's
+    // maximum. Without a hint the maximum is unknown, so every disabled `debug!` and every
+    // `log` record of a dependency (tungstenite logs each frame) is built and asked about
+    // at run time: a few percent of a small call.
+    let throttle = dynamic_filter_fn(|meta, _| !meta.is_event() || THROTTLE.allow(meta.callsite()))
+        .with_max_level_hint(LevelFilter::TRACE);
     let writer = SafeStderr { ansi };
     let layer = fmt::layer().with_writer(writer).with_ansi(ansi);
-    let layer = match format {
+    match format {
         "json" => layer.json().with_filter(filter.and(throttle)).boxed(),
         _ => layer.with_filter(filter.and(throttle)).boxed(),
-    };
-    tracing_subscriber::registry().with(layer).init();
+    }
 }
 
 /// Reports, every [`REPORT_EVERY`], how many events were dropped for coming too fast.
@@ -198,6 +215,23 @@ fn safe_line(line: &[u8], ansi: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_says_its_maximum_level() {
+        // Without a known maximum, disabled events and dependencies' `log` records are
+        // evaluated one by one at run time.
+        for format in ["text", "json"] {
+            let layer =
+                log_layer::<tracing_subscriber::Registry>(format, EnvFilter::new("info"), false);
+            assert_eq!(layer.max_level_hint(), Some(LevelFilter::INFO), "{format}");
+            let layer = log_layer::<tracing_subscriber::Registry>(
+                format,
+                EnvFilter::new("warn,mcp_ws=debug"),
+                false,
+            );
+            assert_eq!(layer.max_level_hint(), Some(LevelFilter::DEBUG), "{format}");
+        }
+    }
 
     #[test]
     fn a_quoted_newline_cannot_forge_a_line() {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -654,8 +654,27 @@ async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
                     tokio::spawn(async move {
                         let Ok(socket) = websocket.await else { return };
                         let (mut sink, mut stream) = socket.split();
+                        // Writes as the product does: what has arrived already (up to 64
+                        // frames) goes out in one flush.
                         while let Some(Ok(frame)) = stream.next().await {
-                            if frame.is_text() && sink.send(frame).await.is_err() {
+                            let mut batch = vec![frame];
+                            let mut ended = false;
+                            while batch.len() < 64 {
+                                match stream.next().now_or_never() {
+                                    Some(Some(Ok(frame))) => batch.push(frame),
+                                    Some(_) => {
+                                        ended = true;
+                                        break;
+                                    }
+                                    None => break,
+                                }
+                            }
+                            for frame in batch.into_iter().filter(|f| f.is_text()) {
+                                if sink.feed(frame).await.is_err() {
+                                    return;
+                                }
+                            }
+                            if sink.flush().await.is_err() || ended {
                                 return;
                             }
                         }

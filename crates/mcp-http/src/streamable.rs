@@ -95,7 +95,7 @@ struct HttpSession {
     /// other scopes (another token) it is refused.
     owner: Principal,
     /// `None` once the session was deleted.
-    inbound: Mutex<Option<mpsc::Sender<String>>>,
+    inbound: Mutex<Option<mcp_session::InboundSender>>,
     router: Mutex<Router>,
 }
 
@@ -104,7 +104,7 @@ impl HttpSession {
         self.router.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn sender(&self) -> Option<mpsc::Sender<String>> {
+    fn sender(&self) -> Option<mcp_session::InboundSender> {
         self.inbound
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -707,7 +707,7 @@ fn open(
 ) -> (Arc<HttpSession>, IdSlot, String) {
     let (mut core, output) = place.open();
     core.set_principal(owner.clone());
-    let (in_tx, in_rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = mcp_session::inbound::channel(16);
     let session = Arc::new(HttpSession {
         owner: owner.clone(),
         inbound: Mutex::new(Some(in_tx)),

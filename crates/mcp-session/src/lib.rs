@@ -14,6 +14,7 @@ mod calls;
 mod catalog;
 mod error;
 mod hub;
+pub mod inbound;
 mod lifecycle;
 mod limits;
 mod listen;
@@ -37,6 +38,7 @@ pub use hub::{
     ConnectionHold, Hub, HubBuilder, ServerConfig, SessionRefusal, SessionSlot, Stat,
     default_instance_id,
 };
+pub use inbound::{InboundReceiver, InboundSender, WeakInboundSender};
 pub use lifecycle::{CloseReason, SessionEnd};
 pub use limits::RateLimit;
 pub use outbound::{Answered, Outbound, OutboundReceiver, Regarding};

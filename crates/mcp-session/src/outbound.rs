@@ -275,6 +275,10 @@ pub(crate) fn channel(capacity: usize, metrics: Metrics) -> (OutboundQueue, Outb
 
 /// Waits for `notify` unless `ready` holds; registers first, so no wake-up is missed.
 async fn wait_until(notify: &Notify, mut ready: impl FnMut() -> bool) {
+    // Ready already (a busy session's writer mostly is): no waiter to register and remove.
+    if ready() {
+        return;
+    }
     loop {
         let mut notified = pin!(notify.notified());
         notified.as_mut().enable();
@@ -659,6 +663,26 @@ impl OutboundReceiver {
             self.replaced = replaced;
             match step {
                 Some(Step::Item(item, regarding)) => return Some((item, regarding)),
+                Some(Step::Next(next)) => *self = next,
+                Some(Step::Done) | None => return None,
+            }
+        }
+    }
+
+    /// The next item if one is ready now, without waiting: `None` when there is none yet
+    /// or the output ended ([`recv`](Self::recv) tells them apart).
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        loop {
+            let mut state = self.shared.lock();
+            let step = Self::step(
+                &self.shared,
+                &mut state,
+                self.generation,
+                &mut self.replaced,
+            );
+            drop(state);
+            match step {
+                Some(Step::Item(item, _)) => return Some(item),
                 Some(Step::Next(next)) => *self = next,
                 Some(Step::Done) | None => return None,
             }

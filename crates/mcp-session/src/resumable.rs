@@ -25,7 +25,7 @@ use crate::outbound::{Answered, AttachError, OutboundQueue, Regarding};
 use crate::store::{
     HistoryEntry, LogEntry, OperationRecord, SessionId, SessionRecord, SessionStore, Update, now_ms,
 };
-use crate::{Hub, OutboundReceiver, Peer, Principal, StoreError};
+use crate::{Hub, InboundReceiver, OutboundReceiver, Peer, Principal, StoreError};
 
 /// The experimental client capability that asks for a resumable session.
 pub(crate) const RESUME_CAPABILITY: &str = "resume";
@@ -53,14 +53,14 @@ pub(crate) struct Attach {
     /// The answer for a connection that may not resume it: the same as for no session.
     pub(crate) unknown: ErrorObject,
     /// The connection's input, handed to the session it resumes.
-    pub(crate) inbound: mpsc::Receiver<String>,
+    pub(crate) inbound: InboundReceiver,
     pub(crate) reply: oneshot::Sender<AttachReply>,
 }
 
 /// The resumed session's log as the connection will read it and the handle for requests to
 /// its client, or why not (with the input handed back).
 pub(crate) type AttachReply =
-    Result<(OutboundReceiver, crate::Peer), (ErrorObject, mpsc::Receiver<String>)>;
+    Result<(OutboundReceiver, crate::Peer), (ErrorObject, InboundReceiver)>;
 
 /// A resumable session's own state, besides its log.
 pub(crate) struct Resumable {
@@ -434,7 +434,7 @@ impl Resumable {
 /// What a live session takes on from a connection that resumed it.
 pub(crate) struct Taken {
     /// The connection's input: the previous connection's goes.
-    pub(crate) inbound: mpsc::Receiver<String>,
+    pub(crate) inbound: InboundReceiver,
     /// Its principal: the same name, and perhaps a newer token with other scopes.
     pub(crate) principal: Principal,
     pub(crate) capabilities: Arc<mcp_protocol::ClientCapabilities>,
@@ -532,7 +532,7 @@ pub(crate) async fn claim(
     params: &InitializeParams,
     last_seq: Position,
     principal: &Principal,
-    inbound: &mut Option<mpsc::Receiver<String>>,
+    inbound: &mut Option<InboundReceiver>,
 ) -> Result<Claimed, ErrorObject> {
     let unknown = || {
         not_resumable(

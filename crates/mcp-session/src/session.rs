@@ -18,7 +18,6 @@ use mcp_protocol::{
 };
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +36,7 @@ use crate::resumable::{self, Control, Flushed, Resumable, resume_request, wants_
 use crate::router::{self, Polled, RequestContext, Route, Router, ToolCall, to_value};
 use crate::sinks::{SessionSinks, session_client, updated_text};
 use crate::store::{OperationRecord, now_ms};
-use crate::{Hub, Peer, Principal, SessionId};
+use crate::{Hub, InboundReceiver, Peer, Principal, SessionId};
 
 /// A call the session runs: a tool of its own, or the wait for a task.
 pub(super) type CallRun = Pin<Box<dyn Future<Output = crate::calls::Reply> + Send>>;
@@ -87,7 +86,7 @@ pub struct Session {
     log_sink: Arc<Notices>,
     resources: Arc<Resources>,
     /// The attached connection's input; `None` while a resumable session has none.
-    inbound: Option<mpsc::Receiver<String>>,
+    inbound: Option<InboundReceiver>,
     /// Set when the session is resumable.
     resumable: Option<Resumable>,
     /// The session id to announce in the answer to the `initialize` being handled.
@@ -191,7 +190,7 @@ impl Session {
     /// (resuming, batches, store writes, draining, timers): only the hot paths stay inline.
     pub fn run(
         mut self,
-        inbound: mpsc::Receiver<String>,
+        inbound: InboundReceiver,
     ) -> impl Future<Output = SessionEnd> + Send + 'static {
         let span = self
             .span
@@ -421,7 +420,7 @@ impl Session {
                 self.finished(done).await;
                 continue;
             }
-            let Some(Ok(text)) = self.inbound.as_mut().map(mpsc::Receiver::try_recv) else {
+            let Some(text) = self.inbound.as_mut().and_then(InboundReceiver::try_recv) else {
                 return;
             };
             self.last_activity = Instant::now();
@@ -1050,7 +1049,7 @@ const DEFAULT_LOG_LEVEL: LoggingLevel = LoggingLevel::Warning;
 const GATHERED: usize = 256;
 
 /// The next message of the attached connection; `None` once it ended.
-async fn recv_opt(inbound: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+async fn recv_opt(inbound: &mut Option<InboundReceiver>) -> Option<String> {
     match inbound {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -38,7 +38,6 @@ use std::time::Duration;
 use mcp_protocol::methods;
 use mcp_tools::ToolRegistry;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::{
     Answered, Hub, MemoryStore, Outbound, OutboundReceiver, PeerError, Regarding, ServerConfig,
@@ -310,14 +309,14 @@ async fn run_transcript(lines: &[Line]) -> Vec<Line> {
 
 /// One connection of a transcript: its input, its output, and its session's task.
 struct Connection {
-    input: Option<mpsc::Sender<String>>,
+    input: Option<crate::InboundSender>,
     output: OutboundReceiver,
     run: tokio::task::JoinHandle<SessionEnd>,
 }
 
 impl Connection {
     fn open(server: &Hub) -> Self {
-        let (input, in_rx) = mpsc::channel(64);
+        let (input, in_rx) = crate::inbound::channel(64);
         let (session, output) = server.open_session();
         Self {
             input: Some(input),
@@ -402,7 +401,7 @@ async fn transcripts() {
 async fn initialized() -> (
     Hub,
     crate::Peer,
-    mpsc::Sender<String>,
+    crate::InboundSender,
     OutboundReceiver,
     tokio::task::JoinHandle<SessionEnd>,
 ) {
@@ -410,7 +409,7 @@ async fn initialized() -> (
         ServerConfig::default(),
         ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
     );
-    let (in_tx, in_rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = crate::inbound::channel(16);
     let (session, mut out_rx) = server.open_session();
     let peer = session.peer();
     let run = tokio::spawn(session.run(in_rx));
@@ -495,7 +494,7 @@ fn open(
     config: ServerConfig,
 ) -> (
     Hub,
-    mpsc::Sender<String>,
+    crate::InboundSender,
     OutboundReceiver,
     tokio::task::JoinHandle<SessionEnd>,
 ) {
@@ -503,13 +502,13 @@ fn open(
         config,
         ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()),
     );
-    let (in_tx, in_rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = crate::inbound::channel(16);
     let (session, out_rx) = server.open_session();
     let run = tokio::spawn(session.run(in_rx));
     (server, in_tx, out_rx, run)
 }
 
-async fn init(in_tx: &mpsc::Sender<String>, out_rx: &mut OutboundReceiver) {
+async fn init(in_tx: &crate::InboundSender, out_rx: &mut OutboundReceiver) {
     let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
         "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
     in_tx.send(init.to_string()).await.unwrap();
@@ -699,7 +698,7 @@ async fn a_panicking_tool_is_an_internal_error_and_the_session_goes_on() {
     tools.register(Panics { at_once: true }).unwrap();
     tools.register(Panics { at_once: false }).unwrap();
     let server = Hub::new(ServerConfig::default(), tools);
-    let (in_tx, in_rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = crate::inbound::channel(16);
     let (session, mut out_rx) = server.open_session();
     let _run = tokio::spawn(session.run(in_rx));
     init(&in_tx, &mut out_rx).await;
@@ -895,7 +894,7 @@ async fn a_call_started_over_after_a_restart_sends_no_progress_below_what_was_se
         .tools(ToolRegistry::builtin(&mcp_tools::ToolsConfig::default()))
         .store(store)
         .build();
-    let (in_tx, in_rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = crate::inbound::channel(16);
     let (session, mut out_rx) = server.open_session();
     let _run = tokio::spawn(session.run(in_rx));
     let resume = json!({"jsonrpc":"2.0","id":"init","method":"initialize","mcpSessionId":id.as_str(),

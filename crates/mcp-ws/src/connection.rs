@@ -14,9 +14,11 @@ use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use hyper_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use hyper_tungstenite::{HyperWebsocket, WebSocketStream};
 use mcp_protocol::dialect::Translated;
-use mcp_session::{CloseReason, Outbound, OutboundReceiver, Principal, SessionSlot};
+use mcp_session::{
+    CloseReason, InboundSender, Outbound, OutboundReceiver, Principal, SessionSlot,
+    WeakInboundSender,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
@@ -250,7 +252,7 @@ where
         tracing::debug!("connected");
         let config = &connection.config;
         let (sink, stream) = socket.split();
-        let (in_tx, in_rx) = mpsc::channel(config.inbound_queue.max(1));
+        let (in_tx, in_rx) = mcp_session::inbound::channel(config.inbound_queue);
         let controls = Arc::new(Controls::default());
         // Fires once a close frame was sent or the writer stopped: from then on the reader
         // waits at most `close_timeout` for the client.
@@ -364,6 +366,9 @@ enum Control {
 /// How many dialect answers may wait for the writer; more wait for room.
 const CONTROL_SENDS: usize = 4;
 
+/// The most messages of the session written before one flush.
+const BATCH: usize = 64;
+
 impl Controls {
     fn lock(&self) -> std::sync::MutexGuard<'_, ControlState> {
         // Every critical section leaves the state consistent.
@@ -433,6 +438,11 @@ impl Controls {
             }
             self.wake.notified().await;
         }
+    }
+
+    /// Whether a close was asked for and not yet taken.
+    fn closing(&self) -> bool {
+        self.lock().close.is_some()
     }
 
     /// The writer stopped: senders stop waiting.
@@ -568,7 +578,7 @@ impl<T: futures_util::Sink<Frame, Error = WsError> + Unpin + Send> FrameSink for
 /// close handshake runs out of time.
 async fn read(
     mut stream: impl FrameStream,
-    in_tx: mpsc::Sender<String>,
+    in_tx: InboundSender,
     controls: Arc<Controls>,
     closing: Closing,
     close_timeout: Duration,
@@ -661,7 +671,7 @@ async fn read(
 
 /// Gives the session what the dialect sends when the connection opens; returns what it
 /// sends the client.
-async fn open_dialect(dialect: &SharedDialect, to_session: &mpsc::Sender<String>) -> Vec<String> {
+async fn open_dialect(dialect: &SharedDialect, to_session: &InboundSender) -> Vec<String> {
     let opened = dialect.translate(|d| d.open());
     for text in opened.to_session {
         // The session was just made: it reads these before anything from the client.
@@ -676,7 +686,7 @@ async fn forward_translated(
     dialect: &SharedDialect,
     text: &str,
     controls: &Controls,
-    to_session: &mpsc::Sender<String>,
+    to_session: &InboundSender,
 ) -> bool {
     let translated = dialect.translate(|d| d.on_client(text));
     for answer in translated.to_client {
@@ -702,7 +712,7 @@ struct Writer {
     stall_timeout: Duration,
     dialect: Option<SharedDialect>,
     /// Where the dialect's answers to the session's own requests go.
-    to_session: mpsc::WeakSender<String>,
+    to_session: WeakInboundSender,
 }
 
 /// Why the writer stopped writing.
@@ -715,7 +725,16 @@ enum Stop {
 
 impl Writer {
     async fn send(&self, sink: &mut impl FrameSink, frame: Frame) -> Result<(), Stop> {
-        match tokio::time::timeout(self.stall_timeout, sink.send(frame)).await {
+        self.within_stall_timeout(sink.send(frame)).await
+    }
+
+    /// Runs one write of the sink; a write that takes `stall_timeout` means the client
+    /// stopped reading.
+    async fn within_stall_timeout(
+        &self,
+        write: impl Future<Output = Result<(), WsError>>,
+    ) -> Result<(), Stop> {
+        match tokio::time::timeout(self.stall_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "write failed");
@@ -730,6 +749,39 @@ impl Writer {
                 Err(Stop::Stalled)
             }
         }
+    }
+
+    /// Writes without flushing: the caller flushes when the batch is written.
+    async fn feed(&self, sink: &mut impl FrameSink, frame: Frame) -> Result<(), Stop> {
+        self.within_stall_timeout(sink.feed(frame)).await
+    }
+
+    /// Sends `first` and what else of the session's output is ready now, up to [`BATCH`]
+    /// messages, then flushes once: under load many answers go in one write, and a lone
+    /// answer goes at once as before. A close the reader asks for ends the batch; a close
+    /// in the output is returned, to be sent after the batch.
+    async fn send_batch(
+        &mut self,
+        sink: &mut impl FrameSink,
+        first: String,
+    ) -> Result<Option<CloseFrame>, Stop> {
+        self.feed(sink, Frame::text(first)).await?;
+        let mut close = None;
+        for _ in 1..BATCH {
+            if self.controls.closing() {
+                break;
+            }
+            match self.out_rx.try_recv() {
+                Some(Outbound::Text(text)) => self.feed(sink, Frame::text(text)).await?,
+                Some(Outbound::Close(reason)) => {
+                    close = Some(close_frame(reason));
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.within_stall_timeout(sink.flush()).await?;
+        Ok(close)
     }
 
     /// Sends one message of the session, through the dialect if there is one; a close
@@ -820,6 +872,7 @@ impl Writer {
                     Control::Send(text) => self.send(sink, Frame::text(text)).await.map(|()| None),
                 },
                 item = self.out_rx.recv() => match item {
+                    Some(Outbound::Text(text)) if self.dialect.is_none() => self.send_batch(sink, text).await,
                     Some(Outbound::Text(text)) => self.send_session_text(sink, text).await,
                     Some(Outbound::Close(reason)) => return (Some(close_frame(reason)), false),
                     None => return (Some(normal_close()), false),

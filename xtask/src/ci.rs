@@ -36,9 +36,12 @@ pub(crate) fn all() -> anyhow::Result<()> {
     phases.time("cargo-deny", || cargo_deny(&cargo))?;
     phases.time("cargo test", || {
         // The Redis store's tests and the scale-out harness run the real redis-server and
-        // haproxy.
+        // haproxy; the stdio transport's tests a real stdio server on the Python SDK.
         ensure_services()?;
-        run(Command::new(&cargo).args(["test", "--workspace", "--locked"]))
+        let python = python_venv()?;
+        run(Command::new(&cargo)
+            .args(["test", "--workspace", "--locked"])
+            .env("MCP_TEST_PYTHON", python))
     })?;
     phases.time("build", || {
         run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))

@@ -1,8 +1,10 @@
-//! The WebSocket transport: the task that owns the connection. It finds out which era the
-//! server speaks (the `server/discover` probe, then `initialize` for a legacy server), reads
-//! and writes frames, answers server requests, and reconnects when the connection drops:
-//! resuming a 2025 session, or probing again for 2026-07-28 (whose requests in flight fail
-//! with [`Error::Interrupted`]).
+//! The WebSocket and stdio transports: the task that owns the connection (a socket, or a
+//! child process's pipes). It finds out which era the server speaks (the `server/discover`
+//! probe, then `initialize` for a legacy server), reads and writes messages, answers server
+//! requests, and reconnects when the connection drops: resuming a 2025 session, or probing
+//! again for 2026-07-28 (whose requests in flight fail with [`Error::Interrupted`]). A
+//! server process that exits is started again, with the same backoff, and the requests it
+//! had fail with [`Error::Interrupted`]: a process keeps nothing for the next one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,16 +22,70 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::modern::{self, Probe};
+use crate::stdio::{Incoming, Process};
 use crate::{CONNECT_TIMEOUT, Error, Options, Outgoing, Shared, Status, dispatch};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What carries the messages: a WebSocket, or a server process's standard input and output.
+enum Wire {
+    WebSocket(Box<Socket>),
+    Stdio(Box<Process>),
+}
+
+impl Wire {
+    /// The next message, or why the connection ended.
+    async fn next(&mut self) -> Incoming {
+        match self {
+            Self::WebSocket(socket) => loop {
+                match socket.next().await {
+                    Some(Ok(Frame::Text(text))) => return Incoming::Text(text.as_str().to_owned()),
+                    Some(Ok(Frame::Close(close))) => {
+                        return Incoming::Ended(close_reason(close.as_ref()));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Incoming::Ended(e.to_string()),
+                    None => return Incoming::Ended("the connection ended".to_owned()),
+                }
+            },
+            Self::Stdio(process) => process.next().await,
+        }
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), String> {
+        match self {
+            Self::WebSocket(socket) => socket
+                .send(Frame::text(text))
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Stdio(process) => process.send(&text).await,
+        }
+    }
+
+    /// Closes it: a close frame, or the server process stopped.
+    async fn close(&mut self) {
+        match self {
+            Self::WebSocket(socket) => {
+                let _ = WebSocketStream::close(
+                    socket.as_mut(),
+                    Some(CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "client closed".into(),
+                    }),
+                )
+                .await;
+            }
+            Self::Stdio(process) => process.close().await,
+        }
+    }
+}
 
 pub(crate) struct Driver {
     options: Options,
     shared: Arc<Shared>,
     /// For the answers to server requests, which handlers produce on their own tasks.
     out: mpsc::Sender<Outgoing>,
-    socket: Socket,
+    socket: Wire,
     /// The resumable session's id.
     session: Option<String>,
     /// Whether the server speaks 2026-07-28 (no session).
@@ -100,10 +156,8 @@ impl Driver {
         self.send(probe).await.map_err(Attempt::Failed)?;
         let answer = tokio::time::timeout(modern::PROBE_TIMEOUT, async {
             loop {
-                let text = match self.socket.next().await {
-                    Some(Ok(Frame::Text(text))) => text,
-                    Some(Ok(Frame::Close(_)) | Err(_)) | None => return None,
-                    Some(Ok(_)) => continue,
+                let Incoming::Text(text) = self.socket.next().await else {
+                    return None;
                 };
                 let Ok(value) = serde_json::from_str::<Value>(&text) else {
                     return None;
@@ -144,17 +198,9 @@ impl Driver {
         self.send(message).await.map_err(Attempt::Failed)?;
         let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
             loop {
-                let Some(frame) = self.socket.next().await else {
-                    return Err(Attempt::Failed(
-                        "the server closed the connection".to_owned(),
-                    ));
-                };
-                let frame = frame.map_err(|e| Attempt::Failed(e.to_string()))?;
-                let Frame::Text(text) = frame else {
-                    if let Frame::Close(close) = frame {
-                        return Err(Attempt::Failed(close_reason(close.as_ref())));
-                    }
-                    continue;
+                let text = match self.socket.next().await {
+                    Incoming::Text(text) => text,
+                    Incoming::Ended(why) => return Err(Attempt::Failed(why)),
                 };
                 let value: Value = serde_json::from_str(&text)
                     .map_err(|e| Attempt::Failed(format!("not JSON: {e}")))?;
@@ -174,7 +220,7 @@ impl Driver {
             self.session = session;
             self.shared.reset_seq();
             self.shared.set_session(self.session.clone());
-            if self.session.is_none() {
+            if self.session.is_none() && self.options.stdio.is_none() {
                 tracing::warn!(
                     "the server does not offer resumable sessions: a dropped connection loses the calls in flight"
                 );
@@ -188,10 +234,7 @@ impl Driver {
     }
 
     async fn send(&mut self, text: String) -> Result<(), String> {
-        self.socket
-            .send(Frame::text(text))
-            .await
-            .map_err(|e| e.to_string())
+        self.socket.send(text).await
     }
 
     pub(crate) async fn run(
@@ -227,15 +270,12 @@ impl Driver {
     ) -> Ended {
         loop {
             tokio::select! {
-                frame = self.socket.next() => match frame {
-                    Some(Ok(Frame::Text(text))) => match serde_json::from_str::<Value>(&text) {
+                incoming = self.socket.next() => match incoming {
+                    Incoming::Text(text) => match serde_json::from_str::<Value>(&text) {
                         Ok(value) => self.handle(value).await,
-                        Err(e) => tracing::warn!(error = %e, "the server sent a frame that is not JSON"),
+                        Err(e) => tracing::warn!(error = %e, "the server sent a message that is not JSON"),
                     },
-                    Some(Ok(Frame::Close(close))) => return Ended::Dropped(close_reason(close.as_ref())),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Ended::Dropped(e.to_string()),
-                    None => return Ended::Dropped("the connection ended".to_owned()),
+                    Incoming::Ended(why) => return Ended::Dropped(why),
                 },
                 message = out.recv() => match message {
                     Some(Outgoing::Text(text)) => {
@@ -300,13 +340,7 @@ impl Driver {
                 break;
             }
         }
-        let _ = self
-            .socket
-            .close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "client closed".into(),
-            }))
-            .await;
+        self.socket.close().await;
     }
 
     /// Reconnects with backoff and resumes the session; or starts a new one when the old
@@ -345,6 +379,14 @@ impl Driver {
     /// One reconnect attempt: connect, then resume (or start anew when the session is gone).
     async fn attempt(&mut self) -> Result<(), String> {
         self.socket = open(&self.options).await.map_err(|e| e.to_string())?;
+        if self.options.stdio.is_some() {
+            // A new process: it has nothing of the old one's requests.
+            self.session = None;
+            self.shared.fail_all(|| {
+                Error::Interrupted("the server process ended and was started again".to_owned())
+            });
+            return self.establish().await.map_err(attempt_error);
+        }
         if self.modern {
             // Modern requests have no session: the ones in flight died with the connection.
             // The server may have changed: probe again.
@@ -419,9 +461,19 @@ pub(crate) fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(1.0 + spread / 2.0)
 }
 
+/// Starts the server process, or opens the WebSocket.
+async fn open(options: &Options) -> Result<Wire, Error> {
+    match &options.stdio {
+        Some(command) => Process::spawn(command).map(|p| Wire::Stdio(Box::new(p))),
+        None => open_websocket(options)
+            .await
+            .map(|s| Wire::WebSocket(Box::new(s))),
+    }
+}
+
 /// Opens the WebSocket, with the token and the subprotocols: `mcp.version.2026-07-28` (as
 /// SEP-1288 proposes) and `mcp`, or only `mcp` for a legacy client.
-async fn open(options: &Options) -> Result<Socket, Error> {
+async fn open_websocket(options: &Options) -> Result<Socket, Error> {
     let mut request = options
         .url
         .as_str()

@@ -1,5 +1,9 @@
-//! An MCP client over WebSocket or Streamable HTTP, for servers of both eras, that survives
-//! dropped connections and server restarts.
+//! An MCP client over WebSocket, Streamable HTTP or stdio, for servers of both eras, that
+//! survives dropped connections and server restarts.
+//!
+//! [`Options::stdio`] runs the server as a child process and speaks to it over its standard
+//! input and output ([`stdio`]); a process that exits is started again with the same
+//! backoff as a reconnection, and the requests it had fail with [`Error::Interrupted`].
 //!
 //! [`Client::connect`] opens a WebSocket (`ws://` or `wss://`), or speaks Streamable HTTP
 //! (`http://` or `https://`), with a bearer token when given, and runs a driver task that
@@ -33,6 +37,7 @@ mod driver;
 pub mod http;
 mod modern;
 mod stateless;
+pub mod stdio;
 mod streamable;
 mod tasks;
 mod tls;
@@ -141,6 +146,9 @@ pub struct Options {
     /// Speak the 2025 handshake (`initialize`) even to a server of 2026-07-28: for its
     /// resumable session, in which calls survive a dropped connection.
     pub legacy: bool,
+    /// Run the server as a child process and speak to it over its standard input and
+    /// output, instead of connecting to `url` (which then only names it in messages).
+    pub stdio: Option<stdio::Command>,
 }
 
 impl Options {
@@ -159,6 +167,16 @@ impl Options {
             handler: None,
             extra_roots: Vec::new(),
             legacy: false,
+            stdio: None,
+        }
+    }
+
+    /// Options for a server run as a child process (MCP's stdio transport), with the
+    /// defaults: restarted with backoff when it exits, forever.
+    pub fn stdio(command: stdio::Command) -> Self {
+        Self {
+            stdio: Some(command.clone()),
+            ..Self::new(format!("stdio:{}", command.name))
         }
     }
 }

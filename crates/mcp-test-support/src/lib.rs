@@ -166,3 +166,29 @@ impl Relay {
         self.cut.send_modify(|n| *n += 1);
     }
 }
+
+/// The python of a virtualenv with the official MCP Python SDK: `MCP_TEST_PYTHON`, or the
+/// one `cargo xtask ci` installs (target/py-venv). Panics, saying how to get one, when
+/// there is none: the tests of real upstream servers cannot run without it.
+pub fn sdk_python() -> std::path::PathBuf {
+    if let Some(python) = std::env::var_os("MCP_TEST_PYTHON") {
+        return python.into();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
+    let python = target.join("py-venv/bin/python");
+    assert!(
+        python.exists(),
+        "no Python with the MCP SDK at {}: run `cargo xtask ci` once (it installs it), or set MCP_TEST_PYTHON",
+        python.display()
+    );
+    python
+}
+
+/// A file of the repository's tests/ folder, by its path inside it.
+pub fn tests_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests")
+        .join(path)
+}

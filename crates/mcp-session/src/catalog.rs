@@ -1,7 +1,7 @@
 //! The catalog: what a hub offers, its tools and the providers of resources, prompts and
 //! completions that the binary registered.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use mcp_protocol::{
     CompleteParams, CompleteResult, Completion, ErrorObject, GetPromptParams, Prompt, Resource,
@@ -11,22 +11,45 @@ use mcp_tools::{Provider, ToolRegistry};
 
 /// The tools and providers of one hub.
 pub(crate) struct Catalog {
-    pub(crate) tools: ToolRegistry,
+    /// Replaced whole when the tools change ([`Catalog::set_tools`]): a call holds the
+    /// registry it started with.
+    tools: RwLock<Arc<ToolRegistry>>,
     providers: Vec<Arc<dyn Provider>>,
     prompts: bool,
     completions: bool,
+    tools_may_change: bool,
 }
 
 impl Catalog {
-    pub(crate) fn new(tools: ToolRegistry, providers: Vec<Arc<dyn Provider>>) -> Self {
+    pub(crate) fn new(
+        tools: ToolRegistry,
+        providers: Vec<Arc<dyn Provider>>,
+        tools_may_change: bool,
+    ) -> Self {
         let prompts = providers.iter().any(|p| p.offers_prompts());
         let completions = providers.iter().any(|p| p.offers_completions());
         Self {
-            tools,
+            tools: RwLock::new(Arc::new(tools)),
             providers,
             prompts,
             completions,
+            tools_may_change,
         }
+    }
+
+    /// Whether the tools may change while the hub runs.
+    pub(crate) fn tools_may_change(&self) -> bool {
+        self.tools_may_change
+    }
+
+    /// The tools, as they are now.
+    pub(crate) fn tools(&self) -> Arc<ToolRegistry> {
+        Arc::clone(&self.tools.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the tools.
+    pub(crate) fn set_tools(&self, tools: ToolRegistry) {
+        *self.tools.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tools);
     }
 
     /// Whether a provider offers prompts: the capability and the methods exist only then.

@@ -301,6 +301,7 @@ pub struct HubBuilder {
     store: Option<Arc<dyn SessionStore>>,
     bus: Option<Arc<dyn crate::Bus>>,
     stats: Vec<(&'static str, Stat)>,
+    tools_may_change: bool,
 }
 
 impl HubBuilder {
@@ -314,6 +315,13 @@ impl HubBuilder {
     /// The tools the hub offers (none by default).
     pub fn tools(mut self, tools: ToolRegistry) -> Self {
         self.tools = tools;
+        self
+    }
+
+    /// Says that the tools may change while the hub runs ([`Hub::set_tools`]): clients are
+    /// told `tools.listChanged` in the capabilities.
+    pub fn tools_may_change(mut self) -> Self {
+        self.tools_may_change = true;
         self
     }
 
@@ -341,7 +349,7 @@ impl HubBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::default()));
-        let catalog = Catalog::new(self.tools, self.providers);
+        let catalog = Catalog::new(self.tools, self.providers, self.tools_may_change);
         Hub::from_parts(self.config, catalog, store, self.bus, self.stats)
     }
 }
@@ -361,6 +369,7 @@ impl Hub {
             store: None,
             bus: None,
             stats: Vec::new(),
+            tools_may_change: false,
         }
     }
 
@@ -612,13 +621,41 @@ impl Hub {
     pub fn tools(&self, principal: &crate::Principal) -> Vec<mcp_protocol::Tool> {
         self.inner
             .catalog
-            .tools
+            .tools()
             .page(None, usize::MAX)
             .map(|page| page.tools.to_vec())
             .unwrap_or_default()
             .into_iter()
             .filter(|tool| principal.may_call(&tool.name))
             .collect()
+    }
+
+    /// Replaces the tools the hub offers (a gateway's upstream changed its list): calls
+    /// running keep the tool they started with, and every 2025 session is told
+    /// `notifications/tools/list_changed` (once, however often the list changes before it
+    /// is sent). Returns how many sessions were told.
+    pub fn set_tools(&self, tools: ToolRegistry) -> usize {
+        self.inner.catalog.set_tools(tools);
+        let text = Message::Notification(Notification {
+            method: methods::TOOLS_LIST_CHANGED.to_owned(),
+            params: None,
+        })
+        .to_text();
+        let sessions: Vec<Notices> = self.inner.sessions_lock().values().cloned().collect();
+        let told = sessions
+            .iter()
+            .filter_map(|s| s.queue.upgrade())
+            .filter(|queue| {
+                queue
+                    .push_coalesced(
+                        crate::outbound::Coalesce::ListChanged("tools"),
+                        text.clone(),
+                    )
+                    .is_ok()
+            })
+            .count();
+        tracing::info!(told, "the tool list changed");
+        told
     }
 
     /// Counts a connection `principal` holds open until the [`ConnectionHold`] is dropped, or
@@ -658,7 +695,7 @@ impl Hub {
         let limits = &self.inner.limits;
         limits.check_rate(principal)?;
         let slot = limits.begin_call(principal)?;
-        let tools = &self.inner.catalog.tools;
+        let tools = self.inner.catalog.tools();
         if tools.get(name).is_some()
             && tools.task_support(name) != mcp_tools::TaskSupport::Forbidden
         {
@@ -686,7 +723,7 @@ impl Hub {
             client: mcp_tools::Client::none(),
             task: mcp_tools::TaskGate::open(),
         };
-        let Some(call) = self.inner.catalog.tools.call(name, arguments, ctx) else {
+        let Some(call) = self.inner.catalog.tools().call(name, arguments, ctx) else {
             return Ok(None);
         };
         let config = &self.inner.config;
@@ -837,7 +874,9 @@ impl Hub {
         InitializeResult {
             protocol_version: version.as_str().to_owned(),
             capabilities: ServerCapabilities {
-                tools: Some(ToolsCapability { list_changed: None }),
+                tools: Some(ToolsCapability {
+                    list_changed: catalog.tools_may_change().then_some(true),
+                }),
                 logging: Some(serde_json::Map::new()),
                 resources: Some(ResourcesCapability {
                     subscribe: Some(true),

@@ -112,6 +112,8 @@ pub(crate) enum Coalesce {
     Updated(String),
     /// A change of one task's state.
     Task(String),
+    /// A change of one list (`tools`, `resources`, `prompts`).
+    ListChanged(&'static str),
 }
 
 struct Entry {
@@ -432,7 +434,7 @@ impl OutboundQueue {
         }
         let regarding = match &key {
             Coalesce::Progress(token) => Regarding::Progress(token.clone()),
-            Coalesce::Updated(_) | Coalesce::Task(_) => Regarding::Other,
+            Coalesce::Updated(_) | Coalesce::Task(_) | Coalesce::ListChanged(_) => Regarding::Other,
         };
         self.append(&mut state, text, regarding, Some(key));
         Ok(())

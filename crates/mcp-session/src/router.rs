@@ -155,7 +155,7 @@ impl Router {
             client: scope.client,
             task: scope.task,
         };
-        let Some(run) = hub.inner.catalog.tools.call(&name, arguments, ctx) else {
+        let Some(run) = hub.inner.catalog.tools().call(&name, arguments, ctx) else {
             return Err(unknown_tool(&name));
         };
         let (time_limit, grace) = (
@@ -222,10 +222,8 @@ fn list_tools(
     params: Option<Value>,
 ) -> Result<Route, ErrorObject> {
     let params: PaginatedParams = decode_params(params)?;
-    let page = hub
-        .inner
-        .catalog
-        .tools
+    let registry = hub.inner.catalog.tools();
+    let page = registry
         .page(params.cursor.as_deref(), hub.inner.config.page_size)
         .map_err(ErrorObject::invalid_params)?;
     let version = ctx.version;
@@ -287,7 +285,7 @@ fn call_tool(
         return Err(forbidden_tool(&params.name));
     }
     let slot = hub.inner.limits.begin_call(ctx.principal)?;
-    if hub.inner.catalog.tools.get(&params.name).is_none() {
+    if hub.inner.catalog.tools().get(&params.name).is_none() {
         return Err(unknown_tool(&params.name));
     }
     Ok(Route::Call(ToolCall {

@@ -830,7 +830,7 @@ impl Session {
         let sinks = self.sinks();
         // Looked up only for a resumable session's call: the others never become tasks.
         let long = || {
-            let tools = &self.hub.inner.catalog.tools;
+            let tools = self.hub.inner.catalog.tools();
             tools.task_support(&call.name) != mcp_tools::TaskSupport::Forbidden
                 || tools.is_resumable(&call.name)
         };

@@ -166,10 +166,11 @@ impl Hub {
             return Ok(());
         }
         let params = request.params.as_ref();
+        let registry = self.inner.catalog.tools();
         let Some(tool) = params
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
-            .and_then(|name| self.inner.catalog.tools.get(name))
+            .and_then(|name| registry.get(name))
         else {
             return Ok(());
         };
@@ -380,12 +381,12 @@ impl Hub {
         };
         // A task, when the tool may be one and the client takes tasks.
         let takes_tasks = meta.declares(modern::TASKS_EXTENSION);
-        let detaches = match inner.catalog.tools.task_support(&call.name) {
+        let detaches = match inner.catalog.tools().task_support(&call.name) {
             TaskSupport::Required if !takes_tasks => {
                 return Err(modern::missing_extension(modern::TASKS_EXTENSION));
             }
             TaskSupport::Optional | TaskSupport::Required if takes_tasks => {
-                if !inner.catalog.tools.detaches_itself(&call.name) {
+                if !inner.catalog.tools().detaches_itself(&call.name) {
                     let answers = round_trip.map(|rt| rt.answers()).unwrap_or_default();
                     let (hub, principal) = (self.clone(), principal.clone());
                     let meta = (*meta).clone();

@@ -921,3 +921,79 @@ async fn a_call_started_over_after_a_restart_sends_no_progress_below_what_was_se
         "progress went back: {progress:?}"
     );
 }
+
+/// A tool known only at run time: answers with its arguments.
+struct Echo;
+
+impl mcp_tools::DynamicTool for Echo {
+    fn call(
+        &self,
+        arguments: serde_json::Map<String, Value>,
+        _ctx: mcp_tools::ToolContext,
+    ) -> mcp_tools::BoxFuture<mcp_protocol::CallToolResult> {
+        Box::pin(async move {
+            mcp_protocol::CallToolResult {
+                content: vec![mcp_protocol::Content::text(
+                    Value::Object(arguments).to_string(),
+                )],
+                structured_content: None,
+                is_error: None,
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn replaced_tools_are_listed_called_and_announced_once() {
+    let builtin = ToolRegistry::builtin(&mcp_tools::ToolsConfig::default());
+    let hub = Hub::builder(ServerConfig::default())
+        .tools(builtin.clone())
+        .tools_may_change()
+        .build();
+    let (in_tx, in_rx) = crate::inbound::channel(16);
+    let (session, mut out_rx) = hub.open_session();
+    let _run = tokio::spawn(session.run(in_rx));
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    in_tx.send(init.to_string()).await.unwrap();
+    let answer = text(out_rx.recv().await);
+    assert_eq!(
+        answer["result"]["capabilities"]["tools"]["listChanged"],
+        true
+    );
+
+    let mut tools = builtin.clone();
+    let descriptor: mcp_protocol::Tool = serde_json::from_value(json!({
+        "name": "up.echo", "description": "echoes", "inputSchema": {"type": "object"}}))
+    .unwrap();
+    tools
+        .register_dynamic(descriptor, std::sync::Arc::new(Echo))
+        .unwrap();
+    // Changed twice before the session reads: announced once.
+    assert_eq!(hub.set_tools(builtin.clone()), 1);
+    assert_eq!(hub.set_tools(tools), 1);
+    let notice = text(out_rx.recv().await);
+    assert_eq!(notice["method"], methods::TOOLS_LIST_CHANGED);
+
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    in_tx.send(list.to_string()).await.unwrap();
+    let listed = text(out_rx.recv().await);
+    assert_eq!(listed["id"], 1, "{listed}");
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"up.echo") && names.contains(&"add"),
+        "{names:?}"
+    );
+
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"up.echo","arguments":{"x":1}}});
+    in_tx.send(call.to_string()).await.unwrap();
+    let called = text(out_rx.recv().await);
+    assert_eq!(called["id"], 2, "{called}");
+    assert_eq!(called["result"]["content"][0]["text"], r#"{"x":1}"#);
+}

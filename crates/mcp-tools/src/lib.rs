@@ -32,4 +32,4 @@ pub use provider::{PromptFuture, Provider};
 pub use registry::{Page, RegistryError, ToolRegistry, ToolsConfig};
 pub use scheduler::{Caller, Permit, Scheduler};
 pub use sleep::{Sleep, SleepOutput, SleepParams};
-pub use tool::{TaskSupport, Tool, ToolError};
+pub use tool::{BoxFuture, DynamicTool, TaskSupport, Tool, ToolError};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mcp_protocol::{CallToolResult, Tool as ToolDescriptor};
 use serde_json::{Map, Value};
 
-use crate::tool::{BoxFuture, Erased, ErasedTool};
+use crate::tool::{BoxFuture, Dynamic, DynamicTool, Erased, ErasedTool};
 use crate::{
     BinaryOp, DataRoot, MathTool, ProcessBatch, ProcessImages, Sleep, Sqrt, Tool, ToolContext,
 };
@@ -69,8 +69,8 @@ pub enum RegistryError {
 /// The tools a server offers.
 ///
 /// Descriptors and implementations are kept in two parallel vectors so that a page of
-/// descriptors is a plain slice.
-#[derive(Default)]
+/// descriptors is a plain slice. A clone shares the implementations.
+#[derive(Default, Clone)]
 pub struct ToolRegistry {
     descriptors: Vec<ToolDescriptor>,
     tools: Vec<Arc<dyn ErasedTool>>,
@@ -131,19 +131,33 @@ impl ToolRegistry {
             input_schema,
             output_schema: tool.structured().then(schema_of::<T::Output>),
             annotations: (annotations != Default::default()).then_some(annotations),
-            execution: match tool.task_support() {
-                crate::TaskSupport::Forbidden => None,
-                crate::TaskSupport::Optional => {
-                    Some(serde_json::json!({"taskSupport": "optional"}))
-                }
-                crate::TaskSupport::Required => {
-                    Some(serde_json::json!({"taskSupport": "required"}))
-                }
-            },
+            execution: execution(tool.task_support()),
         };
         self.by_name.insert(name, self.tools.len());
         self.descriptors.push(descriptor);
         self.tools.push(Arc::new(Erased(tool)));
+        Ok(())
+    }
+
+    /// Adds a tool known only at run time, described by `descriptor` (its input schema must
+    /// be an object schema, its name unused here); its `execution` is set from the tool's
+    /// task support.
+    pub fn register_dynamic(
+        &mut self,
+        mut descriptor: ToolDescriptor,
+        tool: Arc<dyn DynamicTool>,
+    ) -> Result<(), RegistryError> {
+        if self.by_name.contains_key(&descriptor.name) {
+            return Err(RegistryError::DuplicateName(descriptor.name));
+        }
+        if descriptor.input_schema.get("type") != Some(&Value::from("object")) {
+            return Err(RegistryError::InputNotObject(descriptor.name));
+        }
+        descriptor.execution = execution(tool.task_support());
+        self.by_name
+            .insert(descriptor.name.clone(), self.tools.len());
+        self.descriptors.push(descriptor);
+        self.tools.push(Arc::new(Dynamic(tool)));
         Ok(())
     }
 
@@ -228,6 +242,15 @@ impl ToolRegistry {
     ) -> Option<BoxFuture<CallToolResult>> {
         let tool = &self.tools[*self.by_name.get(name)?];
         Some(Arc::clone(tool).call_json(arguments, ctx))
+    }
+}
+
+/// A descriptor's `execution`: how a tool's calls may run as tasks.
+fn execution(support: crate::TaskSupport) -> Option<Value> {
+    match support {
+        crate::TaskSupport::Forbidden => None,
+        crate::TaskSupport::Optional => Some(serde_json::json!({"taskSupport": "optional"})),
+        crate::TaskSupport::Required => Some(serde_json::json!({"taskSupport": "required"})),
     }
 }
 

@@ -141,7 +141,47 @@ pub(crate) fn self_contained() -> ToolAnnotations {
     }
 }
 
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// A boxed future that owns what it needs.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A tool known only at run time, such as another server's tool that a gateway offers: its
+/// descriptor is data given at registration ([`crate::ToolRegistry::register_dynamic`]), its
+/// arguments reach it as they came, and it returns the whole result.
+pub trait DynamicTool: Send + Sync + 'static {
+    /// Runs the tool; the same contract as [`Tool::call`] (watch `ctx.cancel`, report
+    /// through `ctx.progress`, never block in a poll).
+    fn call(&self, arguments: Map<String, Value>, ctx: ToolContext) -> BoxFuture<CallToolResult>;
+
+    /// Whether a call may run as a task; see [`Tool::task_support`].
+    fn task_support(&self) -> TaskSupport {
+        TaskSupport::Forbidden
+    }
+}
+
+/// Adapts a [`DynamicTool`] to [`ErasedTool`].
+pub(crate) struct Dynamic(pub(crate) Arc<dyn DynamicTool>);
+
+impl ErasedTool for Dynamic {
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    fn task_support(&self) -> TaskSupport {
+        self.0.task_support()
+    }
+
+    fn detaches_itself(&self) -> bool {
+        false
+    }
+
+    fn call_json(
+        self: Arc<Self>,
+        arguments: Map<String, Value>,
+        ctx: ToolContext,
+    ) -> BoxFuture<CallToolResult> {
+        self.0.call(arguments, ctx)
+    }
+}
 
 /// The object-safe form of [`Tool`] that the registry stores.
 pub(crate) trait ErasedTool: Send + Sync {

@@ -114,7 +114,7 @@ impl Session {
             Some(task) => self.hub.session_task(&self.principal, task).await,
             None => SessionTask::Unknown,
         };
-        let resumable = self.hub.inner.catalog.tools.is_resumable(&op.tool);
+        let resumable = self.hub.inner.catalog.tools().is_resumable(&op.tool);
         let resumed = match &found {
             SessionTask::Running(_) => true,
             SessionTask::Ended(reply) => reply.is_ok(),

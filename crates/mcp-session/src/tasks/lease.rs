@@ -271,7 +271,7 @@ impl Hub {
                 return Err(e);
             }
         };
-        let resumable = self.inner.catalog.tools.is_resumable(&record.tool);
+        let resumable = self.inner.catalog.tools().is_resumable(&record.tool);
         if resumable && record.status == TaskStatus::Working {
             tracing::info!(task = %record.id, tool = %record.tool, "resuming a task after its server stopped");
             record.status_message = Some("resumed after a server restart".to_owned());

@@ -62,3 +62,60 @@ fn duplicate_names_are_refused() {
         Err(RegistryError::DuplicateName("sqrt".into()))
     );
 }
+
+struct Upstream(crate::TaskSupport);
+
+impl DynamicTool for Upstream {
+    fn call(
+        &self,
+        _arguments: Map<String, Value>,
+        _ctx: crate::ToolContext,
+    ) -> BoxFuture<CallToolResult> {
+        Box::pin(async { CallToolResult::error("not reached".to_owned()) })
+    }
+
+    fn task_support(&self) -> crate::TaskSupport {
+        self.0
+    }
+}
+
+fn descriptor(name: &str, schema: Value) -> ToolDescriptor {
+    serde_json::from_value(serde_json::json!({"name": name, "inputSchema": schema})).unwrap()
+}
+
+#[test]
+fn dynamic_tools_follow_the_same_rules() {
+    let mut registry = ToolRegistry::new();
+    registry.register(Sqrt).unwrap();
+    let object = serde_json::json!({"type": "object"});
+    assert_eq!(
+        registry.register_dynamic(
+            descriptor("sqrt", object.clone()),
+            Arc::new(Upstream(crate::TaskSupport::Forbidden))
+        ),
+        Err(RegistryError::DuplicateName("sqrt".into()))
+    );
+    assert_eq!(
+        registry.register_dynamic(
+            descriptor("up.list", serde_json::json!({"type": "array"})),
+            Arc::new(Upstream(crate::TaskSupport::Forbidden))
+        ),
+        Err(RegistryError::InputNotObject("up.list".into()))
+    );
+    registry
+        .register_dynamic(
+            descriptor("up.long", object),
+            Arc::new(Upstream(crate::TaskSupport::Optional)),
+        )
+        .unwrap();
+    let listed = registry.get("up.long").unwrap();
+    assert_eq!(
+        listed.execution,
+        Some(serde_json::json!({"taskSupport": "optional"}))
+    );
+    assert_eq!(
+        registry.task_support("up.long"),
+        crate::TaskSupport::Optional
+    );
+    assert!(!registry.is_resumable("up.long"));
+}

@@ -124,6 +124,13 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     ),
     // A client knows the protocol, nothing of the server's insides.
     ("mcp-client", &["mcp-protocol"], &[]),
+    // The gateway: upstreams reached as a client, their tools offered through the hub; no
+    // transport of the server's own.
+    (
+        "mcp-gateway",
+        &["mcp-client", "mcp-protocol", "mcp-session", "mcp-tools"],
+        &[],
+    ),
     // What the tests share: never a dependency of the product.
     ("mcp-test-support", &["mcp-server"], &[]),
     // The load generator talks to servers over the network only.

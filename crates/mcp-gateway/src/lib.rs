@@ -1,0 +1,214 @@
+//! The gateway: other MCP servers' tools served through this one.
+//!
+//! Each configured upstream ([`config`]) is connected through `mcp-client` (a stdio program
+//! run as a child process and restarted with backoff when it exits, or a remote server
+//! reconnected with backoff), its tools listed and offered here as `NAME.tool`
+//! ([`naming`]), beside the server's own. A call of one is forwarded with its arguments,
+//! its progress, its cancellation, and what the upstream asks its client ([`upstream`]).
+//! When an upstream's list changes (it says `notifications/tools/list_changed`, or it was
+//! restarted), the hub's tools are replaced and clients are told.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod naming;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mcp_protocol::{CallToolResult, Tool, methods};
+use mcp_session::Hub;
+use mcp_tools::{BoxFuture, DynamicTool, ToolContext, ToolRegistry};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Upstream;
+use crate::naming::Namer;
+use crate::upstream::Link;
+
+/// The upstreams of one hub, and the hub's own tools beside theirs.
+pub struct Gateway {
+    hub: Hub,
+    /// The server's own tools, always listed first.
+    own: ToolRegistry,
+    state: Mutex<State>,
+    stop: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    /// The connected upstreams and the tools each listed last, by name.
+    links: BTreeMap<String, (Arc<Link>, Vec<Tool>)>,
+}
+
+impl Gateway {
+    /// A gateway for `hub`, whose own tools are `own` (the hub must have been built with
+    /// them and `tools_may_change`).
+    pub fn new(hub: Hub, own: ToolRegistry) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            own,
+            state: Mutex::new(State::default()),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Connects `upstream`, learns its tools and offers them; then follows its changes
+    /// until it is removed or the gateway stops.
+    pub async fn add(self: &Arc<Self>, upstream: Upstream) -> Result<(), mcp_client::Error> {
+        let name = upstream.name.clone();
+        let link = Link::connect(upstream).await?;
+        let tools = link.list_tools().await?;
+        tracing::info!(upstream = %name, tools = tools.len(), "upstream connected");
+        let old = self
+            .lock()
+            .links
+            .insert(name.clone(), (Arc::clone(&link), tools));
+        if let Some((old, _)) = old {
+            old.close().await;
+        }
+        self.publish();
+        tokio::spawn(Arc::clone(self).follow(link));
+        Ok(())
+    }
+
+    /// Stops offering upstream `name` and stops it.
+    pub async fn remove(&self, name: &str) -> bool {
+        let removed = self.lock().links.remove(name);
+        let Some((link, _)) = removed else {
+            return false;
+        };
+        self.publish();
+        link.close().await;
+        tracing::info!(upstream = %name, "upstream removed");
+        true
+    }
+
+    /// The upstreams, by name.
+    pub fn links(&self) -> Vec<Arc<Link>> {
+        self.lock()
+            .links
+            .values()
+            .map(|(link, _)| Arc::clone(link))
+            .collect()
+    }
+
+    /// Stops every upstream.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let links = std::mem::take(&mut self.lock().links);
+        for (_, (link, _)) in links {
+            link.close().await;
+        }
+    }
+
+    /// Lists the upstream's tools again whenever it says they changed or it came back
+    /// after a restart, until it is replaced or removed.
+    async fn follow(self: Arc<Self>, link: Arc<Link>) {
+        let mut notifications = link.client().notifications();
+        let mut status = link.client().status();
+        loop {
+            let relist = tokio::select! {
+                () = self.stop.cancelled() => return,
+                notification = notifications.recv() => match notification {
+                    Ok(n) => n.method == methods::TOOLS_LIST_CHANGED,
+                    // Missed some: list again to be sure.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = status.borrow_and_update().clone();
+                    match now {
+                        mcp_client::Status::Connected => true,
+                        mcp_client::Status::Closed(_) => return,
+                        mcp_client::Status::Reconnecting { .. } => false,
+                    }
+                }
+            };
+            if !self.is_current(&link) {
+                return;
+            }
+            if !relist {
+                continue;
+            }
+            match link.list_tools().await {
+                Ok(tools) => {
+                    let changed = {
+                        let mut state = self.lock();
+                        match state.links.get_mut(link.name()) {
+                            Some((current, listed)) if Arc::ptr_eq(current, &link) => {
+                                let changed = *listed != tools;
+                                *listed = tools;
+                                changed
+                            }
+                            _ => return,
+                        }
+                    };
+                    if changed {
+                        tracing::info!(upstream = %link.name(), "the upstream's tools changed");
+                        self.publish();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %link.name(), error = %e, "cannot list the upstream's tools");
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, link: &Arc<Link>) -> bool {
+        self.lock()
+            .links
+            .get(link.name())
+            .is_some_and(|(current, _)| Arc::ptr_eq(current, link))
+    }
+
+    /// The hub's tools: its own, then every upstream's in name order.
+    pub fn registry(&self) -> ToolRegistry {
+        let mut registry = self.own.clone();
+        let state = self.lock();
+        for (link, tools) in state.links.values() {
+            let mut namer = Namer::new(link.name());
+            for tool in tools {
+                let mut descriptor = tool.clone();
+                descriptor.name = namer.name(&tool.name);
+                let forward = Forward {
+                    link: Arc::clone(link),
+                    tool: tool.name.clone(),
+                };
+                if let Err(e) = registry.register_dynamic(descriptor, Arc::new(forward)) {
+                    tracing::warn!(upstream = %link.name(), tool = %tool.name, error = %e, "an upstream tool is not offered");
+                }
+            }
+        }
+        registry
+    }
+
+    /// Offers the tools as they are now.
+    fn publish(&self) {
+        self.hub.set_tools(self.registry());
+    }
+}
+
+/// An upstream tool, as offered here.
+struct Forward {
+    link: Arc<Link>,
+    /// Its name upstream.
+    tool: String,
+}
+
+impl DynamicTool for Forward {
+    fn call(&self, arguments: Map<String, Value>, ctx: ToolContext) -> BoxFuture<CallToolResult> {
+        let link = Arc::clone(&self.link);
+        let tool = self.tool.clone();
+        Box::pin(async move { link.call(&tool, arguments, ctx).await })
+    }
+}

@@ -117,6 +117,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
             "mcp-ws",
             "mcp-http",
             "mcp-auth",
+            "mcp-gateway",
             "mcp-store-redb",
             "mcp-store-redis",
         ],

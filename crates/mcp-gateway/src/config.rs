@@ -240,6 +240,24 @@ fn entry(entry: Entry) -> Result<Upstream, ConfigError> {
     })
 }
 
+/// Refuses what is configured but not served yet, rather than ignore it: lazy start and
+/// pools of processes.
+pub fn check_supported(upstream: &Upstream) -> Result<(), ConfigError> {
+    let refuse = |why: &str| {
+        Err(ConfigError::Entry {
+            name: upstream.name.clone(),
+            why: why.to_owned(),
+        })
+    };
+    if upstream.start == Start::Lazy {
+        return refuse("`start = \"lazy\"` is not supported yet: use \"boot\"");
+    }
+    if upstream.pool > 1 {
+        return refuse("`pool` above 1 is not supported yet");
+    }
+    Ok(())
+}
+
 /// Checks that no two upstreams share a name.
 pub fn check_unique(upstreams: &[Upstream]) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();

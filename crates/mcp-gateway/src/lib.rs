@@ -43,12 +43,11 @@ struct State {
 }
 
 impl Gateway {
-    /// A gateway for `hub`, whose own tools are `own` (the hub must have been built with
-    /// them and `tools_may_change`).
-    pub fn new(hub: Hub, own: ToolRegistry) -> Arc<Self> {
+    /// A gateway for `hub` (built with `tools_may_change`), whose tools now are its own.
+    pub fn new(hub: Hub) -> Arc<Self> {
         Arc::new(Self {
+            own: hub.tool_registry(),
             hub,
-            own,
             state: Mutex::new(State::default()),
             stop: CancellationToken::new(),
         })
@@ -77,6 +76,52 @@ impl Gateway {
         Ok(())
     }
 
+    /// Connects `upstream` as [`Gateway::add`] does, trying again with backoff (up to a
+    /// minute apart) until it is connected or the gateway stops: a server starts whether or
+    /// not its upstreams are there yet.
+    pub async fn keep(self: Arc<Self>, upstream: Upstream) {
+        let mut delay = std::time::Duration::from_millis(500);
+        loop {
+            match self.add(upstream.clone()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(upstream = %upstream.name, error = %e, retry_s = delay.as_secs_f64(), "cannot connect the upstream; trying again");
+                }
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(std::time::Duration::from_secs(60));
+        }
+    }
+
+    /// Makes the upstreams those of `wanted`: the ones no longer there are stopped, new
+    /// and changed ones (re)connected, unchanged ones left running. What a reload of the
+    /// configuration does.
+    pub async fn apply(self: &Arc<Self>, wanted: Vec<Upstream>) {
+        let current: Vec<(String, Upstream)> = self
+            .lock()
+            .links
+            .iter()
+            .map(|(name, (link, _))| (name.clone(), link.config.clone()))
+            .collect();
+        for (name, _) in &current {
+            if !wanted.iter().any(|u| &u.name == name) {
+                self.remove(name).await;
+            }
+        }
+        for upstream in wanted {
+            let same = current
+                .iter()
+                .any(|(name, config)| *name == upstream.name && *config == upstream);
+            if !same {
+                tracing::info!(upstream = %upstream.name, "upstream added or changed");
+                tokio::spawn(Arc::clone(self).keep(upstream));
+            }
+        }
+    }
+
     /// Stops offering upstream `name` and stops it.
     pub async fn remove(&self, name: &str) -> bool {
         let removed = self.lock().links.remove(name);
@@ -98,13 +143,14 @@ impl Gateway {
             .collect()
     }
 
-    /// Stops every upstream.
+    /// Stops every upstream, all at once.
     pub async fn shutdown(&self) {
         self.stop.cancel();
         let links = std::mem::take(&mut self.lock().links);
-        for (_, (link, _)) in links {
-            link.close().await;
-        }
+        let closing = links
+            .into_values()
+            .map(|(link, _)| async move { link.close().await });
+        futures_util::future::join_all(closing).await;
     }
 
     /// Lists the upstream's tools again whenever it says they changed or it came back

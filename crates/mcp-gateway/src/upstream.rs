@@ -152,7 +152,7 @@ impl Link {
 /// Answers what an upstream asks its client (sampling, elicitation, roots) by asking the
 /// client of the call it serves. Over one connection the upstream's requests do not say
 /// which call they belong to, so they are passed on only while one call is in flight;
-/// with several, the upstream is told why not.
+/// with several, the upstream is told why not. Roots asked outside any call are none.
 #[derive(Default)]
 struct Bridge {
     asking: Mutex<Vec<(u64, mcp_tools::Client)>>,
@@ -208,6 +208,11 @@ impl mcp_client::Handler for Bridge {
             }
         };
         let asking = self.lock();
+        if asking.is_empty() && capability == "roots" {
+            // Asked outside any call (stdio servers ask right after `initialize`): the
+            // gateway itself has no roots.
+            return Box::pin(async { Ok(json!({"roots": []})) });
+        }
         let client = match asking.as_slice() {
             [(_, client)] => Ok(client.clone()),
             [] => Err(ErrorObject::internal(format!(
@@ -226,5 +231,42 @@ impl mcp_client::Handler for Bridge {
                 .await
                 .map_err(|e| ErrorObject::internal(e.to_string()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_client::Handler as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_are_passed_on_only_when_it_is_known_whose_they_are() {
+        let bridge = Bridge::default();
+        // Outside any call: no roots, and nobody to ask for the rest.
+        assert_eq!(
+            bridge.handle("roots/list", None).await,
+            Ok(json!({"roots": []}))
+        );
+        let error = bridge
+            .handle("sampling/createMessage", Some(json!({})))
+            .await
+            .unwrap_err();
+        assert!(error.message.contains("no call is in flight"), "{error}");
+        // One call: its client is asked (this one has none, and says so).
+        let one = bridge.enter(mcp_tools::Client::none());
+        let error = bridge.handle("roots/list", None).await.unwrap_err();
+        assert!(error.message.contains("no client to ask"), "{error}");
+        // Two: whose is it?
+        let two = bridge.enter(mcp_tools::Client::none());
+        let error = bridge.handle("elicitation/create", None).await.unwrap_err();
+        assert!(error.message.contains("2 calls are in flight"), "{error}");
+        drop((one, two));
+        assert_eq!(
+            bridge.handle("roots/list", None).await,
+            Ok(json!({"roots": []}))
+        );
+        let error = bridge.handle("tools/call", None).await.unwrap_err();
+        assert_eq!(error.code, -32601);
     }
 }

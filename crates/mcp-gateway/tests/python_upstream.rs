@@ -119,10 +119,10 @@ impl Client {
 async fn gateway() -> (Hub, Arc<Gateway>) {
     let own = ToolRegistry::builtin(&mcp_tools::ToolsConfig::default());
     let hub = Hub::builder(ServerConfig::default())
-        .tools(own.clone())
+        .tools(own)
         .tools_may_change()
         .build();
-    let gateway = Gateway::new(hub.clone(), own);
+    let gateway = Gateway::new(hub.clone());
     tokio::time::timeout(HANG, gateway.add(python()))
         .await
         .unwrap()

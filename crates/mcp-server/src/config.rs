@@ -465,6 +465,21 @@ pub struct Cli {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Another MCP server whose tools this one serves, as `NAME.tool`: `NAME=COMMAND [ARGS...]`
+    /// runs a stdio server (the command line split as a shell would, never run by one),
+    /// `NAME=https://HOST/PATH` reaches a remote one; repeat for more (docs/gateway.md).
+    #[arg(
+        long = "upstream",
+        env = "MCP_UPSTREAM",
+        value_name = "NAME=COMMAND|URL"
+    )]
+    pub upstreams: Vec<String>,
+
+    /// A TOML file of upstreams (`[[upstream]]` entries: docs/gateway.md), read again at
+    /// SIGHUP: added, removed and changed upstreams take effect, the others run on.
+    #[arg(long, env = "MCP_UPSTREAMS_FILE", value_name = "PATH")]
+    pub upstreams_file: Option<PathBuf>,
+
     /// Log format on stderr: `text` or `json`. Filter with RUST_LOG (default `info`).
     #[arg(long, env = "MCP_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -517,6 +532,18 @@ pub struct Config {
     pub authorization_servers: Vec<String>,
     /// The certificate for https and wss; `None` serves plain http and ws.
     pub tls: Option<Arc<Tls>>,
+    /// Other MCP servers whose tools this one serves (`--upstream`), besides those of
+    /// `upstreams_file`.
+    pub upstreams: Vec<mcp_gateway::config::Upstream>,
+    /// The file of more upstreams, read again at SIGHUP (`--upstreams-file`).
+    pub upstreams_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Whether other servers' tools are served here.
+    pub fn has_upstreams(&self) -> bool {
+        !self.upstreams.is_empty() || self.upstreams_file.is_some()
+    }
 }
 
 impl Default for Config {
@@ -542,6 +569,8 @@ impl Default for Config {
             public_url: None,
             authorization_servers: Vec::new(),
             tls: None,
+            upstreams: Vec::new(),
+            upstreams_file: None,
         }
     }
 }
@@ -689,7 +718,31 @@ impl Cli {
                 )),
                 _ => None,
             },
+            upstreams: self.upstreams()?,
+            upstreams_file: self.upstreams_file.clone(),
         })
+    }
+
+    /// The `--upstream` flags' upstreams. The upstreams file is checked with them now, so
+    /// that a server with a bad configuration does not start; the server reads it again
+    /// when it starts and at SIGHUP.
+    fn upstreams(&self) -> std::io::Result<Vec<mcp_gateway::config::Upstream>> {
+        let flags = self
+            .upstreams
+            .iter()
+            .map(|flag| mcp_gateway::config::Upstream::from_flag(flag))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        for upstream in &flags {
+            mcp_gateway::config::check_supported(upstream).map_err(std::io::Error::other)?;
+        }
+        match &self.upstreams_file {
+            Some(file) => all_upstreams(&flags, file)?,
+            None => mcp_gateway::config::check_unique(&flags)
+                .map(|()| flags.clone())
+                .map_err(std::io::Error::other)?,
+        };
+        Ok(flags)
     }
 
     /// Static tokens, and the JWT verifier when keys are configured.
@@ -725,6 +778,37 @@ impl Cli {
         })?;
         Ok(auth.with_jwt(jwt))
     }
+}
+
+/// The flags' upstreams and the file's, which must not share a name.
+pub(crate) fn all_upstreams(
+    flags: &[mcp_gateway::config::Upstream],
+    file: &std::path::Path,
+) -> std::io::Result<Vec<mcp_gateway::config::Upstream>> {
+    let mut upstreams = read_upstreams(file)?;
+    upstreams.extend(flags.iter().cloned());
+    mcp_gateway::config::check_unique(&upstreams).map_err(std::io::Error::other)?;
+    Ok(upstreams)
+}
+
+/// The upstreams of a TOML file (`--upstreams-file`).
+pub(crate) fn read_upstreams(
+    file: &std::path::Path,
+) -> std::io::Result<Vec<mcp_gateway::config::Upstream>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("--upstreams-file {}: {e}", file.display()),
+        )
+    })?;
+    let upstreams = mcp_gateway::config::from_toml(&text)
+        .map_err(|e| std::io::Error::other(format!("--upstreams-file {}: {e}", file.display())))?;
+    for upstream in &upstreams {
+        mcp_gateway::config::check_supported(upstream).map_err(|e| {
+            std::io::Error::other(format!("--upstreams-file {}: {e}", file.display()))
+        })?;
+    }
+    Ok(upstreams)
 }
 
 #[cfg(test)]

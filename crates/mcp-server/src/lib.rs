@@ -72,6 +72,9 @@ pub(crate) fn hub(
         mcp_tools::fixtures::register(&mut tools)?;
         builder = builder.provider(std::sync::Arc::new(mcp_tools::fixtures::Fixtures));
     }
+    if config.has_upstreams() {
+        builder = builder.tools_may_change();
+    }
     let hub = builder.tools(tools).build();
     hub.register_metrics(|registry| connections.register(registry));
     if let Some(redis) = &storage.redis {
@@ -118,6 +121,26 @@ pub(crate) async fn run(
     tokio::spawn(server.clone().keep_task_leases());
     // What the other instances sharing the store say: cancellations, task changes, broadcasts.
     tokio::spawn(server.clone().follow_bus());
+    // Other servers' tools, served here: connected in the background (a server starts
+    // whether or not they are there yet), the file's read again at SIGHUP.
+    let gateway = config.has_upstreams().then(|| {
+        let gateway = mcp_gateway::Gateway::new(server.clone());
+        let flags = config.upstreams.clone();
+        let upstreams = match &config.upstreams_file {
+            Some(file) => config::all_upstreams(&flags, file).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot use the upstreams file; serving the flags' upstreams");
+                flags.clone()
+            }),
+            None => flags.clone(),
+        };
+        for upstream in upstreams {
+            tokio::spawn(std::sync::Arc::clone(&gateway).keep(upstream));
+        }
+        if let Some(file) = config.upstreams_file.clone() {
+            tokio::spawn(reload_upstreams(std::sync::Arc::clone(&gateway), file, flags));
+        }
+        gateway
+    });
     // If this future is dropped rather than shut down, everything it started still stops:
     // blocking workers watch the cancellation tree, and would otherwise run on.
     let _stop_all_on_drop = server.shutdown_token().clone().drop_guard();
@@ -244,6 +267,10 @@ pub(crate) async fn run(
     }
     drop(listener);
     stopping.cancel();
+    if let Some(gateway) = gateway {
+        // Stdio upstreams are asked to exit, as the specification orders it.
+        gateway.shutdown().await;
+    }
     // Whatever is left is stopped now.
     server.shutdown_token().cancel();
     tracker.close();
@@ -261,6 +288,43 @@ pub(crate) async fn run(
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// At every SIGHUP, reads the upstreams file again and applies it beside the `--upstream`
+/// flags' (`flags`): added, removed and changed upstreams take effect, the others run on.
+/// A file that cannot be read or used changes nothing.
+async fn reload_upstreams(
+    gateway: std::sync::Arc<mcp_gateway::Gateway>,
+    file: std::path::PathBuf,
+    flags: Vec<mcp_gateway::config::Upstream>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; the upstreams file will not be read again");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match config::all_upstreams(&flags, &file) {
+                Ok(wanted) => {
+                    tracing::info!(
+                        upstreams = wanted.len(),
+                        "SIGHUP: upstreams file read again"
+                    );
+                    gateway.apply(wanted).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: cannot use the upstreams file; the upstreams are unchanged")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop((gateway, file, flags));
 }
 
 /// Removes sessions (agents) idle for longer than `ttl`, with their data, and tasks past

@@ -630,6 +630,11 @@ impl Hub {
             .collect()
     }
 
+    /// The tools the hub offers now.
+    pub fn tool_registry(&self) -> ToolRegistry {
+        ToolRegistry::clone(&self.inner.catalog.tools())
+    }
+
     /// Replaces the tools the hub offers (a gateway's upstream changed its list): calls
     /// running keep the tool they started with, and every 2025 session is told
     /// `notifications/tools/list_changed` (once, however often the list changes before it

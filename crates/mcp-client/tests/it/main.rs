@@ -7,4 +7,5 @@
 
 mod cli;
 mod client;
+mod gateway;
 mod stdio;

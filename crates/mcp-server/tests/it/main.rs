@@ -19,6 +19,7 @@ const HANG: Duration = Duration::from_secs(30);
 mod balanced;
 mod client;
 mod disk;
+mod gateway;
 mod instances;
 mod jwt;
 mod tasks;

@@ -1,0 +1,83 @@
+//! The server as a gateway (`--upstream`), with the Rust client over WebSocket and HTTP, in
+//! both eras: a stdio server on the official Python SDK (tests/upstreams/stdio_server.py)
+//! served as `python.*` beside the server's own tools.
+
+use mcp_client::{Client, Options};
+use mcp_gateway::config::Upstream;
+use mcp_server::Config;
+use serde_json::{Map, Value, json};
+
+use mcp_test_support::{HANG, TestServer as Server, sdk_python, tests_file};
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+fn python_upstream() -> Upstream {
+    // As the flag would be written, with the paths quoted.
+    let flag = format!(
+        "python='{}' '{}'",
+        sdk_python().display(),
+        tests_file("upstreams/stdio_server.py").display()
+    );
+    Upstream::from_flag(&flag).unwrap()
+}
+
+/// Lists the server's tools until `name` is among them: the server connects its upstreams
+/// in the background, and a 2025 session is told when its list changed.
+async fn wait_for_tool(client: &Client, name: &str) {
+    let mut notifications = client.notifications();
+    tokio::time::timeout(HANG, async {
+        loop {
+            let tools = client.list_tools().await.unwrap();
+            if tools.iter().any(|t| t.name == name) {
+                return;
+            }
+            assert!(
+                !client.is_modern(),
+                "a modern client has no session to be told in: wait with a 2025 one first"
+            );
+            while let Ok(n) = notifications.recv().await {
+                if n.method == "notifications/tools/list_changed" {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} never listed"));
+}
+
+#[tokio::test]
+async fn a_stdio_upstream_is_served_over_websocket_and_http_in_both_eras() {
+    let config = Config {
+        upstreams: vec![python_upstream()],
+        ..Config::default()
+    };
+    let server = Server::with_config(config).await;
+    for scheme in ["ws", "http"] {
+        for legacy in [true, false] {
+            let mut options = Options::new(format!("{scheme}://{}/mcp", server.addr));
+            options.legacy = legacy;
+            let client = Client::connect(options).await.unwrap();
+            // The 2025 session (first) waits for the upstream; the modern one finds it.
+            wait_for_tool(&client, "python.add").await;
+            let tools = client.list_tools().await.unwrap();
+            assert!(
+                tools.iter().any(|t| t.name == "add"),
+                "the server's own tools went"
+            );
+            let sum = client
+                .call_tool("python.add", args(json!({"a": 40, "b": 2})))
+                .await
+                .unwrap();
+            assert_eq!(
+                sum.structured_content.unwrap()["result"],
+                42,
+                "{scheme} legacy={legacy}"
+            );
+            client.close().await;
+        }
+    }
+    server.shutdown().await;
+}

@@ -40,6 +40,9 @@ pub struct Gateway {
 struct State {
     /// The connected upstreams and the tools each listed last, by name.
     links: BTreeMap<String, (Arc<Link>, Vec<Tool>)>,
+    /// The upstreams being connected ([`Gateway::keep`]), by name: cancelled when the
+    /// upstream is removed or configured anew before it connected.
+    connecting: BTreeMap<String, (Upstream, CancellationToken)>,
 }
 
 impl Gateway {
@@ -60,14 +63,32 @@ impl Gateway {
     /// Connects `upstream`, learns its tools and offers them; then follows its changes
     /// until it is removed or the gateway stops.
     pub async fn add(self: &Arc<Self>, upstream: Upstream) -> Result<(), mcp_client::Error> {
+        self.add_unless(upstream, &CancellationToken::new()).await
+    }
+
+    /// [`Gateway::add`], unless `cancelled` fires first: then the upstream is not offered.
+    async fn add_unless(
+        self: &Arc<Self>,
+        upstream: Upstream,
+        cancelled: &CancellationToken,
+    ) -> Result<(), mcp_client::Error> {
         let name = upstream.name.clone();
         let link = Link::connect(upstream).await?;
         let tools = link.list_tools().await?;
-        tracing::info!(upstream = %name, tools = tools.len(), "upstream connected");
-        let old = self
-            .lock()
-            .links
-            .insert(name.clone(), (Arc::clone(&link), tools));
+        let old = {
+            let mut state = self.lock();
+            // Checked under the lock that `apply` and `remove` cancel under.
+            if cancelled.is_cancelled() {
+                None
+            } else {
+                tracing::info!(upstream = %name, tools = tools.len(), "upstream connected");
+                Some(state.links.insert(name.clone(), (Arc::clone(&link), tools)))
+            }
+        };
+        let Some(old) = old else {
+            link.close().await;
+            return Ok(());
+        };
         if let Some((old, _)) = old {
             old.close().await;
         }
@@ -76,57 +97,103 @@ impl Gateway {
         Ok(())
     }
 
-    /// Connects `upstream` as [`Gateway::add`] does, trying again with backoff (up to a
-    /// minute apart) until it is connected or the gateway stops: a server starts whether or
-    /// not its upstreams are there yet.
-    pub async fn keep(self: Arc<Self>, upstream: Upstream) {
+    /// Connects `upstream` as [`Gateway::add`] does, on a task of its own, trying again
+    /// with backoff (up to a minute apart) until it is connected or the gateway stops: a
+    /// server starts whether or not its upstreams are there yet. An upstream configured
+    /// anew, or removed, before it connected is given up.
+    pub fn keep(self: &Arc<Self>, upstream: Upstream) {
+        let token = self.stop.child_token();
+        let older = self
+            .lock()
+            .connecting
+            .insert(upstream.name.clone(), (upstream.clone(), token.clone()));
+        if let Some((_, older)) = older {
+            older.cancel();
+        }
+        tokio::spawn(Arc::clone(self).keeping(upstream, token));
+    }
+
+    async fn keeping(self: Arc<Self>, upstream: Upstream, token: CancellationToken) {
+        let name = upstream.name.clone();
         let mut delay = std::time::Duration::from_millis(500);
         loop {
-            match self.add(upstream.clone()).await {
-                Ok(()) => return,
+            let attempt = tokio::select! {
+                () = token.cancelled() => break,
+                attempt = self.add_unless(upstream.clone(), &token) => attempt,
+            };
+            match attempt {
+                Ok(()) => break,
                 Err(e) => {
-                    tracing::error!(upstream = %upstream.name, error = %e, retry_s = delay.as_secs_f64(), "cannot connect the upstream; trying again");
+                    tracing::error!(upstream = %name, error = %e, retry_s = delay.as_secs_f64(), "cannot connect the upstream; trying again");
                 }
             }
             tokio::select! {
-                () = self.stop.cancelled() => return,
+                () = token.cancelled() => break,
                 () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(std::time::Duration::from_secs(60));
         }
+        let mut state = self.lock();
+        if state
+            .connecting
+            .get(&name)
+            .is_some_and(|(_, current)| current == &token)
+        {
+            state.connecting.remove(&name);
+        }
+    }
+
+    /// The upstreams being connected, by name.
+    pub fn connecting(&self) -> Vec<String> {
+        self.lock().connecting.keys().cloned().collect()
     }
 
     /// Makes the upstreams those of `wanted`: the ones no longer there are stopped, new
     /// and changed ones (re)connected, unchanged ones left running. What a reload of the
     /// configuration does.
     pub async fn apply(self: &Arc<Self>, wanted: Vec<Upstream>) {
-        let current: Vec<(String, Upstream)> = self
-            .lock()
-            .links
-            .iter()
-            .map(|(name, (link, _))| (name.clone(), link.config.clone()))
-            .collect();
-        for (name, _) in &current {
+        let (current, connecting) = {
+            let state = self.lock();
+            let current: Vec<(String, Upstream)> = state
+                .links
+                .iter()
+                .map(|(name, (link, _))| (name.clone(), link.config.clone()))
+                .collect();
+            let connecting: Vec<(String, Upstream)> = state
+                .connecting
+                .iter()
+                .map(|(name, (config, _))| (name.clone(), config.clone()))
+                .collect();
+            (current, connecting)
+        };
+        for (name, _) in current.iter().chain(&connecting) {
             if !wanted.iter().any(|u| &u.name == name) {
                 self.remove(name).await;
             }
         }
         for upstream in wanted {
-            let same = current
-                .iter()
-                .any(|(name, config)| *name == upstream.name && *config == upstream);
+            let same =
+                |(name, config): &(String, Upstream)| *name == upstream.name && *config == upstream;
+            // Connected as configured, or being connected so: left alone.
+            let same = current.iter().any(same) || connecting.iter().any(same);
             if !same {
                 tracing::info!(upstream = %upstream.name, "upstream added or changed");
-                tokio::spawn(Arc::clone(self).keep(upstream));
+                self.keep(upstream);
             }
         }
     }
 
-    /// Stops offering upstream `name` and stops it.
+    /// Stops offering upstream `name` and stops it (or stops connecting it).
     pub async fn remove(&self, name: &str) -> bool {
-        let removed = self.lock().links.remove(name);
+        let (removed, connecting) = {
+            let mut state = self.lock();
+            (state.links.remove(name), state.connecting.remove(name))
+        };
+        if let Some((_, token)) = &connecting {
+            token.cancel();
+        }
         let Some((link, _)) = removed else {
-            return false;
+            return connecting.is_some();
         };
         self.publish();
         link.close().await;

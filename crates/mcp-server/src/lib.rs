@@ -134,7 +134,7 @@ pub(crate) async fn run(
             None => flags.clone(),
         };
         for upstream in upstreams {
-            tokio::spawn(std::sync::Arc::clone(&gateway).keep(upstream));
+            gateway.keep(upstream);
         }
         if let Some(file) = config.upstreams_file.clone() {
             tokio::spawn(reload_upstreams(std::sync::Arc::clone(&gateway), file, flags));

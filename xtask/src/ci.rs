@@ -36,12 +36,16 @@ pub(crate) fn all() -> anyhow::Result<()> {
     phases.time("cargo-deny", || cargo_deny(&cargo))?;
     phases.time("cargo test", || {
         // The Redis store's tests and the scale-out harness run the real redis-server and
-        // haproxy; the stdio transport's tests a real stdio server on the Python SDK.
+        // haproxy; the stdio transport's and the gateway's tests real stdio servers, on the
+        // Python SDK and the official reference server from npm.
         ensure_services()?;
         let python = python_venv()?;
+        ensure_node()?;
+        let upstreams = npm_install("tests/upstreams", "upstreams")?;
         run(Command::new(&cargo)
             .args(["test", "--workspace", "--locked"])
-            .env("MCP_TEST_PYTHON", python))
+            .env("MCP_TEST_PYTHON", python)
+            .env("MCP_TEST_UPSTREAMS", upstreams))
     })?;
     phases.time("build", || {
         run(Command::new(&cargo).args(["build", "--locked", "-p", "mcp-server"]))

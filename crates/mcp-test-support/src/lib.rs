@@ -174,16 +174,35 @@ pub fn sdk_python() -> std::path::PathBuf {
     if let Some(python) = std::env::var_os("MCP_TEST_PYTHON") {
         return python.into();
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
-    let python = target.join("py-venv/bin/python");
+    let python = target_dir().join("py-venv/bin/python");
     assert!(
         python.exists(),
         "no Python with the MCP SDK at {}: run `cargo xtask ci` once (it installs it), or set MCP_TEST_PYTHON",
         python.display()
     );
     python
+}
+
+/// The official reference server, `@modelcontextprotocol/server-everything`, installed
+/// from npm by `cargo xtask ci` (into target/upstreams, from tests/upstreams' lockfile;
+/// `MCP_TEST_UPSTREAMS` names another folder): its program, run with `node`. Panics, saying
+/// how to get it, when it is not there.
+pub fn server_everything() -> std::path::PathBuf {
+    let folder = std::env::var_os("MCP_TEST_UPSTREAMS")
+        .map_or_else(|| target_dir().join("upstreams"), Into::into);
+    let program = folder.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        program.exists(),
+        "no @modelcontextprotocol/server-everything at {}: run `cargo xtask ci` once (it installs it), or set MCP_TEST_UPSTREAMS",
+        program.display()
+    );
+    program
+}
+
+/// The workspace's target folder.
+fn target_dir() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
 }
 
 /// A file of the repository's tests/ folder, by its path inside it.

@@ -132,7 +132,7 @@ async fn dropping_cancels(scheme: &str, legacy: bool) {
 }
 
 /// Answers sampling requests with a fixed text.
-struct Model;
+pub(crate) struct Model;
 
 impl Handler for Model {
     fn capabilities(&self) -> ClientCapabilities {

@@ -81,3 +81,80 @@ async fn a_stdio_upstream_is_served_over_websocket_and_http_in_both_eras() {
     }
     server.shutdown().await;
 }
+
+/// The official reference server from npm, over stdio, through the gateway: its tools as
+/// `everything.*`, a long-running operation's progress, and its sampling request answered
+/// by the client that called it.
+#[tokio::test]
+async fn the_reference_server_is_served_with_progress_and_sampling() {
+    let program = mcp_test_support::server_everything();
+    let flag = format!("everything=node '{}' stdio", program.display());
+    let config = Config {
+        upstreams: vec![Upstream::from_flag(&flag).unwrap()],
+        ..Config::default()
+    };
+    let server = Server::with_config(config).await;
+    let mut options = Options::new(format!("ws://{}/mcp", server.addr));
+    options.legacy = true;
+    options.handler = Some(std::sync::Arc::new(crate::client::Model));
+    let client = Client::connect(options).await.unwrap();
+    wait_for_tool(&client, "everything.echo").await;
+    let tools = client.list_tools().await.unwrap();
+    assert!(
+        tools
+            .iter()
+            .any(|t| t.name == "everything.trigger-sampling-request"),
+        "the gateway declares sampling upstream: {:?}",
+        tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+
+    let echoed = client
+        .call_tool("everything.echo", args(json!({"message": "hello"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        echoed.content[0].as_text(),
+        Some("Echo: hello"),
+        "{echoed:?}"
+    );
+
+    let mut call = client
+        .call(
+            "everything.trigger-long-running-operation",
+            args(json!({"duration": 1, "steps": 4})),
+        )
+        .await
+        .unwrap();
+    let mut reports = Vec::new();
+    let done = loop {
+        match tokio::time::timeout(HANG, call.next()).await.unwrap() {
+            mcp_client::CallEvent::Progress(p) => reports.push(p.progress),
+            mcp_client::CallEvent::Done(result) => break result.unwrap(),
+        }
+    };
+    assert!(!reports.is_empty(), "no progress came through");
+    assert!(reports.windows(2).all(|w| w[0] < w[1]), "{reports:?}");
+    assert_eq!(done.is_error, None, "{done:?}");
+
+    let sampled = tokio::time::timeout(
+        HANG,
+        client.call_tool(
+            "everything.trigger-sampling-request",
+            args(json!({"prompt": "hello"})),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let text = sampled
+        .content
+        .iter()
+        .filter_map(|c| c.as_text())
+        .collect::<String>();
+    assert!(
+        text.contains("you said Resource trigger-sampling-request context: hello"),
+        "{text}"
+    );
+    client.close().await;
+    server.shutdown().await;
+}

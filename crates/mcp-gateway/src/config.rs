@@ -61,7 +61,8 @@ pub enum Target {
     Remote {
         /// Its MCP endpoint.
         url: String,
-        /// A file holding the bearer token to send, read at every (re)connection.
+        /// A file holding the bearer token to send, read when the upstream is connected (at
+        /// start, or when its entry changes); its reconnections reuse that token.
         token_file: Option<PathBuf>,
     },
 }

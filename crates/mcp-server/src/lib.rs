@@ -290,6 +290,16 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// SIGHUP, for what is reloaded at it; `None`, logged with what is `lost`, when it cannot
+/// be listened for.
+#[cfg(unix)]
+pub fn hangups(lost: &str) -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|e| tracing::error!(error = %e, "cannot listen for SIGHUP; {lost}"))
+        .ok()
+}
+
 /// At every SIGHUP, reads the upstreams file again and applies it beside the `--upstream`
 /// flags' (`flags`): added, removed and changed upstreams take effect, the others run on.
 /// A file that cannot be read or used changes nothing.
@@ -300,13 +310,8 @@ async fn reload_upstreams(
 ) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; the upstreams file will not be read again");
-                return;
-            }
+        let Some(mut hangups) = hangups("the upstreams file will not be read again") else {
+            return;
         };
         while hangups.recv().await.is_some() {
             match config::all_upstreams(&flags, &file) {

@@ -62,13 +62,8 @@ async fn main() -> anyhow::Result<()> {
 async fn reload_on_hangup(tls: std::sync::Arc<mcp_server::Tls>) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; the certificate will not be reloaded");
-                return;
-            }
+        let Some(mut hangups) = mcp_server::hangups("the certificate will not be reloaded") else {
+            return;
         };
         while hangups.recv().await.is_some() {
             match tls.reload() {

@@ -106,6 +106,10 @@ impl InboundSender {
     /// is gone.
     pub async fn send(&self, text: String) -> Result<(), Closed> {
         let mut text = Some(text);
+        // Room already (the usual case): no waiter to register and remove.
+        if let Some(result) = self.offer(&mut text) {
+            return result;
+        }
         loop {
             let mut writable = pin!(self.shared.writable.notified());
             writable.as_mut().enable();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use mcp_client::{Client, Options};
 
-use super::{HANG, start, start_or_refuse};
+use super::{HANG, send_signal, spawn, start_or_refuse};
 
 /// The python with the MCP SDK that `cargo xtask ci` installs (`MCP_TEST_PYTHON`, or
 /// target/py-venv, as mcp-test-support finds it: that crate cannot be used here).
@@ -58,7 +58,27 @@ async fn the_upstreams_file_is_read_again_at_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("upstreams.toml");
     std::fs::write(&file, upstreams_file("first")).unwrap();
-    let (child, address) = start(&["--upstreams-file", file.to_str().unwrap()]).await;
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--upstreams-file",
+        file.to_str().unwrap(),
+    ];
+    let (mut child, first) = spawn(&args, std::process::Stdio::piped()).await;
+    let address = first
+        .trim_end()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_owned();
+    // The log, a line at a time, read all along so that the pipe never fills.
+    let (log_tx, mut log) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = log_tx.send(line);
+        }
+    });
     let mut options = Options::new(format!("ws://{address}/mcp"));
     options.legacy = true;
     let client = Client::connect(options).await.unwrap();
@@ -66,12 +86,7 @@ async fn the_upstreams_file_is_read_again_at_sighup() {
 
     // Renamed in the file: the old upstream goes, the new one comes.
     std::fs::write(&file, upstreams_file("second")).unwrap();
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "-HUP");
     wait_for_tools(&client, |names| {
         names.iter().any(|n| n == "second.add") && !names.iter().any(|n| n.starts_with("first."))
     })
@@ -88,24 +103,42 @@ async fn the_upstreams_file_is_read_again_at_sighup() {
         .unwrap();
     assert_eq!(sum.structured_content.unwrap()["result"], 3);
 
-    // A broken file changes nothing.
-    std::fs::write(&file, "[[upstream]]\nname = \"bad name\"\n").unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let sum = client
-        .call_tool(
-            "second.add",
-            serde_json::json!({"a": 2, "b": 2})
-                .as_object()
-                .unwrap()
-                .clone(),
-        )
+    // A broken file changes nothing: the server says so, and the upstream runs on in the
+    // same process (had it been stopped and started again, its pid would differ).
+    let pid = |result: mcp_server::protocol::CallToolResult| {
+        result.structured_content.unwrap()["result"]
+            .as_i64()
+            .unwrap()
+    };
+    let before = pid(client
+        .call_tool("second.pid", Default::default())
         .await
-        .unwrap();
-    assert_eq!(sum.structured_content.unwrap()["result"], 4);
+        .unwrap());
+    std::fs::write(&file, "[[upstream]]\nname = \"bad name\"\n").unwrap();
+    send_signal(&child, "-HUP");
+    let mut seen = Vec::new();
+    tokio::time::timeout(HANG, async {
+        while let Some(line) = log.recv().await {
+            if line.contains("SIGHUP: cannot use the upstreams file") {
+                return;
+            }
+            seen.push(line);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the broken file was never read: {seen:#?}"));
+    std::fs::write(&file, upstreams_file("second") + &upstreams_file("third")).unwrap();
+    send_signal(&child, "-HUP");
+    wait_for_tools(&client, |names| names.iter().any(|n| n == "third.add")).await;
+    let after = pid(client
+        .call_tool("second.pid", Default::default())
+        .await
+        .unwrap());
+    let mut rest = Vec::new();
+    while let Ok(line) = log.try_recv() {
+        rest.push(line);
+    }
+    assert_eq!(before, after, "the upstream was started again: {rest:#?}");
     client.close().await;
     drop(child);
 }

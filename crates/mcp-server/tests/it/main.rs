@@ -116,9 +116,14 @@ async fn restart(address: &str, data: &str) -> Child {
 }
 
 fn sigterm(child: &Child) {
+    send_signal(child, "-TERM");
+}
+
+/// Sends `signal` (`-TERM`, `-HUP`...) to the binary.
+fn send_signal(child: &Child, signal: &str) {
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap();
     assert!(status.success());
